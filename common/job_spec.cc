@@ -1,0 +1,309 @@
+#include "common/job_spec.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/match.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "yaml-cpp/yaml.h"
+
+namespace vsdm {
+
+void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
+  v.String("name", s.name, 128);
+  v.String("owner", s.owner, 64);
+  v.Int("priority", s.priority, -1000, 1000);
+  v.Choice("problem.dataset", s.problem.dataset,
+           {"spiral", "checkerboard", "gaussian", "moons", "eight_gaussians"});
+  v.DoubleList("problem.scale", s.problem.scale, 1, 2, 1e-3, 1e3);
+  v.Choice("method", s.method, {"vsdm", "dsm"});
+  v.Double("diffusion.beta_min", s.diffusion.beta_min, 1e-4, 100.0);
+  v.Double("diffusion.beta_max", s.diffusion.beta_max, 1e-3, 1000.0);
+  v.Double("diffusion.beta_r", s.diffusion.beta_r, 0.0, 10.0);
+  v.Double("diffusion.t_min", s.diffusion.t_min, 1e-6, 0.5);
+  v.Int("diffusion.steps", s.diffusion.steps, 2, 10000);
+  v.Choice("variational.form", s.variational.form, {"full", "diagonal"});
+  v.Choice("variational.update", s.variational.update, {"exact", "sa", "adam"});
+  v.Double("variational.interact", s.variational.interact, 0.0, 2.0);
+  v.Choice("variational.prior", s.variational.prior, {"adaptive", "standard"});
+  v.Int("variational.trajectories", s.variational.trajectories, 1, 1000000);
+  v.Double("variational.lr", s.variational.lr, 1e-8, 10.0);
+  v.Double("variational.decay", s.variational.decay, 0.0, 1.0);
+  v.Double("variational.d_min", s.variational.d_min, 1e-6, 1.0);
+  v.Bool("variational.async", s.variational.async);
+  v.Int("variational.adam_steps", s.variational.adam_steps, 1, 100000);
+  v.Int("variational.adam_batch", s.variational.adam_batch, 1, 1000000);
+  v.Choice("model.arch", s.model.arch, {"toy_resnet", "mlp"});
+  v.Int("model.hidden", s.model.hidden, 8, 4096);
+  v.Choice("model.parameterization", s.model.parameterization, {"policy", "eps"});
+  v.Bool("model.input_scaling", s.model.input_scaling);
+  v.Int("train.rounds", s.train.rounds, 1, 1000000);
+  v.Int("train.steps_per_round", s.train.steps_per_round, 1, 10000000);
+  v.Int("train.batch_points", s.train.batch_points, 1, 1048576);
+  v.Int("train.times_per_point", s.train.times_per_point, 1, 1024);
+  v.Double("train.lr", s.train.lr, 1e-8, 1.0);
+  v.Double("train.ema", s.train.ema, 0.0, 0.999999);
+  v.Int("train.seed", s.train.seed, 0, (int64_t{1} << 62));
+  v.Int("train.checkpoint_every", s.train.checkpoint_every, 1, 1000000);
+  v.Int("sample.n", s.sample.n, 1, 10000000);
+  v.Choice("sample.solver", s.sample.solver, {"heun", "euler", "sde"});
+  v.Int("resources.trainers", s.resources.trainers, 1, 1024);
+  v.Choice("resources.device", s.resources.device, {"cpu", "cuda"});
+  v.Int("resources.max_restarts", s.resources.max_restarts, 0, 100);
+}
+
+namespace {
+
+std::string FormatDouble(double x) { return absl::StrFormat("%g", x); }
+
+// Checks every field's range; records the first violation.
+class RangeChecker : public JobSpecVisitor {
+ public:
+  absl::Status status;
+
+  void Int(const char* path, int64_t& v, int64_t lo, int64_t hi) override {
+    if (v < lo || v > hi) Fail(absl::StrCat(path, ": must be in [", lo, ", ", hi, "], got ", v));
+  }
+  void Double(const char* path, double& v, double lo, double hi) override {
+    if (!(v >= lo && v <= hi))
+      Fail(absl::StrCat(path, ": must be in [", FormatDouble(lo), ", ", FormatDouble(hi),
+                        "], got ", FormatDouble(v)));
+  }
+  void Bool(const char*, bool&) override {}
+  void String(const char* path, std::string& v, size_t max_len) override {
+    if (v.size() > max_len)
+      Fail(absl::StrCat(path, ": must be at most ", max_len, " characters, got ", v.size()));
+  }
+  void Choice(const char* path, std::string& v, const std::vector<std::string>& choices) override {
+    for (const auto& c : choices) {
+      if (v == c) return;
+      if (!c.empty() && c.back() == ':' && absl::StartsWith(v, c) && v.size() > c.size()) return;
+    }
+    Fail(absl::StrCat(path, ": must be one of ", absl::StrJoin(choices, " | "), ", got \"", v,
+                      "\""));
+  }
+  void DoubleList(const char* path, std::vector<double>& v, size_t min_len, size_t max_len,
+                  double lo, double hi) override {
+    if (v.size() < min_len || v.size() > max_len) {
+      Fail(absl::StrCat(path, ": must have ", min_len, " to ", max_len, " entries, got ",
+                        v.size()));
+      return;
+    }
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!(v[i] >= lo && v[i] <= hi))
+        Fail(absl::StrCat(path, "[", i, "]: must be in [", FormatDouble(lo), ", ",
+                          FormatDouble(hi), "], got ", FormatDouble(v[i])));
+    }
+  }
+
+ private:
+  void Fail(std::string msg) {
+    if (status.ok()) status = absl::InvalidArgumentError(std::move(msg));
+  }
+};
+
+// Reads fields from a YAML tree; records which keys it consumed.
+class YamlReader : public JobSpecVisitor {
+ public:
+  explicit YamlReader(const YAML::Node& root) : root_(root) {}
+  absl::Status status;
+  std::set<std::string> known_paths;
+
+  void Int(const char* path, int64_t& v, int64_t, int64_t) override {
+    YAML::Node n = Find(path);
+    if (!n.IsDefined()) return;
+    if (!IsScalar(path, n)) return;
+    const std::string& s = n.Scalar();
+    size_t pos = 0;
+    try {
+      long long x = std::stoll(s, &pos);
+      if (pos != s.size()) throw std::invalid_argument(s);
+      v = x;
+    } catch (const std::exception&) {
+      Fail(absl::StrCat(path, ": must be an integer, got \"", s, "\""));
+    }
+  }
+  void Double(const char* path, double& v, double, double) override {
+    YAML::Node n = Find(path);
+    if (!n.IsDefined()) return;
+    if (!IsScalar(path, n)) return;
+    auto x = ParseDouble(n.Scalar());
+    if (!x.ok()) return Fail(absl::StrCat(path, ": must be a number, got \"", n.Scalar(), "\""));
+    v = *x;
+  }
+  void Bool(const char* path, bool& v) override {
+    YAML::Node n = Find(path);
+    if (!n.IsDefined()) return;
+    if (!IsScalar(path, n)) return;
+    const std::string& s = n.Scalar();
+    if (s == "true" || s == "True" || s == "yes") v = true;
+    else if (s == "false" || s == "False" || s == "no") v = false;
+    else Fail(absl::StrCat(path, ": must be true or false, got \"", s, "\""));
+  }
+  void String(const char* path, std::string& v, size_t) override {
+    YAML::Node n = Find(path);
+    if (!n.IsDefined()) return;
+    if (!IsScalar(path, n)) return;
+    v = n.Scalar();
+  }
+  void Choice(const char* path, std::string& v, const std::vector<std::string>&) override {
+    String(path, v, 0);
+  }
+  void DoubleList(const char* path, std::vector<double>& v, size_t, size_t, double,
+                  double) override {
+    YAML::Node n = Find(path);
+    if (!n.IsDefined()) return;
+    if (!n.IsSequence()) return Fail(absl::StrCat(path, ": must be a list of numbers"));
+    std::vector<double> out;
+    for (size_t i = 0; i < n.size(); ++i) {
+      auto x = n[i].IsScalar() ? ParseDouble(n[i].Scalar())
+                               : absl::StatusOr<double>(absl::InvalidArgumentError(""));
+      if (!x.ok()) return Fail(absl::StrCat(path, "[", i, "]: must be a number"));
+      out.push_back(*x);
+    }
+    v = std::move(out);
+  }
+
+ private:
+  static absl::StatusOr<double> ParseDouble(const std::string& s) {
+    try {
+      size_t pos = 0;
+      double x = std::stod(s, &pos);
+      if (pos != s.size()) return absl::InvalidArgumentError(s);
+      return x;
+    } catch (const std::exception&) {
+      return absl::InvalidArgumentError(s);
+    }
+  }
+  bool IsScalar(const char* path, const YAML::Node& n) {
+    if (n.IsScalar()) return true;
+    Fail(absl::StrCat(path, ": must be a single value, not a ",
+                      n.IsMap() ? "mapping" : n.IsSequence() ? "list" : "null"));
+    return false;
+  }
+  // The node at a dotted path, or an invalid node when absent.
+  YAML::Node Find(const char* path) {
+    known_paths.insert(path);
+    std::vector<std::string> parts = absl::StrSplit(path, '.');
+    YAML::Node cur;
+    cur.reset(root_);
+    for (const auto& p : parts) {
+      if (!cur.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+      const YAML::Node& ccur = cur;
+      YAML::Node next = ccur[p];
+      if (!next.IsDefined()) return YAML::Node(YAML::NodeType::Undefined);
+      cur.reset(next);
+    }
+    return cur;
+  }
+  void Fail(std::string msg) {
+    if (status.ok()) status = absl::InvalidArgumentError(std::move(msg));
+  }
+  YAML::Node root_;
+};
+
+// Finds the first key in `node` (at `prefix`) that is not a known field or section.
+absl::Status CheckUnknownKeys(const YAML::Node& node, const std::string& prefix,
+                              const std::set<std::string>& known) {
+  if (!node.IsMap()) return absl::OkStatus();
+  for (const auto& kv : node) {
+    std::string key = kv.first.as<std::string>();
+    std::string path = prefix.empty() ? key : prefix + "." + key;
+    if (known.count(path)) continue;
+    bool is_section = false;
+    for (const auto& k : known) {
+      if (absl::StartsWith(k, path + ".")) { is_section = true; break; }
+    }
+    if (!is_section) return absl::InvalidArgumentError(absl::StrCat(path, ": unknown key"));
+    if (!kv.second.IsMap())
+      return absl::InvalidArgumentError(absl::StrCat(path, ": must be a mapping"));
+    VSDM_RETURN_IF_ERROR(CheckUnknownKeys(kv.second, path, known));
+  }
+  return absl::OkStatus();
+}
+
+class JsonWriter : public JobSpecVisitor {
+ public:
+  nlohmann::json out = nlohmann::json::object();
+  void Int(const char* p, int64_t& v, int64_t, int64_t) override { Set(p, v); }
+  void Double(const char* p, double& v, double, double) override { Set(p, v); }
+  void Bool(const char* p, bool& v) override { Set(p, v); }
+  void String(const char* p, std::string& v, size_t) override { Set(p, v); }
+  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override { Set(p, v); }
+  void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double, double) override {
+    Set(p, v);
+  }
+
+ private:
+  template <typename T>
+  void Set(const char* path, const T& v) {
+    std::vector<std::string> parts = absl::StrSplit(path, '.');
+    nlohmann::json* cur = &out;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) cur = &(*cur)[parts[i]];
+    (*cur)[parts.back()] = v;
+  }
+};
+
+}  // namespace
+
+absl::Status ValidateJobSpec(const JobSpec& spec) {
+  JobSpec copy = spec;
+  RangeChecker checker;
+  VisitJobSpecFields(copy, checker);
+  VSDM_RETURN_IF_ERROR(checker.status);
+  if (spec.diffusion.beta_max < spec.diffusion.beta_min)
+    return absl::InvalidArgumentError(
+        absl::StrCat("diffusion.beta_max: must be >= diffusion.beta_min (",
+                     FormatDouble(spec.diffusion.beta_min), "), got ",
+                     FormatDouble(spec.diffusion.beta_max)));
+  if (spec.train.batch_points < spec.resources.trainers)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train.batch_points: must be at least resources.trainers (", spec.resources.trainers,
+        ") so every trainer gets a shard, got ", spec.train.batch_points));
+  if (spec.variational.update == "exact" && spec.variational.lr > 1.0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "variational.lr: must be in (0, 1] for update exact (it is the averaging weight), got ",
+        FormatDouble(spec.variational.lr)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("spec: not valid YAML: ", e.what()));
+  }
+  JobSpec spec;
+  if (root.IsNull() || !root.IsDefined()) return spec;
+  if (!root.IsMap()) return absl::InvalidArgumentError("spec: must be a mapping of keys");
+  YamlReader reader(root);
+  VisitJobSpecFields(spec, reader);
+  VSDM_RETURN_IF_ERROR(CheckUnknownKeys(root, "", reader.known_paths));
+  VSDM_RETURN_IF_ERROR(reader.status);
+  VSDM_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  return spec;
+}
+
+absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("spec file ", path, ": cannot be read"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseJobSpecYaml(ss.str());
+}
+
+nlohmann::json JobSpecToJson(const JobSpec& spec) {
+  JobSpec copy = spec;
+  JsonWriter w;
+  VisitJobSpecFields(copy, w);
+  return w.out;
+}
+
+}  // namespace vsdm

@@ -1,0 +1,118 @@
+// The job spec: what a user writes (YAML) and what every process of a job reads. Field names
+// and defaults follow ../shared/JOBSPEC.md; this header is the single list of fields, their
+// types and their allowed ranges (see VisitJobSpecFields), so parsing, validation and
+// serialisation can never disagree about a field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace vsdm {
+
+struct ProblemSpec {
+  std::string dataset = "spiral";       // spiral | checkerboard | gaussian | moons | eight_gaussians
+  std::vector<double> scale = {1.0, 1.0};  // per-axis scale for toy sets
+};
+
+struct DiffusionSpec {
+  double beta_min = 0.1;
+  double beta_max = 10.0;
+  double beta_r = 1.7;
+  double t_min = 0.001;
+  int64_t steps = 100;  // sampler steps, also the simulation steps of the variational update
+};
+
+struct VariationalSpec {
+  std::string form = "full";        // full | diagonal
+  std::string update = "exact";     // exact | sa | adam
+  double interact = 1.0;            // zeta
+  std::string prior = "adaptive";   // adaptive: N(0, Sigma_T) | standard: N(0, I)
+  int64_t trajectories = 500;       // backward trajectories per round
+  double lr = 1.0;                  // rho (exact), eta_0 (sa), lr (adam)
+  double decay = 0.6;               // alpha in eta_k = eta_0 (k+1)^-alpha (sa, exact)
+  double d_min = 0.05;              // PD floor of the symmetric part of D
+  bool async = false;               // A one round stale; trainers never wait
+  int64_t adam_steps = 100;         // adam: optimiser steps per round
+  int64_t adam_batch = 1000;        // adam: trajectories per minibatch
+};
+
+struct ModelSpec {
+  std::string arch = "toy_resnet";       // toy_resnet | mlp
+  int64_t hidden = 256;
+  std::string parameterization = "policy";  // policy | eps
+  bool input_scaling = true;             // scale net input per axis by 1/std(x_t) (EDM c_in)
+};
+
+struct TrainSpec {
+  int64_t rounds = 100;
+  int64_t steps_per_round = 100;
+  int64_t batch_points = 1024;
+  int64_t times_per_point = 1;
+  double lr = 1e-3;
+  double ema = 0.99;
+  int64_t seed = 42;
+  int64_t checkpoint_every = 10;
+};
+
+struct SampleSpec {
+  int64_t n = 10000;
+  std::string solver = "heun";  // heun | euler | sde
+};
+
+struct ResourcesSpec {
+  int64_t trainers = 2;
+  std::string device = "cpu";  // cpu | cuda
+  int64_t max_restarts = 3;
+};
+
+struct JobSpec {
+  std::string name = "vsdm-job";
+  std::string owner;
+  int64_t priority = 0;
+  ProblemSpec problem;
+  std::string method = "vsdm";  // vsdm | dsm | vsmd
+  DiffusionSpec diffusion;
+  VariationalSpec variational;
+  ModelSpec model;
+  TrainSpec train;
+  SampleSpec sample;
+  ResourcesSpec resources;
+};
+
+// One field of the spec, as the visitor sees it. `path` is the dotted key path.
+class JobSpecVisitor {
+ public:
+  virtual ~JobSpecVisitor() = default;
+  virtual void Int(const char* path, int64_t& v, int64_t lo, int64_t hi) = 0;
+  virtual void Double(const char* path, double& v, double lo, double hi) = 0;
+  virtual void Bool(const char* path, bool& v) = 0;
+  // Free text of at most `max_len` characters.
+  virtual void String(const char* path, std::string& v, size_t max_len) = 0;
+  // One of `choices`; choices ending in ':' accept any suffix (e.g. "points:").
+  virtual void Choice(const char* path, std::string& v, const std::vector<std::string>& choices) = 0;
+  // A list of `min_len`..`max_len` numbers each in [lo, hi].
+  virtual void DoubleList(const char* path, std::vector<double>& v, size_t min_len,
+                          size_t max_len, double lo, double hi) = 0;
+};
+
+// Calls `v` once for every field of `spec`, in a fixed order, with its range.
+void VisitJobSpecFields(JobSpec& spec, JobSpecVisitor& v);
+
+// Parses YAML text into a spec, starting from the defaults. Refuses (INVALID_ARGUMENT, the
+// message naming the key path) an unknown key, a wrong type or a value out of range, and
+// cross-field inconsistencies.
+absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text);
+// Reads and parses a YAML file; NOT_FOUND if it cannot be read.
+absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path);
+
+// Checks ranges and cross-field rules of an already-built spec (e.g. one from the wire).
+absl::Status ValidateJobSpec(const JobSpec& spec);
+
+// The spec as JSON (every field, including defaults).
+nlohmann::json JobSpecToJson(const JobSpec& spec);
+
+}  // namespace vsdm

@@ -1,0 +1,37 @@
+// Crash-safe checkpoints of a training run: everything one round needs to resume (network,
+// EMA, optimiser, A and the update rule's state, round, RNG states), one file per checkpoint
+// under a directory, written atomically (temp file, fsync, rename).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "absl/status/statusor.h"
+#include "core/dsm_trainer.h"
+#include "core/variational.h"
+
+namespace vsdm::core {
+
+// What a checkpoint holds, by reference to the live objects (all must outlive the call).
+struct TrainStateRefs {
+  DsmTrainer* trainer = nullptr;            // may be null (variational-only state)
+  VariationalUpdater* updater = nullptr;    // may be null
+  std::vector<torch::Generator*> generators;  // saved and restored in order
+};
+
+// Writes `dir`/ckpt-<round>.pt atomically (creating `dir`), then removes all but the newest
+// `keep` checkpoints. `round` = number of completed rounds.
+absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainStateRefs& state,
+                            int keep = 2);
+
+// The newest complete checkpoint in `dir` (its round and path), or nullopt if there is none.
+std::optional<std::pair<int64_t, std::string>> FindLatestCheckpoint(const std::string& dir);
+
+// Restores `state` from `path`; returns the round it was saved at. INVALID_ARGUMENT when the
+// file does not match the live objects (another model, another dimension).
+absl::StatusOr<int64_t> LoadCheckpoint(const std::string& path, const TrainStateRefs& state);
+
+}  // namespace vsdm::core

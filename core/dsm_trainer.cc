@@ -1,0 +1,55 @@
+#include "core/dsm_trainer.h"
+
+#include <algorithm>
+
+namespace vsdm::core {
+
+DsmTrainer::DsmTrainer(ScoreNet net, const DsmTrainerOptions& options)
+    : options_(options), net_(std::move(net)), ema_(CloneScoreNet(net_)) {
+  opt_ = std::make_unique<torch::optim::AdamW>(
+      net_->parameters(), torch::optim::AdamWOptions(options_.lr).weight_decay(0.0));
+  for (auto& p : ema_->parameters()) p.set_requires_grad(false);
+}
+
+torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0_in, torch::Generator& gen,
+                               const KernelTable& table) {
+  torch::Tensor x0 = options_.times_per_point > 1
+                         ? x0_in.repeat_interleave(options_.times_per_point, 0)
+                         : x0_in;
+  const int64_t n = x0.size(0), d = x0.size(1);
+  torch::Tensor idx = torch::randint(0, table.size(), {n}, gen, torch::kLong);
+  torch::Tensor eps = torch::randn({n, d}, gen, torch::kFloat32);
+  torch::Tensor M = table.mean.index_select(0, idx);  // [n, d, d]
+  torch::Tensor L = table.chol.index_select(0, idx);
+  // x_t = M x0 + L eps (spec §2).
+  torch::Tensor xt = torch::bmm(M, x0.unsqueeze(2)).squeeze(2) + torch::bmm(L, eps.unsqueeze(2)).squeeze(2);
+  ScoreModel model(net_, options_.param, table);
+  torch::Tensor out = model.OutputAtIndices(xt, idx);
+  if (options_.param == Parameterization::kEps) return torch::mse_loss(out, eps);
+  // policy: y = sqrt(beta) (s* - A x_t), s* = -L^{-T} eps.
+  torch::Tensor score = -torch::bmm(table.chol_inv_t.index_select(0, idx), eps.unsqueeze(2)).squeeze(2);
+  torch::Tensor y = table.sqrt_beta.index_select(0, idx).unsqueeze(1) *
+                    (score - torch::matmul(xt, table.A.t()));
+  return torch::mse_loss(out, y);
+}
+
+double DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& gen,
+                                    const KernelTable& table) {
+  opt_->zero_grad();
+  torch::Tensor loss = Loss(x0, gen, table);
+  loss.backward();
+  return loss.item<double>();
+}
+
+void DsmTrainer::ApplyGradients() {
+  opt_->step();
+  ++steps_;
+  torch::NoGradGuard guard;
+  const double n = static_cast<double>(steps_);
+  const double decay = std::min(options_.ema, (1.0 + n) / (10.0 + n));
+  auto src = net_->parameters();
+  auto dst = ema_->parameters();
+  for (size_t i = 0; i < src.size(); ++i) dst[i].mul_(decay).add_(src[i], 1.0 - decay);
+}
+
+}  // namespace vsdm::core

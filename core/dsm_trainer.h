@@ -1,0 +1,49 @@
+// Backward-score training (spec §2): the DSM loss in the `policy` or `eps` parameterisation,
+// AdamW, and an EMA of the weights. The step is split in two (gradients, then the optimiser
+// step) so that a distributed trainer can average gradients in between.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "core/diffusion.h"
+#include "core/score_model.h"
+#include "core/score_net.h"
+
+namespace vsdm::core {
+
+struct DsmTrainerOptions {
+  Parameterization param = Parameterization::kPolicy;
+  double lr = 1e-3;          // AdamW learning rate
+  double ema = 0.99;         // EMA decay (with warm-up min(ema, (1+n)/(10+n)))
+  int64_t times_per_point = 1;
+};
+
+// Owns the network, its EMA copy and the optimiser. Not thread-safe.
+class DsmTrainer {
+ public:
+  DsmTrainer(ScoreNet net, const DsmTrainerOptions& options);
+
+  // The DSM loss on data points x0 [B, d] under `table` (B * times_per_point pairs), drawing
+  // times and noise from `gen`. Differentiable.
+  torch::Tensor Loss(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table);
+  // Zeroes gradients, computes the loss and its gradients; returns the loss value.
+  double ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table);
+  // One AdamW step with the current gradients, then the EMA update.
+  void ApplyGradients();
+
+  ScoreNet& net() { return net_; }
+  ScoreNet& ema_net() { return ema_; }
+  torch::optim::AdamW& optimizer() { return *opt_; }
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t s) { steps_ = s; }
+  const DsmTrainerOptions& options() const { return options_; }
+
+ private:
+  DsmTrainerOptions options_;
+  ScoreNet net_;
+  ScoreNet ema_;
+  std::unique_ptr<torch::optim::AdamW> opt_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace vsdm::core

@@ -1,0 +1,29 @@
+// Reverse-time samplers of spec §4: backward SDE (Euler-Maruyama) and the probability-flow
+// ODE (Euler, Heun), stepping on the kernel table's grid from t_N = T to t_0 = t_min.
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+#include "core/score_model.h"
+
+namespace vsdm::core {
+
+enum class Solver { kEuler, kHeun, kSde };
+Solver ParseSolver(const std::string& s);  // "euler" | "heun" | "sde"
+
+struct SampleResult {
+  torch::Tensor x;           // [n, d] the state at t_min
+  torch::Tensor trajectory;  // [N+1, n, d] states at t_N, ..., t_0 (only when asked for)
+};
+
+// n draws from the prior at T: N(0, Sigma_T) when `adaptive`, else N(0, I).
+torch::Tensor SamplePrior(const KernelTable& table, int64_t n, bool adaptive, torch::Generator& gen);
+
+// Integrates from x_T ([n, d]) to t_min. The SDE adds no noise on its last step.
+// Runs without autograd.
+SampleResult Sample(const ScoreModel& model, const torch::Tensor& x_T, Solver solver,
+                    torch::Generator& gen, bool keep_trajectory);
+
+}  // namespace vsdm::core

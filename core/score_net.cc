@@ -1,0 +1,63 @@
+#include "core/score_net.h"
+
+#include <cmath>
+
+namespace vsdm::core {
+
+torch::Tensor ScoreNetImpl::EmbeddingFrequencies() {
+  const int64_t half = kTimeEmbeddingDim / 2;
+  return torch::exp(-std::log(10000.0) * torch::arange(half, torch::kFloat32) / half);
+}
+
+ScoreNetImpl::ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden)
+    : arch_(std::move(arch)), dim_(dim), hidden_(hidden) {
+  TORCH_CHECK(arch_ == "toy_resnet" || arch_ == "mlp", "unknown arch ", arch_);
+  freqs_ = register_buffer("freqs", EmbeddingFrequencies());
+  const bool resnet = arch_ == "toy_resnet";
+  t_in_ = register_module(
+      "t_in", torch::nn::Linear(torch::nn::LinearOptions(kTimeEmbeddingDim, hidden).bias(resnet)));
+  if (resnet) t_out_ = register_module("t_out", torch::nn::Linear(hidden, hidden));
+  x_in_ = register_module("x_in", torch::nn::Linear(dim, hidden));
+  const int nblocks = resnet ? 9 : 2;
+  for (int i = 0; i < nblocks; ++i)
+    blocks_.push_back(register_module("block" + std::to_string(i), torch::nn::Linear(hidden, hidden)));
+  if (resnet) head1_ = register_module("head1", torch::nn::Linear(hidden, hidden));
+  head2_ = register_module("head2", torch::nn::Linear(hidden, dim));
+}
+
+torch::Tensor ScoreNetImpl::TimeFeatures(const torch::Tensor& t) {
+  torch::Tensor arg = (t.reshape({-1, 1}) * kTimeEmbeddingScale) * freqs_;
+  torch::Tensor emb = torch::cat({torch::cos(arg), torch::sin(arg)}, 1);
+  if (arch_ == "toy_resnet") return t_out_(torch::silu(t_in_(emb)));
+  return t_in_(emb);
+}
+
+torch::Tensor ScoreNetImpl::ForwardFeatures(const torch::Tensor& x, const torch::Tensor& tf) {
+  if (arch_ == "toy_resnet") {
+    // x-branch: Linear, then 3 residual blocks of [Linear -> SiLU] x 3, h = (h + block(h))/sqrt2.
+    torch::Tensor h = x_in_(x);
+    for (int b = 0; b < 3; ++b) {
+      torch::Tensor r = h;
+      for (int j = 0; j < 3; ++j) r = torch::silu(blocks_[3 * b + j](r));
+      h = (h + r) * M_SQRT1_2;
+    }
+    return head2_(torch::silu(head1_(h + tf)));
+  }
+  torch::Tensor h = torch::silu(x_in_(x) + tf);
+  for (auto& l : blocks_) h = torch::silu(l(h));
+  return head2_(h);
+}
+
+torch::Tensor ScoreNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
+  return ForwardFeatures(x, TimeFeatures(t));
+}
+
+ScoreNet CloneScoreNet(ScoreNet& net) {
+  ScoreNet copy(net->arch(), net->dim(), net->hidden());
+  torch::NoGradGuard guard;
+  auto src = net->named_parameters();
+  for (auto& p : copy->named_parameters()) p.value().copy_(src[p.key()]);
+  return copy;
+}
+
+}  // namespace vsdm::core

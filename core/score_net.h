@@ -1,0 +1,51 @@
+// Score networks for point data: the reference toy network (`toy_resnet`,
+// official-code-notes §5.2) and a plain `mlp`. Both split into a time branch and a state
+// branch so that the time branch can run once per distinct time (the grid has N+1 of them)
+// instead of once per point.
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+namespace vsdm::core {
+
+// Multiplies t in [0, 1] before the sinusoidal embedding (the reference feeds t_idx = t N
+// with N = 100).
+inline constexpr double kTimeEmbeddingScale = 100.0;
+inline constexpr int64_t kTimeEmbeddingDim = 128;
+
+class ScoreNetImpl : public torch::nn::Module {
+ public:
+  // `arch`: toy_resnet | mlp. `dim`: data dimension; `hidden`: width.
+  ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden);
+
+  // Time features for times t ([m] in [0, 1]): [m, hidden].
+  torch::Tensor TimeFeatures(const torch::Tensor& t);
+  // Output for states x ([B, dim], already input-scaled) and time features tf ([B, hidden]
+  // or [1, hidden], broadcast): [B, dim].
+  torch::Tensor ForwardFeatures(const torch::Tensor& x, const torch::Tensor& tf);
+  // Convenience: output at times t ([B] or [1]).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
+
+  const std::string& arch() const { return arch_; }
+  int64_t dim() const { return dim_; }
+  int64_t hidden() const { return hidden_; }
+
+  // The 64 embedding frequencies f_k = exp(-ln(10000) k / 64).
+  static torch::Tensor EmbeddingFrequencies();
+
+ private:
+  std::string arch_;
+  int64_t dim_, hidden_;
+  torch::Tensor freqs_;  // buffer [64]
+  torch::nn::Linear t_in_{nullptr}, t_out_{nullptr}, x_in_{nullptr};
+  std::vector<torch::nn::Linear> blocks_;  // toy_resnet: 3 x 3; mlp: 2
+  torch::nn::Linear head1_{nullptr}, head2_{nullptr};
+};
+TORCH_MODULE(ScoreNet);
+
+// A deep copy of `net` (same arch, same parameter values), e.g. for the EMA.
+ScoreNet CloneScoreNet(ScoreNet& net);
+
+}  // namespace vsdm::core

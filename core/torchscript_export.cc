@@ -1,0 +1,129 @@
+#include "core/torchscript_export.h"
+
+#include <sstream>
+
+#include <torch/script.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/file_util.h"
+
+namespace vsdm::core {
+namespace {
+
+std::string Lin(const std::string& name, const std::string& in) {
+  return absl::StrCat("torch.linear(", in, ", self.", name, "_weight, self.", name, "_bias)");
+}
+
+// TorchScript source of the network body, mirroring ScoreNetImpl exactly.
+std::string NetSource(ScoreNet& net) {
+  const bool resnet = net->arch() == "toy_resnet";
+  std::string s;
+  s += "def time_features(self, t: Tensor) -> Tensor:\n";
+  s += "    arg = (t.reshape(-1, 1) * self.time_scale) * self.freqs\n";
+  s += "    emb = torch.cat([torch.cos(arg), torch.sin(arg)], 1)\n";
+  if (resnet) {
+    s += "    return " + Lin("t_out", "torch.silu(" + Lin("t_in", "emb") + ")") + "\n";
+  } else {
+    s += "    return torch.matmul(emb, self.t_in_weight.t())\n";
+  }
+  s += "\n";
+  s += "def net(self, x: Tensor, tf: Tensor) -> Tensor:\n";
+  if (resnet) {
+    s += "    h = " + Lin("x_in", "x") + "\n";
+    for (int b = 0; b < 3; ++b) {
+      s += "    r = h\n";
+      for (int j = 0; j < 3; ++j)
+        s += "    r = torch.silu(" + Lin(absl::StrCat("block", 3 * b + j), "r") + ")\n";
+      s += "    h = (h + r) * 0.7071067811865476\n";
+    }
+    s += "    return " + Lin("head2", "torch.silu(" + Lin("head1", "h + tf") + ")") + "\n";
+  } else {
+    s += "    h = torch.silu(" + Lin("x_in", "x") + " + tf)\n";
+    s += "    h = torch.silu(" + Lin("block0", "h") + ")\n";
+    s += "    h = torch.silu(" + Lin("block1", "h") + ")\n";
+    s += "    return " + Lin("head2", "h") + "\n";
+  }
+  return s;
+}
+
+constexpr const char* kCommonSource = R"TS(
+def beta(self, t: Tensor) -> Tensor:
+    return self.beta_min + torch.pow(t, self.beta_r) * (self.beta_max - self.beta_min)
+
+def _grid_interp(self, table: Tensor, t: Tensor) -> Tensor:
+    # Linear interpolation of a per-grid-time table [N+1, ...] at times t [B].
+    u = ((t - self.t_min) / self.grid_step).clamp(0.0, float(self.steps))
+    k0 = torch.floor(u).long().clamp(0, self.steps - 1)
+    w = (u - k0.to(u.dtype)).reshape([-1] + [1] * (table.dim() - 1))
+    return table[k0] * (1.0 - w) + table[k0 + 1] * w
+
+def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    """Score s(x, t) of the learned backward process. x: [B, d]; t: [B] or [1], in [t_min, 1]."""
+    t = t.reshape(-1).expand(x.size(0)).to(x.dtype)
+    xin = x * self._grid_interp(self.input_scale, t)
+    out = self.net(xin, self.time_features(t))
+    if self.parameterization == "policy":
+        return out / torch.sqrt(self.beta(t)).unsqueeze(1) + torch.matmul(x, self.A.t())
+    linv_t = self._grid_interp(self.chol_inv_t, t)
+    return -torch.bmm(linv_t, out.unsqueeze(2)).squeeze(2)
+
+def ode_drift(self, x: Tensor, t: float) -> Tensor:
+    tt = torch.full([x.size(0)], t, dtype=x.dtype)
+    b = self.beta(tt).unsqueeze(1)
+    return 0.5 * b * (torch.matmul(x, self.D.t()) + self.forward(x, tt))
+
+def sample(self, n: int, steps: int = 100) -> Tensor:
+    """n samples by the Heun probability-flow ODE from N(0, Sigma_T) to t_min."""
+    with torch.no_grad():
+        x = torch.matmul(torch.randn([n, self.dim]), self.prior_chol.t())
+        h = (1.0 - self.t_min) / steps
+        for i in range(steps):
+            t0 = 1.0 - i * h
+            f0 = self.ode_drift(x, t0)
+            xe = x + h * f0
+            x = x + 0.5 * h * (f0 + self.ode_drift(xe, t0 - h))
+        return x
+)TS";
+
+}  // namespace
+
+absl::Status ExportTorchScript(const std::string& path, ScoreNet& net, const KernelTable& table,
+                               const ExportInfo& info) {
+  try {
+    torch::jit::Module m("VsdmScoreModel");
+    for (const auto& p : net->named_parameters()) {
+      std::string name = absl::StrReplaceAll(p.key(), {{".", "_"}});
+      m.register_parameter(name, p.value().detach().clone(), /*is_buffer=*/false);
+    }
+    if (net->arch() == "mlp") {
+      // the mlp's t_in has no bias; nothing else to add
+    }
+    m.register_buffer("freqs", ScoreNetImpl::EmbeddingFrequencies());
+    m.register_buffer("A", table.A.clone());
+    m.register_buffer("D", table.D.clone());
+    m.register_buffer("prior_chol", table.prior_chol.clone());
+    m.register_buffer("input_scale", table.input_scale.clone());
+    m.register_buffer("chol_inv_t", table.chol_inv_t.clone());
+    m.register_attribute("beta_min", c10::FloatType::get(), info.schedule.beta_min);
+    m.register_attribute("beta_max", c10::FloatType::get(), info.schedule.beta_max);
+    m.register_attribute("beta_r", c10::FloatType::get(), info.schedule.r);
+    m.register_attribute("t_min", c10::FloatType::get(), table.grid.t_min);
+    m.register_attribute("grid_step", c10::FloatType::get(), table.grid.Step());
+    m.register_attribute("steps", c10::IntType::get(), table.grid.steps);
+    m.register_attribute("dim", c10::IntType::get(), table.dim());
+    m.register_attribute("time_scale", c10::FloatType::get(), kTimeEmbeddingScale);
+    m.register_attribute("parameterization", c10::StringType::get(),
+                         std::string(info.param == Parameterization::kPolicy ? "policy" : "eps"));
+    m.register_attribute("method", c10::StringType::get(), info.method);
+    m.register_attribute("arch", c10::StringType::get(), net->arch());
+    m.define(NetSource(net) + kCommonSource);
+    std::ostringstream out;
+    m.save(out);
+    return AtomicWriteFile(path, out.str());
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("torchscript export: ", e.what()));
+  }
+}
+
+}  // namespace vsdm::core

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs everything vsdm needs to build, test and run on Debian 12 (bookworm), from Debian's
+# own archive. Idempotent: packages already present are skipped, so a second run is a no-op.
+# Must run as root (or with sudo available).
+set -euo pipefail
+
+PKGS=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config ccache git
+  # LibTorch (CPU) with c10d Gloo; gloo headers are a separate package
+  libtorch-dev libgloo-dev
+  # BLAS: Debian's libtorch uses the libblas.so.3 alternative; the reference BLAS makes
+  # linear layers ~17x slower, so install OpenBLAS and make it the alternative.
+  libopenblas0-pthread
+  # RPC, metrics, common libraries
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  prometheus-cpp-dev libabsl-dev
+  libgtest-dev libgmock-dev
+  libyaml-cpp-dev libcli11-dev libsqlite3-dev sqlite3 libpng-dev zlib1g-dev
+  libcairo2-dev nlohmann-json3-dev fonts-dejavu-core
+  # Python side of the TorchScript export check (torch.jit.load) and .npy checks
+  python3-torch python3-numpy
+  # a real Prometheus server for the observability integration test
+  prometheus
+  # misc used by tests and scripts
+  curl procps
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install-deps: all ${#PKGS[@]} packages present"
+fi
+
+# Point libblas.so.3 at OpenBLAS (the reference BLAS is ~17x slower for torch's linear layers).
+arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+for alt in libblas.so.3 liblapack.so.3; do
+  cand=$(update-alternatives --list "${alt}-${arch}" 2>/dev/null | grep -m1 openblas || true)
+  if [ -n "$cand" ]; then
+    cur=$(readlink -f "/etc/alternatives/${alt}-${arch}" 2>/dev/null || true)
+    if [ "$cur" != "$(readlink -f "$cand")" ]; then
+      $SUDO update-alternatives --set "${alt}-${arch}" "$cand" >/dev/null
+      echo "install-deps: ${alt} -> $cand"
+    fi
+  fi
+done

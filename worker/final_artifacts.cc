@@ -1,0 +1,86 @@
+#include "worker/final_artifacts.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "core/metrics.h"
+#include "core/npy.h"
+#include "core/plot.h"
+#include "core/sampler.h"
+#include "core/torchscript_export.h"
+
+namespace vsdm::worker {
+namespace fs = std::filesystem;
+
+namespace {
+std::vector<std::vector<double>> ToRows(const torch::Tensor& m) {
+  torch::Tensor a = m.to(torch::kFloat64).contiguous();
+  std::vector<std::vector<double>> rows(a.size(0));
+  for (int64_t i = 0; i < a.size(0); ++i)
+    for (int64_t j = 0; j < a.size(1); ++j) rows[i].push_back(a[i][j].item<double>());
+  return rows;
+}
+}  // namespace
+
+absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::ScoreNet& ema_net,
+                                                   const core::KernelTable& table,
+                                                   const std::string& out_dir,
+                                                   const nlohmann::json& extra) {
+  const JobSpec& spec = setup.spec;
+  torch::Generator gen = MakeGenerator(spec, Stream::kEval);
+  const int64_t n = spec.sample.n;
+  core::ScoreModel model(ema_net, setup.trainer_options.param, table);
+  ema_net->eval();
+
+  // Evaluation samples start from the prior N(0, Sigma_T) (spec §4).
+  torch::Tensor xT = core::SamplePrior(table, n, /*adaptive=*/true, gen);
+  core::Solver solver = core::ParseSolver(spec.sample.solver);
+  core::SampleResult ode = core::Sample(model, xT, core::Solver::kHeun, gen, /*keep_trajectory=*/true);
+  torch::Tensor samples = solver == core::Solver::kHeun ? ode.x : core::Sample(model, xT, solver, gen, false).x;
+
+  torch::Tensor data = setup.dataset->Sample(n, gen);
+  torch::Tensor data2 = setup.dataset->Sample(n, gen);
+  nlohmann::json m;
+  m["n"] = n;
+  m["solver"] = spec.sample.solver;
+  m["energy_distance"] = core::EnergyDistance(samples, data);
+  m["energy_distance_floor"] = core::EnergyDistance(data2, data);
+  m["pmf_rmse"] = core::PmfRmse(data, samples);
+  m["pmf_rmse_floor"] = core::PmfRmse(data, data2);
+  m["sliced_w1"] = core::SlicedWasserstein1(samples, data, 256, gen);
+  m["sliced_w1_floor"] = core::SlicedWasserstein1(data2, data, 256, gen);
+  m["ode_straightness"] = core::Straightness(ode.trajectory);
+  m["ode_transport_cost"] = core::TransportCost(ode.trajectory);
+  m["A"] = ToRows(table.A64);
+  m["D"] = ToRows(table.D.to(torch::kFloat64));
+  m["prior_cov"] = ToRows(table.prior_cov64);
+  m["spec"] = JobSpecToJson(spec);
+  for (auto it = extra.begin(); it != extra.end(); ++it) m[it.key()] = it.value();
+
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  VSDM_RETURN_IF_ERROR(core::WriteNpy((fs::path(out_dir) / "samples.npy").string(), samples));
+  core::ExportInfo info{setup.schedule, setup.trainer_options.param, spec.method};
+  VSDM_RETURN_IF_ERROR(core::ExportTorchScript((fs::path(out_dir) / "model.pt").string(), ema_net, table, info));
+
+  core::ScatterPlot plot;
+  plot.title = absl::StrFormat("%s: %s %s, %s", spec.name, spec.problem.dataset, spec.method,
+                               spec.sample.solver);
+  plot.caption.push_back(absl::StrFormat(
+      "energy distance %.3f (data vs data %.4f)   PMF-RMSE %.2e (floor %.2e)   SW1 %.3f",
+      m["energy_distance"].get<double>(), m["energy_distance_floor"].get<double>(),
+      m["pmf_rmse"].get<double>(), m["pmf_rmse_floor"].get<double>(), m["sliced_w1"].get<double>()));
+  plot.caption.push_back(absl::StrFormat(
+      "ODE straightness %.3f (1 = straight)   transport cost %.2f   A = %s",
+      m["ode_straightness"].get<double>(), m["ode_transport_cost"].get<double>(), m["A"].dump()));
+  plot.data = data;
+  plot.samples = samples;
+  plot.trajectories = ode.trajectory.slice(1, 0, 48);
+  VSDM_RETURN_IF_ERROR(core::WriteScatterPng((fs::path(out_dir) / "samples.png").string(), plot));
+  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(out_dir) / "metrics.json").string(), m.dump(2) + "\n"));
+  return m;
+}
+
+}  // namespace vsdm::worker

@@ -1,0 +1,57 @@
+#include "worker/job_setup.h"
+
+#include "common/status_macros.h"
+
+namespace vsdm::worker {
+
+torch::Generator MakeGenerator(const JobSpec& spec, Stream s, int64_t rank) {
+  const uint64_t seed = static_cast<uint64_t>(spec.train.seed) * 1000003ULL +
+                        static_cast<uint64_t>(s) * 7919ULL + static_cast<uint64_t>(rank) * 104729ULL;
+  return at::make_generator<at::CPUGeneratorImpl>(seed);
+}
+
+core::ScoreNet JobSetup::MakeNet() const {
+  torch::manual_seed(static_cast<uint64_t>(spec.train.seed));
+  return core::ScoreNet(spec.model.arch, dim(), spec.model.hidden);
+}
+
+core::KernelTable JobSetup::Table(const torch::Tensor& A) const {
+  return core::BuildKernelTable(schedule, grid, diagonal ? torch::diag(A) : A, data_cov);
+}
+
+absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) {
+  if (spec.method == "vsmd")
+    return absl::UnimplementedError("method: vsmd is not available in this build yet");
+  if (spec.resources.device == "cuda" && !torch::cuda::is_available())
+    return absl::FailedPreconditionError("resources.device: cuda requested but no CUDA device");
+  JobSetup s;
+  s.spec = spec;
+  VSDM_ASSIGN_OR_RETURN(core::ToyDataset ds, core::ToyDataset::Create(spec.problem.dataset, spec.problem.scale));
+  s.dataset = std::make_unique<core::ToyDataset>(std::move(ds));
+  s.schedule = {spec.diffusion.beta_min, spec.diffusion.beta_max, spec.diffusion.beta_r};
+  s.grid = {spec.diffusion.t_min, spec.diffusion.steps};
+  if (spec.model.input_scaling) {
+    torch::Generator g = MakeGenerator(spec, Stream::kDataCov);
+    torch::Tensor x = s.dataset->Sample(20000, g).to(torch::kFloat64);
+    torch::Tensor xc = x - x.mean(0, true);
+    s.data_cov = torch::matmul(xc.t(), xc) / static_cast<double>(x.size(0) - 1);
+  }
+  s.trainer_options.param = core::ParseParameterization(spec.model.parameterization);
+  s.trainer_options.lr = spec.train.lr;
+  s.trainer_options.ema = spec.train.ema;
+  s.trainer_options.times_per_point = spec.train.times_per_point;
+  s.diagonal = spec.variational.form == "diagonal";
+  s.learn_a = spec.method == "vsdm";
+  auto& v = s.variational_options;
+  v.diagonal = s.diagonal;
+  v.update = spec.variational.update;
+  v.interact = spec.variational.interact;
+  v.lr = spec.variational.lr;
+  v.decay = spec.variational.decay;
+  v.d_min = spec.variational.d_min;
+  v.adam_steps = spec.variational.adam_steps;
+  v.seed = static_cast<int64_t>(spec.train.seed) + 17;
+  return s;
+}
+
+}  // namespace vsdm::worker

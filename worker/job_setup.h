@@ -1,0 +1,45 @@
+// Builds the pieces of one job that every process role shares from a validated JobSpec: the
+// dataset, schedule, grid, network, trainer options and variational options. Deterministic in
+// the spec's seed, so every rank constructs identical initial state.
+#pragma once
+
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "absl/status/statusor.h"
+#include "common/job_spec.h"
+#include "core/diffusion.h"
+#include "core/dsm_trainer.h"
+#include "core/score_net.h"
+#include "core/toy_data.h"
+#include "core/variational.h"
+
+namespace vsdm::worker {
+
+// Seeds of the independent random streams of a job (derived from train.seed).
+enum class Stream : int64_t { kInit = 0, kData = 1, kTrain = 2, kVariational = 3, kEval = 4, kDataCov = 5 };
+torch::Generator MakeGenerator(const JobSpec& spec, Stream s, int64_t rank = 0);
+
+struct JobSetup {
+  JobSpec spec;
+  std::unique_ptr<core::ToyDataset> dataset;
+  core::BetaSchedule schedule;
+  core::TimeGrid grid;
+  torch::Tensor data_cov;  // [d, d] float64, or undefined when model.input_scaling is off
+  core::DsmTrainerOptions trainer_options;
+  core::VariationalOptions variational_options;
+  bool diagonal = false;
+  bool learn_a = true;  // false for method dsm
+
+  int64_t dim() const { return dataset->dim(); }
+  // A fresh network initialised from the spec's seed.
+  core::ScoreNet MakeNet() const;
+  // The kernel table for A (the updater's dense [d, d] float64 form).
+  core::KernelTable Table(const torch::Tensor& A) const;
+};
+
+// INVALID_ARGUMENT when the spec names something this build cannot run.
+absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec);
+
+}  // namespace vsdm::worker
