@@ -4,6 +4,16 @@
 
 namespace vsdm::core {
 
+DsmPair MakeDsmPair(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& M,
+                    const torch::Tensor& L, const torch::Tensor& chol_inv_t,
+                    const torch::Tensor& sqrt_beta, const torch::Tensor& A) {
+  DsmPair p;
+  p.xt = torch::bmm(M, x0.unsqueeze(2)).squeeze(2) + torch::bmm(L, eps.unsqueeze(2)).squeeze(2);
+  p.score = -torch::bmm(chol_inv_t, eps.unsqueeze(2)).squeeze(2);
+  p.policy_target = sqrt_beta.unsqueeze(1) * (p.score - torch::matmul(p.xt, A.t()));
+  return p;
+}
+
 DsmTrainer::DsmTrainer(ScoreNet net, const DsmTrainerOptions& options)
     : options_(options), net_(std::move(net)), ema_(CloneScoreNet(net_)) {
   opt_ = std::make_unique<torch::optim::AdamW>(
@@ -19,17 +29,13 @@ torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0_in, torch::Generator& gen
   const int64_t n = x0.size(0), d = x0.size(1);
   torch::Tensor idx = torch::randint(0, table.size(), {n}, gen, torch::kLong);
   torch::Tensor eps = torch::randn({n, d}, gen, torch::kFloat32);
-  torch::Tensor M = table.mean.index_select(0, idx);  // [n, d, d]
-  torch::Tensor L = table.chol.index_select(0, idx);
-  // x_t = M x0 + L eps (spec §2).
-  torch::Tensor xt = torch::bmm(M, x0.unsqueeze(2)).squeeze(2) + torch::bmm(L, eps.unsqueeze(2)).squeeze(2);
+  DsmPair pair = MakeDsmPair(x0, eps, table.mean.index_select(0, idx), table.chol.index_select(0, idx),
+                             table.chol_inv_t.index_select(0, idx), table.sqrt_beta.index_select(0, idx),
+                             table.A);
   ScoreModel model(net_, options_.param, table);
-  torch::Tensor out = model.OutputAtIndices(xt, idx);
+  torch::Tensor out = model.OutputAtIndices(pair.xt, idx);
   if (options_.param == Parameterization::kEps) return torch::mse_loss(out, eps);
-  // policy: y = sqrt(beta) (s* - A x_t), s* = -L^{-T} eps.
-  torch::Tensor score = -torch::bmm(table.chol_inv_t.index_select(0, idx), eps.unsqueeze(2)).squeeze(2);
-  torch::Tensor y = table.sqrt_beta.index_select(0, idx).unsqueeze(1) *
-                    (score - torch::matmul(xt, table.A.t()));
+  torch::Tensor y = pair.policy_target;
   return torch::mse_loss(out, y);
 }
 

@@ -18,6 +18,16 @@ struct DsmTrainerOptions {
   int64_t times_per_point = 1;
 };
 
+// The DSM pair of spec §2 for data x0 [n, d] and noise eps [n, d] with per-row kernel
+// matrices M, L, L^{-T} [n, d, d], sqrt(beta) [n] and A [d, d] (any float dtype):
+// x_t = M x0 + L eps; score = -L^{-T} eps; policy target y = sqrt(beta) (score - A x_t).
+struct DsmPair {
+  torch::Tensor xt, score, policy_target;
+};
+DsmPair MakeDsmPair(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& M,
+                    const torch::Tensor& L, const torch::Tensor& chol_inv_t,
+                    const torch::Tensor& sqrt_beta, const torch::Tensor& A);
+
 // Owns the network, its EMA copy and the optimiser. Not thread-safe.
 class DsmTrainer {
  public:

@@ -15,10 +15,13 @@ torch::Tensor SamplePrior(const KernelTable& table, int64_t n, bool adaptive, to
   return adaptive ? torch::matmul(z, table.prior_chol.t()) : z;
 }
 
-SampleResult Sample(const ScoreModel& model, const torch::Tensor& x_T, Solver solver,
-                    torch::Generator& gen, bool keep_trajectory) {
+ScoreFn ScoreFnOf(const ScoreModel& model) {
+  return [&model](const torch::Tensor& x, int64_t k) { return model.ScoreAt(x, k); };
+}
+
+SampleResult Sample(const KernelTable& tab, const ScoreFn& score, const torch::Tensor& x_T,
+                    Solver solver, torch::Generator& gen, bool keep_trajectory) {
   torch::NoGradGuard no_grad;
-  const KernelTable& tab = model.table();
   const int64_t N = tab.grid.steps;
   const double h = tab.grid.Step();
   const torch::Tensor Dt = tab.D.t();
@@ -27,13 +30,13 @@ SampleResult Sample(const ScoreModel& model, const torch::Tensor& x_T, Solver so
   if (keep_trajectory) traj.push_back(x);
   // Probability-flow drift in reverse time: dx/ds = 1/2 beta (D x + s(x, t)), s = T - t.
   auto ode_drift = [&](const torch::Tensor& y, int64_t k) {
-    return 0.5 * tab.beta[k].item<double>() * (torch::matmul(y, Dt) + model.ScoreAt(y, k));
+    return 0.5 * tab.beta[k].item<double>() * (torch::matmul(y, Dt) + score(y, k));
   };
   for (int64_t k = N; k >= 1; --k) {
     const double beta = tab.beta[k].item<double>();
     if (solver == Solver::kSde) {
       // x <- x + beta (1/2 D x + s) h + sqrt(beta h) xi.
-      torch::Tensor drift = beta * (0.5 * torch::matmul(x, Dt) + model.ScoreAt(x, k));
+      torch::Tensor drift = beta * (0.5 * torch::matmul(x, Dt) + score(x, k));
       x = x + h * drift;
       if (k > 1) x = x + std::sqrt(beta * h) * torch::randn(x.sizes(), gen, torch::kFloat32);
     } else if (solver == Solver::kEuler) {

@@ -2,6 +2,7 @@
 // ODE (Euler, Heun), stepping on the kernel table's grid from t_N = T to t_0 = t_min.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include <torch/torch.h>
@@ -21,9 +22,17 @@ struct SampleResult {
 // n draws from the prior at T: N(0, Sigma_T) when `adaptive`, else N(0, I).
 torch::Tensor SamplePrior(const KernelTable& table, int64_t n, bool adaptive, torch::Generator& gen);
 
-// Integrates from x_T ([n, d]) to t_min. The SDE adds no noise on its last step.
-// Runs without autograd.
-SampleResult Sample(const ScoreModel& model, const torch::Tensor& x_T, Solver solver,
-                    torch::Generator& gen, bool keep_trajectory);
+// The score s(x, t_k) at grid index k, for states x [n, d].
+using ScoreFn = std::function<torch::Tensor(const torch::Tensor& x, int64_t k)>;
+ScoreFn ScoreFnOf(const ScoreModel& model);  // borrows `model`
+
+// Integrates from x_T ([n, d]) to t_min on `table`'s grid. The SDE adds no noise on its last
+// step. Runs without autograd.
+SampleResult Sample(const KernelTable& table, const ScoreFn& score, const torch::Tensor& x_T,
+                    Solver solver, torch::Generator& gen, bool keep_trajectory);
+inline SampleResult Sample(const ScoreModel& model, const torch::Tensor& x_T, Solver solver,
+                           torch::Generator& gen, bool keep_trajectory) {
+  return Sample(model.table(), ScoreFnOf(model), x_T, solver, gen, keep_trajectory);
+}
 
 }  // namespace vsdm::core

@@ -75,15 +75,14 @@ def ode_drift(self, x: Tensor, t: float) -> Tensor:
 
 def sample(self, n: int, steps: int = 100) -> Tensor:
     """n samples by the Heun probability-flow ODE from N(0, Sigma_T) to t_min."""
-    with torch.no_grad():
-        x = torch.matmul(torch.randn([n, self.dim]), self.prior_chol.t())
-        h = (1.0 - self.t_min) / steps
-        for i in range(steps):
-            t0 = 1.0 - i * h
-            f0 = self.ode_drift(x, t0)
-            xe = x + h * f0
-            x = x + 0.5 * h * (f0 + self.ode_drift(xe, t0 - h))
-        return x
+    x = torch.matmul(torch.randn([n, self.dim]), self.prior_chol.t())
+    h = (1.0 - self.t_min) / steps
+    for i in range(steps):
+        t0 = 1.0 - i * h
+        f0 = self.ode_drift(x, t0).detach()
+        xe = x + h * f0
+        x = (x + 0.5 * h * (f0 + self.ode_drift(xe, t0 - h))).detach()
+    return x
 )TS";
 
 }  // namespace

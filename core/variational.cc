@@ -28,10 +28,10 @@ VariationalStats VariationalStats::Unflatten(const torch::Tensor& flat, int64_t 
   return s;
 }
 
-VariationalStats ComputeVariationalStats(const ScoreModel& model, const torch::Tensor& x_T,
-                                         int64_t group_size, torch::Generator& gen) {
+VariationalStats ComputeVariationalStats(const KernelTable& tab, const ScoreFn& score_fn,
+                                         const torch::Tensor& x_T, int64_t group_size,
+                                         torch::Generator& gen) {
   torch::NoGradGuard no_grad;
-  const KernelTable& tab = model.table();
   const int64_t K = x_T.size(0), d = x_T.size(1);
   const int64_t G = (K + group_size - 1) / group_size;
   const double h = tab.grid.Step();
@@ -52,7 +52,7 @@ VariationalStats ComputeVariationalStats(const ScoreModel& model, const torch::T
   for (int64_t k = tab.grid.steps; k >= 1; --k) {
     const double beta = tab.beta[k].item<double>();
     const double sb = std::sqrt(beta);
-    torch::Tensor score = model.ScoreAt(x, k);
+    torch::Tensor score = score_fn(x, k);
     torch::Tensor zb = sb * (score - torch::matmul(x, At));  // z_b = sqrt(beta)(s - A x)
     torch::Tensor x64 = x.to(torch::kFloat64), z64 = zb.to(torch::kFloat64);
     // sum_i over trajectories of group g of x_i x_i^T, z_i x_i^T.

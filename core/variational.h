@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "core/sampler.h"
 #include "core/score_model.h"
 
 namespace vsdm::core {
@@ -33,8 +34,13 @@ struct VariationalStats {
 // Simulates trajectories of the backward SDE with `model` (EMA net, current A) from x_T
 // ([K, d]) over the table's grid and accumulates the statistics of spec §3 at every state
 // before each step. `group_size` trajectories per group (the last group may be smaller).
-VariationalStats ComputeVariationalStats(const ScoreModel& model, const torch::Tensor& x_T,
-                                         int64_t group_size, torch::Generator& gen);
+VariationalStats ComputeVariationalStats(const KernelTable& table, const ScoreFn& score,
+                                         const torch::Tensor& x_T, int64_t group_size,
+                                         torch::Generator& gen);
+inline VariationalStats ComputeVariationalStats(const ScoreModel& model, const torch::Tensor& x_T,
+                                                int64_t group_size, torch::Generator& gen) {
+  return ComputeVariationalStats(model.table(), ScoreFnOf(model), x_T, group_size, gen);
+}
 
 struct VariationalOptions {
   bool diagonal = false;     // form: diagonal keeps only the diagonals of S_xx, S_zx

@@ -87,7 +87,9 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
     const double per_round = (train_total + var_total) / static_cast<double>(r + 1 - start_round);
     rep.eta_sec = per_round * static_cast<double>(rounds - r - 1);
     history.push_back({{"round", rep.round}, {"loss", rep.loss}, {"a_norm", rep.a_norm},
-                       {"train_sec", rep.train_sec}, {"variational_sec", rep.variational_sec}});
+                       {"train_sec", rep.train_sec}, {"variational_sec", rep.variational_sec},
+                       {"A", std::vector<double>(updater.A().data_ptr<double>(),
+                                                 updater.A().data_ptr<double>() + updater.A().numel())}});
     if (options.on_round) options.on_round(rep);
     if ((r + 1) % spec.train.checkpoint_every == 0 || r + 1 == rounds) {
       VSDM_RETURN_IF_ERROR(core::SaveCheckpoint(ckpt_dir, r + 1, refs));

@@ -9,6 +9,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_format.h"
 #include "common/job_spec.h"
+#include "core/threading.h"
 #include "worker/job_setup.h"
 #include "worker/standalone_job.h"
 
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int threads = opt.threads > 0 ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
-  torch::set_num_threads(threads);
+  const std::string thread_desc = vsdm::core::ConfigureThreads(threads);
 
   std::error_code ec;
   std::filesystem::create_directories(opt.out_dir, ec);
@@ -61,9 +62,9 @@ int main(int argc, char** argv) {
     std::cerr << "vsdm-train: cannot create " << opt.out_dir << ": " << ec.message() << "\n";
     return 1;
   }
-  std::cout << absl::StrFormat("vsdm-train: %s (%s, %s), %d rounds x %d steps, batch %d, %d threads\n",
+  std::cout << absl::StrFormat("vsdm-train: %s (%s, %s), %d rounds x %d steps, batch %d, %s\n",
                                spec->name, spec->problem.dataset, spec->method, spec->train.rounds,
-                               spec->train.steps_per_round, spec->train.batch_points, threads)
+                               spec->train.steps_per_round, spec->train.batch_points, thread_desc)
             << std::flush;
   vsdm::worker::StandaloneOptions so;
   so.out_dir = opt.out_dir;
