@@ -95,9 +95,6 @@ absl::Status ExportTorchScript(const std::string& path, ScoreNet& net, const Ker
       std::string name = absl::StrReplaceAll(p.key(), {{".", "_"}});
       m.register_parameter(name, p.value().detach().clone(), /*is_buffer=*/false);
     }
-    if (net->arch() == "mlp") {
-      // the mlp's t_in has no bias; nothing else to add
-    }
     m.register_buffer("freqs", ScoreNetImpl::EmbeddingFrequencies());
     m.register_buffer("A", table.A.clone());
     m.register_buffer("D", table.D.clone());
