@@ -1,5 +1,6 @@
 #include "worker/final_artifacts.h"
 
+#include <chrono>
 #include <filesystem>
 
 #include "absl/strings/str_format.h"
@@ -29,6 +30,7 @@ absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::
                                                    const std::string& out_dir,
                                                    const nlohmann::json& extra) {
   const JobSpec& spec = setup.spec;
+  const auto t_eval = std::chrono::steady_clock::now();
   torch::Generator gen = MakeGenerator(spec, Stream::kEval);
   const int64_t n = spec.sample.n;
   core::ScoreModel model(ema_net, setup.trainer_options.param, table);
@@ -79,6 +81,9 @@ absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::
   plot.samples = samples;
   plot.trajectories = ode.trajectory.slice(1, 0, 48);
   VSDM_RETURN_IF_ERROR(core::WriteScatterPng((fs::path(out_dir) / "samples.png").string(), plot));
+  // Total wall time = the caller's training time (if given) + this evaluation.
+  m["eval_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count();
+  m["wall_seconds"] = extra.value("wall_seconds_training", 0.0) + m["eval_seconds"].get<double>();
   VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(out_dir) / "metrics.json").string(), m.dump(2) + "\n"));
   return m;
 }

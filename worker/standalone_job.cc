@@ -4,7 +4,6 @@
 #include <filesystem>
 
 #include "absl/strings/str_format.h"
-#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "core/checkpoint.h"
 #include "core/sampler.h"
@@ -104,11 +103,7 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
   extra["steps_per_sec"] = steps_done > 0 ? static_cast<double>(steps_done) / std::max(1e-9, train_total) : 0.0;
   extra["resumed_from_round"] = start_round;
   extra["rounds"] = history;
-  VSDM_ASSIGN_OR_RETURN(nlohmann::json m, WriteFinalArtifacts(setup, trainer.ema_net(), table, options.out_dir, extra));
-  // Total wall time including the evaluation, recorded in the same metrics.json.
-  m["wall_seconds"] = Seconds(t_start, Clock::now());
-  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(options.out_dir) / "metrics.json").string(), m.dump(2) + "\n"));
-  return m;
+  return WriteFinalArtifacts(setup, trainer.ema_net(), table, options.out_dir, extra);
 }
 
 }  // namespace vsdm::worker
