@@ -27,10 +27,7 @@ void ReadModule(torch::serialize::InputArchive& ar, const std::string& prefix, t
 }
 }  // namespace
 
-absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainStateRefs& s, int keep) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("create ", dir, ": ", ec.message()));
+absl::StatusOr<std::string> SerializeCheckpoint(int64_t round, const TrainStateRefs& s) {
   std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive ar;
@@ -49,12 +46,20 @@ absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainSt
     }
     for (size_t i = 0; i < s.generators.size(); ++i)
       ar.write(absl::StrCat("rng.", i), s.generators[i]->get_state());
+    for (const auto& [name, t] : s.extras) ar.write("extra." + name, *t);
     ar.save_to(bytes);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("checkpoint serialise: ", e.what()));
   }
+  return bytes.str();
+}
+
+absl::Status WriteCheckpointFile(const std::string& dir, int64_t round, const std::string& bytes, int keep) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("create ", dir, ": ", ec.message()));
   VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(dir) / absl::StrFormat("ckpt-%08d.pt", round)).string(),
-                                       bytes.str()));
+                                       bytes));
   // Keep the newest `keep`.
   std::vector<std::pair<int64_t, fs::path>> all;
   std::regex re("ckpt-(\\d+)\\.pt");
@@ -66,6 +71,11 @@ absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainSt
   std::sort(all.begin(), all.end());
   for (size_t i = 0; i + keep < all.size(); ++i) fs::remove(all[i].second, ec);
   return absl::OkStatus();
+}
+
+absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainStateRefs& s, int keep) {
+  VSDM_ASSIGN_OR_RETURN(std::string bytes, SerializeCheckpoint(round, s));
+  return WriteCheckpointFile(dir, round, bytes, keep);
 }
 
 std::optional<std::pair<int64_t, std::string>> FindLatestCheckpoint(const std::string& dir) {
@@ -83,10 +93,10 @@ std::optional<std::pair<int64_t, std::string>> FindLatestCheckpoint(const std::s
   return best;
 }
 
-absl::StatusOr<int64_t> LoadCheckpoint(const std::string& path, const TrainStateRefs& s) {
+absl::StatusOr<int64_t> LoadCheckpointBytes(const std::string& bytes, const TrainStateRefs& s) {
   try {
     torch::serialize::InputArchive ar;
-    ar.load_from(path);
+    ar.load_from(bytes.data(), bytes.size());
     torch::Tensor round;
     ar.read("round", round);
     if (s.trainer) {
@@ -100,7 +110,7 @@ absl::StatusOr<int64_t> LoadCheckpoint(const std::string& path, const TrainState
       s.trainer->set_steps(steps[0].item<int64_t>());
     }
     if (s.updater) {
-      std::vector<torch::Tensor> st(4);
+      std::vector<torch::Tensor> st(s.updater->State().size());
       for (size_t i = 0; i < st.size(); ++i) ar.read(absl::StrCat("variational.", i), st[i]);
       s.updater->LoadState(st);
     }
@@ -109,10 +119,19 @@ absl::StatusOr<int64_t> LoadCheckpoint(const std::string& path, const TrainState
       ar.read(absl::StrCat("rng.", i), g);
       s.generators[i]->set_state(g);
     }
+    for (const auto& [name, t] : s.extras) ar.read("extra." + name, *t);
     return round[0].item<int64_t>();
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, " does not match this job: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint does not match this job: ", e.what()));
   }
+}
+
+absl::StatusOr<int64_t> LoadCheckpoint(const std::string& path, const TrainStateRefs& s) {
+  std::string bytes;
+  VSDM_ASSIGN_OR_RETURN(bytes, ReadFile(path));
+  auto r = LoadCheckpointBytes(bytes, s);
+  if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", r.status().message()));
+  return r;
 }
 
 }  // namespace vsdm::core

@@ -20,7 +20,17 @@ struct TrainStateRefs {
   DsmTrainer* trainer = nullptr;            // may be null (variational-only state)
   VariationalUpdater* updater = nullptr;    // may be null
   std::vector<torch::Generator*> generators;  // saved and restored in order
+  // Further named tensors (saved by value, restored in place by name: the pointee is replaced).
+  std::vector<std::pair<std::string, torch::Tensor*>> extras;
 };
+
+// The checkpoint as bytes (what SaveCheckpoint writes; what a distributed job broadcasts).
+absl::StatusOr<std::string> SerializeCheckpoint(int64_t round, const TrainStateRefs& state);
+// Writes serialized checkpoint bytes as `dir`/ckpt-<round>.pt (atomic), keeping the newest `keep`.
+absl::Status WriteCheckpointFile(const std::string& dir, int64_t round, const std::string& bytes,
+                                 int keep = 2);
+// Restores `state` from serialized bytes; returns the round. INVALID_ARGUMENT on a mismatch.
+absl::StatusOr<int64_t> LoadCheckpointBytes(const std::string& bytes, const TrainStateRefs& state);
 
 // Writes `dir`/ckpt-<round>.pt atomically (creating `dir`), then removes all but the newest
 // `keep` checkpoints. `round` = number of completed rounds.

@@ -21,14 +21,19 @@ DsmTrainer::DsmTrainer(ScoreNet net, const DsmTrainerOptions& options)
   for (auto& p : ema_->parameters()) p.set_requires_grad(false);
 }
 
-torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0_in, torch::Generator& gen,
+torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0, torch::Generator& gen,
                                const KernelTable& table) {
+  const int64_t n = x0.size(0) * options_.times_per_point, d = x0.size(1);
+  torch::Tensor idx = torch::randint(0, table.size(), {n}, gen, torch::kLong);
+  torch::Tensor eps = torch::randn({n, d}, gen, torch::kFloat32);
+  return Loss(x0, idx, eps, table);
+}
+
+torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0_in, const torch::Tensor& idx,
+                               const torch::Tensor& eps, const KernelTable& table) {
   torch::Tensor x0 = options_.times_per_point > 1
                          ? x0_in.repeat_interleave(options_.times_per_point, 0)
                          : x0_in;
-  const int64_t n = x0.size(0), d = x0.size(1);
-  torch::Tensor idx = torch::randint(0, table.size(), {n}, gen, torch::kLong);
-  torch::Tensor eps = torch::randn({n, d}, gen, torch::kFloat32);
   DsmPair pair = MakeDsmPair(x0, eps, table.mean.index_select(0, idx), table.chol.index_select(0, idx),
                              table.chol_inv_t.index_select(0, idx), table.sqrt_beta.index_select(0, idx),
                              table.A);
@@ -43,6 +48,14 @@ double DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& g
                                     const KernelTable& table) {
   opt_->zero_grad();
   torch::Tensor loss = Loss(x0, gen, table);
+  loss.backward();
+  return loss.item<double>();
+}
+
+double DsmTrainer::ComputeGradients(const torch::Tensor& x0, const torch::Tensor& idx,
+                                    const torch::Tensor& eps, const KernelTable& table) {
+  opt_->zero_grad();
+  torch::Tensor loss = Loss(x0, idx, eps, table);
   loss.backward();
   return loss.item<double>();
 }

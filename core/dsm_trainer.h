@@ -36,8 +36,14 @@ class DsmTrainer {
   // The DSM loss on data points x0 [B, d] under `table` (B * times_per_point pairs), drawing
   // times and noise from `gen`. Differentiable.
   torch::Tensor Loss(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table);
+  // The same loss with the draws given: time indices idx [n] into `table` and noise eps [n, d]
+  // (n = B * times_per_point). A data-parallel test feeds shards of one batch's draws here.
+  torch::Tensor Loss(const torch::Tensor& x0, const torch::Tensor& idx, const torch::Tensor& eps,
+                     const KernelTable& table);
   // Zeroes gradients, computes the loss and its gradients; returns the loss value.
   double ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table);
+  double ComputeGradients(const torch::Tensor& x0, const torch::Tensor& idx, const torch::Tensor& eps,
+                          const KernelTable& table);
   // One AdamW step with the current gradients, then the EMA update.
   void ApplyGradients();
 

@@ -9,8 +9,14 @@ torch::Tensor ScoreNetImpl::EmbeddingFrequencies() {
   return torch::exp(-std::log(10000.0) * torch::arange(half, torch::kFloat32) / half);
 }
 
+std::recursive_mutex& NetInitMutex() {
+  static std::recursive_mutex mu;
+  return mu;
+}
+
 ScoreNetImpl::ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden)
     : arch_(std::move(arch)), dim_(dim), hidden_(hidden) {
+  std::lock_guard<std::recursive_mutex> lock(NetInitMutex());
   TORCH_CHECK(arch_ == "toy_resnet" || arch_ == "mlp", "unknown arch ", arch_);
   freqs_ = register_buffer("freqs", EmbeddingFrequencies());
   const bool resnet = arch_ == "toy_resnet";

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include <mutex>
+
 #include <torch/torch.h>
 
 namespace vsdm::core {
@@ -47,5 +49,11 @@ TORCH_MODULE(ScoreNet);
 
 // A deep copy of `net` (same arch, same parameter values), e.g. for the EMA.
 ScoreNet CloneScoreNet(ScoreNet& net);
+
+// Network construction draws its initial weights from torch's global generator. Whoever seeds
+// that generator and builds a network (JobSetup::MakeNet) holds this lock, and every ScoreNet
+// constructor takes it too, so ranks that are threads of one process cannot shift each
+// other's draws. Recursive: the seeding caller holds it while constructing.
+std::recursive_mutex& NetInitMutex();
 
 }  // namespace vsdm::core

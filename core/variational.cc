@@ -158,7 +158,7 @@ UpdateInfo VariationalUpdater::Apply(const VariationalStats& stats) {
 }
 
 std::vector<torch::Tensor> VariationalUpdater::State() const {
-  return {A_, adam_m_, adam_v_, torch::tensor({adam_t_, round_}, torch::kLong)};
+  return {A_, adam_m_, adam_v_, torch::tensor({adam_t_, round_}, torch::kLong), gen_.get_state()};
 }
 
 void VariationalUpdater::LoadState(const std::vector<torch::Tensor>& state) {
@@ -167,6 +167,7 @@ void VariationalUpdater::LoadState(const std::vector<torch::Tensor>& state) {
   adam_v_ = state.at(2).to(torch::kFloat64).clone();
   adam_t_ = state.at(3)[0].item<int64_t>();
   round_ = state.at(3)[1].item<int64_t>();
+  if (state.size() > 4) gen_.set_state(state[4]);
 }
 
 }  // namespace vsdm::core

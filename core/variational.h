@@ -79,7 +79,7 @@ class VariationalUpdater {
 
   const torch::Tensor& A() const { return A_; }  // [d, d] float64 (diagonal form: diagonal)
   int64_t round() const { return round_; }
-  // State for checkpoints: A, round, adam moments.
+  // State for checkpoints: A, adam moments, [adam step, round], the minibatch RNG state.
   std::vector<torch::Tensor> State() const;
   void LoadState(const std::vector<torch::Tensor>& state);
 

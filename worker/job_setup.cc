@@ -10,7 +10,23 @@ torch::Generator MakeGenerator(const JobSpec& spec, Stream s, int64_t rank) {
   return at::make_generator<at::CPUGeneratorImpl>(seed);
 }
 
+torch::Generator MakeRoundGenerator(const JobSpec& spec, Stream s, int64_t rank, int64_t round) {
+  // splitmix64 over the tuple: well-mixed seeds for neighbouring (rank, round) pairs.
+  auto mix = [](uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  };
+  uint64_t h = mix(static_cast<uint64_t>(spec.train.seed));
+  for (uint64_t v : {static_cast<uint64_t>(s), static_cast<uint64_t>(rank), static_cast<uint64_t>(round)})
+    h = mix(h ^ v);
+  return at::make_generator<at::CPUGeneratorImpl>(h);
+}
+
 core::ScoreNet JobSetup::MakeNet() const {
+  // Initialisation draws from the global generator: see core::NetInitMutex.
+  std::lock_guard<std::recursive_mutex> lock(core::NetInitMutex());
   torch::manual_seed(static_cast<uint64_t>(spec.train.seed));
   return core::ScoreNet(spec.model.arch, dim(), spec.model.hidden);
 }

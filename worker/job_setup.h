@@ -20,6 +20,9 @@ namespace vsdm::worker {
 // Seeds of the independent random streams of a job (derived from train.seed).
 enum class Stream : int64_t { kInit = 0, kData = 1, kTrain = 2, kVariational = 3, kEval = 4, kDataCov = 5 };
 torch::Generator MakeGenerator(const JobSpec& spec, Stream s, int64_t rank = 0);
+// The stream of one rank in one round: a pure function of (seed, stream, rank, round), so a
+// distributed job resumed at round k draws exactly what the uninterrupted job would have.
+torch::Generator MakeRoundGenerator(const JobSpec& spec, Stream s, int64_t rank, int64_t round);
 
 struct JobSetup {
   JobSpec spec;
@@ -33,7 +36,7 @@ struct JobSetup {
   bool learn_a = true;  // false for method dsm
 
   int64_t dim() const { return dataset->dim(); }
-  // A fresh network initialised from the spec's seed.
+  // A fresh network initialised from the spec's seed (identical on every rank and thread).
   core::ScoreNet MakeNet() const;
   // The kernel table for A (the updater's dense [d, d] float64 form).
   core::KernelTable Table(const torch::Tensor& A) const;

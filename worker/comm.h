@@ -1,0 +1,71 @@
+// The one adapter between vsdm and c10d: the rendezvous store, process groups (Gloo on CPU;
+// NCCL when built with VSDM_WITH_CUDA and a device is present) and the few collectives the
+// runtime posts, with exceptions turned into Status. Everything that differs between Debian's
+// LibTorch 1.13 and LibTorch 2.x (ProcessGroup vs Backend base class, NCCL options) lives in
+// comm.cc; no other file includes a c10d header.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace vsdm::worker {
+
+// A c10d key-value store (opaque outside comm.cc).
+struct StoreHandle;
+using StorePtr = std::shared_ptr<StoreHandle>;
+
+// The TCPStore of one attempt: hosted by the process with is_server (trainer rank 0), joined by
+// the others. Clients retry the connection until `timeout`.
+absl::StatusOr<StorePtr> ConnectTcpStore(const std::string& host, int port, bool is_server,
+                                         int world_size, std::chrono::milliseconds timeout);
+// An in-process store (c10d::HashStore), for ranks that are threads of one test process.
+StorePtr MakeInProcessStore();
+
+struct CommOptions {
+  std::string backend = "gloo";             // gloo | nccl
+  std::chrono::milliseconds timeout{60000};  // every collective fails after this, never hangs
+  std::string bind;  // gloo: address to bind; "" = $GLOO_SOCKET_IFNAME or the hostname
+};
+
+// "nccl" when this build has the NCCL backend and a CUDA device is visible, else "gloo".
+std::string DefaultBackend(bool want_cuda);
+// Whether this binary was built with the NCCL backend (VSDM_WITH_CUDA).
+bool BuiltWithNccl();
+
+// One process group. Collectives block until done or failed (a dead or stuck peer turns into
+// an error after CommOptions::timeout at the latest). Not thread-safe.
+class Comm {
+ public:
+  // Joins the group `prefix` (its own key space in `store`) as `rank` of `size`. Blocks until
+  // every member has joined, or fails after the timeout.
+  static absl::StatusOr<std::unique_ptr<Comm>> Create(const StorePtr& store, const std::string& prefix,
+                                                      int rank, int size, const CommOptions& options);
+  ~Comm();
+
+  int rank() const;
+  int size() const;
+  const std::string& name() const;
+  const std::string& backend() const;
+
+  // In place: every rank ends with root's contents of `t` (same shape and dtype on all ranks).
+  absl::Status Broadcast(torch::Tensor& t, int root);
+  // In place, sum over ranks; one collective per tensor, all posted before the first wait, so
+  // buckets travel concurrently.
+  absl::Status AllReduceSum(std::vector<torch::Tensor>& buckets);
+  // Root's bytes to every rank (size first, then the payload).
+  absl::Status BroadcastBytes(std::string& bytes, int root);
+
+ private:
+  struct Impl;
+  explicit Comm(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vsdm::worker
