@@ -158,7 +158,7 @@ absl::StatusOr<nlohmann::json> RunTrainer(const JobSetup& setup, RankComms& comm
   int64_t start = 0;
   if (!ckpt.empty()) {
     VSDM_ASSIGN_OR_RETURN(start, core::LoadCheckpointBytes(ckpt, full));
-    if (o.on_line) o.on_line(absl::StrFormat("[trainer %d] resumed from checkpoint at round %d", rank, start));
+    if (o.on_event) o.on_event(absl::StrFormat("[trainer %d] resumed from checkpoint at round %d", rank, start));
   }
 
   GradientBuckets buckets(trainer.net()->parameters(), o.bucket_bytes);

@@ -69,6 +69,7 @@ int RunDistributed(const Options& opt, const vsdm::JobSpec& spec, const vsdm::wo
   d.rank = opt.rank;
   d.attempt = opt.attempt;
   if (!opt.quiet) d.on_line = [](const std::string& line) { std::cout << line << std::endl; };
+  d.on_event = [](const std::string& line) { std::cout << line << std::endl; };
   CommOptions co;
   co.backend = DefaultBackend(spec.resources.device == "cuda");
   co.timeout = std::chrono::milliseconds(static_cast<int64_t>(opt.pg_timeout * 1000));
