@@ -1,7 +1,5 @@
 #include "worker/comm.h"
 
-#include <cstdlib>
-
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -121,8 +119,8 @@ absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const 
       auto o = c10d::ProcessGroupGloo::Options::create(options.timeout);
       if (!options.bind.empty()) {
         o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(options.bind));
-      } else if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
-        o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+      } else if (!options.interface.empty()) {
+        o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(options.interface));
       } else {
         o->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
       }

@@ -31,7 +31,8 @@ StorePtr MakeInProcessStore();
 struct CommOptions {
   std::string backend = "gloo";             // gloo | nccl
   std::chrono::milliseconds timeout{60000};  // every collective fails after this, never hangs
-  std::string bind;  // gloo: address to bind; "" = $GLOO_SOCKET_IFNAME or the hostname
+  std::string bind;       // gloo: address to bind (wins over `interface`)
+  std::string interface;  // gloo: network interface to bind; both empty = the hostname's address
 };
 
 // "nccl" when this build has the NCCL backend and a CUDA device is visible, else "gloo".

@@ -74,6 +74,7 @@ int RunDistributed(const Options& opt, const vsdm::JobSpec& spec, const vsdm::wo
   co.backend = DefaultBackend(spec.resources.device == "cuda");
   co.timeout = std::chrono::milliseconds(static_cast<int64_t>(opt.pg_timeout * 1000));
   co.bind = !opt.bind.empty() ? opt.bind : (host == "127.0.0.1" || host == "localhost") ? "127.0.0.1" : "";
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME")) co.interface = ifname;  // as torchrun
   std::cout << absl::StrFormat("vsdm-train[%s]: attempt %d, %d trainers + 1 variational rank, store %s, %s, "
                                "timeout %.0fs%s\n",
                                who, opt.attempt, W, opt.store, co.backend, opt.pg_timeout,

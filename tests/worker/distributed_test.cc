@@ -15,6 +15,7 @@
 #include "core/checkpoint.h"
 #include "worker/comm.h"
 #include "worker/data_parallel.h"
+#include "worker/round_timing.h"
 
 namespace vsdm::worker {
 namespace {

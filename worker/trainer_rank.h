@@ -1,0 +1,54 @@
+// A trainer rank of a distributed attempt (ranks 0..W-1): trains the score network on its own
+// shard of every batch with gradients averaged over the `trainers` group, under the A the
+// variational rank broadcasts each round. Trainer 0 also checkpoints and writes the artifacts.
+// Posts its collectives as Note [Collective order] (distributed_job.h) says.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/dsm_trainer.h"
+#include "core/variational.h"
+#include "nlohmann/json.hpp"
+#include "worker/comm.h"
+#include "worker/data_parallel.h"
+#include "worker/distributed_job.h"
+#include "worker/job_setup.h"
+#include "worker/round_timing.h"
+
+namespace vsdm::worker {
+
+// Not thread-safe. `setup`, `world` and `trainers` are borrowed and must outlive the object.
+class TrainerRank {
+ public:
+  TrainerRank(const JobSetup& setup, Comm& world, Comm& trainers, const DistributedOptions& options);
+
+  // Runs from the newest checkpoint (or round 0) to the end of the job. Trainer 0 returns the
+  // final metrics (also written to out_dir/metrics.json), the others their RankSummary.
+  // UNAVAILABLE / DEADLINE_EXCEEDED when a collective fails.
+  absl::StatusOr<nlohmann::json> Run();
+
+ private:
+  absl::StatusOr<int64_t> Resume();                   // [S]; returns the first round to run
+  absl::Status RunRound(int64_t k, RoundTiming& t);   // [1]-[4]
+  absl::Status Checkpoint(int64_t k);                 // [4]
+  absl::StatusOr<nlohmann::json> Finish(int64_t start, const std::vector<RoundTiming>& timings,
+                                        const nlohmann::json& history);  // [E] + artifacts
+
+  const JobSetup& setup_;
+  Comm& world_;
+  Comm& trainers_;
+  DistributedOptions options_;
+  const int W_, rank_;
+  core::DsmTrainer trainer_;
+  // Trainer 0's copy of the variational rank's state (received at [4]), for checkpoints.
+  core::VariationalUpdater shadow_;
+  torch::Tensor a_train_;  // the A the last broadcast EMA was trained under (checkpointed)
+  torch::Tensor A_;        // this round's A ([d, d] float64)
+  core::KernelTable table_;
+  GradientBuckets buckets_;
+  SteadyClock::time_point start_time_;
+};
+
+}  // namespace vsdm::worker
