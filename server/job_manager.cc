@@ -1,0 +1,555 @@
+#include "server/job_manager.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "proto/job_spec_proto.h"
+
+namespace vsdm::server {
+namespace {
+
+using google::protobuf::Timestamp;
+
+Timestamp ToProto(absl::Time t) {
+  Timestamp ts;
+  const int64_t ns = absl::ToUnixNanos(t);
+  ts.set_seconds(ns / 1'000'000'000);
+  ts.set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+  return ts;
+}
+absl::Time FromProto(const Timestamp& ts) {
+  return absl::FromUnixNanos(ts.seconds() * 1'000'000'000LL + ts.nanos());
+}
+int64_t Nanos(const Timestamp& ts) { return ts.seconds() * 1'000'000'000LL + ts.nanos(); }
+
+bool IsFinal(v1::JobState s) {
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
+}
+
+std::string StateName(v1::JobState s) {
+  std::string n = v1::JobState_Name(s);
+  return n.rfind("JOB_STATE_", 0) == 0 ? n.substr(10) : n;
+}
+
+// Page tokens: opaque to clients; the (submit time, job id) of the last job of the page.
+std::string EncodeToken(const v1::Job& j) {
+  return absl::WebSafeBase64Escape(absl::StrCat("v1:", Nanos(j.submit_time()), ":", j.job_id()));
+}
+bool DecodeToken(const std::string& token, int64_t* nanos, std::string* id) {
+  std::string raw;
+  if (!absl::WebSafeBase64Unescape(token, &raw)) return false;
+  std::vector<std::string> parts = absl::StrSplit(raw, absl::MaxSplits(':', 2));
+  return parts.size() == 3 && parts[0] == "v1" && absl::SimpleAtoi(parts[1], nanos) && !parts[2].empty() &&
+         (*id = parts[2], true);
+}
+
+}  // namespace
+
+JobManager::JobManager(JobStore& store, const Clock& clock, JobManagerOptions options)
+    : store_(store), clock_(clock), options_(std::move(options)), scheduler_(options_.scheduler),
+      registry_(clock, options_.lease) {}
+
+absl::Status JobManager::Recover() {
+  auto loaded = store_.LoadJobs();
+  if (!loaded.ok()) return loaded.status();
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_.Now();
+  for (auto& sj : *loaded) {
+    const std::string id = sj.job.job_id();
+    Record r;
+    r.stored = std::move(sj);
+    auto events = store_.LoadEvents(id, 0);
+    if (!events.ok()) return events.status();
+    r.events = std::move(*events);
+    r.queued_since = now;
+    if (r.stored.job.state() == v1::JOB_STATE_RUNNING) {
+      Attempt a;
+      a.number = r.stored.job.attempts();
+      a.attempt_id = absl::StrCat(id, "/", a.number);
+      a.ranks.resize(r.stored.job.spec().resources().trainers() + 1);
+      for (int i = 0; i < static_cast<int>(a.ranks.size()); ++i) a.ranks[i].rank = i;
+      a.recovering_since = now;
+      r.attempt = std::move(a);
+    }
+    if (!r.stored.request_id.empty()) by_request_[r.stored.request_id] = id;
+    int64_t n = 0;
+    if (absl::SimpleAtoi(absl::StripPrefix(id, "job-"), &n)) next_job_ = std::max(next_job_, n + 1);
+    jobs_[id] = std::move(r);
+  }
+  return absl::OkStatus();
+}
+
+v1::Job JobManager::Visible(const Record& r) const {
+  v1::Job j = r.stored.job;
+  if (j.state() == v1::JOB_STATE_QUEUED) {
+    auto it = pending_reasons_.find(j.job_id());
+    j.set_pending_reason(it != pending_reasons_.end() ? it->second : "waiting for the next scheduling pass");
+  }
+  return j;
+}
+
+v1::JobEvent JobManager::MakeEvent(const Record& r, const v1::Job& job, const std::string& kind,
+                                   const std::string& message) const {
+  v1::JobEvent e;
+  e.set_job_id(job.job_id());
+  e.set_sequence(r.events.empty() ? 1 : r.events.back().sequence() + 1);
+  *e.mutable_time() = ToProto(clock_.Now());
+  e.set_state(job.state());
+  e.set_kind(kind);
+  e.set_message(message);
+  *e.mutable_progress() = job.progress();
+  return e;
+}
+
+absl::Status JobManager::Commit(std::vector<Change> changes) {
+  if (changes.empty()) return absl::OkStatus();
+  StoreWrite w;
+  for (const auto& c : changes) {
+    auto it = jobs_.find(c.job_id);
+    w.jobs.push_back({c.job, it != jobs_.end() ? it->second.stored.request_id : std::string()});
+    w.events.push_back(c.event);
+  }
+  if (absl::Status s = store_.Write(std::move(w)); !s.ok()) return s;
+  for (auto& c : changes) {
+    Record& r = jobs_[c.job_id];
+    r.stored.job = c.job;
+    r.events.push_back(c.event);
+    if (c.apply) c.apply();
+    Publish(c.event);
+  }
+  return absl::OkStatus();
+}
+
+void JobManager::Publish(const v1::JobEvent& e) {
+  for (auto& [id, s] : subs_) {
+    if (s.job_id != e.job_id()) continue;
+    const bool stored = e.kind() != "progress";
+    if (stored && e.sequence() <= s.last_sequence) continue;
+    if (stored) s.last_sequence = e.sequence();
+    outbox_.emplace_back(s.cb, e);
+  }
+}
+
+void JobManager::Flush() {
+  std::vector<std::pair<EventCallback, v1::JobEvent>> out;
+  {
+    absl::MutexLock lock(&mu_);
+    out.swap(outbox_);
+  }
+  for (auto& [cb, e] : out) cb(e);
+}
+
+absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const std::string& request_id,
+                                           const std::string& owner) {
+  if (request_id.size() > 128)
+    return absl::InvalidArgumentError(absl::StrCat("request_id: at most 128 characters, got ", request_id.size()));
+  absl::StatusOr<JobSpec> spec = JobSpecFromProto(proto_spec);
+  if (!spec.ok()) return spec.status();
+  if (!owner.empty()) spec->owner = owner;
+  std::string job_id;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!request_id.empty()) {
+      if (auto it = by_request_.find(request_id); it != by_request_.end()) return Visible(jobs_.at(it->second));
+      if (!requests_in_flight_.insert(request_id).second)
+        return absl::UnavailableError("request_id: a submit with this id is in progress; retry");
+    }
+    job_id = absl::StrFormat("job-%08d", next_job_++);
+  }
+  const absl::Time now = clock_.Now();
+  Record r;
+  r.stored.request_id = request_id;
+  v1::Job& job = r.stored.job;
+  job.set_job_id(job_id);
+  *job.mutable_spec() = JobSpecToProto(*spec);
+  job.set_state(v1::JOB_STATE_QUEUED);
+  *job.mutable_submit_time() = ToProto(now);
+  job.set_owner(spec->owner);
+  job.mutable_progress()->set_rounds(spec->train.rounds);
+  r.queued_since = now;
+  v1::JobEvent ev;
+  ev.set_job_id(job_id);
+  ev.set_sequence(1);
+  *ev.mutable_time() = job.submit_time();
+  ev.set_state(v1::JOB_STATE_QUEUED);
+  ev.set_kind("submitted");
+  ev.set_message(absl::StrFormat("%s: %s on %s, %d trainers + 1 variational rank", spec->name, spec->method,
+                                 spec->problem.dataset, spec->resources.trainers));
+  // The write happens outside the lock so concurrent submits share a group commit.
+  absl::Status written = store_.Write({{r.stored}, {ev}});
+  v1::Job out;
+  {
+    absl::MutexLock lock(&mu_);
+    requests_in_flight_.erase(request_id);
+    if (!written.ok()) return written;
+    r.events.push_back(ev);
+    if (!request_id.empty()) by_request_[request_id] = job_id;
+    jobs_[job_id] = std::move(r);
+    Publish(ev);
+    out = Visible(jobs_.at(job_id));
+  }
+  Flush();
+  return out;
+}
+
+absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  return Visible(it->second);
+}
+
+absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest& req) const {
+  if (req.page_size() < 0)
+    return absl::InvalidArgumentError(absl::StrCat("page_size: must be >= 0, got ", req.page_size()));
+  const int size = req.page_size() == 0 ? options_.default_page_size : std::min(req.page_size(), options_.max_page_size);
+  int64_t after_nanos = 0;
+  std::string after_id;
+  const bool paged = !req.page_token().empty();
+  if (paged && !DecodeToken(req.page_token(), &after_nanos, &after_id))
+    return absl::InvalidArgumentError("page_token: not a token returned by ListJobs");
+  absl::MutexLock lock(&mu_);
+  std::vector<const Record*> rows;
+  for (const auto& [id, r] : jobs_) {
+    const v1::Job& j = r.stored.job;
+    if (req.state() != v1::JOB_STATE_UNSPECIFIED && j.state() != req.state()) continue;
+    if (!req.owner().empty() && j.owner() != req.owner()) continue;
+    // Newest first: keep the ones strictly after the token's key in that order.
+    if (paged) {
+      const int64_t n = Nanos(j.submit_time());
+      if (n > after_nanos || (n == after_nanos && j.job_id() >= after_id)) continue;
+    }
+    rows.push_back(&r);
+  }
+  std::sort(rows.begin(), rows.end(), [](const Record* a, const Record* b) {
+    const int64_t na = Nanos(a->stored.job.submit_time()), nb = Nanos(b->stored.job.submit_time());
+    return na != nb ? na > nb : a->stored.job.job_id() > b->stored.job.job_id();
+  });
+  v1::ListJobsResponse resp;
+  for (size_t i = 0; i < rows.size() && static_cast<int>(i) < size; ++i) *resp.add_jobs() = Visible(*rows[i]);
+  if (static_cast<int>(rows.size()) > size) resp.set_next_page_token(EncodeToken(resp.jobs(size - 1)));
+  return resp;
+}
+
+absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
+  v1::Job out;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    Record& r = it->second;
+    if (IsFinal(r.stored.job.state()))
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", job_id, " already ", StateName(r.stored.job.state()), "; nothing to cancel"));
+    Change c;
+    c.job_id = job_id;
+    c.job = r.stored.job;
+    const bool running = c.job.state() == v1::JOB_STATE_RUNNING;
+    c.job.set_state(v1::JOB_STATE_CANCELLED);
+    *c.job.mutable_end_time() = ToProto(clock_.Now());
+    c.job.set_message("cancelled by the user");
+    c.event = MakeEvent(r, c.job, "cancelled", running ? "cancelled; aborting its ranks" : "cancelled while queued");
+    c.apply = [this, &r] {
+      if (r.attempt) {
+        AbortAttempt(*r.attempt);
+        r.attempt.reset();
+      }
+    };
+    if (absl::Status s = Commit({std::move(c)}); !s.ok()) return s;
+    out = Visible(r);
+  }
+  Flush();
+  return out;
+}
+
+absl::StatusOr<int64_t> JobManager::Watch(const std::string& job_id, int64_t after, const EventCallback& cb,
+                                          std::vector<v1::JobEvent>* replay) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  int64_t last = after;
+  for (const auto& e : it->second.events) {
+    if (e.sequence() <= after) continue;
+    replay->push_back(e);
+    last = e.sequence();
+  }
+  const int64_t id = next_sub_++;
+  subs_[id] = {job_id, last, cb};
+  return id;
+}
+
+void JobManager::Unwatch(int64_t subscription) {
+  absl::MutexLock lock(&mu_);
+  subs_.erase(subscription);
+}
+
+void JobManager::AbortAttempt(const Attempt& a) {
+  for (const auto& p : a.ranks) {
+    if (p.worker_id.empty() || a.done.count(p.rank)) continue;
+    aborts_[p.worker_id].insert(a.attempt_id);
+  }
+  for (auto& [w, list] : assignments_)
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [&](const v1::Assignment& x) { return x.attempt_id() == a.attempt_id; }),
+               list.end());
+  registry_.ReleaseAttempt(a.attempt_id);
+}
+
+JobManager::Record* JobManager::FindAttempt(const std::string& attempt_id) {
+  const auto slash = attempt_id.rfind('/');
+  if (slash == std::string::npos) return nullptr;
+  auto it = jobs_.find(attempt_id.substr(0, slash));
+  if (it == jobs_.end() || !it->second.attempt || it->second.attempt->attempt_id != attempt_id) return nullptr;
+  return &it->second;
+}
+
+JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason) {
+  Change c;
+  c.job_id = r.stored.job.job_id();
+  c.job = r.stored.job;
+  const int n = c.job.attempts();
+  const int64_t max_restarts = c.job.spec().resources().max_restarts();
+  const absl::Time now = clock_.Now();
+  if (n <= max_restarts) {
+    const absl::Duration backoff =
+        std::min(options_.max_backoff, options_.restart_backoff * std::pow(2.0, std::max(0, n - 1)));
+    c.job.set_state(v1::JOB_STATE_QUEUED);
+    c.job.set_message(absl::StrCat("attempt ", n, " failed: ", reason));
+    c.event = MakeEvent(r, c.job, "requeued",
+                        absl::StrFormat("attempt %d failed: %s; restart %d of %d after %s", n, reason, n, max_restarts,
+                                        absl::FormatDuration(backoff)));
+    c.apply = [this, &r, now, backoff] {
+      if (r.attempt) AbortAttempt(*r.attempt);
+      r.attempt.reset();
+      r.queued_since = now;
+      r.not_before = now + backoff;
+      ++restarts_;
+    };
+  } else {
+    c.job.set_state(v1::JOB_STATE_FAILED);
+    *c.job.mutable_end_time() = ToProto(now);
+    c.job.set_message(absl::StrFormat("attempt %d failed: %s; no restarts left (max_restarts %d)", n, reason,
+                                      max_restarts));
+    c.event = MakeEvent(r, c.job, "failed", c.job.message());
+    c.apply = [this, &r] {
+      if (r.attempt) AbortAttempt(*r.attempt);
+      r.attempt.reset();
+    };
+  }
+  return c;
+}
+
+void JobManager::Tick() {
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_.Now();
+    std::vector<Change> changes;
+    std::set<std::string> failing;
+    for (const LostWorker& lw : registry_.ExpireLeases()) {
+      for (const RankSlot& slot : lw.ranks) {
+        Record* r = FindAttempt(slot.attempt_id);
+        if (r == nullptr || !failing.insert(r->stored.job.job_id()).second) continue;
+        changes.push_back(FailAttempt(
+            *r, absl::StrFormat("worker %s (rank %d) lost its lease: no heartbeat for %s", lw.worker_id, slot.rank,
+                                absl::FormatDuration(options_.lease))));
+      }
+    }
+    for (auto& [id, r] : jobs_) {
+      if (!r.attempt || !r.attempt->recovering_since || failing.count(id)) continue;
+      bool all = true;
+      for (const auto& p : r.attempt->ranks) all = all && !p.worker_id.empty();
+      if (all) {
+        r.attempt->recovering_since.reset();
+      } else if (now - *r.attempt->recovering_since >= options_.recovery_grace) {
+        failing.insert(id);
+        changes.push_back(FailAttempt(r, absl::StrCat("its ranks were not reported back within ",
+                                                      absl::FormatDuration(options_.recovery_grace),
+                                                      " of a coordinator restart")));
+      }
+    }
+    if (!Commit(std::move(changes)).ok()) return;  // retried on the next tick
+
+    // Scheduling pass.
+    std::vector<QueuedJob> queue;
+    std::map<std::string, int> running;
+    for (const auto& [id, r] : jobs_) {
+      const v1::Job& j = r.stored.job;
+      if (j.state() == v1::JOB_STATE_RUNNING) ++running[j.owner()];
+      if (j.state() != v1::JOB_STATE_QUEUED) continue;
+      QueuedJob q;
+      q.job_id = id;
+      q.owner = j.owner();
+      q.priority = j.spec().priority();
+      q.submit_time = FromProto(j.submit_time());
+      q.queued_since = r.queued_since;
+      q.not_before = r.not_before;
+      q.trainers = static_cast<int>(j.spec().resources().trainers());
+      q.cuda = j.spec().resources().device() == "cuda";
+      queue.push_back(std::move(q));
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    SchedulePlan plan = scheduler_.Plan(std::move(queue), registry_.Capacity(), running, now);
+    last_pass_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    pending_reasons_ = std::move(plan.pending_reasons);
+    std::vector<Change> starts;
+    for (const Placement& p : plan.placements) {
+      Record& r = jobs_.at(p.job_id);
+      Change c;
+      c.job_id = p.job_id;
+      c.job = r.stored.job;
+      c.job.set_state(v1::JOB_STATE_RUNNING);
+      c.job.set_attempts(c.job.attempts() + 1);
+      *c.job.mutable_start_time() = ToProto(now);
+      c.job.clear_message();
+      c.job.clear_pending_reason();
+      Attempt a;
+      a.number = c.job.attempts();
+      a.attempt_id = absl::StrCat(p.job_id, "/", a.number);
+      a.ranks = p.ranks;
+      const WorkerInfo* w0 = registry_.Find(p.ranks[0].worker_id);
+      int& port = next_port_[p.ranks[0].worker_id];
+      const std::string store_addr = absl::StrCat(w0 && !w0->resources.host.empty() ? w0->resources.host : "127.0.0.1",
+                                                  ":", options_.first_store_port + port);
+      port = (port + 1) % std::max(1, options_.store_ports);
+      std::vector<std::string> where;
+      for (const auto& rp : p.ranks) where.push_back(absl::StrCat(rp.rank, "@", rp.worker_id));
+      c.event = MakeEvent(r, c.job, "scheduled",
+                          absl::StrFormat("attempt %d placed: ranks %s; store %s", a.number,
+                                          absl::StrJoin(where, " "), store_addr));
+      c.apply = [this, &r, a, store_addr, now] {
+        for (const auto& rp : a.ranks) {
+          registry_.Assign(rp.worker_id, a.attempt_id, rp.rank, rp.device).IgnoreError();
+          v1::Assignment as;
+          as.set_attempt_id(a.attempt_id);
+          as.set_job_id(r.stored.job.job_id());
+          as.set_attempt(a.number);
+          as.set_rank(rp.rank);
+          as.set_trainers(static_cast<int32_t>(a.ranks.size()) - 1);
+          as.set_store_addr(store_addr);
+          *as.mutable_spec() = r.stored.job.spec();
+          as.set_artifact_dir(absl::StrCat(options_.artifact_root, "/", r.stored.job.job_id()));
+          assignments_[rp.worker_id].push_back(std::move(as));
+        }
+        queue_waits_.push_back(absl::ToDoubleSeconds(now - r.queued_since));
+        r.attempt = a;
+      };
+      starts.push_back(std::move(c));
+    }
+    Commit(std::move(starts)).IgnoreError();  // a failed write leaves them queued for the next pass
+  }
+  Flush();
+}
+
+absl::StatusOr<v1::RegisterResponse> JobManager::Register(const v1::RegisterRequest& req) {
+  {
+    absl::MutexLock lock(&mu_);
+    const auto& res = req.resources();
+    if (absl::Status s = registry_.Register(req.worker_id(), {res.slots(), res.devices(), res.memory_bytes(), res.host()});
+        !s.ok())
+      return s;
+    // Ranks it still runs: keep those of current attempts (re-placing them after a coordinator
+    // restart), abort the rest.
+    for (const auto& rr : req.running()) {
+      Record* r = FindAttempt(rr.attempt_id());
+      if (r == nullptr || rr.rank() < 0 || rr.rank() >= static_cast<int>(r->attempt->ranks.size())) {
+        aborts_[req.worker_id()].insert(rr.attempt_id());
+        continue;
+      }
+      RankPlacement& p = r->attempt->ranks[rr.rank()];
+      if (p.worker_id.empty() || p.worker_id == req.worker_id()) {
+        p.worker_id = req.worker_id();
+        registry_.Assign(req.worker_id(), rr.attempt_id(), rr.rank(), p.device).IgnoreError();
+      }
+    }
+  }
+  v1::RegisterResponse resp;
+  resp.set_lease_seconds(absl::ToDoubleSeconds(options_.lease));
+  resp.set_heartbeat_seconds(absl::ToDoubleSeconds(options_.lease) / 3.0);
+  return resp;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> JobManager::Heartbeat(const v1::HeartbeatRequest& req) {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = registry_.Heartbeat(req.worker_id()); !s.ok()) return s;
+  v1::HeartbeatResponse resp;
+  for (const auto& rr : req.running())
+    if (FindAttempt(rr.attempt_id()) == nullptr) aborts_[req.worker_id()].insert(rr.attempt_id());
+  for (auto& a : assignments_[req.worker_id()]) *resp.add_assignments() = std::move(a);
+  assignments_.erase(req.worker_id());
+  for (const auto& a : aborts_[req.worker_id()]) resp.add_abort_attempts(a);
+  aborts_.erase(req.worker_id());
+  resp.set_lease_seconds(absl::ToDoubleSeconds(options_.lease));
+  return resp;
+}
+
+absl::Status JobManager::Report(const v1::ReportRequest& req) {
+  {
+    absl::MutexLock lock(&mu_);
+    Record* r = FindAttempt(req.attempt_id());
+    if (r == nullptr) return absl::OkStatus();  // a stale attempt: nothing to record
+    if (req.rank() != 0) return absl::OkStatus();
+    *r->stored.job.mutable_progress() = req.progress();
+    v1::JobEvent e = MakeEvent(*r, r->stored.job, "progress", "");
+    e.set_sequence(r->events.empty() ? 0 : r->events.back().sequence());
+    Publish(e);
+  }
+  Flush();
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::Complete(const v1::CompleteRequest& req) {
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    Record* r = FindAttempt(req.attempt_id());
+    if (r == nullptr) return absl::OkStatus();  // stale: the attempt already ended
+    if (req.exit_code() != 0) {
+      status = Commit({FailAttempt(*r, absl::StrFormat("rank %d on %s exited with code %d%s%s", req.rank(),
+                                                       req.worker_id(), req.exit_code(),
+                                                       req.message().empty() ? "" : ": ", req.message()))});
+    } else {
+      r->attempt->done.insert(req.rank());
+      if (req.rank() == 0) {
+        Change c;
+        c.job_id = r->stored.job.job_id();
+        c.job = r->stored.job;
+        c.job.set_state(v1::JOB_STATE_SUCCEEDED);
+        *c.job.mutable_end_time() = ToProto(clock_.Now());
+        for (const auto& [k, v] : req.metrics()) (*c.job.mutable_progress()->mutable_metrics())[k] = v;
+        c.job.mutable_progress()->set_round(c.job.spec().train().rounds());
+        c.job.mutable_progress()->set_eta_seconds(0);
+        c.event = MakeEvent(*r, c.job, "succeeded", absl::StrCat("artifacts in ", options_.artifact_root, "/", c.job_id));
+        c.apply = [this, r] {
+          AbortAttempt(*r->attempt);
+          r->attempt.reset();
+        };
+        status = Commit({std::move(c)});
+      }
+    }
+  }
+  Flush();
+  return status;
+}
+
+JobManagerStats JobManager::Stats() {
+  absl::MutexLock lock(&mu_);
+  JobManagerStats s;
+  for (const auto& [id, r] : jobs_) ++s.jobs_by_state[r.stored.job.state()];
+  s.workers_alive = registry_.CountInState(WorkerState::kAlive);
+  s.workers_lost = registry_.CountInState(WorkerState::kLost);
+  s.restarts = restarts_;
+  s.last_pass_seconds = last_pass_seconds_;
+  s.queue_wait_seconds.swap(queue_waits_);
+  return s;
+}
+
+}  // namespace vsdm::server

@@ -1,0 +1,155 @@
+// The coordinator's state machine: jobs, their attempts and events, for users (submit, get,
+// list, cancel, watch) and for worker agents (register, heartbeat, report, complete). Tick()
+// expires worker leases (failing, aborting and requeueing what they ran) and runs a scheduling
+// pass. Every change is written durably to the JobStore before it becomes visible or is
+// acknowledged; a failed write changes nothing. The gRPC services are thin adapters over this.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "server/job_scheduler.h"
+#include "server/job_store.h"
+#include "server/worker_registry.h"
+#include "vsdm/v1/service.pb.h"
+
+namespace vsdm::server {
+
+struct JobManagerOptions {
+  absl::Duration lease = absl::Seconds(15);            // a worker is lost after this without heartbeat
+  absl::Duration restart_backoff = absl::Seconds(5);   // first requeue delay; doubles per failed attempt
+  absl::Duration max_backoff = absl::Minutes(5);
+  absl::Duration recovery_grace = absl::Seconds(45);   // after a coordinator restart: how long a running
+                                                       // attempt waits for its agents to report its ranks
+  SchedulerOptions scheduler;
+  std::string artifact_root = "artifacts";  // a job's artifacts: <root>/<job_id> (same for every attempt)
+  int first_store_port = 29500;             // TCPStore ports handed out per worker, cycling through
+  int store_ports = 1000;                   // [first_store_port, first_store_port + store_ports)
+  int default_page_size = 50;
+  int max_page_size = 500;
+};
+
+// Counts for /metrics.
+struct JobManagerStats {
+  std::map<v1::JobState, int> jobs_by_state;
+  int workers_alive = 0, workers_lost = 0;
+  int64_t restarts = 0;                   // attempts requeued after a failure
+  double last_pass_seconds = 0;           // wall time of the last scheduling pass (Plan only)
+  std::vector<double> queue_wait_seconds;  // of attempts started since the last call (drained)
+};
+
+class JobManager {
+ public:
+  using EventCallback = std::function<void(const v1::JobEvent&)>;
+
+  // `store` and `clock` must outlive the manager. Thread-safe.
+  JobManager(JobStore& store, const Clock& clock, JobManagerOptions options = {});
+
+  // Loads every job from the store (on start). Running attempts wait recovery_grace for their
+  // agents to re-register; queued jobs queue again.
+  absl::Status Recover();
+
+  // --- users
+  // INVALID_ARGUMENT naming the field for a bad spec or request_id; the same request_id returns
+  // the first job. Durable when it returns.
+  absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec, const std::string& request_id, const std::string& owner);
+  absl::StatusOr<v1::Job> Get(const std::string& job_id) const;  // NOT_FOUND
+  // Newest first. INVALID_ARGUMENT for a negative page_size or a page_token not from ListJobs.
+  absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request) const;
+  // QUEUED or RUNNING -> CANCELLED (running ranks are aborted). FAILED_PRECONDITION when the job
+  // has already finished; NOT_FOUND.
+  absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
+  // The job's stored events after `after_sequence`, and from then on every new event to `cb`
+  // (progress events included; stored ones exactly once, in order). Returns a subscription id.
+  // `cb` runs on the thread that caused the event, with no lock held; it must not block.
+  absl::StatusOr<int64_t> Watch(const std::string& job_id, int64_t after_sequence, const EventCallback& cb,
+                                std::vector<v1::JobEvent>* replay);
+  void Unwatch(int64_t subscription);
+
+  // --- agents
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
+  // NOT_FOUND for an unknown or lost worker (register again).
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+  absl::Status Report(const v1::ReportRequest& request);
+  absl::Status Complete(const v1::CompleteRequest& request);
+
+  // One pass: lease expiry (fail, abort, requeue or fail for good), recovery deadlines, then a
+  // scheduling pass. Call periodically.
+  void Tick();
+
+  JobManagerStats Stats();
+  const JobManagerOptions& options() const { return options_; }
+
+ private:
+  struct Attempt {
+    std::string attempt_id;  // <job_id>/<n>
+    int number = 0;
+    std::vector<RankPlacement> ranks;  // by rank; empty worker_id = not yet re-reported after recovery
+    std::set<int> done;                // ranks that exited 0
+    std::optional<absl::Time> recovering_since;
+  };
+  struct Record {
+    StoredJob stored;
+    std::vector<v1::JobEvent> events;  // stored events, in order
+    absl::Time queued_since;
+    absl::Time not_before = absl::InfinitePast();
+    std::optional<Attempt> attempt;  // while RUNNING
+  };
+  // One pending change: the new job record, its event, and what to do once it is durable.
+  struct Change {
+    std::string job_id;
+    v1::Job job;
+    v1::JobEvent event;
+    std::function<void()> apply;  // side effects in memory, run under mu_ after the write
+  };
+
+  v1::Job Visible(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::JobEvent MakeEvent(const Record& r, const v1::Job& job, const std::string& kind,
+                         const std::string& message) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the changes durably, then applies them and collects notifications. On a failed write
+  // nothing changes.
+  absl::Status Commit(std::vector<Change> changes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The change that ends the current attempt of `r` with `reason`: requeue with backoff while
+  // restarts remain, else FAILED.
+  Change FailAttempt(Record& r, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AbortAttempt(const Attempt& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Record* FindAttempt(const std::string& attempt_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Publish(const v1::JobEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Flush() ABSL_LOCKS_EXCLUDED(mu_);  // delivers collected notifications
+
+  JobStore& store_;
+  const Clock& clock_;
+  const JobManagerOptions options_;
+  JobScheduler scheduler_;
+
+  mutable absl::Mutex mu_;
+  WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Record> jobs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> by_request_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> requests_in_flight_ ABSL_GUARDED_BY(mu_);
+  int64_t next_job_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<std::string, int> next_port_ ABSL_GUARDED_BY(mu_);                 // per worker
+  std::map<std::string, std::vector<v1::Assignment>> assignments_ ABSL_GUARDED_BY(mu_);  // per worker
+  std::map<std::string, std::set<std::string>> aborts_ ABSL_GUARDED_BY(mu_);             // per worker
+  std::map<std::string, std::string> pending_reasons_ ABSL_GUARDED_BY(mu_);
+  struct Subscription {
+    std::string job_id;
+    int64_t last_sequence = 0;
+    EventCallback cb;
+  };
+  std::map<int64_t, Subscription> subs_ ABSL_GUARDED_BY(mu_);
+  int64_t next_sub_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<std::pair<EventCallback, v1::JobEvent>> outbox_ ABSL_GUARDED_BY(mu_);
+  int64_t restarts_ ABSL_GUARDED_BY(mu_) = 0;
+  double last_pass_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<double> queue_waits_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace vsdm::server
