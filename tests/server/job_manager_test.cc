@@ -1,0 +1,379 @@
+// The coordinator's state machine with a FakeClock (no sleeps): submit, list, cancel, watch,
+// worker leases, failures and restarts, and recovery from the store.
+#include "server/job_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "proto/job_spec_proto.h"
+
+namespace vsdm::server {
+namespace {
+namespace fs = std::filesystem;
+
+v1::JobSpec Spec(int trainers = 1, int max_restarts = 1) {
+  v1::JobSpec s;
+  s.set_name("t");
+  s.mutable_resources()->set_trainers(trainers);
+  s.mutable_resources()->set_max_restarts(max_restarts);
+  return s;
+}
+
+class JobManagerTest : public ::testing::Test {
+ protected:
+  JobManagerOptions Options() {
+    JobManagerOptions o;
+    o.lease = absl::Seconds(10);
+    o.restart_backoff = absl::Seconds(5);
+    return o;
+  }
+  void Register(const std::string& id, int slots) {
+    v1::RegisterRequest r;
+    r.set_worker_id(id);
+    r.mutable_resources()->set_slots(slots);
+    r.mutable_resources()->set_host("h-" + id);
+    ASSERT_TRUE(mgr_->Register(r).ok());
+  }
+  v1::HeartbeatResponse Heartbeat(const std::string& id) {
+    v1::HeartbeatRequest r;
+    r.set_worker_id(id);
+    auto resp = mgr_->Heartbeat(r);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return resp.ok() ? *resp : v1::HeartbeatResponse();
+  }
+  v1::Job Submit(const v1::JobSpec& spec = Spec(), const std::string& rid = "") {
+    auto j = mgr_->Submit(spec, rid, "alice");
+    EXPECT_TRUE(j.ok()) << j.status();
+    return j.ok() ? *j : v1::Job();
+  }
+  v1::JobState State(const std::string& id) { return mgr_->Get(id)->state(); }
+  void Complete(const std::string& worker, const std::string& attempt, int rank, int code) {
+    v1::CompleteRequest c;
+    c.set_worker_id(worker);
+    c.set_attempt_id(attempt);
+    c.set_rank(rank);
+    c.set_exit_code(code);
+    ASSERT_TRUE(mgr_->Complete(c).ok());
+  }
+
+  FakeClock clock_;
+  InMemoryJobStore store_;
+  std::unique_ptr<JobManager> mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+};
+
+TEST_F(JobManagerTest, SubmitIsIdempotentPerRequestId) {
+  v1::Job a = Submit(Spec(), "req-1");
+  v1::Job b = Submit(Spec(2), "req-1");
+  EXPECT_EQ(a.job_id(), b.job_id());
+  EXPECT_EQ(b.spec().resources().trainers(), 1);  // the first submit's spec
+  v1::Job c = Submit(Spec(), "req-2");
+  EXPECT_NE(c.job_id(), a.job_id());
+  v1::Job d = Submit(Spec());
+  v1::Job e = Submit(Spec());  // no request id: two jobs
+  EXPECT_NE(d.job_id(), e.job_id());
+  EXPECT_EQ(mgr_->List({})->jobs_size(), 4);
+}
+
+TEST_F(JobManagerTest, ABadSpecIsRefusedNamingTheFieldAndNothingIsStored) {
+  v1::JobSpec s = Spec();
+  s.mutable_train()->set_batch_points(0);
+  auto r = mgr_->Submit(s, "x", "alice");
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("spec.train.batch_points"), std::string::npos) << r.status();
+  v1::JobSpec m = Spec();
+  m.set_method("gan");
+  EXPECT_NE(mgr_->Submit(m, "", "alice").status().message().find("spec.method"), std::string::npos);
+  EXPECT_EQ(store_.LoadJobs()->size(), 0u);
+  // Unset fields take their defaults.
+  v1::Job j = Submit(v1::JobSpec());
+  EXPECT_EQ(j.spec().train().batch_points(), 1024);
+  EXPECT_EQ(j.spec().problem().dataset(), "spiral");
+}
+
+TEST_F(JobManagerTest, AFailedStoreWriteAcknowledgesNothingAndChangesNothing) {
+  store_.FailWrites(true);
+  EXPECT_EQ(mgr_->Submit(Spec(), "r", "alice").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(mgr_->List({})->jobs_size(), 0);
+  store_.FailWrites(false);
+  v1::Job j = Submit(Spec(), "r");
+  store_.FailWrites(true);
+  EXPECT_FALSE(mgr_->Cancel(j.job_id()).ok());
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_QUEUED);
+}
+
+TEST_F(JobManagerTest, GangStartsOnlyWhenAllRanksFitAndAssignmentsReachTheAgents) {
+  v1::Job j = Submit(Spec(/*trainers=*/2));
+  Register("w1", 2);
+  mgr_->Tick();
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_QUEUED);
+  EXPECT_NE(mgr_->Get(j.job_id())->pending_reason().find("needs 3 slots"), std::string::npos)
+      << mgr_->Get(j.job_id())->pending_reason();
+  Register("w2", 1);
+  mgr_->Tick();
+  v1::Job running = *mgr_->Get(j.job_id());
+  EXPECT_EQ(running.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(running.attempts(), 1);
+  auto a1 = Heartbeat("w1"), a2 = Heartbeat("w2");
+  ASSERT_EQ(a1.assignments_size() + a2.assignments_size(), 3);
+  std::set<int> ranks;
+  for (const auto* hb : {&a1, &a2})
+    for (const auto& a : hb->assignments()) {
+      ranks.insert(a.rank());
+      EXPECT_EQ(a.attempt_id(), j.job_id() + "/1");
+      EXPECT_EQ(a.trainers(), 2);
+      EXPECT_EQ(a.store_addr(), "h-w1:29500");  // rank 0 is on w1 (most free slots)
+    }
+  EXPECT_EQ(ranks, (std::set<int>{0, 1, 2}));
+  EXPECT_EQ(Heartbeat("w1").assignments_size(), 0);  // delivered once
+}
+
+TEST_F(JobManagerTest, ALostWorkerRequeuesItsJobWithBackoffThenFailsAfterMaxRestarts) {
+  v1::Job j = Submit(Spec(/*trainers=*/1, /*max_restarts=*/1));
+  Register("w1", 1);
+  Register("w2", 1);
+  mgr_->Tick();
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  // w2 goes silent; w1 keeps beating.
+  for (int i = 0; i < 2; ++i) {
+    clock_.Advance(absl::Seconds(6));
+    Heartbeat("w1");
+    mgr_->Tick();
+  }
+  v1::Job q = *mgr_->Get(j.job_id());
+  EXPECT_EQ(q.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_NE(q.message().find("worker w2"), std::string::npos) << q.message();
+  // The other member of the gang is told to abort.
+  v1::HeartbeatResponse hb = Heartbeat("w1");
+  ASSERT_EQ(hb.abort_attempts_size(), 1);
+  EXPECT_EQ(hb.abort_attempts(0), j.job_id() + "/1");
+  // Back-off: not restarted before 5 s even with room.
+  Register("w2", 1);
+  mgr_->Tick();
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_QUEUED);
+  EXPECT_NE(mgr_->Get(j.job_id())->pending_reason().find("restart backoff"), std::string::npos);
+  clock_.Advance(absl::Seconds(5));
+  Heartbeat("w1");
+  Heartbeat("w2");
+  mgr_->Tick();
+  v1::Job second = *mgr_->Get(j.job_id());
+  ASSERT_EQ(second.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(second.attempts(), 2);
+  // The second attempt fails too (a rank exits non-zero): no restarts left.
+  Complete("w2", j.job_id() + "/2", 1, 3);
+  v1::Job failed = *mgr_->Get(j.job_id());
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_NE(failed.message().find("no restarts left (max_restarts 1)"), std::string::npos) << failed.message();
+  EXPECT_NE(failed.message().find("exited with code 3"), std::string::npos);
+  EXPECT_EQ(mgr_->Stats().restarts, 1);
+}
+
+TEST_F(JobManagerTest, RankZeroExitingCleanlySucceedsTheJobAndStaleReportsAreIgnored) {
+  v1::Job j = Submit(Spec(1));
+  Register("w", 2);
+  mgr_->Tick();
+  const std::string att = j.job_id() + "/1";
+  Complete("w", att, 1, 0);
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  v1::CompleteRequest c;
+  c.set_worker_id("w");
+  c.set_attempt_id(att);
+  c.set_rank(0);
+  (*c.mutable_metrics())["energy_distance"] = 0.04;
+  ASSERT_TRUE(mgr_->Complete(c).ok());
+  v1::Job done = *mgr_->Get(j.job_id());
+  EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_DOUBLE_EQ(done.progress().metrics().at("energy_distance"), 0.04);
+  Complete("w", att, 1, 9);  // late news from an ended attempt
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(mgr_->Stats().jobs_by_state[v1::JOB_STATE_SUCCEEDED], 1);
+}
+
+TEST_F(JobManagerTest, CancelInEveryState) {
+  Register("w", 2);
+  v1::Job queued = Submit(Spec(3));  // needs 4 slots: stays queued
+  v1::Job running = Submit(Spec(1));
+  mgr_->Tick();
+  ASSERT_EQ(State(running.job_id()), v1::JOB_STATE_RUNNING);
+  ASSERT_EQ(State(queued.job_id()), v1::JOB_STATE_QUEUED);
+  Heartbeat("w");  // takes the assignments
+  EXPECT_EQ(mgr_->Cancel(queued.job_id())->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(mgr_->Cancel(running.job_id())->state(), v1::JOB_STATE_CANCELLED);
+  auto hb = Heartbeat("w");
+  ASSERT_EQ(hb.abort_attempts_size(), 1);
+  EXPECT_EQ(hb.abort_attempts(0), running.job_id() + "/1");
+  EXPECT_EQ(mgr_->Cancel(running.job_id()).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(mgr_->Cancel(running.job_id()).status().message().find("already CANCELLED"), std::string::npos);
+  // Succeeded and failed jobs cannot be cancelled either.
+  v1::Job s = Submit(Spec(1, 0));
+  mgr_->Tick();
+  Complete("w", s.job_id() + "/1", 0, 0);
+  EXPECT_EQ(mgr_->Cancel(s.job_id()).status().code(), absl::StatusCode::kFailedPrecondition);
+  v1::Job f = Submit(Spec(1, 0));
+  mgr_->Tick();
+  Complete("w", f.job_id() + "/1", 1, 1);
+  ASSERT_EQ(State(f.job_id()), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(mgr_->Cancel(f.job_id()).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(mgr_->Cancel("job-nope").status().code(), absl::StatusCode::kNotFound);
+  // The freed slots go to the next job.
+  EXPECT_EQ(mgr_->Stats().jobs_by_state[v1::JOB_STATE_CANCELLED], 2);
+}
+
+TEST_F(JobManagerTest, PaginationEdges) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 7; ++i) {
+    ids.push_back(Submit().job_id());
+    clock_.Advance(absl::Milliseconds(1));
+  }
+  v1::ListJobsRequest req;
+  req.set_page_size(3);
+  std::vector<std::string> seen;
+  for (int page = 0; page < 5; ++page) {
+    auto resp = mgr_->List(req);
+    ASSERT_TRUE(resp.ok()) << resp.status();
+    for (const auto& j : resp->jobs()) seen.push_back(j.job_id());
+    if (resp->next_page_token().empty()) break;
+    req.set_page_token(resp->next_page_token());
+  }
+  std::vector<std::string> newest_first(ids.rbegin(), ids.rend());
+  EXPECT_EQ(seen, newest_first);
+  // page_size 0 = the default (50 > 7: one page, no token); over the max is capped.
+  v1::ListJobsRequest zero;
+  EXPECT_EQ(mgr_->List(zero)->jobs_size(), 7);
+  EXPECT_TRUE(mgr_->List(zero)->next_page_token().empty());
+  v1::ListJobsRequest huge;
+  huge.set_page_size(1 << 30);
+  EXPECT_EQ(mgr_->List(huge)->jobs_size(), 7);
+  v1::ListJobsRequest neg;
+  neg.set_page_size(-1);
+  EXPECT_NE(mgr_->List(neg).status().message().find("page_size"), std::string::npos);
+  v1::ListJobsRequest bad;
+  bad.set_page_token("not-a-token");
+  EXPECT_EQ(mgr_->List(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(mgr_->List(bad).status().message().find("page_token"), std::string::npos);
+  // A token from before new submits still continues where it was (new jobs are newer).
+  v1::ListJobsRequest first;
+  first.set_page_size(2);
+  std::string token = mgr_->List(first)->next_page_token();
+  Submit();
+  v1::ListJobsRequest next;
+  next.set_page_size(2);
+  next.set_page_token(token);
+  auto resp = mgr_->List(next);
+  ASSERT_EQ(resp->jobs_size(), 2);
+  EXPECT_EQ(resp->jobs(0).job_id(), newest_first[2]);
+  // Filters.
+  v1::ListJobsRequest by_state;
+  by_state.set_state(v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(mgr_->List(by_state)->jobs_size(), 0);
+  v1::ListJobsRequest by_owner;
+  by_owner.set_owner("bob");
+  EXPECT_EQ(mgr_->List(by_owner)->jobs_size(), 0);
+}
+
+TEST_F(JobManagerTest, WatchReplaysThenStreamsEveryEventOnce) {
+  v1::Job j = Submit(Spec(1));
+  std::vector<v1::JobEvent> got, replay;
+  auto sub = mgr_->Watch(j.job_id(), 0, [&](const v1::JobEvent& e) { got.push_back(e); }, &replay);
+  ASSERT_TRUE(sub.ok());
+  ASSERT_EQ(replay.size(), 1u);
+  EXPECT_EQ(replay[0].kind(), "submitted");
+  Register("w", 2);
+  mgr_->Tick();
+  v1::ReportRequest rep;
+  rep.set_attempt_id(j.job_id() + "/1");
+  rep.mutable_progress()->set_round(3);
+  ASSERT_TRUE(mgr_->Report(rep).ok());
+  Complete("w", j.job_id() + "/1", 0, 0);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].kind(), "scheduled");
+  EXPECT_EQ(got[0].sequence(), 2);
+  EXPECT_EQ(got[1].kind(), "progress");
+  EXPECT_EQ(got[1].progress().round(), 3);
+  EXPECT_EQ(got[2].kind(), "succeeded");
+  EXPECT_EQ(got[2].state(), v1::JOB_STATE_SUCCEEDED);
+  mgr_->Unwatch(*sub);
+  std::vector<v1::JobEvent> replay2;
+  ASSERT_TRUE(mgr_->Watch(j.job_id(), 1, [](const v1::JobEvent&) {}, &replay2).ok());
+  ASSERT_EQ(replay2.size(), 2u);  // stored events after 1: scheduled, succeeded
+  EXPECT_EQ(mgr_->Watch("job-x", 0, [](const v1::JobEvent&) {}, &replay2).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(JobManagerTest, ARestartedManagerReloadsJobsAndRunningAttemptsWaitForTheirAgents) {
+  v1::Job q = Submit(Spec(4), "keep-me");
+  v1::Job r = Submit(Spec(1));
+  v1::Job gone = Submit(Spec(1));
+  Register("w1", 2);
+  Register("w2", 2);
+  mgr_->Tick();
+  ASSERT_EQ(State(r.job_id()), v1::JOB_STATE_RUNNING);
+  ASSERT_EQ(State(gone.job_id()), v1::JOB_STATE_RUNNING);
+  // The coordinator restarts on the same store.
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  ASSERT_TRUE(mgr_->Recover().ok());
+  EXPECT_EQ(State(q.job_id()), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(Submit(Spec(), "keep-me").job_id(), q.job_id());  // idempotency survives
+  EXPECT_NE(Submit().job_id(), gone.job_id());                // ids are not reused
+  // w1 re-registers with the ranks of r it still runs; nobody reports `gone`'s ranks.
+  v1::RegisterRequest reg;
+  reg.set_worker_id("w1");
+  reg.mutable_resources()->set_slots(2);
+  for (int rank : {0, 1}) {
+    auto* rr = reg.add_running();
+    rr->set_attempt_id(r.job_id() + "/1");
+    rr->set_rank(rank);
+  }
+  ASSERT_TRUE(mgr_->Register(reg).ok());
+  Register("w2", 2);
+  mgr_->Tick();
+  EXPECT_EQ(State(r.job_id()), v1::JOB_STATE_RUNNING);
+  clock_.Advance(mgr_->options().recovery_grace);
+  Heartbeat("w1");
+  Heartbeat("w2");
+  mgr_->Tick();
+  EXPECT_EQ(State(r.job_id()), v1::JOB_STATE_RUNNING);
+  v1::Job requeued = *mgr_->Get(gone.job_id());
+  EXPECT_EQ(requeued.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_NE(requeued.message().find("coordinator restart"), std::string::npos) << requeued.message();
+}
+
+TEST(SqliteJobStoreTest, WritesSurviveReopeningAndConcurrentWritersShareCommits) {
+  const std::string dir = (fs::temp_directory_path() / ("vsdm_store_" + std::to_string(::getpid()))).string();
+  fs::remove_all(dir);
+  {
+    auto store = SqliteJobStore::Open(dir);
+    ASSERT_TRUE(store.ok()) << store.status();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t)
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 25; ++i) {
+          StoredJob j;
+          j.job.set_job_id("job-" + std::to_string(t * 100 + i));
+          j.job.set_state(v1::JOB_STATE_QUEUED);
+          j.request_id = "r" + std::to_string(t * 100 + i);
+          v1::JobEvent e;
+          e.set_job_id(j.job.job_id());
+          e.set_sequence(1);
+          e.set_kind("submitted");
+          ASSERT_TRUE((*store)->Write({{j}, {e}}).ok());
+        }
+      });
+    for (auto& th : threads) th.join();
+    EXPECT_EQ((*store)->writes(), 200);
+    EXPECT_LE((*store)->commits(), 200);
+  }
+  auto store = SqliteJobStore::Open(dir);
+  ASSERT_TRUE(store.ok());
+  auto jobs = (*store)->LoadJobs();
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(jobs->size(), 200u);
+  auto ev = (*store)->LoadEvents("job-705", 0);
+  ASSERT_EQ(ev->size(), 1u);
+  EXPECT_EQ((*ev)[0].kind(), "submitted");
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace vsdm::server
