@@ -1,0 +1,85 @@
+#include "server/coordinator_metrics.h"
+
+#include <absl/status/status.h>
+
+#include <cctype>
+
+namespace vsdm::server {
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+const prometheus::Histogram::BucketBoundaries kLatency = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                          0.1,    0.25,  0.5,    1,     2.5,  5};
+const prometheus::Histogram::BucketBoundaries kWait = {1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600};
+
+}  // namespace
+
+CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> registry)
+    : registry_(std::move(registry)) {
+  auto& jobs = prometheus::BuildGauge().Name("vsdm_jobs").Help("Jobs by state").Register(*registry_);
+  for (v1::JobState s : {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
+                         v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED})
+    jobs_[s] = &jobs.Add({{"state", Lower(v1::JobState_Name(s).substr(10))}});
+  auto& workers = prometheus::BuildGauge().Name("vsdm_workers").Help("Registered workers by state").Register(*registry_);
+  workers_alive_ = &workers.Add({{"state", "alive"}});
+  workers_lost_ = &workers.Add({{"state", "lost"}});
+  restarts_ = &prometheus::BuildCounter()
+                   .Name("vsdm_job_restarts_total")
+                   .Help("Attempts requeued after a failure")
+                   .Register(*registry_)
+                   .Add({});
+  queue_wait_ = &prometheus::BuildHistogram()
+                     .Name("vsdm_queue_wait_seconds")
+                     .Help("Time from entering the queue to an attempt starting")
+                     .Register(*registry_)
+                     .Add({}, kWait);
+  pass_ = &prometheus::BuildHistogram()
+               .Name("vsdm_scheduling_pass_seconds")
+               .Help("Wall time of one scheduling pass (JobScheduler::Plan)")
+               .Register(*registry_)
+               .Add({}, kLatency);
+  rpc_total_ = &prometheus::BuildCounter().Name("vsdm_rpc_total").Help("RPCs by method and status code").Register(*registry_);
+  rpc_seconds_ = &prometheus::BuildHistogram()
+                      .Name("vsdm_rpc_duration_seconds")
+                      .Help("RPC handling time by method")
+                      .Register(*registry_);
+}
+
+void CoordinatorMetrics::Update(const JobManagerStats& s) {
+  for (auto& [state, g] : jobs_) {
+    auto it = s.jobs_by_state.find(state);
+    g->Set(it == s.jobs_by_state.end() ? 0 : it->second);
+  }
+  workers_alive_->Set(s.workers_alive);
+  workers_lost_->Set(s.workers_lost);
+  if (s.restarts > restarts_seen_) {
+    restarts_->Increment(static_cast<double>(s.restarts) - restarts_seen_);
+    restarts_seen_ = static_cast<double>(s.restarts);
+  }
+  for (double w : s.queue_wait_seconds) queue_wait_->Observe(w);
+  pass_->Observe(s.last_pass_seconds);
+}
+
+void CoordinatorMetrics::RecordRpc(const std::string& method, int code, double seconds) {
+  prometheus::Counter* c;
+  prometheus::Histogram* h;
+  {
+    absl::MutexLock lock(&mu_);
+    auto& cc = rpc_counters_[{method, code}];
+    if (cc == nullptr)
+      cc = &rpc_total_->Add({{"method", method},
+                             {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}});
+    auto& hh = rpc_histograms_[method];
+    if (hh == nullptr) hh = &rpc_seconds_->Add({{"method", method}}, kLatency);
+    c = cc;
+    h = hh;
+  }
+  c->Increment();
+  h->Observe(seconds);
+}
+
+}  // namespace vsdm::server

@@ -1,0 +1,47 @@
+// The coordinator's Prometheus metrics, built once from one registry with cached references:
+// jobs and workers by state, queue wait, scheduling pass latency, restarts, RPC counts and
+// latencies. Thread-safe (prometheus-cpp metrics are).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "absl/synchronization/mutex.h"
+#include "server/job_manager.h"
+
+namespace vsdm::server {
+
+class CoordinatorMetrics {
+ public:
+  explicit CoordinatorMetrics(std::shared_ptr<prometheus::Registry> registry);
+
+  // Copies the manager's counts into the gauges and histograms (called after every Tick).
+  void Update(const JobManagerStats& stats);
+  // One finished RPC: `method` from a fixed set, `code` its canonical status code.
+  void RecordRpc(const std::string& method, int code, double seconds);
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::map<v1::JobState, prometheus::Gauge*> jobs_;
+  prometheus::Gauge* workers_alive_;
+  prometheus::Gauge* workers_lost_;
+  prometheus::Counter* restarts_;
+  double restarts_seen_ = 0;
+  prometheus::Histogram* queue_wait_;
+  prometheus::Histogram* pass_;
+  prometheus::Family<prometheus::Counter>* rpc_total_;
+  prometheus::Family<prometheus::Histogram>* rpc_seconds_;
+  absl::Mutex mu_;
+  std::map<std::pair<std::string, int>, prometheus::Counter*> rpc_counters_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, prometheus::Histogram*> rpc_histograms_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace vsdm::server

@@ -1,0 +1,220 @@
+#include "server/job_service.h"
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/grpc_status.h"
+
+namespace vsdm::server {
+namespace fs = std::filesystem;
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// Finishes a unary call with `s` and records it.
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, CoordinatorMetrics& m, const char* method,
+                               SteadyClock::time_point t0, const absl::Status& s) {
+  m.RecordRpc(method, static_cast<int>(s.code()), std::chrono::duration<double>(SteadyClock::now() - t0).count());
+  auto* r = ctx->DefaultReactor();
+  r->Finish(ToGrpcStatus(s));
+  return r;
+}
+
+bool IsFinal(v1::JobState s) {
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
+}
+
+// Streams a job's events: the stored ones after the request's sequence, then live ones, and
+// ends after the event that puts the job in a final state. Events arrive from JobManager on
+// other threads; `Shared` outlives the reactor so a late callback finds it gone, not freed.
+class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  WatchReactor(JobManager& manager, const v1::WatchJobRequest& req) : manager_(manager), shared_(std::make_shared<Shared>()) {
+    shared_->reactor = this;
+    std::vector<v1::JobEvent> replay;
+    std::weak_ptr<Shared> weak = shared_;
+    auto sub = manager_.Watch(req.job_id(), req.after_sequence(),
+                              [weak](const v1::JobEvent& e) {
+                                if (auto s = weak.lock()) s->Push(e);
+                              },
+                              &replay);
+    if (!sub.ok()) {
+      Finish(ToGrpcStatus(sub.status()));
+      return;
+    }
+    sub_ = *sub;
+    // A job that has already ended: replay and close.
+    auto job = manager_.Get(req.job_id());
+    absl::MutexLock lock(&shared_->mu);
+    for (auto& e : replay) shared_->queue.push_back(std::move(e));
+    if (job.ok() && IsFinal(job->state()) && replay.empty()) shared_->end_after_queue = true;
+    shared_->NextLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->writing = false;
+    if (!ok) {
+      shared_->FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    shared_->NextLocked();
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+  void OnDone() override {
+    if (sub_ >= 0) manager_.Unwatch(sub_);
+    {
+      absl::MutexLock lock(&shared_->mu);
+      shared_->reactor = nullptr;
+    }
+    delete this;
+  }
+
+ private:
+  struct Shared {
+    absl::Mutex mu;
+    WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+    std::deque<v1::JobEvent> queue ABSL_GUARDED_BY(mu);
+    v1::JobEvent current ABSL_GUARDED_BY(mu);
+    bool writing ABSL_GUARDED_BY(mu) = false;
+    bool finished ABSL_GUARDED_BY(mu) = false;
+    bool end_after_queue ABSL_GUARDED_BY(mu) = false;
+
+    void Push(const v1::JobEvent& e) {
+      absl::MutexLock lock(&mu);
+      if (reactor == nullptr || finished) return;
+      queue.push_back(e);
+      NextLocked();
+    }
+    void NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      if (writing || finished || reactor == nullptr) return;
+      if (queue.empty()) {
+        if (end_after_queue) FinishLocked(grpc::Status::OK);
+        return;
+      }
+      current = std::move(queue.front());
+      queue.pop_front();
+      if (IsFinal(current.state()) && current.kind() != "progress") end_after_queue = true;
+      writing = true;
+      reactor->StartWrite(&current);
+    }
+    void FinishLocked(const grpc::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      if (finished || reactor == nullptr) return;
+      finished = true;
+      reactor->Finish(s);
+    }
+  };
+
+  JobManager& manager_;
+  std::shared_ptr<Shared> shared_;
+  int64_t sub_ = -1;
+};
+
+// Streams one artifact file in 64 KiB chunks.
+class ArtifactReactor : public grpc::ServerWriteReactor<v1::ArtifactChunk> {
+ public:
+  ArtifactReactor(const std::string& path, int64_t size) : in_(path, std::ios::binary), size_(size) {
+    chunk_.set_total_bytes(size_);
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    std::string buf(64 * 1024, '\0');
+    in_.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const std::streamsize n = in_.gcount();
+    if (n <= 0 && sent_any_) return Finish(grpc::Status::OK);
+    buf.resize(static_cast<size_t>(std::max<std::streamsize>(n, 0)));
+    if (sent_any_) chunk_.clear_total_bytes();
+    chunk_.set_data(std::move(buf));
+    sent_any_ = true;
+    StartWrite(&chunk_);
+  }
+  std::ifstream in_;
+  int64_t size_;
+  bool sent_any_ = false;
+  v1::ArtifactChunk chunk_;
+};
+
+template <typename T>
+class ErrorReactor : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit ErrorReactor(const absl::Status& s) { this->Finish(ToGrpcStatus(s)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::SubmitJobRequest* req, v1::Job* resp) {
+  const auto t0 = SteadyClock::now();
+  auto j = manager_.Submit(req->spec(), req->request_id(), /*owner=*/req->spec().owner());
+  if (j.ok()) *resp = std::move(*j);
+  return Done(ctx, metrics_, "SubmitJob", t0, j.status());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* req,
+                                                 v1::Job* resp) {
+  const auto t0 = SteadyClock::now();
+  auto j = manager_.Get(req->job_id());
+  if (j.ok()) *resp = std::move(*j);
+  return Done(ctx, metrics_, "GetJob", t0, j.status());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListJobsRequest* req, v1::ListJobsResponse* resp) {
+  const auto t0 = SteadyClock::now();
+  auto r = manager_.List(*req);
+  if (r.ok()) *resp = std::move(*r);
+  return Done(ctx, metrics_, "ListJobs", t0, r.status());
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::CancelJobRequest* req, v1::Job* resp) {
+  const auto t0 = SteadyClock::now();
+  auto j = manager_.Cancel(req->job_id());
+  if (j.ok()) *resp = std::move(*j);
+  return Done(ctx, metrics_, "CancelJob", t0, j.status());
+}
+
+grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(grpc::CallbackServerContext*,
+                                                                 const v1::WatchJobRequest* req) {
+  metrics_.RecordRpc("WatchJob", 0, 0.0);
+  return new WatchReactor(manager_, *req);
+}
+
+grpc::ServerWriteReactor<v1::ArtifactChunk>* JobServiceImpl::GetArtifact(grpc::CallbackServerContext*,
+                                                                         const v1::GetArtifactRequest* req) {
+  auto fail = [&](const absl::Status& s) {
+    metrics_.RecordRpc("GetArtifact", static_cast<int>(s.code()), 0.0);
+    return new ErrorReactor<v1::ArtifactChunk>(s);
+  };
+  auto job = manager_.Get(req->job_id());
+  if (!job.ok()) return fail(job.status());
+  const fs::path rel(req->path());
+  if (req->path().empty() || rel.is_absolute())
+    return fail(absl::InvalidArgumentError("path: must be a relative path inside the job's artifacts"));
+  for (const auto& part : rel)
+    if (part == "..") return fail(absl::InvalidArgumentError("path: must not contain '..'"));
+  const fs::path full = fs::path(artifact_root_) / req->job_id() / rel;
+  std::error_code ec;
+  if (!fs::is_regular_file(full, ec))
+    return fail(absl::NotFoundError(absl::StrCat("artifact ", req->path(), " of ", req->job_id(), " not found")));
+  metrics_.RecordRpc("GetArtifact", 0, 0.0);
+  return new ArtifactReactor(full.string(), static_cast<int64_t>(fs::file_size(full, ec)));
+}
+
+}  // namespace vsdm::server

@@ -1,0 +1,38 @@
+// vsdm.v1.JobService over gRPC's callback API: a thin adapter (convert, call JobManager, convert
+// back). WatchJob and GetArtifact stream with write reactors.
+#pragma once
+
+#include <string>
+
+#include "server/coordinator_metrics.h"
+#include "server/job_manager.h"
+#include "vsdm/v1/service.grpc.pb.h"
+
+namespace vsdm::server {
+
+// `manager` and `metrics` must outlive the service.
+class JobServiceImpl final : public v1::JobService::CallbackService {
+ public:
+  JobServiceImpl(JobManager& manager, CoordinatorMetrics& metrics, std::string artifact_root)
+      : manager_(manager), metrics_(metrics), artifact_root_(std::move(artifact_root)) {}
+
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* req,
+                                      v1::Job* resp) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* req,
+                                   v1::Job* resp) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx, const v1::ListJobsRequest* req,
+                                     v1::ListJobsResponse* resp) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* req,
+                                      v1::Job* resp) override;
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* ctx,
+                                                   const v1::WatchJobRequest* req) override;
+  grpc::ServerWriteReactor<v1::ArtifactChunk>* GetArtifact(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetArtifactRequest* req) override;
+
+ private:
+  JobManager& manager_;
+  CoordinatorMetrics& metrics_;
+  std::string artifact_root_;
+};
+
+}  // namespace vsdm::server
