@@ -39,9 +39,14 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                      .Add({}, kWait);
   pass_ = &prometheus::BuildHistogram()
                .Name("vsdm_scheduling_pass_seconds")
-               .Help("Wall time of one scheduling pass (JobScheduler::Plan)")
+               .Help("Wall time of one scheduling pass (queue snapshot, plan, durable starts)")
                .Register(*registry_)
                .Add({}, kLatency);
+  last_pass_ = &prometheus::BuildGauge()
+                    .Name("vsdm_scheduling_pass_last_seconds")
+                    .Help("Wall time of the latest scheduling pass")
+                    .Register(*registry_)
+                    .Add({});
   rpc_total_ = &prometheus::BuildCounter().Name("vsdm_rpc_total").Help("RPCs by method and status code").Register(*registry_);
   rpc_seconds_ = &prometheus::BuildHistogram()
                       .Name("vsdm_rpc_duration_seconds")
@@ -62,6 +67,7 @@ void CoordinatorMetrics::Update(const JobManagerStats& s) {
   }
   for (double w : s.queue_wait_seconds) queue_wait_->Observe(w);
   pass_->Observe(s.last_pass_seconds);
+  last_pass_->Set(s.last_pass_seconds);
 }
 
 void CoordinatorMetrics::RecordRpc(const std::string& method, int code, double seconds) {

@@ -37,6 +37,7 @@ class CoordinatorMetrics {
   double restarts_seen_ = 0;
   prometheus::Histogram* queue_wait_;
   prometheus::Histogram* pass_;
+  prometheus::Gauge* last_pass_;
   prometheus::Family<prometheus::Counter>* rpc_total_;
   prometheus::Family<prometheus::Histogram>* rpc_seconds_;
   absl::Mutex mu_;

@@ -378,7 +378,8 @@ void JobManager::Tick() {
     }
     if (!Commit(std::move(changes)).ok()) return;  // retried on the next tick
 
-    // Scheduling pass.
+    // Scheduling pass (timed whole: queue snapshot, plan, durable starts).
+    const auto t0 = std::chrono::steady_clock::now();
     std::vector<QueuedJob> queue;
     std::map<std::string, int> running;
     for (const auto& [id, r] : jobs_) {
@@ -396,9 +397,7 @@ void JobManager::Tick() {
       q.cuda = j.spec().resources().device() == "cuda";
       queue.push_back(std::move(q));
     }
-    const auto t0 = std::chrono::steady_clock::now();
     SchedulePlan plan = scheduler_.Plan(std::move(queue), registry_.Capacity(), running, now);
-    last_pass_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     pending_reasons_ = std::move(plan.pending_reasons);
     std::vector<Change> starts;
     for (const Placement& p : plan.placements) {
@@ -445,6 +444,7 @@ void JobManager::Tick() {
       starts.push_back(std::move(c));
     }
     Commit(std::move(starts)).IgnoreError();  // a failed write leaves them queued for the next pass
+    last_pass_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   Flush();
 }

@@ -41,7 +41,7 @@ struct JobManagerStats {
   std::map<v1::JobState, int> jobs_by_state;
   int workers_alive = 0, workers_lost = 0;
   int64_t restarts = 0;                   // attempts requeued after a failure
-  double last_pass_seconds = 0;           // wall time of the last scheduling pass (Plan only)
+  double last_pass_seconds = 0;           // wall time of the last scheduling pass (snapshot, plan, starts)
   std::vector<double> queue_wait_seconds;  // of attempts started since the last call (drained)
 };
 

@@ -19,30 +19,37 @@ struct Need {
 };
 Need NeedOf(const QueuedJob& j) { return {j.trainers + 1, j.cuda ? j.trainers : 0}; }
 
-// Places the gang on `workers` (modified only on success): device ranks first on the workers
+// Places the gang on `workers` (changed only on success): device ranks first on the workers
 // with the most free devices, then the rest on the workers with the most free slots, so a gang
-// lands on as few workers as it can. Rank 0 (the store host) is the first trainer.
-bool TryPlace(const QueuedJob& job, std::vector<WorkerCapacity>& workers, Placement* out) {
-  std::vector<WorkerCapacity> w = workers;
+// lands on as few workers as it can. Rank 0 (the store host) is the first trainer. O(ranks x
+// workers); the caller rejects jobs larger than the free total before calling.
+bool TryPlace(const QueuedJob& job, std::vector<WorkerCapacity>& w, Placement* out) {
   std::vector<RankPlacement> ranks;
+  std::vector<std::pair<int, bool>> taken;  // (worker index, device) to roll back
   auto take = [&](bool device) -> bool {
     int best = -1;
     for (int i = 0; i < static_cast<int>(w.size()); ++i) {
       if (w[i].free_slots < 1 || (device && w[i].free_devices < 1)) continue;
-      if (best < 0) { best = i; continue; }
-      const auto key = [&](int k) { return device ? w[k].free_devices : w[k].free_slots; };
-      if (key(i) > key(best)) best = i;
+      if (best < 0 || (device ? w[i].free_devices > w[best].free_devices : w[i].free_slots > w[best].free_slots))
+        best = i;
     }
     if (best < 0) return false;
     --w[best].free_slots;
     if (device) --w[best].free_devices;
+    taken.emplace_back(best, device);
     ranks.push_back({static_cast<int>(ranks.size()), w[best].worker_id, device});
     return true;
   };
-  for (int r = 0; r < job.trainers; ++r)
-    if (!take(job.cuda)) return false;
-  if (!take(false)) return false;  // the variational rank
-  workers = std::move(w);
+  bool ok = true;
+  for (int r = 0; ok && r < job.trainers; ++r) ok = take(job.cuda);
+  ok = ok && take(false);  // the variational rank
+  if (!ok) {
+    for (auto [i, device] : taken) {
+      ++w[i].free_slots;
+      if (device) ++w[i].free_devices;
+    }
+    return false;
+  }
   out->job_id = job.job_id;
   out->ranks = std::move(ranks);
   return true;
@@ -64,6 +71,11 @@ SchedulePlan JobScheduler::Plan(std::vector<QueuedJob> queue, std::vector<Worker
     total_devices += w.total_devices;
   }
   std::map<std::string, int> running = running_per_owner;
+  int free_slots = 0, free_devices = 0;
+  for (const auto& w : workers) {
+    free_slots += w.free_slots;
+    free_devices += w.free_devices;
+  }
   const QueuedJob* holder = nullptr;  // the job holding the queue (starvation guard)
   int position = 0;
   for (const QueuedJob& job : queue) {
@@ -90,15 +102,12 @@ SchedulePlan JobScheduler::Plan(std::vector<QueuedJob> queue, std::vector<Worker
       continue;
     }
     Placement p;
-    if (TryPlace(job, workers, &p)) {
+    if (need.slots <= free_slots && need.devices <= free_devices && TryPlace(job, workers, &p)) {
       plan.placements.push_back(std::move(p));
       if (!job.owner.empty()) ++running[job.owner];
+      free_slots -= need.slots;
+      free_devices -= need.devices;
       continue;
-    }
-    int free_slots = 0, free_devices = 0;
-    for (const auto& w : workers) {
-      free_slots += w.free_slots;
-      free_devices += w.free_devices;
     }
     const bool can_ever_fit = need.slots <= total_slots && need.devices <= total_devices;
     std::string why =
