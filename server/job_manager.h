@@ -1,8 +1,10 @@
 // The coordinator's state machine: jobs, their attempts and events, for users (submit, get,
 // list, cancel, watch) and for worker agents (register, heartbeat, report, complete). Tick()
 // expires worker leases (failing, aborting and requeueing what they ran) and runs a scheduling
-// pass. Every change is written durably to the JobStore before it becomes visible or is
-// acknowledged; a failed write changes nothing. The gRPC services are thin adapters over this.
+// pass. Every state change is written durably to the JobStore before it becomes visible or is
+// acknowledged; a failed write changes nothing. (Progress reports are the exception: they are
+// kept in memory and streamed, and reach the store with the job's next state change.) The gRPC
+// services are thin adapters over this.
 #pragma once
 
 #include <functional>
