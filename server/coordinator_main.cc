@@ -15,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/file_util.h"
+#include "server/artifact_store.h"
 #include "server/coordinator_metrics.h"
 #include "server/job_manager.h"
 #include "server/job_service.h"
@@ -101,8 +102,9 @@ int main(int argc, char** argv) {
     metrics_port = exposer->GetListeningPorts().empty() ? 0 : exposer->GetListeningPorts()[0];
   }
 
-  vsdm::server::JobServiceImpl jobs(manager, metrics, opt.artifact_root);
-  vsdm::server::WorkerServiceImpl workers(manager, metrics);
+  vsdm::server::ArtifactStore artifacts(opt.artifact_root);
+  vsdm::server::JobServiceImpl jobs(manager, artifacts, metrics);
+  vsdm::server::WorkerServiceImpl workers(manager, artifacts, metrics);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -76,7 +76,11 @@ absl::Status JobManager::Recover() {
       a.number = r.stored.job.attempts();
       a.attempt_id = absl::StrCat(id, "/", a.number);
       a.ranks.resize(r.stored.job.spec().resources().trainers() + 1);
-      for (int i = 0; i < static_cast<int>(a.ranks.size()); ++i) a.ranks[i].rank = i;
+      const bool cuda = r.stored.job.spec().resources().device() == "cuda";
+      for (int i = 0; i < static_cast<int>(a.ranks.size()); ++i) {
+        a.ranks[i].rank = i;
+        a.ranks[i].device = cuda && i + 1 < static_cast<int>(a.ranks.size());  // trainers hold devices
+      }
       a.recovering_since = now;
       r.attempt = std::move(a);
     }
@@ -118,7 +122,8 @@ absl::Status JobManager::Commit(std::vector<Change> changes) {
     w.jobs.push_back({c.job, it != jobs_.end() ? it->second.stored.request_id : std::string()});
     w.events.push_back(c.event);
   }
-  if (absl::Status s = store_.Write(std::move(w)); !s.ok()) return s;
+  if (absl::Status s = store_.Write(std::move(w)); !s.ok())
+    return absl::UnavailableError(absl::StrCat("job store: ", s.message(), " (nothing changed; retry)"));
   for (auto& c : changes) {
     Record& r = jobs_[c.job_id];
     r.stored.job = c.job;
@@ -140,6 +145,7 @@ void JobManager::Publish(const v1::JobEvent& e) {
 }
 
 void JobManager::Flush() {
+  absl::MutexLock deliver(&deliver_mu_);
   std::vector<std::pair<EventCallback, v1::JobEvent>> out;
   {
     absl::MutexLock lock(&mu_);
@@ -186,6 +192,8 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
                                  spec->problem.dataset, spec->resources.trainers));
   // The write happens outside the lock so concurrent submits share a group commit.
   absl::Status written = store_.Write({{r.stored}, {ev}});
+  if (!written.ok())
+    written = absl::UnavailableError(absl::StrCat("job store: ", written.message(), " (not submitted; retry)"));
   v1::Job out;
   {
     absl::MutexLock lock(&mu_);
@@ -354,7 +362,8 @@ void JobManager::Tick() {
     const absl::Time now = clock_.Now();
     std::vector<Change> changes;
     std::set<std::string> failing;
-    for (const LostWorker& lw : registry_.ExpireLeases()) {
+    for (LostWorker& lw : registry_.ExpireLeases()) pending_lost_.push_back(std::move(lw));
+    for (const LostWorker& lw : pending_lost_) {
       for (const RankSlot& slot : lw.ranks) {
         Record* r = FindAttempt(slot.attempt_id);
         if (r == nullptr || !failing.insert(r->stored.job.job_id()).second) continue;
@@ -376,7 +385,8 @@ void JobManager::Tick() {
                                                       " of a coordinator restart")));
       }
     }
-    if (!Commit(std::move(changes)).ok()) return;  // retried on the next tick
+    if (!Commit(std::move(changes)).ok()) return;  // pending_lost_ is kept: retried on the next tick
+    pending_lost_.clear();
 
     // Scheduling pass (timed whole: queue snapshot, plan, durable starts).
     const auto t0 = std::chrono::steady_clock::now();
@@ -467,7 +477,10 @@ absl::StatusOr<v1::RegisterResponse> JobManager::Register(const v1::RegisterRequ
       RankPlacement& p = r->attempt->ranks[rr.rank()];
       if (p.worker_id.empty() || p.worker_id == req.worker_id()) {
         p.worker_id = req.worker_id();
-        registry_.Assign(req.worker_id(), rr.attempt_id(), rr.rank(), p.device).IgnoreError();
+        const WorkerInfo* w = registry_.Find(req.worker_id());
+        bool held = false;
+        for (const auto& slot : w->ranks) held = held || (slot.attempt_id == rr.attempt_id() && slot.rank == rr.rank());
+        if (!held) registry_.Assign(req.worker_id(), rr.attempt_id(), rr.rank(), p.device).IgnoreError();
       }
     }
   }
@@ -481,10 +494,22 @@ absl::StatusOr<v1::HeartbeatResponse> JobManager::Heartbeat(const v1::HeartbeatR
   absl::MutexLock lock(&mu_);
   if (absl::Status s = registry_.Heartbeat(req.worker_id()); !s.ok()) return s;
   v1::HeartbeatResponse resp;
-  for (const auto& rr : req.running())
+  std::set<std::pair<std::string, int>> running;
+  for (const auto& rr : req.running()) {
+    running.insert({rr.attempt_id(), rr.rank()});
     if (FindAttempt(rr.attempt_id()) == nullptr) aborts_[req.worker_id()].insert(rr.attempt_id());
-  for (auto& a : assignments_[req.worker_id()]) *resp.add_assignments() = std::move(a);
-  assignments_.erase(req.worker_id());
+  }
+  // Assignments are sent again until the worker reports the rank running (a lost response must
+  // not lose a rank); the agent ignores ones it has already started.
+  auto& pending = assignments_[req.worker_id()];
+  pending.erase(std::remove_if(pending.begin(), pending.end(),
+                               [&](const v1::Assignment& a) {
+                                 Record* r = FindAttempt(a.attempt_id());
+                                 return r == nullptr || running.count({a.attempt_id(), a.rank()}) ||
+                                        r->attempt->done.count(a.rank());
+                               }),
+                pending.end());
+  for (const auto& a : pending) *resp.add_assignments() = a;
   for (const auto& a : aborts_[req.worker_id()]) resp.add_abort_attempts(a);
   aborts_.erase(req.worker_id());
   resp.set_lease_seconds(absl::ToDoubleSeconds(options_.lease));
@@ -538,6 +563,37 @@ absl::Status JobManager::Complete(const v1::CompleteRequest& req) {
   }
   Flush();
   return status;
+}
+
+absl::StatusOr<std::string> JobManager::CurrentJobOf(const std::string& attempt_id) {
+  absl::MutexLock lock(&mu_);
+  Record* r = FindAttempt(attempt_id);
+  if (r == nullptr)
+    return absl::FailedPreconditionError(absl::StrCat("attempt ", attempt_id, " is not a running attempt"));
+  return r->stored.job.job_id();
+}
+
+v1::ListWorkersResponse JobManager::Workers() const {
+  absl::MutexLock lock(&mu_);
+  v1::ListWorkersResponse resp;
+  const absl::Time now = clock_.Now();
+  for (const auto& [id, w] : registry_.workers()) {
+    auto* s = resp.add_workers();
+    s->set_worker_id(id);
+    s->set_state(w.state == WorkerState::kAlive ? "alive" : "lost");
+    s->mutable_resources()->set_slots(w.resources.slots);
+    s->mutable_resources()->set_devices(w.resources.devices);
+    s->mutable_resources()->set_memory_bytes(w.resources.memory_bytes);
+    s->mutable_resources()->set_host(w.resources.host);
+    s->set_free_slots(std::max(0, w.resources.slots - static_cast<int>(w.ranks.size())));
+    for (const auto& r : w.ranks) {
+      auto* rr = s->add_ranks();
+      rr->set_attempt_id(r.attempt_id);
+      rr->set_rank(r.rank);
+    }
+    s->set_lease_remaining_seconds(std::max(0.0, absl::ToDoubleSeconds(w.lease_expiry - now)));
+  }
+  return resp;
 }
 
 JobManagerStats JobManager::Stats() {

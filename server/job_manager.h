@@ -81,12 +81,15 @@ class JobManager {
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
   absl::Status Report(const v1::ReportRequest& request);
   absl::Status Complete(const v1::CompleteRequest& request);
+  // The job of `attempt_id` if that is its current attempt; FAILED_PRECONDITION for a stale one.
+  absl::StatusOr<std::string> CurrentJobOf(const std::string& attempt_id);
 
   // One pass: lease expiry (fail, abort, requeue or fail for good), recovery deadlines, then a
   // scheduling pass. Call periodically.
   void Tick();
 
   JobManagerStats Stats();
+  v1::ListWorkersResponse Workers() const;
   const JobManagerOptions& options() const { return options_; }
 
  private:
@@ -124,7 +127,7 @@ class JobManager {
   void AbortAttempt(const Attempt& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Record* FindAttempt(const std::string& attempt_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const v1::JobEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Flush() ABSL_LOCKS_EXCLUDED(mu_);  // delivers collected notifications
+  void Flush() ABSL_LOCKS_EXCLUDED(mu_);  // delivers collected notifications, in commit order
 
   JobStore& store_;
   const Clock& clock_;
@@ -149,6 +152,9 @@ class JobManager {
   std::map<int64_t, Subscription> subs_ ABSL_GUARDED_BY(mu_);
   int64_t next_sub_ ABSL_GUARDED_BY(mu_) = 1;
   std::vector<std::pair<EventCallback, v1::JobEvent>> outbox_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex deliver_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one deliverer at a time keeps events in order
+  // Workers whose lease ran out, kept until the change that fails their attempts is durable.
+  std::vector<LostWorker> pending_lost_ ABSL_GUARDED_BY(mu_);
   int64_t restarts_ ABSL_GUARDED_BY(mu_) = 0;
   double last_pass_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<double> queue_waits_ ABSL_GUARDED_BY(mu_);

@@ -35,6 +35,8 @@ bool IsFinal(v1::JobState s) {
 class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
   WatchReactor(JobManager& manager, const v1::WatchJobRequest& req) : manager_(manager), shared_(std::make_shared<Shared>()) {
+    // Held across the subscription so a live event cannot overtake the replay.
+    absl::MutexLock lock(&shared_->mu);
     shared_->reactor = this;
     std::vector<v1::JobEvent> replay;
     std::weak_ptr<Shared> weak = shared_;
@@ -44,14 +46,16 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
                               },
                               &replay);
     if (!sub.ok()) {
-      Finish(ToGrpcStatus(sub.status()));
+      shared_->FinishLocked(ToGrpcStatus(sub.status()));
       return;
     }
     sub_ = *sub;
     // A job that has already ended: replay and close.
     auto job = manager_.Get(req.job_id());
-    absl::MutexLock lock(&shared_->mu);
+    std::deque<v1::JobEvent> live;
+    live.swap(shared_->queue);
     for (auto& e : replay) shared_->queue.push_back(std::move(e));
+    for (auto& e : live) shared_->queue.push_back(std::move(e));
     if (job.ok() && IsFinal(job->state()) && replay.empty()) shared_->end_after_queue = true;
     shared_->NextLocked();
   }
@@ -190,6 +194,13 @@ grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext*
   return Done(ctx, metrics_, "CancelJob", t0, j.status());
 }
 
+grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
+                                                      const v1::ListWorkersRequest*, v1::ListWorkersResponse* resp) {
+  const auto t0 = SteadyClock::now();
+  *resp = manager_.Workers();
+  return Done(ctx, metrics_, "ListWorkers", t0, absl::OkStatus());
+}
+
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(grpc::CallbackServerContext*,
                                                                  const v1::WatchJobRequest* req) {
   metrics_.RecordRpc("WatchJob", 0, 0.0);
@@ -204,17 +215,11 @@ grpc::ServerWriteReactor<v1::ArtifactChunk>* JobServiceImpl::GetArtifact(grpc::C
   };
   auto job = manager_.Get(req->job_id());
   if (!job.ok()) return fail(job.status());
-  const fs::path rel(req->path());
-  if (req->path().empty() || rel.is_absolute())
-    return fail(absl::InvalidArgumentError("path: must be a relative path inside the job's artifacts"));
-  for (const auto& part : rel)
-    if (part == "..") return fail(absl::InvalidArgumentError("path: must not contain '..'"));
-  const fs::path full = fs::path(artifact_root_) / req->job_id() / rel;
+  auto full = artifacts_.Resolve(req->job_id(), req->path());
+  if (!full.ok()) return fail(full.status());
   std::error_code ec;
-  if (!fs::is_regular_file(full, ec))
-    return fail(absl::NotFoundError(absl::StrCat("artifact ", req->path(), " of ", req->job_id(), " not found")));
   metrics_.RecordRpc("GetArtifact", 0, 0.0);
-  return new ArtifactReactor(full.string(), static_cast<int64_t>(fs::file_size(full, ec)));
+  return new ArtifactReactor(*full, static_cast<int64_t>(fs::file_size(*full, ec)));
 }
 
 }  // namespace vsdm::server

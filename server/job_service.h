@@ -4,17 +4,18 @@
 
 #include <string>
 
+#include "server/artifact_store.h"
 #include "server/coordinator_metrics.h"
 #include "server/job_manager.h"
 #include "vsdm/v1/service.grpc.pb.h"
 
 namespace vsdm::server {
 
-// `manager` and `metrics` must outlive the service.
+// `manager`, `artifacts` and `metrics` must outlive the service.
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  JobServiceImpl(JobManager& manager, CoordinatorMetrics& metrics, std::string artifact_root)
-      : manager_(manager), metrics_(metrics), artifact_root_(std::move(artifact_root)) {}
+  JobServiceImpl(JobManager& manager, const ArtifactStore& artifacts, CoordinatorMetrics& metrics)
+      : manager_(manager), artifacts_(artifacts), metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* req,
                                       v1::Job* resp) override;
@@ -28,11 +29,13 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                                                    const v1::WatchJobRequest* req) override;
   grpc::ServerWriteReactor<v1::ArtifactChunk>* GetArtifact(grpc::CallbackServerContext* ctx,
                                                            const v1::GetArtifactRequest* req) override;
+  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest* req,
+                                        v1::ListWorkersResponse* resp) override;
 
  private:
   JobManager& manager_;
+  const ArtifactStore& artifacts_;
   CoordinatorMetrics& metrics_;
-  std::string artifact_root_;
 };
 
 }  // namespace vsdm::server

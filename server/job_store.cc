@@ -119,14 +119,22 @@ struct SqliteJobStore::Impl {
         // Each caller's write is applied under a savepoint, so one bad write fails alone.
         std::vector<absl::Status> each(batch.size());
         if (s.ok()) {
-          for (size_t i = 0; i < batch.size(); ++i) {
-            Exec(db, "SAVEPOINT w").IgnoreError();
+          for (size_t i = 0; i < batch.size() && s.ok(); ++i) {
+            s = Exec(db, "SAVEPOINT w");
+            if (!s.ok()) break;
             each[i] = Apply(batch[i]->w);
-            Exec(db, each[i].ok() ? "RELEASE w" : "ROLLBACK TO w").IgnoreError();
-            if (!each[i].ok()) Exec(db, "RELEASE w").IgnoreError();
+            if (!each[i].ok()) {
+              Exec(db, "ROLLBACK TO w").IgnoreError();
+              Exec(db, "RELEASE w").IgnoreError();
+            } else {
+              s = Exec(db, "RELEASE w");
+            }
+            // Some errors (full disk, I/O) roll back the whole transaction: then nothing of this
+            // batch is on disk, and continuing would autocommit later writes one by one.
+            if (sqlite3_get_autocommit(db)) s = each[i].ok() ? absl::InternalError("sqlite: transaction rolled back") : each[i];
           }
-          s = Exec(db, "COMMIT");
-          if (!s.ok()) Exec(db, "ROLLBACK").IgnoreError();
+          if (s.ok()) s = Exec(db, "COMMIT");
+          if (!s.ok() && !sqlite3_get_autocommit(db)) Exec(db, "ROLLBACK").IgnoreError();
         }
         for (size_t i = 0; i < batch.size(); ++i) batch[i]->status = s.ok() ? each[i] : s;
       }

@@ -45,4 +45,14 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Complete(grpc::CallbackServerContex
   return Done(ctx, metrics_, "Complete", t0, manager_.Complete(*req));
 }
 
+grpc::ServerUnaryReactor* WorkerServiceImpl::UploadArtifact(grpc::CallbackServerContext* ctx,
+                                                            const v1::UploadArtifactRequest* req,
+                                                            v1::UploadArtifactResponse*) {
+  const auto t0 = SteadyClock::now();
+  auto job = manager_.CurrentJobOf(req->attempt_id());
+  absl::Status s = job.status();
+  if (job.ok()) s = artifacts_.AppendChunk(*job, req->path(), req->offset(), req->data(), req->last());
+  return Done(ctx, metrics_, "UploadArtifact", t0, s);
+}
+
 }  // namespace vsdm::server

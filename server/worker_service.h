@@ -3,16 +3,18 @@
 // JobManager.
 #pragma once
 
+#include "server/artifact_store.h"
 #include "server/coordinator_metrics.h"
 #include "server/job_manager.h"
 #include "vsdm/v1/service.grpc.pb.h"
 
 namespace vsdm::server {
 
-// `manager` and `metrics` must outlive the service.
+// `manager`, `artifacts` and `metrics` must outlive the service.
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  WorkerServiceImpl(JobManager& manager, CoordinatorMetrics& metrics) : manager_(manager), metrics_(metrics) {}
+  WorkerServiceImpl(JobManager& manager, ArtifactStore& artifacts, CoordinatorMetrics& metrics)
+      : manager_(manager), artifacts_(artifacts), metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx, const v1::RegisterRequest* req,
                                      v1::RegisterResponse* resp) override;
@@ -22,9 +24,12 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
                                    v1::ReportResponse* resp) override;
   grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* ctx, const v1::CompleteRequest* req,
                                      v1::CompleteResponse* resp) override;
+  grpc::ServerUnaryReactor* UploadArtifact(grpc::CallbackServerContext* ctx, const v1::UploadArtifactRequest* req,
+                                           v1::UploadArtifactResponse* resp) override;
 
  private:
   JobManager& manager_;
+  ArtifactStore& artifacts_;
   CoordinatorMetrics& metrics_;
 };
 

@@ -121,6 +121,17 @@ absl::StatusOr<nlohmann::json> TrainerRank::Run() {
       nlohmann::json h = t.ToJson();
       h["A"] = std::vector<double>(A_.data_ptr<double>(), A_.data_ptr<double>() + A_.numel());
       history.push_back(h);
+      // For the worker agent, which forwards it to the coordinator (and `vsdmctl watch`).
+      double total = 0;
+      for (const auto& x : timings) total += x.round_sec;
+      const double per_round = total / static_cast<double>(timings.size());
+      nlohmann::json p = {{"round", k + 1},
+                          {"rounds", K},
+                          {"loss", t.loss},
+                          {"a_norm", t.a_norm},
+                          {"steps_per_second", spec.train.steps_per_round / std::max(1e-9, t.round_sec)},
+                          {"eta_seconds", per_round * static_cast<double>(K - k - 1)}};
+      AtomicWriteFile((fs::path(options_.out_dir) / "progress.json").string(), p.dump() + "\n").IgnoreError();
     }
     if (options_.on_line)
       options_.on_line(absl::StrFormat(

@@ -126,7 +126,16 @@ TEST_F(JobManagerTest, GangStartsOnlyWhenAllRanksFitAndAssignmentsReachTheAgents
       EXPECT_EQ(a.store_addr(), "h-w1:29500");  // rank 0 is on w1 (most free slots)
     }
   EXPECT_EQ(ranks, (std::set<int>{0, 1, 2}));
-  EXPECT_EQ(Heartbeat("w1").assignments_size(), 0);  // delivered once
+  // Sent again until the worker reports the ranks running (a lost response loses nothing).
+  EXPECT_EQ(Heartbeat("w1").assignments_size(), a1.assignments_size());
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w1");
+  for (const auto& a : a1.assignments()) {
+    auto* rr = hb.add_running();
+    rr->set_attempt_id(a.attempt_id());
+    rr->set_rank(a.rank());
+  }
+  EXPECT_EQ(mgr_->Heartbeat(hb)->assignments_size(), 0);
 }
 
 TEST_F(JobManagerTest, ALostWorkerRequeuesItsJobWithBackoffThenFailsAfterMaxRestarts) {

@@ -1,0 +1,39 @@
+// The agent's view of the coordinator's WorkerService: the seam between the agent's logic and
+// gRPC (GrpcCoordinatorClient here; tests may put a fake behind it). Every call carries a
+// deadline; an unreachable coordinator is UNAVAILABLE or DEADLINE_EXCEEDED.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "vsdm/v1/service.grpc.pb.h"
+
+namespace vsdm::worker {
+
+class CoordinatorClient {
+ public:
+  virtual ~CoordinatorClient() = default;
+  virtual absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& r) = 0;
+  virtual absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& r) = 0;
+  virtual absl::Status Report(const v1::ReportRequest& r) = 0;
+  virtual absl::Status Complete(const v1::CompleteRequest& r) = 0;
+  virtual absl::Status UploadArtifact(const v1::UploadArtifactRequest& r) = 0;
+};
+
+class GrpcCoordinatorClient : public CoordinatorClient {
+ public:
+  GrpcCoordinatorClient(const std::string& address, absl::Duration deadline);
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& r) override;
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& r) override;
+  absl::Status Report(const v1::ReportRequest& r) override;
+  absl::Status Complete(const v1::CompleteRequest& r) override;
+  absl::Status UploadArtifact(const v1::UploadArtifactRequest& r) override;
+
+ private:
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  absl::Duration deadline_;
+};
+
+}  // namespace vsdm::worker
