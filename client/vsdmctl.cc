@@ -161,6 +161,7 @@ int main(int argc, char** argv) {
   opt.state_dir = DefaultStateDir();
   CLI::App app{"vsdmctl: submit and watch VSDM training jobs"};
   app.require_subcommand(1);
+  app.fallthrough();  // global options (-o json, --coordinator) also after the subcommand
   app.add_option("--coordinator", opt.coordinator, "coordinator address (default $VSDM_COORDINATOR, the local cluster, 127.0.0.1:50051)");
   app.add_option("-o,--output", opt.output, "output format: json")->check(CLI::IsMember({"json", ""}));
   app.add_option("--state-dir", opt.state_dir, "local cluster state dir (default $VSDM_HOME or ~/.vsdm/local)");
