@@ -97,10 +97,13 @@ absl::StatusOr<std::string> LocalClusterUp(const LocalClusterOptions& o) {
   }
   const std::string addr = absl::StrCat("127.0.0.1:", port);
   for (int w = 0; w < o.workers; ++w) {
+    fs::remove(fs::path(o.state_dir) / absl::StrCat("worker-", w, ".port"), ec);
     auto pid = SpawnDetached({(fs::path(o.bin_dir) / "vsdm-worker").string(), "--coordinator", addr, "--id",
                               absl::StrCat("local-", w), "--slots", std::to_string(o.slots), "--work-dir",
                               (fs::path(o.state_dir) / "work").string(), "--threads-per-rank",
-                              std::to_string(o.threads_per_rank), "--kill-grace", "5"},
+                              std::to_string(o.threads_per_rank), "--kill-grace", "5", "--metrics-listen",
+                              "127.0.0.1:0", "--port-file",
+                              (fs::path(o.state_dir) / absl::StrCat("worker-", w, ".port")).string()},
                              (fs::path(o.state_dir) / "logs" / absl::StrCat("worker-", w, ".log")).string());
     if (!pid.ok()) return pid.status();
     pids.push_back(*pid);
@@ -110,6 +113,22 @@ absl::StatusOr<std::string> LocalClusterUp(const LocalClusterOptions& o) {
     for (pid_t p : pids) out << p << "\n";
     std::ofstream a(fs::path(o.state_dir) / "coordinator");
     a << addr << "\n";
+  }
+  // Prometheus file_sd targets of the cluster (deploy/prometheus/local.yml reads this file).
+  {
+    std::string targets = absl::StrCat("[{\"targets\": [\"127.0.0.1:", mport, "\"], \"labels\": {\"component\": \"coordinator\"}}");
+    for (int w = 0; w < o.workers; ++w) {
+      int wport = 0;
+      for (int i = 0; i < 100 && wport == 0; ++i) {
+        std::ifstream in(fs::path(o.state_dir) / absl::StrCat("worker-", w, ".port"));
+        std::string k;
+        if (!(in >> k >> wport)) wport = 0;
+        if (wport == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (wport > 0)
+        absl::StrAppend(&targets, ", {\"targets\": [\"127.0.0.1:", wport, "\"], \"labels\": {\"component\": \"worker\", \"worker\": \"local-", w, "\"}}");
+    }
+    std::ofstream(fs::path(o.state_dir) / "prometheus-targets.json") << targets << "]\n";
   }
   // Wait until every agent has registered.
   auto stub = v1::JobService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));

@@ -20,6 +20,12 @@ const prometheus::Histogram::BucketBoundaries kWait = {1, 5, 15, 30, 60, 120, 30
 
 CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> registry)
     : registry_(std::move(registry)) {
+  prometheus::BuildGauge()
+      .Name("vsdm_build_info")
+      .Help("Build of this process")
+      .Register(*registry_)
+      .Add({{"version", "0.3.0"}, {"component", "coordinator"}})
+      .Set(1);
   auto& jobs = prometheus::BuildGauge().Name("vsdm_jobs").Help("Jobs by state").Register(*registry_);
   for (v1::JobState s : {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
                          v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED})

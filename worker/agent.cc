@@ -26,8 +26,8 @@ std::string Slurp(const std::string& path) {
 
 }  // namespace
 
-Agent::Agent(AgentOptions options, CoordinatorClient& client, ProcessSupervisor& processes)
-    : options_(std::move(options)), client_(client), processes_(processes) {}
+Agent::Agent(AgentOptions options, CoordinatorClient& client, ProcessSupervisor& processes, AgentMetrics* metrics)
+    : options_(std::move(options)), client_(client), processes_(processes), metrics_(metrics) {}
 
 std::vector<v1::RunningRank> Agent::Running() const {
   std::vector<v1::RunningRank> out;
@@ -113,6 +113,10 @@ absl::Status Agent::UploadArtifacts(const Rank& r) {
 }
 
 void Agent::OnExit(const Rank& r, const ChildExit& e) {
+  if (metrics_) {
+    metrics_->RankExited(r.aborted ? "aborted" : e.exit_code == 0 ? "succeeded" : "failed");
+    if (r.assignment.rank() == 0) metrics_->RemoveJob(r.assignment.job_id());
+  }
   if (r.aborted) return;  // the coordinator ordered it; it has moved on
   v1::CompleteRequest c;
   c.set_worker_id(options_.worker_id);
@@ -143,6 +147,7 @@ void Agent::ForwardProgress() {
     try {
       auto p = nlohmann::json::parse(text);
       if (p.value("rounds", 0) <= 0) continue;
+      if (metrics_) metrics_->UpdateJob(r.assignment.job_id(), p);
       v1::ReportRequest rep;
       rep.set_worker_id(options_.worker_id);
       rep.set_attempt_id(r.assignment.attempt_id());
@@ -154,7 +159,8 @@ void Agent::ForwardProgress() {
       pr->set_a_norm(p.value("a_norm", 0.0));
       pr->set_steps_per_second(p.value("steps_per_second", 0.0));
       pr->set_eta_seconds(p.value("eta_seconds", 0.0));
-      if (client_.Report(rep).ok()) r.last_progress = std::move(text);
+      client_.Report(rep).IgnoreError();  // progress is best effort; the next round sends more
+      r.last_progress = std::move(text);
     } catch (const std::exception&) {
       // A file from an older attempt or half-read: try again next turn.
     }
@@ -183,6 +189,7 @@ absl::Duration Agent::Step() {
     for (auto& rr : Running()) *hb.add_running() = rr;
     auto resp = client_.Heartbeat(hb);
     if (resp.ok()) {
+      if (metrics_) metrics_->HeartbeatOk();
       for (const auto& a : resp->assignments()) Start(a);
       for (const auto& attempt : resp->abort_attempts())
         for (auto& [id, r] : ranks_)
@@ -228,6 +235,7 @@ absl::Duration Agent::Step() {
     unreported_.pop_front();
   }
   ForwardProgress();
+  if (metrics_) metrics_->SetRanksRunning(static_cast<int>(ranks_.size()));
   return std::min(heartbeat_, absl::Milliseconds(500));
 }
 

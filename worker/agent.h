@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "worker/agent_metrics.h"
 #include "worker/coordinator_client.h"
 #include "worker/process_supervisor.h"
 
@@ -30,10 +31,12 @@ struct AgentOptions {
   absl::Duration kill_grace = absl::Seconds(10);  // SIGTERM -> SIGKILL
 };
 
-// Not thread-safe: one loop calls Step(). `client` and `processes` must outlive the agent.
+// Not thread-safe: one loop calls Step(). `client`, `processes` and `metrics` must outlive the agent.
 class Agent {
  public:
-  Agent(AgentOptions options, CoordinatorClient& client, ProcessSupervisor& processes);
+  // `metrics` may be null.
+  Agent(AgentOptions options, CoordinatorClient& client, ProcessSupervisor& processes,
+        AgentMetrics* metrics = nullptr);
 
   // One turn: (re-)register if needed, heartbeat (start assignments, stop aborted attempts),
   // reap exited children and report them, forward rank 0's progress. Returns how long to wait
@@ -60,6 +63,7 @@ class Agent {
   AgentOptions options_;
   CoordinatorClient& client_;
   ProcessSupervisor& processes_;
+  AgentMetrics* metrics_;
   bool registered_ = false;
   absl::Duration heartbeat_ = absl::Seconds(1);
   std::map<int64_t, Rank> ranks_;                 // by child id

@@ -8,9 +8,14 @@
 #include <filesystem>
 #include <iostream>
 
+#include <prometheus/exposer.h>
+
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "absl/time/clock.h"
 #include "worker/agent.h"
+#include "worker/agent_metrics.h"
 #include "worker/coordinator_client.h"
 #include "worker/process_supervisor.h"
 
@@ -30,6 +35,8 @@ struct Options {
   int threads_per_rank = 1;         // torch/BLAS threads of each rank
   double pg_timeout = 60;           // seconds, passed to vsdm-train --pg-timeout
   double kill_grace = 10;           // seconds between SIGTERM and SIGKILL on abort
+  std::string metrics_listen = "127.0.0.1:9465";  // Prometheus /metrics of this node; "" = off; port 0 = any
+  std::string port_file;            // written once listening: "metrics PORT\n"
 };
 
 }  // namespace
@@ -56,6 +63,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads-per-rank", opt.threads_per_rank, "threads of each rank")->check(CLI::Range(1, 1024));
   app.add_option("--pg-timeout", opt.pg_timeout, "collective timeout of the ranks, seconds")->check(CLI::Range(1.0, 3600.0));
   app.add_option("--kill-grace", opt.kill_grace, "SIGTERM to SIGKILL on abort, seconds")->check(CLI::Range(0.0, 600.0));
+  app.add_option("--metrics-listen", opt.metrics_listen, "Prometheus /metrics address (\"\" = off)");
+  app.add_option("--port-file", opt.port_file, "write the bound metrics port here");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -74,6 +83,22 @@ int main(int argc, char** argv) {
   signal(SIGINT, OnSignal);
   signal(SIGPIPE, SIG_IGN);
 
+  auto registry = std::make_shared<prometheus::Registry>();
+  vsdm::worker::AgentMetrics metrics(registry, "0.3.0");
+  std::unique_ptr<prometheus::Exposer> exposer;
+  int metrics_port = 0;
+  if (!opt.metrics_listen.empty()) {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(opt.metrics_listen);
+    } catch (const std::exception& e) {
+      std::cerr << "vsdm-worker: --metrics-listen " << opt.metrics_listen << ": " << e.what() << "\n";
+      return 2;
+    }
+    exposer->RegisterCollectable(registry);
+    metrics_port = exposer->GetListeningPorts().empty() ? 0 : exposer->GetListeningPorts()[0];
+  }
+  if (!opt.port_file.empty())
+    vsdm::AtomicWriteFile(opt.port_file, absl::StrCat("metrics ", metrics_port, "\n")).IgnoreError();
   vsdm::worker::GrpcCoordinatorClient client(opt.coordinator, absl::Seconds(5));
   vsdm::worker::ProcessSupervisor processes;
   vsdm::worker::AgentOptions ao;
@@ -86,9 +111,9 @@ int main(int argc, char** argv) {
   ao.threads_per_rank = opt.threads_per_rank;
   ao.pg_timeout_seconds = opt.pg_timeout;
   ao.kill_grace = absl::Seconds(opt.kill_grace);
-  vsdm::worker::Agent agent(ao, client, processes);
+  vsdm::worker::Agent agent(ao, client, processes, &metrics);
   std::cout << "vsdm-worker " << opt.id << ": " << opt.slots << " slots, coordinator " << opt.coordinator
-            << ", work dir " << ao.work_dir << std::endl;
+            << ", work dir " << ao.work_dir << ", metrics port " << metrics_port << std::endl;
   bool was_registered = false;
   while (!g_stop) {
     const absl::Duration wait = agent.Step();

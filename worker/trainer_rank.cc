@@ -99,15 +99,20 @@ absl::Status TrainerRank::Checkpoint(int64_t k) {
   if (rank_ != 0) return absl::OkStatus();
   VSDM_RETURN_IF_ERROR(
       core::LoadCheckpointBytes(var_state, {nullptr, &shadow_, {}, {{"a_train", &a_train_}}}).status());
+  const auto t0 = SteadyClock::now();
   VSDM_ASSIGN_OR_RETURN(std::string bytes,
                         core::SerializeCheckpoint(k + 1, {&trainer_, &shadow_, {}, {{"a_train", &a_train_}}}));
-  return core::WriteCheckpointFile((fs::path(options_.out_dir) / "checkpoint").string(), k + 1, bytes);
+  VSDM_RETURN_IF_ERROR(core::WriteCheckpointFile((fs::path(options_.out_dir) / "checkpoint").string(), k + 1, bytes));
+  last_checkpoint_round_ = k + 1;
+  last_checkpoint_seconds_ = SecondsSince(t0);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<nlohmann::json> TrainerRank::Run() {
   const JobSpec& spec = setup_.spec;
   start_time_ = SteadyClock::now();
   VSDM_ASSIGN_OR_RETURN(const int64_t start, Resume());
+  last_checkpoint_round_ = start;
   table_ = setup_.Table(A_);
   const int64_t K = spec.train.rounds;
   std::vector<RoundTiming> timings;
@@ -130,7 +135,18 @@ absl::StatusOr<nlohmann::json> TrainerRank::Run() {
                           {"loss", t.loss},
                           {"a_norm", t.a_norm},
                           {"steps_per_second", spec.train.steps_per_round / std::max(1e-9, t.round_sec)},
-                          {"eta_seconds", per_round * static_cast<double>(K - k - 1)}};
+                          {"eta_seconds", per_round * static_cast<double>(K - k - 1)},
+                          {"steps", (k + 1) * spec.train.steps_per_round},  // since the job began
+                          {"samples", (k + 1) * spec.train.steps_per_round * spec.train.batch_points},
+                          {"round_seconds", t.round_sec},
+                          {"compute_seconds", t.compute},
+                          {"allreduce_seconds", t.allreduce},
+                          {"broadcast_seconds", t.broadcast},
+                          {"wait_for_a_seconds", t.wait_a},
+                          {"allreduce_bytes", static_cast<int64_t>(buckets_.numel() + 1) * 4 *
+                                                  spec.train.steps_per_round},
+                          {"checkpoint_round", last_checkpoint_round_},
+                          {"checkpoint_seconds", last_checkpoint_seconds_}};
       AtomicWriteFile((fs::path(options_.out_dir) / "progress.json").string(), p.dump() + "\n").IgnoreError();
     }
     if (options_.on_line)

@@ -49,6 +49,8 @@ class TrainerRank {
   core::KernelTable table_;
   GradientBuckets buckets_;
   SteadyClock::time_point start_time_;
+  int64_t last_checkpoint_round_ = 0;      // trainer 0: newest checkpoint written (progress file)
+  double last_checkpoint_seconds_ = 0;     // its write time
 };
 
 }  // namespace vsdm::worker

@@ -1,0 +1,107 @@
+#include "worker/agent_metrics.h"
+
+#include "absl/time/clock.h"
+
+namespace vsdm::worker {
+namespace {
+
+prometheus::Family<prometheus::Gauge>& G(prometheus::Registry& r, const char* name, const char* help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
+}
+prometheus::Family<prometheus::Counter>& C(prometheus::Registry& r, const char* name, const char* help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
+}
+
+}  // namespace
+
+AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry, const std::string& version)
+    : registry_(std::move(registry)),
+      progress_(G(*registry_, "vsdm_job_progress_ratio", "Rounds done / rounds of a running job")),
+      eta_(G(*registry_, "vsdm_job_eta_seconds", "Estimated time to the end of a running job's training")),
+      round_(G(*registry_, "vsdm_train_round", "Rounds completed by a running job")),
+      loss_(G(*registry_, "vsdm_train_loss", "Mean DSM loss of the last round")),
+      a_norm_(G(*registry_, "vsdm_variational_a_norm", "Frobenius norm of the variational score A in use")),
+      step_seconds_(G(*registry_, "vsdm_train_step_duration_seconds", "Mean wall time per training step, last round")),
+      round_seconds_(G(*registry_, "vsdm_train_round_duration_seconds", "Wall time of the last round (trainer 0)")),
+      phase_seconds_(G(*registry_, "vsdm_train_round_phase_seconds",
+                       "Where the last round's time went on trainer 0: compute, allreduce, broadcast, wait_for_a")),
+      ckpt_round_(G(*registry_, "vsdm_checkpoint_last_round", "Round of the newest checkpoint of a running job")),
+      ckpt_seconds_(G(*registry_, "vsdm_checkpoint_duration_seconds", "Write time of the newest checkpoint")),
+      steps_(C(*registry_, "vsdm_train_steps_total", "Training steps completed (data-parallel steps)")),
+      samples_(C(*registry_, "vsdm_train_samples_total", "Data points trained on")),
+      allreduce_bytes_(C(*registry_, "vsdm_train_allreduce_bytes_total", "Gradient bytes all-reduced per trainer")),
+      ranks_running_(G(*registry_, "vsdm_agent_ranks_running", "Training processes this agent runs").Add({})),
+      rank_exits_(C(*registry_, "vsdm_agent_rank_exits_total", "Training processes that ended, by outcome")),
+      last_heartbeat_(G(*registry_, "vsdm_agent_last_heartbeat_timestamp_seconds",
+                        "Unix time of the last heartbeat the coordinator answered")
+                          .Add({})) {
+  G(*registry_, "vsdm_build_info", "Build of this process").Add({{"version", version}, {"component", "worker"}}).Set(1);
+}
+
+void AgentMetrics::UpdateJob(const std::string& job, const nlohmann::json& p) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) {
+    const prometheus::Labels l = {{"job_id", job}};
+    JobSeries s{&progress_.Add(l),      &eta_.Add(l),           &round_.Add(l),
+                &loss_.Add(l),          &a_norm_.Add(l),        &step_seconds_.Add(l),
+                &round_seconds_.Add(l), &ckpt_round_.Add(l),    &ckpt_seconds_.Add(l),
+                &steps_.Add(l),         &samples_.Add(l),       &allreduce_bytes_.Add(l),
+                {},                     0,                      0};
+    for (const char* ph : {"compute", "allreduce", "broadcast", "wait_for_a"})
+      s.phase[ph] = &phase_seconds_.Add({{"job_id", job}, {"phase", ph}});
+    it = jobs_.emplace(job, std::move(s)).first;
+  }
+  JobSeries& s = it->second;
+  const double rounds = p.value("rounds", 0.0), round = p.value("round", 0.0);
+  s.progress->Set(rounds > 0 ? round / rounds : 0.0);
+  s.eta->Set(p.value("eta_seconds", 0.0));
+  s.round->Set(round);
+  s.loss->Set(p.value("loss", 0.0));
+  s.a_norm->Set(p.value("a_norm", 0.0));
+  const double sps = p.value("steps_per_second", 0.0);
+  s.step_seconds->Set(sps > 0 ? 1.0 / sps : 0.0);
+  s.round_seconds->Set(p.value("round_seconds", 0.0));
+  s.ckpt_round->Set(p.value("checkpoint_round", 0.0));
+  s.ckpt_seconds->Set(p.value("checkpoint_seconds", 0.0));
+  s.phase["compute"]->Set(p.value("compute_seconds", 0.0));
+  s.phase["allreduce"]->Set(p.value("allreduce_seconds", 0.0));
+  s.phase["broadcast"]->Set(p.value("broadcast_seconds", 0.0));
+  s.phase["wait_for_a"]->Set(p.value("wait_for_a_seconds", 0.0));
+  auto bump = [](prometheus::Counter* c, double& seen, double now) {
+    if (now > seen) c->Increment(now - seen);
+    seen = std::max(seen, now);
+  };
+  bump(s.steps, s.steps_seen, p.value("steps", 0.0));
+  bump(s.samples, s.samples_seen, p.value("samples", 0.0));
+  s.allreduce_bytes->Increment(p.value("allreduce_bytes", 0.0));  // called once per round
+}
+
+void AgentMetrics::RemoveJob(const std::string& job) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job);
+  if (it == jobs_.end()) return;
+  JobSeries& s = it->second;
+  progress_.Remove(s.progress);
+  eta_.Remove(s.eta);
+  round_.Remove(s.round);
+  loss_.Remove(s.loss);
+  a_norm_.Remove(s.a_norm);
+  step_seconds_.Remove(s.step_seconds);
+  round_seconds_.Remove(s.round_seconds);
+  ckpt_round_.Remove(s.ckpt_round);
+  ckpt_seconds_.Remove(s.ckpt_seconds);
+  steps_.Remove(s.steps);
+  samples_.Remove(s.samples);
+  allreduce_bytes_.Remove(s.allreduce_bytes);
+  for (auto& [ph, g] : s.phase) phase_seconds_.Remove(g);
+  jobs_.erase(it);
+}
+
+void AgentMetrics::SetRanksRunning(int n) { ranks_running_.Set(n); }
+
+void AgentMetrics::RankExited(const std::string& outcome) { rank_exits_.Add({{"outcome", outcome}}).Increment(); }
+
+void AgentMetrics::HeartbeatOk() { last_heartbeat_.Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch())); }
+
+}  // namespace vsdm::worker

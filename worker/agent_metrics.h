@@ -1,0 +1,64 @@
+// The agent's Prometheus metrics: its own state (ranks running, rank exits) and the figures of
+// the training jobs whose rank 0 it runs (from rank 0's progress file each round), labelled by
+// job only while the job runs here. One registry, cached references (STYLE.md). Thread-safe.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include "absl/synchronization/mutex.h"
+#include "nlohmann/json.hpp"
+
+namespace vsdm::worker {
+
+class AgentMetrics {
+ public:
+  AgentMetrics(std::shared_ptr<prometheus::Registry> registry, const std::string& version);
+
+  // Rank 0's progress of `job` after a new round (the progress.json written by vsdm-train).
+  void UpdateJob(const std::string& job, const nlohmann::json& progress);
+  // The job left this agent: its series are removed.
+  void RemoveJob(const std::string& job);
+  void SetRanksRunning(int n);
+  // outcome: succeeded | failed | aborted
+  void RankExited(const std::string& outcome);
+  void HeartbeatOk();
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+ private:
+  struct JobSeries {
+    prometheus::Gauge *progress, *eta, *round, *loss, *a_norm, *step_seconds, *round_seconds, *ckpt_round,
+        *ckpt_seconds;
+    prometheus::Counter *steps, *samples, *allreduce_bytes;
+    std::map<std::string, prometheus::Gauge*> phase;
+    double steps_seen = 0, samples_seen = 0;
+  };
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Gauge>& progress_;
+  prometheus::Family<prometheus::Gauge>& eta_;
+  prometheus::Family<prometheus::Gauge>& round_;
+  prometheus::Family<prometheus::Gauge>& loss_;
+  prometheus::Family<prometheus::Gauge>& a_norm_;
+  prometheus::Family<prometheus::Gauge>& step_seconds_;
+  prometheus::Family<prometheus::Gauge>& round_seconds_;
+  prometheus::Family<prometheus::Gauge>& phase_seconds_;
+  prometheus::Family<prometheus::Gauge>& ckpt_round_;
+  prometheus::Family<prometheus::Gauge>& ckpt_seconds_;
+  prometheus::Family<prometheus::Counter>& steps_;
+  prometheus::Family<prometheus::Counter>& samples_;
+  prometheus::Family<prometheus::Counter>& allreduce_bytes_;
+  prometheus::Gauge& ranks_running_;
+  prometheus::Family<prometheus::Counter>& rank_exits_;
+  prometheus::Gauge& last_heartbeat_;
+  absl::Mutex mu_;
+  std::map<std::string, JobSeries> jobs_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace vsdm::worker
