@@ -35,9 +35,26 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
   workers_lost_ = &workers.Add({{"state", "lost"}});
   restarts_ = &prometheus::BuildCounter()
                    .Name("vsdm_job_restarts_total")
-                   .Help("Attempts requeued after a failure")
-                   .Register(*registry_)
-                   .Add({});
+                   .Help("Attempts requeued after a failure, by cause (lease_lost, rank_failed, recovery)")
+                   .Register(*registry_);
+  for (const char* c : {"lease_lost", "rank_failed", "recovery"}) restarts_->Add({{"cause", c}});
+  pending_ = &prometheus::BuildGauge()
+                  .Name("vsdm_jobs_pending")
+                  .Help("Queued jobs by why they wait (backoff, quota, behind_holder, no_room, holding_queue, never_fits)")
+                  .Register(*registry_);
+  for (const char* r : {"backoff", "quota", "behind_holder", "no_room", "holding_queue", "never_fits"})
+    pending_by_reason_[r] = &pending_->Add({{"reason", r}});
+  duration_ = &prometheus::BuildHistogram()
+                   .Name("vsdm_job_duration_seconds")
+                   .Help("Submit to final state, by outcome")
+                   .Register(*registry_);
+  heartbeat_age_ = &prometheus::BuildGauge()
+                        .Name("vsdm_worker_heartbeat_age_seconds")
+                        .Help("Time since each alive worker's last heartbeat")
+                        .Register(*registry_);
+  auto& submits = prometheus::BuildCounter().Name("vsdm_submits_total").Help("SubmitJob calls by result").Register(*registry_);
+  submits_accepted_ = &submits.Add({{"result", "accepted"}});
+  submits_refused_ = &submits.Add({{"result", "refused"}});
   queue_wait_ = &prometheus::BuildHistogram()
                      .Name("vsdm_queue_wait_seconds")
                      .Help("Time from entering the queue to an attempt starting")
@@ -67,14 +84,35 @@ void CoordinatorMetrics::Update(const JobManagerStats& s) {
   }
   workers_alive_->Set(s.workers_alive);
   workers_lost_->Set(s.workers_lost);
-  if (s.restarts > restarts_seen_) {
-    restarts_->Increment(static_cast<double>(s.restarts) - restarts_seen_);
-    restarts_seen_ = static_cast<double>(s.restarts);
+  for (const auto& [cause, n] : s.restarts_by_cause) {
+    double& seen = restarts_seen_[cause];
+    if (n > seen) restarts_->Add({{"cause", cause}}).Increment(static_cast<double>(n) - seen);
+    seen = std::max(seen, static_cast<double>(n));
+  }
+  for (auto& [reason, g] : pending_by_reason_) {
+    auto it = s.pending_by_reason.find(reason);
+    g->Set(it == s.pending_by_reason.end() ? 0 : it->second);
+  }
+  for (const auto& [outcome, secs] : s.finished) duration_->Add({{"outcome", outcome}}, kWait).Observe(secs);
+  for (auto it = heartbeat_gauges_.begin(); it != heartbeat_gauges_.end();) {
+    if (s.heartbeat_age_seconds.count(it->first)) {
+      ++it;
+    } else {
+      heartbeat_age_->Remove(it->second);  // lost or gone: its series goes
+      it = heartbeat_gauges_.erase(it);
+    }
+  }
+  for (const auto& [id, age] : s.heartbeat_age_seconds) {
+    auto& g = heartbeat_gauges_[id];
+    if (g == nullptr) g = &heartbeat_age_->Add({{"worker", id}});
+    g->Set(age);
   }
   for (double w : s.queue_wait_seconds) queue_wait_->Observe(w);
   pass_->Observe(s.last_pass_seconds);
   last_pass_->Set(s.last_pass_seconds);
 }
+
+void CoordinatorMetrics::RecordSubmit(bool accepted) { (accepted ? submits_accepted_ : submits_refused_)->Increment(); }
 
 void CoordinatorMetrics::RecordRpc(const std::string& method, int code, double seconds) {
   prometheus::Counter* c;

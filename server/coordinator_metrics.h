@@ -23,6 +23,8 @@ class CoordinatorMetrics {
 
   // Copies the manager's counts into the gauges and histograms (called after every Tick).
   void Update(const JobManagerStats& stats);
+  // A submit accepted (a new or an idempotent repeat) or refused.
+  void RecordSubmit(bool accepted);
   // One finished RPC: `method` from a fixed set, `code` its canonical status code.
   void RecordRpc(const std::string& method, int code, double seconds);
 
@@ -33,8 +35,15 @@ class CoordinatorMetrics {
   std::map<v1::JobState, prometheus::Gauge*> jobs_;
   prometheus::Gauge* workers_alive_;
   prometheus::Gauge* workers_lost_;
-  prometheus::Counter* restarts_;
-  double restarts_seen_ = 0;
+  prometheus::Family<prometheus::Counter>* restarts_;
+  std::map<std::string, double> restarts_seen_;
+  prometheus::Family<prometheus::Gauge>* pending_;
+  std::map<std::string, prometheus::Gauge*> pending_by_reason_;
+  prometheus::Family<prometheus::Histogram>* duration_;
+  prometheus::Family<prometheus::Gauge>* heartbeat_age_;
+  std::map<std::string, prometheus::Gauge*> heartbeat_gauges_;
+  prometheus::Counter* submits_accepted_;
+  prometheus::Counter* submits_refused_;
   prometheus::Histogram* queue_wait_;
   prometheus::Histogram* pass_;
   prometheus::Gauge* last_pass_;

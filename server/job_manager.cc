@@ -271,6 +271,7 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
         AbortAttempt(*r.attempt);
         r.attempt.reset();
       }
+      Finished(r.stored.job, "cancelled");
     };
     if (absl::Status s = Commit({std::move(c)}); !s.ok()) return s;
     out = Visible(r);
@@ -320,7 +321,11 @@ JobManager::Record* JobManager::FindAttempt(const std::string& attempt_id) {
   return &it->second;
 }
 
-JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason) {
+void JobManager::Finished(const v1::Job& job, const std::string& outcome) {
+  finished_.emplace_back(outcome, absl::ToDoubleSeconds(clock_.Now() - FromProto(job.submit_time())));
+}
+
+JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason, const std::string& cause) {
   Change c;
   c.job_id = r.stored.job.job_id();
   c.job = r.stored.job;
@@ -335,12 +340,13 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason)
     c.event = MakeEvent(r, c.job, "requeued",
                         absl::StrFormat("attempt %d failed: %s; restart %d of %d after %s", n, reason, n, max_restarts,
                                         absl::FormatDuration(backoff)));
-    c.apply = [this, &r, now, backoff] {
+    c.apply = [this, &r, now, backoff, cause] {
       if (r.attempt) AbortAttempt(*r.attempt);
       r.attempt.reset();
       r.queued_since = now;
       r.not_before = now + backoff;
       ++restarts_;
+      ++restarts_by_cause_[cause];
     };
   } else {
     c.job.set_state(v1::JOB_STATE_FAILED);
@@ -351,6 +357,7 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason)
     c.apply = [this, &r] {
       if (r.attempt) AbortAttempt(*r.attempt);
       r.attempt.reset();
+      Finished(r.stored.job, "failed");
     };
   }
   return c;
@@ -369,7 +376,8 @@ void JobManager::Tick() {
         if (r == nullptr || !failing.insert(r->stored.job.job_id()).second) continue;
         changes.push_back(FailAttempt(
             *r, absl::StrFormat("worker %s (rank %d) lost its lease: no heartbeat for %s", lw.worker_id, slot.rank,
-                                absl::FormatDuration(options_.lease))));
+                                absl::FormatDuration(options_.lease)),
+            "lease_lost"));
       }
     }
     for (auto& [id, r] : jobs_) {
@@ -382,7 +390,8 @@ void JobManager::Tick() {
         failing.insert(id);
         changes.push_back(FailAttempt(r, absl::StrCat("its ranks were not reported back within ",
                                                       absl::FormatDuration(options_.recovery_grace),
-                                                      " of a coordinator restart")));
+                                                      " of a coordinator restart"),
+                                        "recovery"));
       }
     }
     if (!Commit(std::move(changes)).ok()) return;  // pending_lost_ is kept: retried on the next tick
@@ -409,6 +418,7 @@ void JobManager::Tick() {
     }
     SchedulePlan plan = scheduler_.Plan(std::move(queue), registry_.Capacity(), running, now);
     pending_reasons_ = std::move(plan.pending_reasons);
+    pending_kinds_ = std::move(plan.pending_kinds);
     std::vector<Change> starts;
     for (const Placement& p : plan.placements) {
       Record& r = jobs_.at(p.job_id);
@@ -540,7 +550,8 @@ absl::Status JobManager::Complete(const v1::CompleteRequest& req) {
     if (req.exit_code() != 0) {
       status = Commit({FailAttempt(*r, absl::StrFormat("rank %d on %s exited with code %d%s%s", req.rank(),
                                                        req.worker_id(), req.exit_code(),
-                                                       req.message().empty() ? "" : ": ", req.message()))});
+                                                       req.message().empty() ? "" : ": ", req.message()),
+                                       "rank_failed")});
     } else {
       r->attempt->done.insert(req.rank());
       if (req.rank() == 0) {
@@ -556,6 +567,7 @@ absl::Status JobManager::Complete(const v1::CompleteRequest& req) {
         c.apply = [this, r] {
           AbortAttempt(*r->attempt);
           r->attempt.reset();
+          Finished(r->stored.job, "succeeded");
         };
         status = Commit({std::move(c)});
       }
@@ -603,6 +615,16 @@ JobManagerStats JobManager::Stats() {
   s.workers_alive = registry_.CountInState(WorkerState::kAlive);
   s.workers_lost = registry_.CountInState(WorkerState::kLost);
   s.restarts = restarts_;
+  s.restarts_by_cause = restarts_by_cause_;
+  for (const auto& [id, kind] : pending_kinds_) {
+    auto it = jobs_.find(id);
+    if (it != jobs_.end() && it->second.stored.job.state() == v1::JOB_STATE_QUEUED) ++s.pending_by_reason[kind];
+  }
+  s.finished.swap(finished_);
+  const absl::Time now = clock_.Now();
+  for (const auto& [id, w] : registry_.workers())
+    if (w.state == WorkerState::kAlive)
+      s.heartbeat_age_seconds[id] = absl::ToDoubleSeconds(now - (w.lease_expiry - options_.lease));
   s.last_pass_seconds = last_pass_seconds_;
   s.queue_wait_seconds.swap(queue_waits_);
   return s;

@@ -43,6 +43,10 @@ struct JobManagerStats {
   std::map<v1::JobState, int> jobs_by_state;
   int workers_alive = 0, workers_lost = 0;
   int64_t restarts = 0;                   // attempts requeued after a failure
+  std::map<std::string, int64_t> restarts_by_cause;  // lease_lost | rank_failed | recovery
+  std::map<std::string, int> pending_by_reason;       // queued jobs by SchedulePlan::pending_kinds
+  std::vector<std::pair<std::string, double>> finished;  // (outcome, seconds since submit), drained
+  std::map<std::string, double> heartbeat_age_seconds;   // alive workers
   double last_pass_seconds = 0;           // wall time of the last scheduling pass (snapshot, plan, starts)
   std::vector<double> queue_wait_seconds;  // of attempts started since the last call (drained)
 };
@@ -123,7 +127,10 @@ class JobManager {
   absl::Status Commit(std::vector<Change> changes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The change that ends the current attempt of `r` with `reason`: requeue with backoff while
   // restarts remain, else FAILED.
-  Change FailAttempt(Record& r, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `cause` (lease_lost | rank_failed | recovery) labels the restart metric.
+  Change FailAttempt(Record& r, const std::string& reason, const std::string& cause)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Finished(const v1::Job& job, const std::string& outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbortAttempt(const Attempt& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Record* FindAttempt(const std::string& attempt_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const v1::JobEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -156,6 +163,9 @@ class JobManager {
   // Workers whose lease ran out, kept until the change that fails their attempts is durable.
   std::vector<LostWorker> pending_lost_ ABSL_GUARDED_BY(mu_);
   int64_t restarts_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, int64_t> restarts_by_cause_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> pending_kinds_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, double>> finished_ ABSL_GUARDED_BY(mu_);
   double last_pass_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<double> queue_waits_ ABSL_GUARDED_BY(mu_);
 };

@@ -81,23 +81,24 @@ SchedulePlan JobScheduler::Plan(std::vector<QueuedJob> queue, std::vector<Worker
   for (const QueuedJob& job : queue) {
     ++position;
     const Need need = NeedOf(job);
-    auto pending = [&](const std::string& why) {
+    auto pending = [&](const std::string& kind, const std::string& why) {
+      plan.pending_kinds[job.job_id] = kind;
       plan.pending_reasons[job.job_id] = absl::StrFormat("queue position %d of %d: %s", position,
                                                          static_cast<int>(queue.size()), why);
     };
     if (now < job.not_before) {
-      pending(absl::StrFormat("restart backoff, eligible in %s",
+      pending("backoff", absl::StrFormat("restart backoff, eligible in %s",
                               absl::FormatDuration(absl::Ceil(job.not_before - now, absl::Seconds(1)))));
       continue;
     }
     if (holder != nullptr) {
-      pending(absl::StrFormat("behind %s, which has waited over %s and holds the queue until it fits",
+      pending("behind_holder", absl::StrFormat("behind %s, which has waited over %s and holds the queue until it fits",
                               holder->job_id, absl::FormatDuration(options_.reserve_after)));
       continue;
     }
     if (options_.max_running_per_owner > 0 && !job.owner.empty() &&
         running[job.owner] >= options_.max_running_per_owner) {
-      pending(absl::StrFormat("owner %s has %s running (quota %d)", job.owner,
+      pending("quota", absl::StrFormat("owner %s has %s running (quota %d)", job.owner,
                               Plural(running[job.owner], "job"), options_.max_running_per_owner));
       continue;
     }
@@ -120,14 +121,17 @@ SchedulePlan JobScheduler::Plan(std::vector<QueuedJob> queue, std::vector<Worker
             : absl::StrFormat("needs %s at once (%d trainers + 1 variational rank); %d free of %d on %s",
                               Plural(need.slots, "slot"), job.trainers, free_slots, total_slots,
                               Plural(static_cast<int>(workers.size()), "worker"));
+    std::string kind = "no_room";
     if (!can_ever_fit) {
+      kind = "never_fits";
       why += "; the registered workers can never hold it together";
     } else if (now - job.queued_since >= options_.reserve_after) {
       holder = &job;
+      kind = "holding_queue";
       why += absl::StrFormat("; waited over %s, so it holds the queue (no job behind it starts first)",
                              absl::FormatDuration(options_.reserve_after));
     }
-    pending(why);
+    pending(kind, why);
   }
   return plan;
 }

@@ -60,6 +60,9 @@ struct SchedulerOptions {
 struct SchedulePlan {
   std::vector<Placement> placements;                  // in queue order
   std::map<std::string, std::string> pending_reasons;  // every job left queued
+  // The same jobs by kind of reason (bounded, for metrics): backoff | quota | behind_holder |
+  // no_room | holding_queue | never_fits.
+  std::map<std::string, std::string> pending_kinds;
 };
 
 class JobScheduler {

@@ -166,6 +166,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext*
                                                     const v1::SubmitJobRequest* req, v1::Job* resp) {
   const auto t0 = SteadyClock::now();
   auto j = manager_.Submit(req->spec(), req->request_id(), /*owner=*/req->spec().owner());
+  metrics_.RecordSubmit(j.ok());
   if (j.ok()) *resp = std::move(*j);
   return Done(ctx, metrics_, "SubmitJob", t0, j.status());
 }

@@ -175,7 +175,11 @@ TEST_F(JobManagerTest, ALostWorkerRequeuesItsJobWithBackoffThenFailsAfterMaxRest
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
   EXPECT_NE(failed.message().find("no restarts left (max_restarts 1)"), std::string::npos) << failed.message();
   EXPECT_NE(failed.message().find("exited with code 3"), std::string::npos);
-  EXPECT_EQ(mgr_->Stats().restarts, 1);
+  auto stats = mgr_->Stats();
+  EXPECT_EQ(stats.restarts, 1);
+  EXPECT_EQ(stats.restarts_by_cause["lease_lost"], 1);
+  ASSERT_EQ(stats.finished.size(), 1u);
+  EXPECT_EQ(stats.finished[0].first, "failed");
 }
 
 TEST_F(JobManagerTest, RankZeroExitingCleanlySucceedsTheJobAndStaleReportsAreIgnored) {

@@ -90,6 +90,8 @@ TEST(JobSchedulerTest, ABigJobThatWaitedPastTheGuardHoldsTheQueueSoItCannotStarv
   EXPECT_TRUE(plan.placements.empty());
   EXPECT_NE(plan.pending_reasons.at("big").find("holds the queue"), std::string::npos);
   EXPECT_NE(plan.pending_reasons.at("small").find("behind big"), std::string::npos);
+  EXPECT_EQ(plan.pending_kinds.at("big"), "holding_queue");
+  EXPECT_EQ(plan.pending_kinds.at("small"), "behind_holder");
   // Once enough slots have drained, the big job starts first.
   plan = s.Plan({Job("big", 3, 0, absl::Seconds(0)), Job("small", 1, 0, absl::Minutes(5))},
                 {Worker("w1", 2, 2), Worker("w2", 2, 2)}, {}, later);
@@ -102,6 +104,7 @@ TEST(JobSchedulerTest, AJobThatCanNeverFitDoesNotHoldTheQueue) {
                      {Worker("w1", 2, 2), Worker("w2", 2, 2)}, {}, kT0 + absl::Hours(5));
   EXPECT_EQ(Placed(plan), std::vector<std::string>{"small"});
   EXPECT_NE(plan.pending_reasons.at("huge").find("can never hold it"), std::string::npos);
+  EXPECT_EQ(plan.pending_kinds.at("huge"), "never_fits");
 }
 
 TEST(JobSchedulerTest, BackoffAndOwnerQuotaKeepAJobQueuedWithAReason) {
@@ -118,6 +121,8 @@ TEST(JobSchedulerTest, BackoffAndOwnerQuotaKeepAJobQueuedWithAReason) {
       << plan.pending_reasons.at("b");
   EXPECT_NE(plan.pending_reasons.at("a2").find("owner alice has 1 job running (quota 1)"), std::string::npos)
       << plan.pending_reasons.at("a2");
+  EXPECT_EQ(plan.pending_kinds.at("a2"), "quota");
+  EXPECT_EQ(plan.pending_kinds.at("b"), "backoff");
   plan = s.Plan({backoff}, {Worker("w", 8, 8)}, {}, kT0 + absl::Seconds(30));
   EXPECT_EQ(Placed(plan), std::vector<std::string>{"b"});
 }
@@ -134,6 +139,7 @@ TEST(JobSchedulerTest, EveryQueuedJobGetsAReasonAndNoSlotIsGivenTwice) {
   EXPECT_LE(used["w2"], 4);
   EXPECT_LE(used["w3"], 3);
   EXPECT_EQ(plan.placements.size() + plan.pending_reasons.size(), q.size());
+  EXPECT_EQ(plan.pending_kinds.size(), plan.pending_reasons.size());
 }
 
 }  // namespace
