@@ -84,9 +84,9 @@ std::string ProgressBar(const vsdm::v1::Progress& p) {
   std::string bar(width, ' ');
   for (int i = 0; i < fill; ++i) bar[i] = '=';
   if (fill < width) bar[fill] = '>';
-  return absl::StrFormat("round %d/%d [%s] %3.0f%%  loss %.4f  |A| %.3f  %.0f steps/s  ETA %s", p.round(),
-                         p.rounds(), bar, 100 * f, p.loss(), p.a_norm(), p.steps_per_second(),
-                         Duration(p.eta_seconds()));
+  return absl::StrFormat("round %d/%d [%s] %3.0f%%  loss %.4f  |A| %.3f  %.0f steps/s  goodput %.0f%%  ETA %s",
+                         p.round(), p.rounds(), bar, 100 * f, p.loss(), p.a_norm(), p.steps_per_second(),
+                         100 * p.goodput_ratio(), Duration(p.eta_seconds()));
 }
 
 void PrintFinal(const Job& j) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds vsdm into build/ (Release, Ninja, ccache when present).
 # usage: scripts/build.sh [extra cmake -D options]
+#   VSDM_TARGETS="a b" builds only those targets (the main command builds just its binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -f build/build.ninja ]; then
@@ -8,4 +9,6 @@ if [ ! -f build/build.ninja ]; then
   rm -f build-configure.log
 fi
 # Two cores here: one LibTorch translation unit needs ~1 GB and ~20 s; -j2 is the sweet spot.
-cmake --build build -j "${VSDM_BUILD_JOBS:-2}"
+targets=()
+for t in ${VSDM_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build build -j "${VSDM_BUILD_JOBS:-2}" "${targets[@]}"

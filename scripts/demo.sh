@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-bash scripts/build.sh
+VSDM_TARGETS="vsdm-train vsdm-worker vsdm-coordinator vsdmctl" bash scripts/build.sh
 spec=${1:-examples/spiral.yaml}
 out=${2:-out/$(basename "$spec" .yaml)}
 if [ "${VSDM_STANDALONE:-0}" = 1 ]; then

@@ -52,6 +52,10 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                         .Name("vsdm_worker_heartbeat_age_seconds")
                         .Help("Time since each alive worker's last heartbeat")
                         .Register(*registry_);
+  goodput_ = &prometheus::BuildGauge()
+                  .Name("vsdm_job_goodput_ratio")
+                  .Help("Running jobs: useful training time / wall time since submit")
+                  .Register(*registry_);
   auto& submits = prometheus::BuildCounter().Name("vsdm_submits_total").Help("SubmitJob calls by result").Register(*registry_);
   submits_accepted_ = &submits.Add({{"result", "accepted"}});
   submits_refused_ = &submits.Add({{"result", "refused"}});
@@ -101,6 +105,20 @@ void CoordinatorMetrics::Update(const JobManagerStats& s) {
       heartbeat_age_->Remove(it->second);  // lost or gone: its series goes
       it = heartbeat_gauges_.erase(it);
     }
+  }
+  // Job-labelled series exist only while the job runs.
+  for (auto it = goodput_gauges_.begin(); it != goodput_gauges_.end();) {
+    if (s.goodput.count(it->first)) {
+      ++it;
+    } else {
+      goodput_->Remove(it->second);
+      it = goodput_gauges_.erase(it);
+    }
+  }
+  for (const auto& [id, g] : s.goodput) {
+    auto& gg = goodput_gauges_[id];
+    if (gg == nullptr) gg = &goodput_->Add({{"job_id", id}});
+    gg->Set(g);
   }
   for (const auto& [id, age] : s.heartbeat_age_seconds) {
     auto& g = heartbeat_gauges_[id];

@@ -532,7 +532,13 @@ absl::Status JobManager::Report(const v1::ReportRequest& req) {
     Record* r = FindAttempt(req.attempt_id());
     if (r == nullptr) return absl::OkStatus();  // a stale attempt: nothing to record
     if (req.rank() != 0) return absl::OkStatus();
-    *r->stored.job.mutable_progress() = req.progress();
+    v1::Progress p = req.progress();
+    const double since_submit = absl::ToDoubleSeconds(clock_.Now() - FromProto(r->stored.job.submit_time()));
+    const double per_round = p.steps_per_second() > 0
+                                 ? static_cast<double>(r->stored.job.spec().train().steps_per_round()) / p.steps_per_second()
+                                 : 0.0;
+    if (since_submit > 0) p.set_goodput_ratio(std::min(1.0, static_cast<double>(p.round()) * per_round / since_submit));
+    *r->stored.job.mutable_progress() = p;
     v1::JobEvent e = MakeEvent(*r, r->stored.job, "progress", "");
     e.set_sequence(r->events.empty() ? 0 : r->events.back().sequence());
     Publish(e);
@@ -621,6 +627,8 @@ JobManagerStats JobManager::Stats() {
     if (it != jobs_.end() && it->second.stored.job.state() == v1::JOB_STATE_QUEUED) ++s.pending_by_reason[kind];
   }
   s.finished.swap(finished_);
+  for (const auto& [id, r] : jobs_)
+    if (r.stored.job.state() == v1::JOB_STATE_RUNNING) s.goodput[id] = r.stored.job.progress().goodput_ratio();
   const absl::Time now = clock_.Now();
   for (const auto& [id, w] : registry_.workers())
     if (w.state == WorkerState::kAlive)

@@ -47,6 +47,7 @@ struct JobManagerStats {
   std::map<std::string, int> pending_by_reason;       // queued jobs by SchedulePlan::pending_kinds
   std::vector<std::pair<std::string, double>> finished;  // (outcome, seconds since submit), drained
   std::map<std::string, double> heartbeat_age_seconds;   // alive workers
+  std::map<std::string, double> goodput;                 // running jobs: Progress.goodput_ratio
   double last_pass_seconds = 0;           // wall time of the last scheduling pass (snapshot, plan, starts)
   std::vector<double> queue_wait_seconds;  // of attempts started since the last call (drained)
 };

@@ -115,7 +115,8 @@ absl::Status Agent::UploadArtifacts(const Rank& r) {
 void Agent::OnExit(const Rank& r, const ChildExit& e) {
   if (metrics_) {
     metrics_->RankExited(r.aborted ? "aborted" : e.exit_code == 0 ? "succeeded" : "failed");
-    if (r.assignment.rank() == 0) metrics_->RemoveJob(r.assignment.job_id());
+    if (r.assignment.rank() == 0 || r.assignment.rank() == r.assignment.trainers())
+      metrics_->RemoveJob(r.assignment.job_id());
   }
   if (r.aborted) return;  // the coordinator ordered it; it has moved on
   v1::CompleteRequest c;
@@ -141,7 +142,18 @@ void Agent::OnExit(const Rank& r, const ChildExit& e) {
 
 void Agent::ForwardProgress() {
   for (auto& [id, r] : ranks_) {
-    if (r.assignment.rank() != 0 || r.aborted) continue;
+    if (r.aborted) continue;
+    if (r.assignment.rank() == r.assignment.trainers()) {  // the variational rank: local metrics only
+      std::string text = Slurp((fs::path(r.out_dir) / "progress-variational.json").string());
+      if (text.empty() || text == r.last_progress) continue;
+      try {
+        if (metrics_) metrics_->UpdateVariational(r.assignment.job_id(), nlohmann::json::parse(text));
+        r.last_progress = std::move(text);
+      } catch (const std::exception&) {
+      }
+      continue;
+    }
+    if (r.assignment.rank() != 0) continue;
     std::string text = Slurp((fs::path(r.out_dir) / "progress.json").string());
     if (text.empty() || text == r.last_progress) continue;
     try {

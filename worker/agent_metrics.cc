@@ -27,6 +27,10 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry, const
                        "Where the last round's time went on trainer 0: compute, allreduce, broadcast, wait_for_a")),
       ckpt_round_(G(*registry_, "vsdm_checkpoint_last_round", "Round of the newest checkpoint of a running job")),
       ckpt_seconds_(G(*registry_, "vsdm_checkpoint_duration_seconds", "Write time of the newest checkpoint")),
+      var_update_(G(*registry_, "vsdm_variational_update_duration_seconds",
+                    "Variational rank: trajectories + statistics + update of A, last round")),
+      var_staleness_(G(*registry_, "vsdm_variational_a_staleness_rounds",
+                       "Rounds between the net an A update is computed from and the round that uses it, minus one")),
       steps_(C(*registry_, "vsdm_train_steps_total", "Training steps completed (data-parallel steps)")),
       samples_(C(*registry_, "vsdm_train_samples_total", "Data points trained on")),
       allreduce_bytes_(C(*registry_, "vsdm_train_allreduce_bytes_total", "Gradient bytes all-reduced per trainer")),
@@ -77,8 +81,21 @@ void AgentMetrics::UpdateJob(const std::string& job, const nlohmann::json& p) {
   s.allreduce_bytes->Increment(p.value("allreduce_bytes", 0.0));  // called once per round
 }
 
+void AgentMetrics::UpdateVariational(const std::string& job, const nlohmann::json& p) {
+  absl::MutexLock lock(&mu_);
+  auto& g = var_jobs_[job];
+  if (g.first == nullptr) g = {&var_update_.Add({{"job_id", job}}), &var_staleness_.Add({{"job_id", job}})};
+  g.first->Set(p.value("variational_seconds", 0.0));
+  g.second->Set(p.value("a_staleness_rounds", 0.0));
+}
+
 void AgentMetrics::RemoveJob(const std::string& job) {
   absl::MutexLock lock(&mu_);
+  if (auto v = var_jobs_.find(job); v != var_jobs_.end()) {
+    var_update_.Remove(v->second.first);
+    var_staleness_.Remove(v->second.second);
+    var_jobs_.erase(v);
+  }
   auto it = jobs_.find(job);
   if (it == jobs_.end()) return;
   JobSeries& s = it->second;

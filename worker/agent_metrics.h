@@ -23,6 +23,8 @@ class AgentMetrics {
 
   // Rank 0's progress of `job` after a new round (the progress.json written by vsdm-train).
   void UpdateJob(const std::string& job, const nlohmann::json& progress);
+  // The variational rank's progress of `job` (progress-variational.json).
+  void UpdateVariational(const std::string& job, const nlohmann::json& progress);
   // The job left this agent: its series are removed.
   void RemoveJob(const std::string& job);
   void SetRanksRunning(int n);
@@ -51,6 +53,9 @@ class AgentMetrics {
   prometheus::Family<prometheus::Gauge>& phase_seconds_;
   prometheus::Family<prometheus::Gauge>& ckpt_round_;
   prometheus::Family<prometheus::Gauge>& ckpt_seconds_;
+  prometheus::Family<prometheus::Gauge>& var_update_;
+  prometheus::Family<prometheus::Gauge>& var_staleness_;
+  std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> var_jobs_ ABSL_GUARDED_BY(mu_);
   prometheus::Family<prometheus::Counter>& steps_;
   prometheus::Family<prometheus::Counter>& samples_;
   prometheus::Family<prometheus::Counter>& allreduce_bytes_;

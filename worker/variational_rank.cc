@@ -1,6 +1,9 @@
 #include "worker/variational_rank.h"
 
 #include "absl/strings/str_format.h"
+#include <filesystem>
+
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "core/checkpoint.h"
 #include "core/sampler.h"
@@ -89,6 +92,15 @@ absl::StatusOr<nlohmann::json> VariationalRank::Run() {
     t.round = k + 1;
     VSDM_RETURN_IF_ERROR(RunRound(k, t));
     timings.push_back(t);
+    // For the agent running this rank (its /metrics).
+    nlohmann::json p = {{"round", k + 1},
+                        {"rounds", K},
+                        {"variational_seconds", t.variational},
+                        {"wait_for_trainers_seconds", t.wait_trainers},
+                        {"a_norm", updater_.A().norm().item<double>()},
+                        {"a_staleness_rounds", setup_.spec.variational.async ? 1 : 0}};
+    AtomicWriteFile((std::filesystem::path(options_.out_dir) / "progress-variational.json").string(), p.dump() + "\n")
+        .IgnoreError();
     if (options_.on_line)
       options_.on_line(absl::StrFormat(
           "[variational] round %d/%d  |A| %.4f -> %.4f%s  update %.2fs  wait-for-trainers %.2fs  bcast %.2fs",

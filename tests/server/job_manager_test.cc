@@ -294,10 +294,15 @@ TEST_F(JobManagerTest, WatchReplaysThenStreamsEveryEventOnce) {
   EXPECT_EQ(replay[0].kind(), "submitted");
   Register("w", 2);
   mgr_->Tick();
+  // 3 rounds of 100 steps at 50 steps/s = 6 s of useful training in 12 s since submit.
+  clock_.Advance(absl::Seconds(12));
   v1::ReportRequest rep;
   rep.set_attempt_id(j.job_id() + "/1");
   rep.mutable_progress()->set_round(3);
+  rep.mutable_progress()->set_steps_per_second(50);
   ASSERT_TRUE(mgr_->Report(rep).ok());
+  EXPECT_NEAR(mgr_->Get(j.job_id())->progress().goodput_ratio(), 0.5, 1e-9);
+  EXPECT_NEAR(mgr_->Stats().goodput[j.job_id()], 0.5, 1e-9);
   Complete("w", j.job_id() + "/1", 0, 0);
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].kind(), "scheduled");
