@@ -9,21 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "server/rpc_util.h"
 
 namespace vsdm::server {
 namespace fs = std::filesystem;
 namespace {
-
-using SteadyClock = std::chrono::steady_clock;
-
-// Finishes a unary call with `s` and records it.
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, CoordinatorMetrics& m, const char* method,
-                               SteadyClock::time_point t0, const absl::Status& s) {
-  m.RecordRpc(method, static_cast<int>(s.code()), std::chrono::duration<double>(SteadyClock::now() - t0).count());
-  auto* r = ctx->DefaultReactor();
-  r->Finish(ToGrpcStatus(s));
-  return r;
-}
 
 bool IsFinal(v1::JobState s) {
   return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
@@ -164,42 +154,42 @@ class ErrorReactor : public grpc::ServerWriteReactor<T> {
 
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                     const v1::SubmitJobRequest* req, v1::Job* resp) {
-  const auto t0 = SteadyClock::now();
+  const auto t0 = RpcClock::now();
   auto j = manager_.Submit(req->spec(), req->request_id(), /*owner=*/req->spec().owner());
   metrics_.RecordSubmit(j.ok());
   if (j.ok()) *resp = std::move(*j);
-  return Done(ctx, metrics_, "SubmitJob", t0, j.status());
+  return FinishUnary(ctx, metrics_, "SubmitJob", t0, j.status());
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* req,
                                                  v1::Job* resp) {
-  const auto t0 = SteadyClock::now();
+  const auto t0 = RpcClock::now();
   auto j = manager_.Get(req->job_id());
   if (j.ok()) *resp = std::move(*j);
-  return Done(ctx, metrics_, "GetJob", t0, j.status());
+  return FinishUnary(ctx, metrics_, "GetJob", t0, j.status());
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                    const v1::ListJobsRequest* req, v1::ListJobsResponse* resp) {
-  const auto t0 = SteadyClock::now();
+  const auto t0 = RpcClock::now();
   auto r = manager_.List(*req);
   if (r.ok()) *resp = std::move(*r);
-  return Done(ctx, metrics_, "ListJobs", t0, r.status());
+  return FinishUnary(ctx, metrics_, "ListJobs", t0, r.status());
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                     const v1::CancelJobRequest* req, v1::Job* resp) {
-  const auto t0 = SteadyClock::now();
+  const auto t0 = RpcClock::now();
   auto j = manager_.Cancel(req->job_id());
   if (j.ok()) *resp = std::move(*j);
-  return Done(ctx, metrics_, "CancelJob", t0, j.status());
+  return FinishUnary(ctx, metrics_, "CancelJob", t0, j.status());
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
                                                       const v1::ListWorkersRequest*, v1::ListWorkersResponse* resp) {
-  const auto t0 = SteadyClock::now();
+  const auto t0 = RpcClock::now();
   *resp = manager_.Workers();
-  return Done(ctx, metrics_, "ListWorkers", t0, absl::OkStatus());
+  return FinishUnary(ctx, metrics_, "ListWorkers", t0, absl::OkStatus());
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(grpc::CallbackServerContext*,
