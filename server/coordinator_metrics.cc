@@ -52,6 +52,11 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                         .Name("vsdm_worker_heartbeat_age_seconds")
                         .Help("Time since each alive worker's last heartbeat")
                         .Register(*registry_);
+  recovery_ = &prometheus::BuildHistogram()
+                   .Name("vsdm_recovery_duration_seconds")
+                   .Help("Recovery of a failed attempt by phase: detect, reschedule, resume (Note [Recovery phases])")
+                   .Register(*registry_);
+  for (const char* ph : {"detect", "reschedule", "resume"}) recovery_->Add({{"phase", ph}}, kWait);
   goodput_ = &prometheus::BuildGauge()
                   .Name("vsdm_job_goodput_ratio")
                   .Help("Running jobs: useful training time / wall time since submit")
@@ -98,6 +103,7 @@ void CoordinatorMetrics::Update(const JobManagerStats& s) {
     g->Set(it == s.pending_by_reason.end() ? 0 : it->second);
   }
   for (const auto& [outcome, secs] : s.finished) duration_->Add({{"outcome", outcome}}, kWait).Observe(secs);
+  for (const auto& [phase, secs] : s.recovery) recovery_->Add({{"phase", phase}}, kWait).Observe(secs);
   for (auto it = heartbeat_gauges_.begin(); it != heartbeat_gauges_.end();) {
     if (s.heartbeat_age_seconds.count(it->first)) {
       ++it;

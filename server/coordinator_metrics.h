@@ -42,6 +42,7 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Histogram>* duration_;
   prometheus::Family<prometheus::Gauge>* heartbeat_age_;
   std::map<std::string, prometheus::Gauge*> heartbeat_gauges_;
+  prometheus::Family<prometheus::Histogram>* recovery_;
   prometheus::Family<prometheus::Gauge>* goodput_;
   std::map<std::string, prometheus::Gauge*> goodput_gauges_;
   prometheus::Counter* submits_accepted_;

@@ -325,7 +325,8 @@ void JobManager::Finished(const v1::Job& job, const std::string& outcome) {
   finished_.emplace_back(outcome, absl::ToDoubleSeconds(clock_.Now() - FromProto(job.submit_time())));
 }
 
-JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason, const std::string& cause) {
+JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason, const std::string& cause,
+                                           std::optional<absl::Time> failed_at) {
   Change c;
   c.job_id = r.stored.job.job_id();
   c.job = r.stored.job;
@@ -340,13 +341,16 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
     c.event = MakeEvent(r, c.job, "requeued",
                         absl::StrFormat("attempt %d failed: %s; restart %d of %d after %s", n, reason, n, max_restarts,
                                         absl::FormatDuration(backoff)));
-    c.apply = [this, &r, now, backoff, cause] {
+    const absl::Time failed = failed_at.value_or(now);
+    c.apply = [this, &r, now, backoff, cause, failed] {
       if (r.attempt) AbortAttempt(*r.attempt);
       r.attempt.reset();
       r.queued_since = now;
       r.not_before = now + backoff;
       ++restarts_;
       ++restarts_by_cause_[cause];
+      recovery_.emplace_back("detect", std::max(0.0, absl::ToDoubleSeconds(now - failed)));
+      r.recovery = Recovery{now, std::nullopt};
     };
   } else {
     c.job.set_state(v1::JOB_STATE_FAILED);
@@ -357,6 +361,7 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
     c.apply = [this, &r] {
       if (r.attempt) AbortAttempt(*r.attempt);
       r.attempt.reset();
+      r.recovery.reset();
       Finished(r.stored.job, "failed");
     };
   }
@@ -371,13 +376,16 @@ void JobManager::Tick() {
     std::set<std::string> failing;
     for (LostWorker& lw : registry_.ExpireLeases()) pending_lost_.push_back(std::move(lw));
     for (const LostWorker& lw : pending_lost_) {
+      const WorkerInfo* w = registry_.Find(lw.worker_id);
+      const std::optional<absl::Time> last_heartbeat =
+          w ? std::optional<absl::Time>(w->lease_expiry - options_.lease) : std::nullopt;
       for (const RankSlot& slot : lw.ranks) {
         Record* r = FindAttempt(slot.attempt_id);
         if (r == nullptr || !failing.insert(r->stored.job.job_id()).second) continue;
         changes.push_back(FailAttempt(
             *r, absl::StrFormat("worker %s (rank %d) lost its lease: no heartbeat for %s", lw.worker_id, slot.rank,
                                 absl::FormatDuration(options_.lease)),
-            "lease_lost"));
+            "lease_lost", last_heartbeat));
       }
     }
     for (auto& [id, r] : jobs_) {
@@ -459,6 +467,10 @@ void JobManager::Tick() {
           assignments_[rp.worker_id].push_back(std::move(as));
         }
         queue_waits_.push_back(absl::ToDoubleSeconds(now - r.queued_since));
+        if (r.recovery && !r.recovery->started_at) {
+          recovery_.emplace_back("reschedule", absl::ToDoubleSeconds(now - r.recovery->requeued_at));
+          r.recovery->started_at = now;
+        }
         r.attempt = a;
       };
       starts.push_back(std::move(c));
@@ -539,6 +551,10 @@ absl::Status JobManager::Report(const v1::ReportRequest& req) {
                                  : 0.0;
     if (since_submit > 0) p.set_goodput_ratio(std::min(1.0, static_cast<double>(p.round()) * per_round / since_submit));
     *r->stored.job.mutable_progress() = p;
+    if (r->recovery && r->recovery->started_at) {
+      recovery_.emplace_back("resume", absl::ToDoubleSeconds(clock_.Now() - *r->recovery->started_at));
+      r->recovery.reset();
+    }
     v1::JobEvent e = MakeEvent(*r, r->stored.job, "progress", "");
     e.set_sequence(r->events.empty() ? 0 : r->events.back().sequence());
     Publish(e);
@@ -627,6 +643,7 @@ JobManagerStats JobManager::Stats() {
     if (it != jobs_.end() && it->second.stored.job.state() == v1::JOB_STATE_QUEUED) ++s.pending_by_reason[kind];
   }
   s.finished.swap(finished_);
+  s.recovery.swap(recovery_);
   for (const auto& [id, r] : jobs_)
     if (r.stored.job.state() == v1::JOB_STATE_RUNNING) s.goodput[id] = r.stored.job.progress().goodput_ratio();
   const absl::Time now = clock_.Now();

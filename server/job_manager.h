@@ -48,6 +48,11 @@ struct JobManagerStats {
   std::vector<std::pair<std::string, double>> finished;  // (outcome, seconds since submit), drained
   std::map<std::string, double> heartbeat_age_seconds;   // alive workers
   std::map<std::string, double> goodput;                 // running jobs: Progress.goodput_ratio
+  // Note [Recovery phases]: after a failed attempt that is requeued, "detect" = failure (the
+  // lost worker's last heartbeat, or the failing rank's report) to requeue; "reschedule" =
+  // requeue to the new attempt's start (backoff + waiting for room); "resume" = start to the new
+  // attempt's first progress report (rendezvous, checkpoint restore, one round). Drained.
+  std::vector<std::pair<std::string, double>> recovery;
   double last_pass_seconds = 0;           // wall time of the last scheduling pass (snapshot, plan, starts)
   std::vector<double> queue_wait_seconds;  // of attempts started since the last call (drained)
 };
@@ -105,7 +110,12 @@ class JobManager {
     std::set<int> done;                // ranks that exited 0
     std::optional<absl::Time> recovering_since;
   };
+  struct Recovery {
+    absl::Time requeued_at;
+    std::optional<absl::Time> started_at;
+  };
   struct Record {
+    std::optional<Recovery> recovery;  // Note [Recovery phases]
     StoredJob stored;
     std::vector<v1::JobEvent> events;  // stored events, in order
     absl::Time queued_since;
@@ -129,8 +139,9 @@ class JobManager {
   // The change that ends the current attempt of `r` with `reason`: requeue with backoff while
   // restarts remain, else FAILED.
   // `cause` (lease_lost | rank_failed | recovery) labels the restart metric.
-  Change FailAttempt(Record& r, const std::string& reason, const std::string& cause)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `failed_at` is when the failure happened (default: now).
+  Change FailAttempt(Record& r, const std::string& reason, const std::string& cause,
+                     std::optional<absl::Time> failed_at = std::nullopt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finished(const v1::Job& job, const std::string& outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AbortAttempt(const Attempt& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Record* FindAttempt(const std::string& attempt_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -167,6 +178,7 @@ class JobManager {
   std::map<std::string, int64_t> restarts_by_cause_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> pending_kinds_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, double>> finished_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, double>> recovery_ ABSL_GUARDED_BY(mu_);
   double last_pass_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<double> queue_waits_ ABSL_GUARDED_BY(mu_);
 };

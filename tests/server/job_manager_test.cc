@@ -169,6 +169,21 @@ TEST_F(JobManagerTest, ALostWorkerRequeuesItsJobWithBackoffThenFailsAfterMaxRest
   v1::Job second = *mgr_->Get(j.job_id());
   ASSERT_EQ(second.state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(second.attempts(), 2);
+  // Recovery phases: w2 last beat at t = 0, lost at t = 12 (detect 12 s); requeued at 12, restarted
+  // at 17 (reschedule 5 s); first progress of attempt 2 at t = 20 (resume 3 s).
+  clock_.Advance(absl::Seconds(3));
+  v1::ReportRequest rep;
+  rep.set_attempt_id(j.job_id() + "/2");
+  rep.mutable_progress()->set_round(1);
+  ASSERT_TRUE(mgr_->Report(rep).ok());
+  auto phases = mgr_->Stats().recovery;
+  ASSERT_EQ(phases.size(), 3u);
+  EXPECT_EQ(phases[0].first, "detect");
+  EXPECT_DOUBLE_EQ(phases[0].second, 12.0);
+  EXPECT_EQ(phases[1].first, "reschedule");
+  EXPECT_DOUBLE_EQ(phases[1].second, 5.0);
+  EXPECT_EQ(phases[2].first, "resume");
+  EXPECT_DOUBLE_EQ(phases[2].second, 3.0);
   // The second attempt fails too (a rank exits non-zero): no restarts left.
   Complete("w2", j.job_id() + "/2", 1, 3);
   v1::Job failed = *mgr_->Get(j.job_id());
