@@ -20,6 +20,7 @@
 #include "client/local_cluster.h"
 #include "common/job_spec.h"
 #include "proto/job_spec_proto.h"
+#include "proto/job_state.h"
 #include "vsdm/v1/service.grpc.pb.h"
 
 namespace {
@@ -58,15 +59,6 @@ std::string Json(const google::protobuf::Message& m) {
   return out;
 }
 
-std::string StateName(JobState s) {
-  std::string n = vsdm::v1::JobState_Name(s);
-  return n.size() > 10 ? n.substr(10) : n;
-}
-
-bool IsFinal(JobState s) {
-  return s == vsdm::v1::JOB_STATE_SUCCEEDED || s == vsdm::v1::JOB_STATE_FAILED || s == vsdm::v1::JOB_STATE_CANCELLED;
-}
-
 std::string Duration(double s) {
   if (s < 60) return absl::StrFormat("%.0fs", s);
   if (s < 3600) return absl::StrFormat("%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
@@ -90,7 +82,7 @@ std::string ProgressBar(const vsdm::v1::Progress& p) {
 }
 
 void PrintFinal(const Job& j) {
-  std::cout << j.job_id() << " " << StateName(j.state());
+  std::cout << j.job_id() << " " << vsdm::JobStateName(j.state());
   if (!j.message().empty()) std::cout << ": " << j.message();
   std::cout << "\n";
   const auto& m = j.progress().metrics();
@@ -246,7 +238,7 @@ int main(int argc, char** argv) {
       std::cout << Json(j) << "\n";
       return 0;
     }
-    std::cout << j.job_id() << " submitted (" << StateName(j.state()) << ")" << std::endl;
+    std::cout << j.job_id() << " submitted (" << vsdm::JobStateName(j.state()) << ")" << std::endl;
     return wait ? Watch(*stub, j.job_id(), json) : 0;
   }
   if (get->parsed()) {
@@ -260,11 +252,11 @@ int main(int argc, char** argv) {
       std::cout << Json(j) << "\n";
       return 0;
     }
-    std::cout << absl::StrFormat("%s  %s  %s  attempts %d\n", j.job_id(), j.spec().name(), StateName(j.state()),
+    std::cout << absl::StrFormat("%s  %s  %s  attempts %d\n", j.job_id(), j.spec().name(), vsdm::JobStateName(j.state()),
                                  j.attempts());
     if (!j.pending_reason().empty()) std::cout << "pending: " << j.pending_reason() << "\n";
     if (j.state() == vsdm::v1::JOB_STATE_RUNNING && j.progress().rounds() > 0) std::cout << ProgressBar(j.progress()) << "\n";
-    if (IsFinal(j.state())) PrintFinal(j);
+    if (vsdm::IsFinalState(j.state())) PrintFinal(j);
     else if (!j.message().empty()) std::cout << "last: " << j.message() << "\n";
     return 0;
   }
@@ -302,7 +294,7 @@ int main(int argc, char** argv) {
                               ? absl::StrFormat("round %d/%d", j.progress().round(), j.progress().rounds())
                               : j.message();
       std::cout << absl::StrFormat("%-14s %-20s %-10s %-8d %s\n", j.job_id(), j.spec().name().substr(0, 20),
-                                   StateName(j.state()), j.attempts(), extra);
+                                   vsdm::JobStateName(j.state()), j.attempts(), extra);
     }
     return 0;
   }
@@ -314,7 +306,7 @@ int main(int argc, char** argv) {
     req.set_job_id(job_id);
     Job j;
     if (grpc::Status s = stub->CancelJob(&ctx, req, &j); !s.ok()) return Fail(s, "cancel " + job_id);
-    std::cout << j.job_id() << " " << StateName(j.state()) << "\n";
+    std::cout << j.job_id() << " " << vsdm::JobStateName(j.state()) << "\n";
     return 0;
   }
   if (logs->parsed()) {
@@ -329,7 +321,7 @@ int main(int argc, char** argv) {
     while (reader->Read(&e)) {
       if (e.kind() == "progress") continue;
       std::cout << (json ? Json(e)
-                         : absl::StrCat("#", e.sequence(), " [", e.kind(), "] ", StateName(e.state()), ": ", e.message()))
+                         : absl::StrCat("#", e.sequence(), " [", e.kind(), "] ", vsdm::JobStateName(e.state()), ": ", e.message()))
                 << "\n";
     }
     grpc::Status s = reader->Finish();

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "proto/job_spec_proto.h"
+#include "proto/job_state.h"
 
 namespace vsdm::server {
 namespace {
@@ -30,15 +31,6 @@ absl::Time FromProto(const Timestamp& ts) {
   return absl::FromUnixNanos(ts.seconds() * 1'000'000'000LL + ts.nanos());
 }
 int64_t Nanos(const Timestamp& ts) { return ts.seconds() * 1'000'000'000LL + ts.nanos(); }
-
-bool IsFinal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
-}
-
-std::string StateName(v1::JobState s) {
-  std::string n = v1::JobState_Name(s);
-  return n.rfind("JOB_STATE_", 0) == 0 ? n.substr(10) : n;
-}
 
 // Page tokens: opaque to clients; the (submit time, job id) of the last job of the page.
 std::string EncodeToken(const v1::Job& j) {
@@ -255,9 +247,9 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
     auto it = jobs_.find(job_id);
     if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     Record& r = it->second;
-    if (IsFinal(r.stored.job.state()))
+    if (IsFinalState(r.stored.job.state()))
       return absl::FailedPreconditionError(
-          absl::StrCat("job ", job_id, " already ", StateName(r.stored.job.state()), "; nothing to cancel"));
+          absl::StrCat("job ", job_id, " already ", JobStateName(r.stored.job.state()), "; nothing to cancel"));
     Change c;
     c.job_id = job_id;
     c.job = r.stored.job;

@@ -9,15 +9,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "proto/job_state.h"
 #include "server/rpc_util.h"
 
 namespace vsdm::server {
 namespace fs = std::filesystem;
 namespace {
-
-bool IsFinal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
-}
 
 // Streams a job's events: the stored ones after the request's sequence, then live ones, and
 // ends after the event that puts the job in a final state. Events arrive from JobManager on
@@ -42,11 +39,8 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
     sub_ = *sub;
     // A job that has already ended: replay and close.
     auto job = manager_.Get(req.job_id());
-    std::deque<v1::JobEvent> live;
-    live.swap(shared_->queue);
     for (auto& e : replay) shared_->queue.push_back(std::move(e));
-    for (auto& e : live) shared_->queue.push_back(std::move(e));
-    if (job.ok() && IsFinal(job->state()) && replay.empty()) shared_->end_after_queue = true;
+    if (job.ok() && IsFinalState(job->state()) && replay.empty()) shared_->end_after_queue = true;
     shared_->NextLocked();
   }
 
@@ -96,7 +90,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
       }
       current = std::move(queue.front());
       queue.pop_front();
-      if (IsFinal(current.state()) && current.kind() != "progress") end_after_queue = true;
+      if (IsFinalState(current.state()) && current.kind() != "progress") end_after_queue = true;
       writing = true;
       reactor->StartWrite(&current);
     }

@@ -1,8 +1,6 @@
 #include "worker/agent.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
@@ -13,15 +11,11 @@ namespace vsdm::worker {
 namespace fs = std::filesystem;
 namespace {
 
+// Progress files may not exist yet, and artifacts may be absent: "" then.
+std::string ReadFileOrEmpty(const std::string& path) { return ReadFile(path).value_or(""); }
+
 bool Unreachable(const absl::Status& s) {
   return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -95,7 +89,7 @@ absl::Status Agent::UploadArtifacts(const Rank& r) {
     const std::string path = (fs::path(r.out_dir) / name).string();
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) continue;
-    const std::string data = Slurp(path);
+    const std::string data = ReadFileOrEmpty(path);
     size_t off = 0;
     do {
       v1::UploadArtifactRequest u;
@@ -129,7 +123,7 @@ void Agent::OnExit(const Rank& r, const ChildExit& e) {
                                e.log_tail));
   } else if (r.assignment.rank() == 0) {
     try {
-      auto m = nlohmann::json::parse(Slurp((fs::path(r.out_dir) / "metrics.json").string()));
+      auto m = nlohmann::json::parse(ReadFileOrEmpty((fs::path(r.out_dir) / "metrics.json").string()));
       for (auto it = m.begin(); it != m.end(); ++it)
         if (it.value().is_number()) (*c.mutable_metrics())[it.key()] = it.value().get<double>();
     } catch (const std::exception&) {
@@ -144,7 +138,7 @@ void Agent::ForwardProgress() {
   for (auto& [id, r] : ranks_) {
     if (r.aborted) continue;
     if (r.assignment.rank() == r.assignment.trainers()) {  // the variational rank: local metrics only
-      std::string text = Slurp((fs::path(r.out_dir) / "progress-variational.json").string());
+      std::string text = ReadFileOrEmpty((fs::path(r.out_dir) / "progress-variational.json").string());
       if (text.empty() || text == r.last_progress) continue;
       try {
         if (metrics_) metrics_->UpdateVariational(r.assignment.job_id(), nlohmann::json::parse(text));
@@ -154,7 +148,7 @@ void Agent::ForwardProgress() {
       continue;
     }
     if (r.assignment.rank() != 0) continue;
-    std::string text = Slurp((fs::path(r.out_dir) / "progress.json").string());
+    std::string text = ReadFileOrEmpty((fs::path(r.out_dir) / "progress.json").string());
     if (text.empty() || text == r.last_progress) continue;
     try {
       auto p = nlohmann::json::parse(text);

@@ -8,6 +8,7 @@
 #include "core/checkpoint.h"
 #include "core/sampler.h"
 #include "worker/final_artifacts.h"
+#include "worker/round_timing.h"
 
 namespace vsdm::worker {
 namespace fs = std::filesystem;
@@ -17,17 +18,12 @@ using Clock = std::chrono::steady_clock;
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
-std::string Duration(double s) {
-  if (s < 60) return absl::StrFormat("%.0fs", s);
-  if (s < 3600) return absl::StrFormat("%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-  return absl::StrFormat("%dh%02dm", static_cast<int>(s) / 3600, (static_cast<int>(s) % 3600) / 60);
-}
 }  // namespace
 
 std::string FormatRoundLine(const RoundReport& r) {
   return absl::StrFormat("round %d/%d  loss %.4f  |A| %.4f  %.0f steps/s  train %.1fs  A-update %.2fs%s  ETA %s",
                          r.round, r.rounds, r.loss, r.a_norm, r.steps_per_sec, r.train_sec,
-                         r.variational_sec, r.projected ? " (PD floor)" : "", Duration(r.eta_sec));
+                         r.variational_sec, r.projected ? " (PD floor)" : "", FormatDuration(r.eta_sec));
 }
 
 absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const StandaloneOptions& options) {
