@@ -22,7 +22,7 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.Choice("problem.dataset", s.problem.dataset,
            {"spiral", "checkerboard", "gaussian", "moons", "eight_gaussians"});
   v.DoubleList("problem.scale", s.problem.scale, 1, 2, 1e-3, 1e3);
-  v.Choice("method", s.method, {"vsdm", "dsm"});
+  v.Choice("method", s.method, {"vsdm", "dsm", "vsmd"});
   v.Double("diffusion.beta_min", s.diffusion.beta_min, 1e-4, 100.0);
   v.Double("diffusion.beta_max", s.diffusion.beta_max, 1e-3, 1000.0);
   v.Double("diffusion.beta_r", s.diffusion.beta_r, 0.0, 10.0);
@@ -39,6 +39,10 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.Bool("variational.async", s.variational.async);
   v.Int("variational.adam_steps", s.variational.adam_steps, 1, 100000);
   v.Int("variational.adam_batch", s.variational.adam_batch, 1, 1000000);
+  v.Double("momentum.beta", s.momentum.beta, 0.01, 1000.0);
+  v.Double("momentum.gamma", s.momentum.gamma, 0.01, 100.0);
+  v.Double("momentum.damping", s.momentum.damping, 0.05, 1.0);
+  v.Double("momentum.c_init", s.momentum.c_init, -2.0, 0.5);
   v.Choice("model.arch", s.model.arch, {"toy_resnet", "mlp"});
   v.Int("model.hidden", s.model.hidden, 8, 4096);
   v.Choice("model.parameterization", s.model.parameterization, {"policy", "eps"});
@@ -270,6 +274,12 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat(
         "variational.lr: must be in (0, 1] for update exact (it is the averaging weight), got ",
         FormatDouble(spec.variational.lr)));
+  // VSMD keeps 1 - 2c >= d_min (a damped process); the initial c must satisfy it too.
+  if (spec.momentum.c_init > 0.5 * (1.0 - spec.variational.d_min))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "momentum.c_init: must be <= (1 - variational.d_min)/2 = ",
+        FormatDouble(0.5 * (1.0 - spec.variational.d_min)), " so the process stays damped, got ",
+        FormatDouble(spec.momentum.c_init)));
   return absl::OkStatus();
 }
 

@@ -40,6 +40,15 @@ struct VariationalSpec {
   int64_t adam_batch = 1000;        // adam: trajectories per minibatch
 };
 
+// The momentum variant (method: vsmd; spec §5): constant beta, friction gamma, damping u of the
+// critical-damping transform and the initial variational parameter c (per coordinate).
+struct MomentumSpec {
+  double beta = 10.0;
+  double gamma = 2.0;
+  double damping = 1.0;  // u: 1 critically damped, < 1 under-damped
+  double c_init = 0.0;   // 0: the process starts as CLD (M = 1, Gamma = 2)
+};
+
 struct ModelSpec {
   std::string arch = "toy_resnet";       // toy_resnet | mlp
   int64_t hidden = 256;
@@ -77,6 +86,7 @@ struct JobSpec {
   std::string method = "vsdm";  // vsdm | dsm | vsmd
   DiffusionSpec diffusion;
   VariationalSpec variational;
+  MomentumSpec momentum;
   ModelSpec model;
   TrainSpec train;
   SampleSpec sample;

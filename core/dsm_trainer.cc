@@ -29,19 +29,28 @@ torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0, torch::Generator& gen,
   return Loss(x0, idx, eps, table);
 }
 
-torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0_in, const torch::Tensor& idx,
-                               const torch::Tensor& eps, const KernelTable& table) {
-  torch::Tensor x0 = options_.times_per_point > 1
-                         ? x0_in.repeat_interleave(options_.times_per_point, 0)
-                         : x0_in;
+torch::Tensor DsmLoss(ScoreNet& net, Parameterization param, int64_t times_per_point, const torch::Tensor& x0_in,
+                      const torch::Tensor& idx, const torch::Tensor& eps, const KernelTable& table) {
+  torch::Tensor x0 = times_per_point > 1 ? x0_in.repeat_interleave(times_per_point, 0) : x0_in;
   DsmPair pair = MakeDsmPair(x0, eps, table.mean.index_select(0, idx), table.chol.index_select(0, idx),
                              table.chol_inv_t.index_select(0, idx), table.sqrt_beta.index_select(0, idx),
                              table.A);
-  ScoreModel model(net_, options_.param, table);
+  ScoreModel model(net, param, table);
   torch::Tensor out = model.OutputAtIndices(pair.xt, idx);
-  if (options_.param == Parameterization::kEps) return torch::mse_loss(out, eps);
-  torch::Tensor y = pair.policy_target;
-  return torch::mse_loss(out, y);
+  if (param == Parameterization::kEps) return torch::mse_loss(out, eps);
+  return torch::mse_loss(out, pair.policy_target);
+}
+
+torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0, const torch::Tensor& idx, const torch::Tensor& eps,
+                               const KernelTable& table) {
+  return DsmLoss(net_, options_.param, options_.times_per_point, x0, idx, eps, table);
+}
+
+double DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const Process& process) {
+  opt_->zero_grad();
+  torch::Tensor loss = process.Loss(net_, x0, gen);
+  loss.backward();
+  return loss.item<double>();
 }
 
 double DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& gen,

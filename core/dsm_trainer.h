@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "core/diffusion.h"
+#include "core/process.h"
 #include "core/score_model.h"
 #include "core/score_net.h"
 
@@ -28,6 +29,11 @@ DsmPair MakeDsmPair(const torch::Tensor& x0, const torch::Tensor& eps, const tor
                     const torch::Tensor& L, const torch::Tensor& chol_inv_t,
                     const torch::Tensor& sqrt_beta, const torch::Tensor& A);
 
+// The DSM loss of `net` under `table` for data x0 [B, d] with the draws given: grid indices idx
+// [n] and noise eps [n, d], n = B * times_per_point.
+torch::Tensor DsmLoss(ScoreNet& net, Parameterization param, int64_t times_per_point, const torch::Tensor& x0,
+                      const torch::Tensor& idx, const torch::Tensor& eps, const KernelTable& table);
+
 // Owns the network, its EMA copy and the optimiser. Not thread-safe.
 class DsmTrainer {
  public:
@@ -44,6 +50,8 @@ class DsmTrainer {
   double ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table);
   double ComputeGradients(const torch::Tensor& x0, const torch::Tensor& idx, const torch::Tensor& eps,
                           const KernelTable& table);
+  // The same under any forward process (its own loss and draws).
+  double ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const Process& process);
   // One AdamW step with the current gradients, then the EMA update.
   void ApplyGradients();
 

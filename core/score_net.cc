@@ -14,8 +14,8 @@ std::recursive_mutex& NetInitMutex() {
   return mu;
 }
 
-ScoreNetImpl::ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden)
-    : arch_(std::move(arch)), dim_(dim), hidden_(hidden) {
+ScoreNetImpl::ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden, int64_t out_dim)
+    : arch_(std::move(arch)), dim_(dim), hidden_(hidden), out_dim_(out_dim > 0 ? out_dim : dim) {
   std::lock_guard<std::recursive_mutex> lock(NetInitMutex());
   TORCH_CHECK(arch_ == "toy_resnet" || arch_ == "mlp", "unknown arch ", arch_);
   freqs_ = register_buffer("freqs", EmbeddingFrequencies());
@@ -28,7 +28,7 @@ ScoreNetImpl::ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden)
   for (int i = 0; i < nblocks; ++i)
     blocks_.push_back(register_module("block" + std::to_string(i), torch::nn::Linear(hidden, hidden)));
   if (resnet) head1_ = register_module("head1", torch::nn::Linear(hidden, hidden));
-  head2_ = register_module("head2", torch::nn::Linear(hidden, dim));
+  head2_ = register_module("head2", torch::nn::Linear(hidden, out_dim_));
 }
 
 torch::Tensor ScoreNetImpl::TimeFeatures(const torch::Tensor& t) {
@@ -59,7 +59,7 @@ torch::Tensor ScoreNetImpl::forward(const torch::Tensor& x, const torch::Tensor&
 }
 
 ScoreNet CloneScoreNet(ScoreNet& net) {
-  ScoreNet copy(net->arch(), net->dim(), net->hidden());
+  ScoreNet copy(net->arch(), net->dim(), net->hidden(), net->out_dim());
   torch::NoGradGuard guard;
   auto src = net->named_parameters();
   for (auto& p : copy->named_parameters()) p.value().copy_(src[p.key()]);

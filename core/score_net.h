@@ -19,19 +19,21 @@ inline constexpr int64_t kTimeEmbeddingDim = 128;
 
 class ScoreNetImpl : public torch::nn::Module {
  public:
-  // `arch`: toy_resnet | mlp. `dim`: data dimension; `hidden`: width.
-  ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden);
+  // `arch`: toy_resnet | mlp. `dim`: input width (the state); `hidden`: width; `out_dim`: output
+  // width (0: same as `dim`; VSMD reads (x, v) and outputs the velocity noise only).
+  ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden, int64_t out_dim = 0);
 
   // Time features for times t ([m] in [0, 1]): [m, hidden].
   torch::Tensor TimeFeatures(const torch::Tensor& t);
   // Output for states x ([B, dim], already input-scaled) and time features tf ([B, hidden]
-  // or [1, hidden], broadcast): [B, dim].
+  // or [1, hidden], broadcast): [B, out_dim].
   torch::Tensor ForwardFeatures(const torch::Tensor& x, const torch::Tensor& tf);
   // Convenience: output at times t ([B] or [1]).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
 
   const std::string& arch() const { return arch_; }
   int64_t dim() const { return dim_; }
+  int64_t out_dim() const { return out_dim_; }
   int64_t hidden() const { return hidden_; }
 
   // The 64 embedding frequencies f_k = exp(-ln(10000) k / 64).
@@ -39,7 +41,7 @@ class ScoreNetImpl : public torch::nn::Module {
 
  private:
   std::string arch_;
-  int64_t dim_, hidden_;
+  int64_t dim_, hidden_, out_dim_;
   torch::Tensor freqs_;  // buffer [64]
   torch::nn::Linear t_in_{nullptr}, t_out_{nullptr}, x_in_{nullptr};
   std::vector<torch::nn::Linear> blocks_;  // toy_resnet: 3 x 3; mlp: 2

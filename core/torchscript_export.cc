@@ -47,16 +47,18 @@ std::string NetSource(ScoreNet& net) {
   return s;
 }
 
-constexpr const char* kCommonSource = R"TS(
-def beta(self, t: Tensor) -> Tensor:
-    return self.beta_min + torch.pow(t, self.beta_r) * (self.beta_max - self.beta_min)
-
+constexpr const char* kInterpSource = R"TS(
 def _grid_interp(self, table: Tensor, t: Tensor) -> Tensor:
     # Linear interpolation of a per-grid-time table [N+1, ...] at times t [B].
     u = ((t - self.t_min) / self.grid_step).clamp(0.0, float(self.steps))
     k0 = torch.floor(u).long().clamp(0, self.steps - 1)
     w = (u - k0.to(u.dtype)).reshape([-1] + [1] * (table.dim() - 1))
     return table[k0] * (1.0 - w) + table[k0 + 1] * w
+)TS";
+
+constexpr const char* kCommonSource = R"TS(
+def beta(self, t: Tensor) -> Tensor:
+    return self.beta_min + torch.pow(t, self.beta_r) * (self.beta_max - self.beta_min)
 
 def forward(self, x: Tensor, t: Tensor) -> Tensor:
     """Score s(x, t) of the learned backward process. x: [B, d]; t: [B] or [1], in [t_min, 1]."""
@@ -85,17 +87,60 @@ def sample(self, n: int, steps: int = 100) -> Tensor:
     return x
 )TS";
 
+constexpr const char* kMomentumSource = R"TS(
+def forward(self, z: Tensor, t: Tensor) -> Tensor:
+    """Velocity score s_v(z, t) of the learned backward process. z = (x, v): [B, 2d]; t: [B] or [1]."""
+    t = t.reshape(-1).expand(z.size(0)).to(z.dtype)
+    zin = z * self._grid_interp(self.input_scale, t)
+    out = self.net(zin, self.time_features(t))
+    return -out / self._grid_interp(self.chol_vv, t)
+
+def ode_drift(self, z: Tensor, t: float) -> Tensor:
+    tt = torch.full([z.size(0)], t, dtype=z.dtype)
+    x = z[:, :self.dim]
+    v = z[:, self.dim:]
+    s = self.forward(z, tt)
+    hb = 0.5 * self.beta_const
+    fv = hb * (-x - self.gamma * v + self.gamma * (2.0 * (self.a * x + self.c * v) - s))
+    return torch.cat([hb * v, fv], 1)
+
+def sample(self, n: int, steps: int = 100) -> Tensor:
+    """n samples (x only) by the Heun probability-flow ODE from N(0, Sigma_T) to t_min."""
+    eps = torch.randn([n, self.dim, 2])
+    zz = torch.matmul(self.prior_chol.unsqueeze(0), eps.unsqueeze(3)).squeeze(3)
+    z = torch.cat([zz[:, :, 0], zz[:, :, 1]], 1)
+    h = (1.0 - self.t_min) / steps
+    for i in range(steps):
+        t0 = 1.0 - i * h
+        f0 = self.ode_drift(z, t0).detach()
+        ze = z - h * f0
+        z = (z - 0.5 * h * (f0 + self.ode_drift(ze, t0 - h))).detach()
+    return z[:, :self.dim]
+)TS";
+
+// The parameters of `net` and the attributes every export has.
+void RegisterNet(torch::jit::Module& m, ScoreNet& net, const TimeGrid& grid, int64_t dim, const std::string& method) {
+  for (const auto& p : net->named_parameters()) {
+    std::string name = absl::StrReplaceAll(p.key(), {{".", "_"}});
+    m.register_parameter(name, p.value().detach().clone(), /*is_buffer=*/false);
+  }
+  m.register_buffer("freqs", ScoreNetImpl::EmbeddingFrequencies());
+  m.register_attribute("t_min", c10::FloatType::get(), grid.t_min);
+  m.register_attribute("grid_step", c10::FloatType::get(), grid.Step());
+  m.register_attribute("steps", c10::IntType::get(), grid.steps);
+  m.register_attribute("dim", c10::IntType::get(), dim);
+  m.register_attribute("time_scale", c10::FloatType::get(), kTimeEmbeddingScale);
+  m.register_attribute("method", c10::StringType::get(), method);
+  m.register_attribute("arch", c10::StringType::get(), net->arch());
+}
+
 }  // namespace
 
 absl::Status ExportTorchScript(const std::string& path, ScoreNet& net, const KernelTable& table,
                                const ExportInfo& info) {
   try {
     torch::jit::Module m("VsdmScoreModel");
-    for (const auto& p : net->named_parameters()) {
-      std::string name = absl::StrReplaceAll(p.key(), {{".", "_"}});
-      m.register_parameter(name, p.value().detach().clone(), /*is_buffer=*/false);
-    }
-    m.register_buffer("freqs", ScoreNetImpl::EmbeddingFrequencies());
+    RegisterNet(m, net, table.grid, table.dim(), info.method);
     m.register_buffer("A", table.A.clone());
     m.register_buffer("D", table.D.clone());
     m.register_buffer("prior_chol", table.prior_chol.clone());
@@ -104,16 +149,31 @@ absl::Status ExportTorchScript(const std::string& path, ScoreNet& net, const Ker
     m.register_attribute("beta_min", c10::FloatType::get(), info.schedule.beta_min);
     m.register_attribute("beta_max", c10::FloatType::get(), info.schedule.beta_max);
     m.register_attribute("beta_r", c10::FloatType::get(), info.schedule.r);
-    m.register_attribute("t_min", c10::FloatType::get(), table.grid.t_min);
-    m.register_attribute("grid_step", c10::FloatType::get(), table.grid.Step());
-    m.register_attribute("steps", c10::IntType::get(), table.grid.steps);
-    m.register_attribute("dim", c10::IntType::get(), table.dim());
-    m.register_attribute("time_scale", c10::FloatType::get(), kTimeEmbeddingScale);
     m.register_attribute("parameterization", c10::StringType::get(),
                          std::string(info.param == Parameterization::kPolicy ? "policy" : "eps"));
-    m.register_attribute("method", c10::StringType::get(), info.method);
-    m.register_attribute("arch", c10::StringType::get(), net->arch());
-    m.define(NetSource(net) + kCommonSource);
+    m.define(NetSource(net) + kInterpSource + kCommonSource);
+    std::ostringstream out;
+    m.save(out);
+    return AtomicWriteFile(path, out.str());
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("torchscript export: ", e.what()));
+  }
+}
+
+absl::Status ExportMomentumTorchScript(const std::string& path, ScoreNet& net, const MomentumTable& table,
+                                       const std::string& method) {
+  try {
+    torch::jit::Module m("VsmdScoreModel");
+    RegisterNet(m, net, table.grid, table.dim(), method);
+    m.register_buffer("a", table.a.clone());
+    m.register_buffer("c", table.c.clone());
+    m.register_buffer("prior_chol", table.prior_chol.clone());
+    m.register_buffer("input_scale", table.input_scale.clone());
+    m.register_buffer("chol_vv", table.chol.select(2, 1).select(2, 1).contiguous());
+    m.register_attribute("beta_const", c10::FloatType::get(), table.options.beta);
+    m.register_attribute("gamma", c10::FloatType::get(), table.options.gamma);
+    m.register_attribute("damping", c10::FloatType::get(), table.options.damping);
+    m.define(NetSource(net) + kInterpSource + kMomentumSource);
     std::ostringstream out;
     m.save(out);
     return AtomicWriteFile(path, out.str());

@@ -116,20 +116,47 @@ bool ProjectPositiveDefinite(torch::Tensor& A, double d_min, bool diagonal, doub
   return bind;
 }
 
+namespace {
+class LinearScoreObjective : public VariationalObjective {
+ public:
+  explicit LinearScoreObjective(const VariationalOptions& o) : o_(o) {}
+  torch::Tensor Gradient(const VariationalStats& s, const torch::Tensor& A, int64_t group) const override {
+    return VariationalGradient(s, A, o_.interact, o_.diagonal, group);
+  }
+  torch::Tensor Minimizer(const VariationalStats& s) const override {
+    return VariationalMinimizer(s, o_.interact, o_.diagonal);
+  }
+  bool Project(torch::Tensor& A, double* floor_after) const override {
+    return ProjectPositiveDefinite(A, o_.d_min, o_.diagonal, floor_after);
+  }
+
+ private:
+  VariationalOptions o_;
+};
+}  // namespace
+
+std::shared_ptr<const VariationalObjective> MakeLinearScoreObjective(const VariationalOptions& options) {
+  return std::make_shared<LinearScoreObjective>(options);
+}
+
 VariationalUpdater::VariationalUpdater(int64_t dim, const VariationalOptions& options)
-    : options_(options), gen_(at::make_generator<at::CPUGeneratorImpl>(options.seed)) {
-  A_ = torch::zeros({dim, dim}, kF64);
-  adam_m_ = torch::zeros({dim, dim}, kF64);
-  adam_v_ = torch::zeros({dim, dim}, kF64);
+    : VariationalUpdater(torch::zeros({dim, dim}, kF64), options, MakeLinearScoreObjective(options)) {}
+
+VariationalUpdater::VariationalUpdater(const torch::Tensor& initial, const VariationalOptions& options,
+                                       std::shared_ptr<const VariationalObjective> objective)
+    : options_(options),
+      objective_(std::move(objective)),
+      gen_(at::make_generator<at::CPUGeneratorImpl>(options.seed)) {
+  A_ = initial.to(torch::kFloat64).clone();
+  adam_m_ = torch::zeros_like(A_);
+  adam_v_ = torch::zeros_like(A_);
 }
 
 UpdateInfo VariationalUpdater::Apply(const VariationalStats& stats) {
   UpdateInfo info;
-  const bool diag = options_.diagonal;
-  const double zeta = options_.interact;
-  torch::Tensor grad = VariationalGradient(stats, A_, zeta, diag);
+  torch::Tensor grad = objective_->Gradient(stats, A_, -1);
   info.grad_norm = grad.norm().item<double>();
-  info.a_star = VariationalMinimizer(stats, zeta, diag);
+  info.a_star = objective_->Minimizer(stats);
   if (options_.update == "exact") {
     // Robbins-Monro average towards the round's minimiser: A <- (1 - rho) A + rho A*.
     const double rho = options_.lr;
@@ -142,7 +169,7 @@ UpdateInfo VariationalUpdater::Apply(const VariationalStats& stats) {
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     for (int64_t i = 0; i < options_.adam_steps; ++i) {
       int64_t g = torch::randint(0, stats.groups(), {1}, gen_, torch::kLong).item<int64_t>();
-      torch::Tensor gr = VariationalGradient(stats, A_, zeta, diag, g);
+      torch::Tensor gr = objective_->Gradient(stats, A_, g);
       ++adam_t_;
       adam_m_ = b1 * adam_m_ + (1 - b1) * gr;
       adam_v_ = b2 * adam_v_ + (1 - b2) * gr * gr;
@@ -150,9 +177,9 @@ UpdateInfo VariationalUpdater::Apply(const VariationalStats& stats) {
       torch::Tensor vhat = adam_v_ / (1 - std::pow(b2, adam_t_));
       A_ = A_ - options_.lr * mhat / (vhat.sqrt() + eps);
     }
-    if (diag) A_ = torch::diag(torch::diag(A_));
+    if (options_.diagonal && A_.dim() == 2) A_ = torch::diag(torch::diag(A_));
   }
-  info.projected = ProjectPositiveDefinite(A_, options_.d_min, diag, &info.min_eig_sym_d);
+  info.projected = objective_->Project(A_, &info.min_eig_sym_d);
   ++round_;
   return info;
 }

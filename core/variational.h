@@ -55,9 +55,9 @@ struct VariationalOptions {
 
 struct UpdateInfo {
   torch::Tensor a_star;      // the exact minimiser of this round's loss (float64)
-  double grad_norm = 0.0;    // |grad L(A)| before the update
+  double grad_norm = 0.0;    // |grad L| before the update
   bool projected = false;    // the PD floor bound
-  double min_eig_sym_d = 0.0;  // smallest eigenvalue of sym(D) after the update
+  double min_eig_sym_d = 0.0;  // smallest eigenvalue of sym(D) (VSMD: min 1 - 2c) after the update
 };
 
 // Loss gradient and minimiser of spec §3 for statistics `s` (totals over all groups, or one
@@ -69,15 +69,36 @@ torch::Tensor VariationalMinimizer(const VariationalStats& s, double zeta, bool 
 // whether it changed A.
 bool ProjectPositiveDefinite(torch::Tensor& A, double d_min, bool diagonal, double* min_eig_after);
 
-// Holds A and the update rule's state across rounds. Not thread-safe.
+// The round's loss as a function of the variational parameter phi (A for VSDM, c for VSMD),
+// read from sufficient statistics. The update rules of VariationalUpdater only need these.
+class VariationalObjective {
+ public:
+  virtual ~VariationalObjective() = default;
+  // dL/dphi over all groups (group < 0) or one group.
+  virtual torch::Tensor Gradient(const VariationalStats& s, const torch::Tensor& phi, int64_t group) const = 0;
+  // The minimiser of this round's loss.
+  virtual torch::Tensor Minimizer(const VariationalStats& s) const = 0;
+  // Projects phi onto the safe set; returns whether it changed phi. `floor_after`: the
+  // smallest damping after (min eigenvalue of sym(D) for VSDM, min(1 - 2c) for VSMD).
+  virtual bool Project(torch::Tensor& phi, double* floor_after) const = 0;
+};
+// The VSDM objective on A (spec §3), with `options`' zeta, form and d_min.
+std::shared_ptr<const VariationalObjective> MakeLinearScoreObjective(const VariationalOptions& options);
+
+// Holds the variational parameter and the update rule's state across rounds. Not thread-safe.
 class VariationalUpdater {
  public:
+  // VSDM: A = 0 ([dim, dim]) with the linear-score objective.
   VariationalUpdater(int64_t dim, const VariationalOptions& options);
+  // Any objective, starting from `initial` (float64).
+  VariationalUpdater(const torch::Tensor& initial, const VariationalOptions& options,
+                     std::shared_ptr<const VariationalObjective> objective);
 
   // Applies one round's statistics; returns what happened. Advances the round counter.
   UpdateInfo Apply(const VariationalStats& stats);
 
-  const torch::Tensor& A() const { return A_; }  // [d, d] float64 (diagonal form: diagonal)
+  // The parameter: A [d, d] float64 (diagonal form: diagonal) for VSDM, c [d] for VSMD.
+  const torch::Tensor& A() const { return A_; }
   int64_t round() const { return round_; }
   // State for checkpoints: A, adam moments, [adam step, round], the minibatch RNG state.
   std::vector<torch::Tensor> State() const;
@@ -85,6 +106,7 @@ class VariationalUpdater {
 
  private:
   VariationalOptions options_;
+  std::shared_ptr<const VariationalObjective> objective_;
   torch::Tensor A_;
   torch::Tensor adam_m_, adam_v_;
   int64_t adam_t_ = 0;

@@ -10,10 +10,11 @@
 
 namespace vsdm::worker {
 
-// Evaluates `ema_net` under `table` and writes the artifacts. `extra` is merged into
-// metrics.json (timings, per-round history). Returns the metrics written.
+// Evaluates `ema_net` under `process` (the final variational parameter) and writes the
+// artifacts. `extra` is merged into metrics.json (timings, per-round history). Returns the
+// metrics written.
 absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::ScoreNet& ema_net,
-                                                   const core::KernelTable& table,
+                                                   const core::Process& process,
                                                    const std::string& out_dir,
                                                    const nlohmann::json& extra);
 

@@ -28,16 +28,14 @@ core::ScoreNet JobSetup::MakeNet() const {
   // Initialisation draws from the global generator: see core::NetInitMutex.
   std::lock_guard<std::recursive_mutex> lock(core::NetInitMutex());
   torch::manual_seed(static_cast<uint64_t>(spec.train.seed));
-  return core::ScoreNet(spec.model.arch, dim(), spec.model.hidden);
+  return core::ScoreNet(spec.model.arch, family->net_in_dim(), spec.model.hidden, family->net_out_dim());
 }
 
-core::KernelTable JobSetup::Table(const torch::Tensor& A) const {
-  return core::BuildKernelTable(schedule, grid, diagonal ? torch::diag(A) : A, data_cov);
+core::VariationalUpdater JobSetup::MakeUpdater() const {
+  return core::VariationalUpdater(InitialParam(), variational_options, family->Objective(variational_options));
 }
 
 absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) {
-  if (spec.method == "vsmd")
-    return absl::UnimplementedError("method: vsmd is not available in this build yet");
   if (spec.resources.device == "cuda" && !torch::cuda::is_available())
     return absl::FailedPreconditionError("resources.device: cuda requested but no CUDA device");
   JobSetup s;
@@ -57,7 +55,7 @@ absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) {
   s.trainer_options.ema = spec.train.ema;
   s.trainer_options.times_per_point = spec.train.times_per_point;
   s.diagonal = spec.variational.form == "diagonal";
-  s.learn_a = spec.method == "vsdm";
+  s.learn_a = spec.method != "dsm";
   auto& v = s.variational_options;
   v.diagonal = s.diagonal;
   v.update = spec.variational.update;
@@ -67,6 +65,22 @@ absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) {
   v.d_min = spec.variational.d_min;
   v.adam_steps = spec.variational.adam_steps;
   v.seed = static_cast<int64_t>(spec.train.seed) + 17;
+  if (spec.method == "vsmd") {
+    core::VsmdProcessOptions o;
+    o.momentum = {spec.momentum.beta, spec.momentum.gamma, spec.momentum.damping};
+    o.c_init = spec.momentum.c_init;
+    o.times_per_point = spec.train.times_per_point;
+    if (s.data_cov.defined()) o.data_var = s.data_cov.diagonal().clone();
+    s.family = core::MakeVsmdFamily(s.dim(), o);
+  } else {
+    core::VsdmProcessOptions o;
+    o.schedule = s.schedule;
+    o.param = s.trainer_options.param;
+    o.times_per_point = spec.train.times_per_point;
+    o.diagonal = s.diagonal;
+    o.data_cov = s.data_cov;
+    s.family = core::MakeVsdmFamily(s.dim(), o);
+  }
   return s;
 }
 

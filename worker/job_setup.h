@@ -11,6 +11,7 @@
 #include "common/job_spec.h"
 #include "core/diffusion.h"
 #include "core/dsm_trainer.h"
+#include "core/process.h"
 #include "core/score_net.h"
 #include "core/toy_data.h"
 #include "core/variational.h"
@@ -34,12 +35,18 @@ struct JobSetup {
   core::VariationalOptions variational_options;
   bool diagonal = false;
   bool learn_a = true;  // false for method dsm
+  // The forward process (VSDM/DSM or VSMD): the one place the method matters.
+  std::shared_ptr<const core::ProcessFamily> family;
 
   int64_t dim() const { return dataset->dim(); }
   // A fresh network initialised from the spec's seed (identical on every rank and thread).
   core::ScoreNet MakeNet() const;
-  // The kernel table for A (the updater's dense [d, d] float64 form).
-  core::KernelTable Table(const torch::Tensor& A) const;
+  // The variational parameter at round 0 (A = 0 [d, d], or c [d] for VSMD; float64).
+  torch::Tensor InitialParam() const { return family->InitialParam(); }
+  // The forward process under parameter `phi` on the spec's grid.
+  std::unique_ptr<core::Process> Process(const torch::Tensor& phi) const { return family->Make(phi, grid); }
+  // The variational update rule, starting from InitialParam().
+  core::VariationalUpdater MakeUpdater() const;
 };
 
 // INVALID_ARGUMENT when the spec names something this build cannot run.

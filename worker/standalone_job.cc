@@ -30,7 +30,7 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
   const JobSpec& spec = setup.spec;
   const auto t_start = Clock::now();
   core::DsmTrainer trainer(setup.MakeNet(), setup.trainer_options);
-  core::VariationalUpdater updater(setup.dim(), setup.variational_options);
+  core::VariationalUpdater updater = setup.MakeUpdater();
   torch::Generator gen_data = MakeGenerator(spec, Stream::kData);
   torch::Generator gen_train = MakeGenerator(spec, Stream::kTrain);
   torch::Generator gen_var = MakeGenerator(spec, Stream::kVariational);
@@ -42,7 +42,7 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
     VSDM_ASSIGN_OR_RETURN(start_round, core::LoadCheckpoint(latest->second, refs));
   }
 
-  core::KernelTable table = setup.Table(updater.A());
+  std::unique_ptr<core::Process> process = setup.Process(updater.A());
   const int64_t rounds = spec.train.rounds;
   const bool adaptive = spec.variational.prior == "adaptive";
   nlohmann::json history = nlohmann::json::array();
@@ -55,19 +55,18 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
     double loss_sum = 0.0;
     for (int64_t s = 0; s < spec.train.steps_per_round; ++s) {
       torch::Tensor x0 = setup.dataset->Sample(spec.train.batch_points, gen_data);
-      loss_sum += trainer.ComputeGradients(x0, gen_train, table);
+      loss_sum += trainer.ComputeGradients(x0, gen_train, *process);
       trainer.ApplyGradients();
     }
     const auto t1 = Clock::now();
     // No update after the last round: the final model keeps the A its network was trained on.
     if (setup.learn_a && r + 1 < rounds) {
-      core::ScoreModel model(trainer.ema_net(), setup.trainer_options.param, table);
-      torch::Tensor xT = core::SamplePrior(table, spec.variational.trajectories, adaptive, gen_var);
-      core::VariationalStats stats = core::ComputeVariationalStats(
-          model, xT, std::max<int64_t>(1, spec.variational.adam_batch), gen_var);
+      torch::Tensor prior = process->SamplePrior(spec.variational.trajectories, adaptive, gen_var);
+      core::VariationalStats stats = process->Stats(
+          trainer.ema_net(), prior, std::max<int64_t>(1, spec.variational.adam_batch), gen_var);
       core::UpdateInfo info = updater.Apply(stats);
       rep.projected = info.projected;
-      table = setup.Table(updater.A());
+      process = setup.Process(updater.A());
     }
     const auto t2 = Clock::now();
     rep.round = r + 1;
@@ -99,7 +98,7 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
   extra["steps_per_sec"] = steps_done > 0 ? static_cast<double>(steps_done) / std::max(1e-9, train_total) : 0.0;
   extra["resumed_from_round"] = start_round;
   extra["rounds"] = history;
-  return WriteFinalArtifacts(setup, trainer.ema_net(), table, options.out_dir, extra);
+  return WriteFinalArtifacts(setup, trainer.ema_net(), *process, options.out_dir, extra);
 }
 
 }  // namespace vsdm::worker

@@ -19,9 +19,9 @@ TrainerRank::TrainerRank(const JobSetup& setup, Comm& world, Comm& trainers, con
       W_(options.trainers),
       rank_(options.rank),
       trainer_(setup.MakeNet(), setup.trainer_options),
-      shadow_(setup.dim(), setup.variational_options),
-      a_train_(torch::zeros({setup.dim(), setup.dim()}, torch::kFloat64)),
-      A_(torch::zeros({setup.dim(), setup.dim()}, torch::kFloat64)),
+      shadow_(setup.MakeUpdater()),
+      a_train_(setup.InitialParam()),
+      A_(setup.InitialParam()),
       buckets_(trainer_.net()->parameters(), options.bucket_bytes) {}
 
 absl::StatusOr<int64_t> TrainerRank::Resume() {
@@ -53,7 +53,7 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
   t.a_checksum = TensorChecksum(A_);
   t.a_norm = A_.norm().item<double>();
   auto c = SteadyClock::now();
-  table_ = setup_.Table(A_);
+  process_ = setup_.Process(A_);
   const int64_t B = spec.train.batch_points;
   const int64_t shard = ShardSize(B, W_, rank_);
   const double weight = ShardWeight(B, W_, rank_);
@@ -66,7 +66,7 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
   for (int64_t s = 0; s < spec.train.steps_per_round; ++s) {
     c = SteadyClock::now();
     torch::Tensor x0 = setup_.dataset->Sample(shard, gen_data);
-    extras[0] = trainer_.ComputeGradients(x0, gen_train, table_) * weight;  // the global mean loss, summed
+    extras[0] = trainer_.ComputeGradients(x0, gen_train, *process_) * weight;  // the global mean loss, summed
     t.compute += SecondsSince(c);
     c = SteadyClock::now();
     // [2]
@@ -113,7 +113,7 @@ absl::StatusOr<nlohmann::json> TrainerRank::Run() {
   start_time_ = SteadyClock::now();
   VSDM_ASSIGN_OR_RETURN(const int64_t start, Resume());
   last_checkpoint_round_ = start;
-  table_ = setup_.Table(A_);
+  process_ = setup_.Process(A_);
   const int64_t K = spec.train.rounds;
   std::vector<RoundTiming> timings;
   nlohmann::json history = nlohmann::json::array();
@@ -183,7 +183,7 @@ absl::StatusOr<nlohmann::json> TrainerRank::Finish(int64_t start, const std::vec
                           {"wait_for_a_fraction", tot["wait_for_a_fraction"]},
                           {"ranks", ranks}};
   // The final model keeps the A its network was trained with in the last round.
-  return WriteFinalArtifacts(setup_, trainer_.ema_net(), table_, options_.out_dir, extra);
+  return WriteFinalArtifacts(setup_, trainer_.ema_net(), *process_, options_.out_dir, extra);
 }
 
 }  // namespace vsdm::worker

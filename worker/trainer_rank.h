@@ -45,8 +45,8 @@ class TrainerRank {
   // Trainer 0's copy of the variational rank's state (received at [4]), for checkpoints.
   core::VariationalUpdater shadow_;
   torch::Tensor a_train_;  // the A the last broadcast EMA was trained under (checkpointed)
-  torch::Tensor A_;        // this round's A ([d, d] float64)
-  core::KernelTable table_;
+  torch::Tensor A_;        // this round's A ([d, d] float64; VSMD: c [d])
+  std::unique_ptr<core::Process> process_;
   GradientBuckets buckets_;
   SteadyClock::time_point start_time_;
   int64_t last_checkpoint_round_ = 0;      // trainer 0: newest checkpoint written (progress file)

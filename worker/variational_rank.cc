@@ -16,8 +16,8 @@ VariationalRank::VariationalRank(const JobSetup& setup, Comm& world, const Distr
       options_(options),
       W_(options.trainers),
       holder_(setup.MakeNet(), setup.trainer_options),
-      updater_(setup.dim(), setup.variational_options),
-      a_train_(torch::zeros({setup.dim(), setup.dim()}, torch::kFloat64)) {
+      updater_(setup.MakeUpdater()),
+      a_train_(setup.InitialParam()) {
   ema_ = FlattenParams(holder_.ema_net());
 }
 
@@ -35,14 +35,12 @@ absl::StatusOr<int64_t> VariationalRank::Resume() {
 void VariationalRank::Update(int64_t k, RoundTiming& t) {
   const JobSpec& spec = setup_.spec;
   const auto c = SteadyClock::now();
-  core::KernelTable table = setup_.Table(a_train_);
+  std::unique_ptr<core::Process> process = setup_.Process(a_train_);
   torch::Generator gen = MakeRoundGenerator(spec, Stream::kVariational, W_, k);
   holder_.ema_net()->eval();
-  core::ScoreModel model(holder_.ema_net(), setup_.trainer_options.param, table);
-  torch::Tensor xT = core::SamplePrior(table, spec.variational.trajectories,
-                                       spec.variational.prior == "adaptive", gen);
+  torch::Tensor prior = process->SamplePrior(spec.variational.trajectories, spec.variational.prior == "adaptive", gen);
   core::VariationalStats stats =
-      core::ComputeVariationalStats(model, xT, std::max<int64_t>(1, spec.variational.adam_batch), gen);
+      process->Stats(holder_.ema_net(), prior, std::max<int64_t>(1, spec.variational.adam_batch), gen);
   t.projected = updater_.Apply(stats).projected;
   t.variational += SecondsSince(c);
 }

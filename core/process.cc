@@ -1,0 +1,139 @@
+#include "core/process.h"
+
+#include "core/dsm_trainer.h"
+#include "core/torchscript_export.h"
+
+namespace vsdm::core {
+namespace {
+const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+
+// VSDM (and DSM, whose A stays 0): the multivariate OU process of spec §1 on x.
+class VsdmProcess : public Process {
+ public:
+  VsdmProcess(const VsdmProcessOptions& o, const torch::Tensor& A, const TimeGrid& grid)
+      : o_(o), A_(A.to(torch::kFloat64).clone()),
+        table_(BuildKernelTable(o.schedule, grid, o.diagonal ? torch::diag(A_) : A_, o.data_cov)) {}
+
+  torch::Tensor Loss(ScoreNet& net, const torch::Tensor& x0, torch::Generator& gen) const override {
+    const int64_t n = x0.size(0) * o_.times_per_point, d = x0.size(1);
+    torch::Tensor idx = torch::randint(0, table_.size(), {n}, gen, torch::kLong);
+    torch::Tensor eps = torch::randn({n, d}, gen, torch::kFloat32);
+    return DsmLoss(net, o_.param, o_.times_per_point, x0, idx, eps, table_);
+  }
+  torch::Tensor SamplePrior(int64_t n, bool adaptive, torch::Generator& gen) const override {
+    return core::SamplePrior(table_, n, adaptive, gen);
+  }
+  SampleResult Sample(ScoreNet& net, const torch::Tensor& prior, Solver solver, torch::Generator& gen,
+                      bool keep_trajectory) const override {
+    ScoreModel model(net, o_.param, table_);
+    return core::Sample(model, prior, solver, gen, keep_trajectory);
+  }
+  VariationalStats Stats(ScoreNet& net, const torch::Tensor& prior, int64_t group_size,
+                         torch::Generator& gen) const override {
+    ScoreModel model(net, o_.param, table_);
+    return ComputeVariationalStats(model, prior, group_size, gen);
+  }
+  absl::Status Export(const std::string& path, ScoreNet& net, const std::string& method) const override {
+    return ExportTorchScript(path, net, table_, ExportInfo{o_.schedule, o_.param, method});
+  }
+  std::vector<std::pair<std::string, torch::Tensor>> Describe() const override {
+    return {{"A", table_.A64}, {"D", table_.D.to(torch::kFloat64)}, {"prior_cov", table_.prior_cov64}};
+  }
+  std::unique_ptr<Process> WithGrid(const TimeGrid& grid) const override {
+    return std::make_unique<VsdmProcess>(o_, A_, grid);
+  }
+  const TimeGrid& grid() const override { return table_.grid; }
+
+ private:
+  VsdmProcessOptions o_;
+  torch::Tensor A_;
+  KernelTable table_;
+};
+
+class VsdmFamily : public ProcessFamily {
+ public:
+  VsdmFamily(int64_t dim, const VsdmProcessOptions& o) : dim_(dim), o_(o) {}
+  int64_t net_in_dim() const override { return dim_; }
+  int64_t net_out_dim() const override { return dim_; }
+  torch::Tensor InitialParam() const override { return torch::zeros({dim_, dim_}, kF64); }
+  std::unique_ptr<Process> Make(const torch::Tensor& A, const TimeGrid& grid) const override {
+    return std::make_unique<VsdmProcess>(o_, A, grid);
+  }
+  std::shared_ptr<const VariationalObjective> Objective(const VariationalOptions& vo) const override {
+    return MakeLinearScoreObjective(vo);
+  }
+
+ private:
+  int64_t dim_;
+  VsdmProcessOptions o_;
+};
+
+// VSMD: critically damped momentum diffusion on z = (x, v) (spec §5).
+class VsmdProcess : public Process {
+ public:
+  VsmdProcess(const VsmdProcessOptions& o, const torch::Tensor& c, const TimeGrid& grid)
+      : o_(o), c_(c.to(torch::kFloat64).clone()), table_(BuildMomentumTable(o.momentum, grid, c_, o.data_var)) {}
+
+  torch::Tensor Loss(ScoreNet& net, const torch::Tensor& x0, torch::Generator& gen) const override {
+    return MomentumLoss(net, table_, x0, o_.times_per_point, gen);
+  }
+  torch::Tensor SamplePrior(int64_t n, bool adaptive, torch::Generator& gen) const override {
+    return MomentumPrior(table_, n, adaptive, gen);
+  }
+  SampleResult Sample(ScoreNet& net, const torch::Tensor& prior, Solver solver, torch::Generator& gen,
+                      bool keep_trajectory) const override {
+    return MomentumSample(net, table_, prior, solver, gen, keep_trajectory);
+  }
+  VariationalStats Stats(ScoreNet& net, const torch::Tensor& prior, int64_t group_size,
+                         torch::Generator& gen) const override {
+    return MomentumVariationalStats(net, table_, prior, group_size, gen);
+  }
+  absl::Status Export(const std::string& path, ScoreNet& net, const std::string& method) const override {
+    return ExportMomentumTorchScript(path, net, table_, method);
+  }
+  std::vector<std::pair<std::string, torch::Tensor>> Describe() const override {
+    return {{"c", table_.c64},
+            {"a", table_.a64},
+            {"damping_eigenvalue", CriticalEigenvalue(table_.c64, table_.options)},
+            {"prior_cov", table_.prior_cov64}};
+  }
+  std::unique_ptr<Process> WithGrid(const TimeGrid& grid) const override {
+    return std::make_unique<VsmdProcess>(o_, c_, grid);
+  }
+  const TimeGrid& grid() const override { return table_.grid; }
+
+ private:
+  VsmdProcessOptions o_;
+  torch::Tensor c_;
+  MomentumTable table_;
+};
+
+class VsmdFamily : public ProcessFamily {
+ public:
+  VsmdFamily(int64_t dim, const VsmdProcessOptions& o) : dim_(dim), o_(o) {}
+  int64_t net_in_dim() const override { return 2 * dim_; }
+  int64_t net_out_dim() const override { return dim_; }
+  torch::Tensor InitialParam() const override { return torch::full({dim_}, o_.c_init, kF64); }
+  std::unique_ptr<Process> Make(const torch::Tensor& c, const TimeGrid& grid) const override {
+    return std::make_unique<VsmdProcess>(o_, c, grid);
+  }
+  std::shared_ptr<const VariationalObjective> Objective(const VariationalOptions& vo) const override {
+    return MakeMomentumObjective(o_.momentum, vo.interact, vo.d_min);
+  }
+
+ private:
+  int64_t dim_;
+  VsmdProcessOptions o_;
+};
+
+}  // namespace
+
+std::unique_ptr<ProcessFamily> MakeVsdmFamily(int64_t dim, const VsdmProcessOptions& o) {
+  return std::make_unique<VsdmFamily>(dim, o);
+}
+
+std::unique_ptr<ProcessFamily> MakeVsmdFamily(int64_t dim, const VsmdProcessOptions& o) {
+  return std::make_unique<VsmdFamily>(dim, o);
+}
+
+}  // namespace vsdm::core
