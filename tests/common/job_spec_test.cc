@@ -56,7 +56,22 @@ TEST(JobSpecTest, RefusesWrongTypeNamingTheKey) {
 }
 
 TEST(JobSpecTest, RefusesUnknownChoice) {
-  ExpectRefused("method: magic\n", "method: must be one of vsdm | dsm, got \"magic\"");
+  ExpectRefused("method: magic\n", "method: must be one of vsdm | dsm | vsmd, got \"magic\"");
+}
+
+TEST(JobSpecTest, MomentumBlock) {
+  auto s = ParseJobSpecYaml("method: vsmd\nmomentum: {beta: 8, gamma: 2, damping: 0.9, c_init: 0.01}\n");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->method, "vsmd");
+  EXPECT_EQ(s->momentum.beta, 8.0);
+  EXPECT_EQ(s->momentum.damping, 0.9);
+  EXPECT_EQ(s->momentum.c_init, 0.01);
+  EXPECT_EQ(ParseJobSpecYaml("method: vsmd\n")->momentum.beta, 10.0);  // the spec's default
+  ExpectRefused("momentum: {damping: 1.5}\n", "momentum.damping: must be in [0.05, 1], got 1.5");
+  ExpectRefused("momentum: {frction: 2}\n", "momentum.frction: unknown key");
+  // c_init past the damping floor (1 - 2c >= d_min) is refused naming the field.
+  ExpectRefused("momentum: {c_init: 0.49}\n",
+                "momentum.c_init: must be <= (1 - variational.d_min)/2 = 0.475 so the process stays damped, got 0.49");
 }
 
 TEST(JobSpecTest, RefusesCrossFieldInconsistency) {
@@ -67,7 +82,8 @@ TEST(JobSpecTest, RefusesCrossFieldInconsistency) {
 
 TEST(JobSpecTest, ShippedExamplesParse) {
   for (const char* f : {"examples/spiral.yaml", "examples/checkerboard.yaml",
-                        "examples/spiral-dsm.yaml", "examples/checkerboard-dsm.yaml"}) {
+                        "examples/spiral-dsm.yaml", "examples/checkerboard-dsm.yaml",
+                        "examples/spiral-vsmd.yaml", "examples/checkerboard-vsmd.yaml"}) {
     auto s = LoadJobSpecFile(f);
     EXPECT_TRUE(s.ok()) << f << ": " << s.status();
   }
