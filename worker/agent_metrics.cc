@@ -34,6 +34,14 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry, const
       steps_(C(*registry_, "vsdm_train_steps_total", "Training steps completed (data-parallel steps)")),
       samples_(C(*registry_, "vsdm_train_samples_total", "Data points trained on")),
       allreduce_bytes_(C(*registry_, "vsdm_train_allreduce_bytes_total", "Gradient bytes all-reduced per trainer")),
+      broadcast_bytes_(C(*registry_, "vsdm_train_broadcast_bytes_total",
+                         "Bytes trainer 0 received or sent in broadcasts (A, EMA net, checkpoint state)")),
+      straightness_(G(*registry_, "vsdm_job_ode_straightness",
+                      "Straightness of the EMA model's ODE paths at the newest checkpoint (1 = straight)")),
+      startup_seconds_(G(*registry_, "vsdm_attempt_startup_seconds",
+                         "The running attempt's start-up on trainer 0, by phase: rendezvous, restore")),
+      device_memory_(G(*registry_, "vsdm_device_memory_used_bytes",
+                       "CUDA device memory in use on trainer 0's device (CUDA jobs only)")),
       ranks_running_(G(*registry_, "vsdm_agent_ranks_running", "Training processes this agent runs").Add({})),
       rank_exits_(C(*registry_, "vsdm_agent_rank_exits_total", "Training processes that ended, by outcome")),
       last_heartbeat_(G(*registry_, "vsdm_agent_last_heartbeat_timestamp_seconds",
@@ -50,8 +58,11 @@ void AgentMetrics::UpdateJob(const std::string& job, const nlohmann::json& p) {
     JobSeries s{&progress_.Add(l),      &eta_.Add(l),           &round_.Add(l),
                 &loss_.Add(l),          &a_norm_.Add(l),        &step_seconds_.Add(l),
                 &round_seconds_.Add(l), &ckpt_round_.Add(l),    &ckpt_seconds_.Add(l),
+                &straightness_.Add(l),  &startup_seconds_.Add({{"job_id", job}, {"phase", "rendezvous"}}),
+                &startup_seconds_.Add({{"job_id", job}, {"phase", "restore"}}),
                 &steps_.Add(l),         &samples_.Add(l),       &allreduce_bytes_.Add(l),
-                {},                     0,                      0};
+                &broadcast_bytes_.Add(l), {},                   nullptr,
+                0,                      0};
     for (const char* ph : {"compute", "allreduce", "broadcast", "wait_for_a"})
       s.phase[ph] = &phase_seconds_.Add({{"job_id", job}, {"phase", ph}});
     it = jobs_.emplace(job, std::move(s)).first;
@@ -79,6 +90,14 @@ void AgentMetrics::UpdateJob(const std::string& job, const nlohmann::json& p) {
   bump(s.steps, s.steps_seen, p.value("steps", 0.0));
   bump(s.samples, s.samples_seen, p.value("samples", 0.0));
   s.allreduce_bytes->Increment(p.value("allreduce_bytes", 0.0));  // called once per round
+  s.broadcast_bytes->Increment(p.value("broadcast_bytes", 0.0));
+  s.straightness->Set(p.value("ode_straightness", 0.0));
+  s.startup_rendezvous->Set(p.value("rendezvous_seconds", 0.0));
+  s.startup_restore->Set(p.value("restore_seconds", 0.0));
+  if (p.contains("device_memory_used_bytes")) {
+    if (s.device_memory == nullptr) s.device_memory = &device_memory_.Add({{"job_id", job}});
+    s.device_memory->Set(p.value("device_memory_used_bytes", 0.0));
+  }
 }
 
 void AgentMetrics::UpdateVariational(const std::string& job, const nlohmann::json& p) {
@@ -111,6 +130,11 @@ void AgentMetrics::RemoveJob(const std::string& job) {
   steps_.Remove(s.steps);
   samples_.Remove(s.samples);
   allreduce_bytes_.Remove(s.allreduce_bytes);
+  broadcast_bytes_.Remove(s.broadcast_bytes);
+  straightness_.Remove(s.straightness);
+  startup_seconds_.Remove(s.startup_rendezvous);
+  startup_seconds_.Remove(s.startup_restore);
+  if (s.device_memory != nullptr) device_memory_.Remove(s.device_memory);
   for (auto& [ph, g] : s.phase) phase_seconds_.Remove(g);
   jobs_.erase(it);
 }

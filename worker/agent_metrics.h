@@ -37,9 +37,10 @@ class AgentMetrics {
  private:
   struct JobSeries {
     prometheus::Gauge *progress, *eta, *round, *loss, *a_norm, *step_seconds, *round_seconds, *ckpt_round,
-        *ckpt_seconds;
-    prometheus::Counter *steps, *samples, *allreduce_bytes;
+        *ckpt_seconds, *straightness, *startup_rendezvous, *startup_restore;
+    prometheus::Counter *steps, *samples, *allreduce_bytes, *broadcast_bytes;
     std::map<std::string, prometheus::Gauge*> phase;
+    prometheus::Gauge* device_memory = nullptr;  // only on CUDA
     double steps_seen = 0, samples_seen = 0;
   };
   std::shared_ptr<prometheus::Registry> registry_;
@@ -59,6 +60,10 @@ class AgentMetrics {
   prometheus::Family<prometheus::Counter>& steps_;
   prometheus::Family<prometheus::Counter>& samples_;
   prometheus::Family<prometheus::Counter>& allreduce_bytes_;
+  prometheus::Family<prometheus::Counter>& broadcast_bytes_;
+  prometheus::Family<prometheus::Gauge>& straightness_;
+  prometheus::Family<prometheus::Gauge>& startup_seconds_;
+  prometheus::Family<prometheus::Gauge>& device_memory_;
   prometheus::Gauge& ranks_running_;
   prometheus::Family<prometheus::Counter>& rank_exits_;
   prometheus::Gauge& last_heartbeat_;

@@ -7,6 +7,7 @@
 #include <torch/version.h>
 #ifdef VSDM_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -144,6 +145,17 @@ absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const 
     return FromException(absl::StrCat("join process group '", prefix, "' as rank ", rank, "/", size), e);
   }
   return std::unique_ptr<Comm>(new Comm(std::move(impl)));
+}
+
+int64_t DeviceMemoryUsedBytes() {
+#ifdef VSDM_WITH_CUDA
+  if (!torch::cuda::is_available()) return -1;
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) return -1;
+  return static_cast<int64_t>(total_bytes - free_bytes);
+#else
+  return -1;
+#endif
 }
 
 absl::Status Comm::Broadcast(torch::Tensor& t, int root) {

@@ -39,6 +39,9 @@ struct CommOptions {
 std::string DefaultBackend(bool want_cuda);
 // Whether this binary was built with the NCCL backend (VSDM_WITH_CUDA).
 bool BuiltWithNccl();
+// Bytes in use on the current CUDA device (cudaMemGetInfo: total - free, so other processes'
+// allocations count too); -1 without CUDA.
+int64_t DeviceMemoryUsedBytes();
 
 // One process group. Collectives block until done or failed (a dead or stuck peer turns into
 // an error after CommOptions::timeout at the latest). Not thread-safe.

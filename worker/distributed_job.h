@@ -51,6 +51,7 @@ struct DistributedOptions {
   int rank = 0;         // 0..W-1 trainer, W variational
   int attempt = 0;      // for logs and the store prefix
   int64_t bucket_bytes = 25 << 20;                  // gradient all-reduce bucket size
+  double rendezvous_seconds = 0;  // how long this attempt's rendezvous took (reported by trainer 0)
   std::function<void(const std::string&)> on_line;   // per-round progress lines (may be empty)
   std::function<void(const std::string&)> on_event;  // resumes and other one-off news (may be empty)
 };

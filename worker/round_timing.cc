@@ -14,6 +14,7 @@ nlohmann::json RoundTiming::ToJson() const {
           {"wait_for_a_sec", wait_a},
           {"variational_sec", variational},
           {"wait_for_trainers_sec", wait_trainers},
+          {"broadcast_bytes", broadcast_bytes},
           {"loss", loss},
           {"a_norm", a_norm},
           {"a_checksum", a_checksum}};

@@ -27,6 +27,7 @@ struct RoundTiming {
   double wait_a = 0;          // trainer: blocked in [1] for A
   double variational = 0;     // variational rank: trajectories + statistics + update
   double wait_trainers = 0;   // variational rank: blocked in [3] for the trainers' round
+  double broadcast_bytes = 0; // trainer: bytes this rank received or sent in [1], [3], [4]
   double loss = 0, a_norm = 0;
   bool projected = false;     // the update hit the PD floor
   std::string a_checksum;     // TensorChecksum of the A this rank held this round

@@ -80,8 +80,10 @@ int RunDistributed(const Options& opt, const vsdm::JobSpec& spec, const vsdm::wo
                                who, opt.attempt, W, opt.store, co.backend, opt.pg_timeout,
                                spec.variational.async ? ", async A" : "")
             << std::flush;
+  const auto t_rendezvous = std::chrono::steady_clock::now();
   auto comms = Rendezvous(host, port, d, co);
   if (!comms.ok()) ExitCollectiveFailure(who, comms.status());
+  d.rendezvous_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_rendezvous).count();
   auto result = RunRank(setup, *comms, d);
   if (!result.ok()) {
     const auto code = result.status().code();

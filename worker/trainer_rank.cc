@@ -6,6 +6,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "core/checkpoint.h"
+#include "core/metrics.h"
 #include "worker/final_artifacts.h"
 
 namespace vsdm::worker {
@@ -27,6 +28,7 @@ TrainerRank::TrainerRank(const JobSetup& setup, Comm& world, Comm& trainers, con
 absl::StatusOr<int64_t> TrainerRank::Resume() {
   // Trainer 0 reads the newest checkpoint and every rank gets it over `world`, so ranks on other
   // machines need no shared disk.
+  const auto t0 = SteadyClock::now();
   std::string ckpt;
   if (rank_ == 0) {
     if (auto latest = core::FindLatestCheckpoint((fs::path(options_.out_dir) / "checkpoint").string())) {
@@ -39,6 +41,7 @@ absl::StatusOr<int64_t> TrainerRank::Resume() {
                         core::LoadCheckpointBytes(ckpt, {&trainer_, &shadow_, {}, {{"a_train", &a_train_}}}));
   // A job that had finished its rounds goes straight to the artifacts with its last A.
   A_ = shadow_.A().clone();
+  restore_seconds_ = SecondsSince(t0);
   if (options_.on_event)
     options_.on_event(absl::StrFormat("[trainer %d] resumed from checkpoint at round %d", rank_, start));
   return start;
@@ -51,6 +54,7 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
   VSDM_RETURN_IF_ERROR(world_.Broadcast(A_, W_));
   t.wait_a = SecondsSince(t0);
   t.a_checksum = TensorChecksum(A_);
+  t.broadcast_bytes += static_cast<double>(A_.numel() * A_.element_size());
   t.a_norm = A_.norm().item<double>();
   auto c = SteadyClock::now();
   process_ = setup_.Process(A_);
@@ -83,19 +87,31 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
   torch::Tensor ema = FlattenParams(trainer_.ema_net());
   VSDM_RETURN_IF_ERROR(world_.Broadcast(ema, 0));
   t.broadcast += SecondsSince(c);
+  t.broadcast_bytes += static_cast<double>(ema.numel() * ema.element_size());
   // [4]
   if (IsCheckpointRound(spec, k)) {
     c = SteadyClock::now();
-    VSDM_RETURN_IF_ERROR(Checkpoint(k));
+    VSDM_RETURN_IF_ERROR(Checkpoint(k, t));
+    if (rank_ == 0) straightness_ = MeasureStraightness(k);
     t.broadcast += SecondsSince(c);
   }
   t.round_sec = SecondsSince(t0);
   return absl::OkStatus();
 }
 
-absl::Status TrainerRank::Checkpoint(int64_t k) {
+double TrainerRank::MeasureStraightness(int64_t k) {
+  torch::Generator g = MakeRoundGenerator(setup_.spec, Stream::kEval, rank_, k);
+  trainer_.ema_net()->eval();
+  core::SampleResult r = process_->Sample(trainer_.ema_net(), process_->SamplePrior(256, true, g),
+                                          core::Solver::kHeun, g, /*keep_trajectory=*/true);
+  trainer_.net()->train();
+  return core::Straightness(r.trajectory);
+}
+
+absl::Status TrainerRank::Checkpoint(int64_t k, RoundTiming& t) {
   std::string var_state;
   VSDM_RETURN_IF_ERROR(world_.BroadcastBytes(var_state, W_));
+  t.broadcast_bytes += static_cast<double>(var_state.size());
   if (rank_ != 0) return absl::OkStatus();
   VSDM_RETURN_IF_ERROR(
       core::LoadCheckpointBytes(var_state, {nullptr, &shadow_, {}, {{"a_train", &a_train_}}}).status());
@@ -145,8 +161,13 @@ absl::StatusOr<nlohmann::json> TrainerRank::Run() {
                           {"wait_for_a_seconds", t.wait_a},
                           {"allreduce_bytes", static_cast<int64_t>(buckets_.numel() + 1) * 4 *
                                                   spec.train.steps_per_round},
+                          {"broadcast_bytes", t.broadcast_bytes},
+                          {"ode_straightness", straightness_},
+                          {"rendezvous_seconds", options_.rendezvous_seconds},
+                          {"restore_seconds", restore_seconds_},
                           {"checkpoint_round", last_checkpoint_round_},
                           {"checkpoint_seconds", last_checkpoint_seconds_}};
+      if (const int64_t mem = DeviceMemoryUsedBytes(); mem >= 0) p["device_memory_used_bytes"] = mem;
       AtomicWriteFile((fs::path(options_.out_dir) / "progress.json").string(), p.dump() + "\n").IgnoreError();
     }
     if (options_.on_line)

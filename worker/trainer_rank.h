@@ -32,7 +32,9 @@ class TrainerRank {
  private:
   absl::StatusOr<int64_t> Resume();                   // [S]; returns the first round to run
   absl::Status RunRound(int64_t k, RoundTiming& t);   // [1]-[4]
-  absl::Status Checkpoint(int64_t k);                 // [4]
+  absl::Status Checkpoint(int64_t k, RoundTiming& t);  // [4]
+  // Trainer 0, checkpoint rounds: straightness of a small Heun-ODE sample of the EMA model.
+  double MeasureStraightness(int64_t k);
   absl::StatusOr<nlohmann::json> Finish(int64_t start, const std::vector<RoundTiming>& timings,
                                         const nlohmann::json& history);  // [E] + artifacts
 
@@ -51,6 +53,8 @@ class TrainerRank {
   SteadyClock::time_point start_time_;
   int64_t last_checkpoint_round_ = 0;      // trainer 0: newest checkpoint written (progress file)
   double last_checkpoint_seconds_ = 0;     // its write time
+  double restore_seconds_ = 0;             // this attempt's checkpoint read + broadcast + load
+  double straightness_ = 0;                // trainer 0: newest MeasureStraightness
 };
 
 }  // namespace vsdm::worker

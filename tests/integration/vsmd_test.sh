@@ -4,7 +4,8 @@
 #     metrics.json has the prior's x-v covariance and the quality-versus-steps sweep, and the
 #     TorchScript export loads in Python (forward(z, t) is the velocity score, sample() works);
 #  2. distributed (2 trainers + the variational rank, real Gloo): every rank held the same c in
-#     every round and the result passes the same bar.
+#     every round and the result passes the same bar; started again on the same directory, the
+#     attempt resumes from the VSMD checkpoint (c and the update rule's state) with the same c.
 # usage: vsmd_test.sh PATH/TO/vsdm-train SOURCE_DIR
 set -euo pipefail
 BIN=$1; SRC=$2
@@ -55,4 +56,14 @@ assert len(set(sums[0])) > 5, "c did not change across rounds"
 print(f"distributed vsmd: energy distance {m['energy_distance']:.3f}, c = {m['c']}")
 assert m["energy_distance"] < 0.8, m["energy_distance"]
 print("ok: distributed")
+PY
+cp "$work/dist/metrics.json" "$work/first.json"
+VSDM_TRAIN=$BIN VSDM_THREADS=1 VSDM_ATTEMPT=1 bash "$SRC/scripts/run-distributed.sh" "$work/spec.yaml" "$work/dist" --quiet
+$PY - "$work/first.json" "$work/dist/metrics.json" <<'PY'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert b["resumed_from_round"] == 10, b["resumed_from_round"]
+assert a["c"] == b["c"], (a["c"], b["c"])
+print(f"resumed from round {b['resumed_from_round']} with c = {b['c']}")
+print("ok: resume")
 PY
