@@ -27,6 +27,8 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry, const
                        "Where the last round's time went on trainer 0: compute, allreduce, broadcast, wait_for_a")),
       ckpt_round_(G(*registry_, "vsdm_checkpoint_last_round", "Round of the newest checkpoint of a running job")),
       ckpt_seconds_(G(*registry_, "vsdm_checkpoint_duration_seconds", "Write time of the newest checkpoint")),
+      ckpt_time_(G(*registry_, "vsdm_checkpoint_last_success_timestamp_seconds",
+                   "Unix time the newest checkpoint of a running job was written (0: none yet)")),
       var_update_(G(*registry_, "vsdm_variational_update_duration_seconds",
                     "Variational rank: trajectories + statistics + update of A, last round")),
       var_staleness_(G(*registry_, "vsdm_variational_a_staleness_rounds",
@@ -55,14 +57,24 @@ void AgentMetrics::UpdateJob(const std::string& job, const nlohmann::json& p) {
   auto it = jobs_.find(job);
   if (it == jobs_.end()) {
     const prometheus::Labels l = {{"job_id", job}};
-    JobSeries s{&progress_.Add(l),      &eta_.Add(l),           &round_.Add(l),
-                &loss_.Add(l),          &a_norm_.Add(l),        &step_seconds_.Add(l),
-                &round_seconds_.Add(l), &ckpt_round_.Add(l),    &ckpt_seconds_.Add(l),
-                &straightness_.Add(l),  &startup_seconds_.Add({{"job_id", job}, {"phase", "rendezvous"}}),
-                &startup_seconds_.Add({{"job_id", job}, {"phase", "restore"}}),
-                &steps_.Add(l),         &samples_.Add(l),       &allreduce_bytes_.Add(l),
-                &broadcast_bytes_.Add(l), {},                   nullptr,
-                0,                      0};
+    JobSeries s;
+    s.progress = &progress_.Add(l);
+    s.eta = &eta_.Add(l);
+    s.round = &round_.Add(l);
+    s.loss = &loss_.Add(l);
+    s.a_norm = &a_norm_.Add(l);
+    s.step_seconds = &step_seconds_.Add(l);
+    s.round_seconds = &round_seconds_.Add(l);
+    s.ckpt_round = &ckpt_round_.Add(l);
+    s.ckpt_seconds = &ckpt_seconds_.Add(l);
+    s.ckpt_time = &ckpt_time_.Add(l);
+    s.straightness = &straightness_.Add(l);
+    s.startup_rendezvous = &startup_seconds_.Add({{"job_id", job}, {"phase", "rendezvous"}});
+    s.startup_restore = &startup_seconds_.Add({{"job_id", job}, {"phase", "restore"}});
+    s.steps = &steps_.Add(l);
+    s.samples = &samples_.Add(l);
+    s.allreduce_bytes = &allreduce_bytes_.Add(l);
+    s.broadcast_bytes = &broadcast_bytes_.Add(l);
     for (const char* ph : {"compute", "allreduce", "broadcast", "wait_for_a"})
       s.phase[ph] = &phase_seconds_.Add({{"job_id", job}, {"phase", ph}});
     it = jobs_.emplace(job, std::move(s)).first;
@@ -79,6 +91,7 @@ void AgentMetrics::UpdateJob(const std::string& job, const nlohmann::json& p) {
   s.round_seconds->Set(p.value("round_seconds", 0.0));
   s.ckpt_round->Set(p.value("checkpoint_round", 0.0));
   s.ckpt_seconds->Set(p.value("checkpoint_seconds", 0.0));
+  s.ckpt_time->Set(p.value("checkpoint_unix_seconds", 0.0));
   s.phase["compute"]->Set(p.value("compute_seconds", 0.0));
   s.phase["allreduce"]->Set(p.value("allreduce_seconds", 0.0));
   s.phase["broadcast"]->Set(p.value("broadcast_seconds", 0.0));
@@ -127,6 +140,7 @@ void AgentMetrics::RemoveJob(const std::string& job) {
   round_seconds_.Remove(s.round_seconds);
   ckpt_round_.Remove(s.ckpt_round);
   ckpt_seconds_.Remove(s.ckpt_seconds);
+  ckpt_time_.Remove(s.ckpt_time);
   steps_.Remove(s.steps);
   samples_.Remove(s.samples);
   allreduce_bytes_.Remove(s.allreduce_bytes);

@@ -36,9 +36,12 @@ class AgentMetrics {
 
  private:
   struct JobSeries {
-    prometheus::Gauge *progress, *eta, *round, *loss, *a_norm, *step_seconds, *round_seconds, *ckpt_round,
-        *ckpt_seconds, *straightness, *startup_rendezvous, *startup_restore;
-    prometheus::Counter *steps, *samples, *allreduce_bytes, *broadcast_bytes;
+    prometheus::Gauge *progress = nullptr, *eta = nullptr, *round = nullptr, *loss = nullptr, *a_norm = nullptr,
+                      *step_seconds = nullptr, *round_seconds = nullptr, *ckpt_round = nullptr,
+                      *ckpt_seconds = nullptr, *ckpt_time = nullptr, *straightness = nullptr,
+                      *startup_rendezvous = nullptr, *startup_restore = nullptr;
+    prometheus::Counter *steps = nullptr, *samples = nullptr, *allreduce_bytes = nullptr,
+                        *broadcast_bytes = nullptr;
     std::map<std::string, prometheus::Gauge*> phase;
     prometheus::Gauge* device_memory = nullptr;  // only on CUDA
     double steps_seen = 0, samples_seen = 0;
@@ -54,6 +57,7 @@ class AgentMetrics {
   prometheus::Family<prometheus::Gauge>& phase_seconds_;
   prometheus::Family<prometheus::Gauge>& ckpt_round_;
   prometheus::Family<prometheus::Gauge>& ckpt_seconds_;
+  prometheus::Family<prometheus::Gauge>& ckpt_time_;
   prometheus::Family<prometheus::Gauge>& var_update_;
   prometheus::Family<prometheus::Gauge>& var_staleness_;
   std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> var_jobs_ ABSL_GUARDED_BY(mu_);

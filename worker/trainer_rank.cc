@@ -1,5 +1,8 @@
 #include "worker/trainer_rank.h"
 
+#include <sys/stat.h>
+
+#include <chrono>
 #include <filesystem>
 
 #include "absl/strings/str_format.h"
@@ -33,6 +36,8 @@ absl::StatusOr<int64_t> TrainerRank::Resume() {
   if (rank_ == 0) {
     if (auto latest = core::FindLatestCheckpoint((fs::path(options_.out_dir) / "checkpoint").string())) {
       VSDM_ASSIGN_OR_RETURN(ckpt, ReadFile(latest->second));
+      struct stat st;
+      if (::stat(latest->second.c_str(), &st) == 0) last_checkpoint_unix_ = static_cast<double>(st.st_mtime);
     }
   }
   VSDM_RETURN_IF_ERROR(world_.BroadcastBytes(ckpt, 0));
@@ -121,6 +126,8 @@ absl::Status TrainerRank::Checkpoint(int64_t k, RoundTiming& t) {
   VSDM_RETURN_IF_ERROR(core::WriteCheckpointFile((fs::path(options_.out_dir) / "checkpoint").string(), k + 1, bytes));
   last_checkpoint_round_ = k + 1;
   last_checkpoint_seconds_ = SecondsSince(t0);
+  last_checkpoint_unix_ =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   return absl::OkStatus();
 }
 
@@ -166,7 +173,8 @@ absl::StatusOr<nlohmann::json> TrainerRank::Run() {
                           {"rendezvous_seconds", options_.rendezvous_seconds},
                           {"restore_seconds", restore_seconds_},
                           {"checkpoint_round", last_checkpoint_round_},
-                          {"checkpoint_seconds", last_checkpoint_seconds_}};
+                          {"checkpoint_seconds", last_checkpoint_seconds_},
+                          {"checkpoint_unix_seconds", last_checkpoint_unix_}};
       if (const int64_t mem = DeviceMemoryUsedBytes(); mem >= 0) p["device_memory_used_bytes"] = mem;
       AtomicWriteFile((fs::path(options_.out_dir) / "progress.json").string(), p.dump() + "\n").IgnoreError();
     }

@@ -53,6 +53,7 @@ class TrainerRank {
   SteadyClock::time_point start_time_;
   int64_t last_checkpoint_round_ = 0;      // trainer 0: newest checkpoint written (progress file)
   double last_checkpoint_seconds_ = 0;     // its write time
+  double last_checkpoint_unix_ = 0;        // when it was written (Unix seconds; 0: none yet)
   double restore_seconds_ = 0;             // this attempt's checkpoint read + broadcast + load
   double straightness_ = 0;                // trainer 0: newest MeasureStraightness
 };
