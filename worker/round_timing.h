@@ -21,7 +21,7 @@ namespace vsdm::worker {
 struct RoundTiming {
   int64_t round = 0;          // 1-based
   double round_sec = 0;       // the whole round on this rank
-  double compute = 0;         // trainer: data, forward/backward, optimiser, EMA
+  double compute = 0;         // trainer: data, forward/backward, optimiser, EMA (+ the checkpoint-round straightness sample)
   double allreduce = 0;       // trainer: gradient all-reduce [2]
   double broadcast = 0;       // EMA [3] and variational state [4]; variational rank: also [1]
   double wait_a = 0;          // trainer: blocked in [1] for A
