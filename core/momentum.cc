@@ -12,6 +12,17 @@ std::pair<torch::Tensor, torch::Tensor> Split(const torch::Tensor& z) {
   const int64_t d = z.size(1) / 2;
   return {z.slice(1, 0, d), z.slice(1, d, 2 * d)};
 }
+
+// Per-coordinate pairs [n, d, 2] -> states [n, 2d] (x channels, then v channels).
+torch::Tensor PairsToState(const torch::Tensor& pairs) { return torch::cat({pairs.select(2, 0), pairs.select(2, 1)}, 1); }
+
+// sqrt(var) N(0, 1) on the velocity channels of states like z, zero on x.
+torch::Tensor VelocityNoise(const torch::Tensor& z, double var, torch::Generator& gen) {
+  const int64_t d = z.size(1) / 2;
+  torch::Tensor noise = torch::zeros_like(z);
+  noise.slice(1, d, 2 * d).copy_(std::sqrt(var) * torch::randn({z.size(0), d}, gen, torch::kFloat32));
+  return noise;
+}
 }  // namespace
 
 torch::Tensor CriticalDampingA(const torch::Tensor& c, const MomentumOptions& o) {
@@ -119,8 +130,7 @@ torch::Tensor MomentumPerturb(const MomentumTable& tab, const torch::Tensor& x0,
   torch::Tensor m = tab.mean.index_select(0, idx);  // [n, d, 2, 2]
   torch::Tensor L = tab.chol.index_select(0, idx);
   torch::Tensor z0 = torch::stack({x0, v0}, 2);     // [n, d, 2]
-  torch::Tensor zt = torch::matmul(m, z0.unsqueeze(3)).squeeze(3) + torch::matmul(L, eps.unsqueeze(3)).squeeze(3);
-  return torch::cat({zt.select(2, 0), zt.select(2, 1)}, 1);
+  return PairsToState(torch::matmul(m, z0.unsqueeze(3)).squeeze(3) + torch::matmul(L, eps.unsqueeze(3)).squeeze(3));
 }
 
 torch::Tensor MomentumLoss(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& x0_in,
@@ -138,9 +148,8 @@ torch::Tensor MomentumLoss(ScoreNet& net, const MomentumTable& tab, const torch:
 torch::Tensor MomentumPrior(const MomentumTable& tab, int64_t n, bool adaptive, torch::Generator& gen) {
   const int64_t d = tab.dim();
   torch::Tensor eps = torch::randn({n, d, 2}, gen, torch::kFloat32);
-  if (!adaptive) return torch::cat({eps.select(2, 0), eps.select(2, 1)}, 1);
-  torch::Tensor z = torch::matmul(tab.prior_chol.unsqueeze(0), eps.unsqueeze(3)).squeeze(3);  // L eps
-  return torch::cat({z.select(2, 0), z.select(2, 1)}, 1);
+  if (!adaptive) return PairsToState(eps);
+  return PairsToState(torch::matmul(tab.prior_chol.unsqueeze(0), eps.unsqueeze(3)).squeeze(3));  // L eps
 }
 
 namespace {
@@ -171,11 +180,7 @@ MomentumSampleResult MomentumSample(ScoreNet& net, const MomentumTable& tab, con
   for (int64_t k = N; k >= 1; --k) {
     if (solver == Solver::kSde) {
       z = z - h * MomentumDrift(net, tab, z, k, /*sde=*/true);
-      if (k > 1) {
-        torch::Tensor noise = torch::zeros_like(z);
-        noise.slice(1, d, 2 * d).copy_(std::sqrt(tab.g2() * h) * torch::randn({z.size(0), d}, gen, torch::kFloat32));
-        z = z + noise;
-      }
+      if (k > 1) z = z + VelocityNoise(z, tab.g2() * h, gen);
     } else if (solver == Solver::kEuler) {
       z = z - h * MomentumDrift(net, tab, z, k, false);
     } else {
@@ -223,8 +228,7 @@ VariationalStats MomentumVariationalStats(ScoreNet& net, const MomentumTable& ta
     // corrector share one increment). Euler-Maruyama's O(h) bias at N = 100 is larger than the
     // signal here: with the exact score at c = 0 it moves the round's minimiser by ~+0.04 (it
     // drifts c to the floor), Heun by ~0.002 (Note in momentum.h).
-    torch::Tensor noise = torch::zeros_like(z);
-    noise.slice(1, d, 2 * d).copy_(std::sqrt(g2 * h) * torch::randn({K, d}, gen, torch::kFloat32));
+    torch::Tensor noise = VelocityNoise(z, g2 * h, gen);
     torch::Tensor f0 = MomentumDriftGivenScore(tab, z, sv, /*sde=*/true);
     torch::Tensor zp = z - h * f0 + noise;
     z = z - 0.5 * h * (f0 + MomentumDrift(net, tab, zp, k - 1, /*sde=*/true)) + noise;
@@ -249,20 +253,24 @@ Moments Reduce(const VariationalStats& s, int64_t group) {
   return {S * w, R * w, sb * w};
 }
 
-// L_i(a, c) per coordinate for moments m (already scaled; S [..., 2, 2], R [..., 2]).
+// The entries of moments m (S [..., 2, 2], R [..., 2]).
+struct Entries {
+  torch::Tensor Sxx, Sxv, Svv, Rx, Rv;
+  explicit Entries(const Moments& m)
+      : Sxx(m.S.select(-2, 0).select(-1, 0)), Sxv(m.S.select(-2, 0).select(-1, 1)),
+        Svv(m.S.select(-2, 1).select(-1, 1)), Rx(m.R.select(-1, 0)), Rv(m.R.select(-1, 1)) {}
+};
+
+// L_i(a, c) per coordinate for moments m (already scaled).
 torch::Tensor LossPerCoordinate(const Moments& m, const torch::Tensor& a, const torch::Tensor& c, double zeta) {
-  torch::Tensor Sxx = m.S.select(-2, 0).select(-1, 0), Sxv = m.S.select(-2, 0).select(-1, 1),
-                Svv = m.S.select(-2, 1).select(-1, 1);
-  torch::Tensor Rx = m.R.select(-1, 0), Rv = m.R.select(-1, 1);
+  const auto [Sxx, Sxv, Svv, Rx, Rv] = Entries(m);
   return 0.5 * (a * a * Sxx + 2.0 * a * c * Sxv + c * c * Svv) + a * Rx + c * Rv + zeta * m.sb * c;
 }
 
 // dL_i/dc through a(c).
 torch::Tensor LossDerivative(const Moments& m, const torch::Tensor& c, double zeta, const MomentumOptions& o) {
   torch::Tensor a = CriticalDampingA(c, o);
-  torch::Tensor Sxx = m.S.select(-2, 0).select(-1, 0), Sxv = m.S.select(-2, 0).select(-1, 1),
-                Svv = m.S.select(-2, 1).select(-1, 1);
-  torch::Tensor Rx = m.R.select(-1, 0), Rv = m.R.select(-1, 1);
+  const auto [Sxx, Sxv, Svv, Rx, Rv] = Entries(m);
   torch::Tensor dLda = a * Sxx + c * Sxv + Rx;
   torch::Tensor dLdc = a * Sxv + c * Svv + Rv + zeta * m.sb;
   return dLdc + CriticalDampingADerivative(c, o) * dLda;

@@ -8,13 +8,13 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <prometheus/exposer.h>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/file_util.h"
+#include "common/metrics_exposer.h"
 #include "server/artifact_store.h"
 #include "server/coordinator_metrics.h"
 #include "server/job_manager.h"
@@ -89,18 +89,12 @@ int main(int argc, char** argv) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   vsdm::server::CoordinatorMetrics metrics(registry);
-  std::unique_ptr<prometheus::Exposer> exposer;
-  int metrics_port = 0;
-  if (!opt.metrics_listen.empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(opt.metrics_listen);
-    } catch (const std::exception& e) {
-      std::cerr << "vsdm-coordinator: --metrics-listen " << opt.metrics_listen << ": " << e.what() << "\n";
-      return 1;
-    }
-    exposer->RegisterCollectable(registry);
-    metrics_port = exposer->GetListeningPorts().empty() ? 0 : exposer->GetListeningPorts()[0];
+  auto endpoint = vsdm::ServeMetrics(opt.metrics_listen, registry);
+  if (!endpoint.ok()) {
+    std::cerr << "vsdm-coordinator: " << endpoint.status().message() << "\n";
+    return 1;
   }
+  const int metrics_port = endpoint->port;
 
   vsdm::server::ArtifactStore artifacts(opt.artifact_root);
   vsdm::server::JobServiceImpl jobs(manager, artifacts, metrics);

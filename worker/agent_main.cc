@@ -8,11 +8,11 @@
 #include <filesystem>
 #include <iostream>
 
-#include <prometheus/exposer.h>
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/metrics_exposer.h"
 #include "absl/time/clock.h"
 #include "worker/agent.h"
 #include "worker/agent_metrics.h"
@@ -85,18 +85,12 @@ int main(int argc, char** argv) {
 
   auto registry = std::make_shared<prometheus::Registry>();
   vsdm::worker::AgentMetrics metrics(registry, "0.3.0");
-  std::unique_ptr<prometheus::Exposer> exposer;
-  int metrics_port = 0;
-  if (!opt.metrics_listen.empty()) {
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(opt.metrics_listen);
-    } catch (const std::exception& e) {
-      std::cerr << "vsdm-worker: --metrics-listen " << opt.metrics_listen << ": " << e.what() << "\n";
-      return 2;
-    }
-    exposer->RegisterCollectable(registry);
-    metrics_port = exposer->GetListeningPorts().empty() ? 0 : exposer->GetListeningPorts()[0];
+  auto endpoint = vsdm::ServeMetrics(opt.metrics_listen, registry);
+  if (!endpoint.ok()) {
+    std::cerr << "vsdm-worker: " << endpoint.status().message() << "\n";
+    return 2;
   }
+  const int metrics_port = endpoint->port;
   if (!opt.port_file.empty())
     vsdm::AtomicWriteFile(opt.port_file, absl::StrCat("metrics ", metrics_port, "\n")).IgnoreError();
   vsdm::worker::GrpcCoordinatorClient client(opt.coordinator, absl::Seconds(5));

@@ -42,22 +42,21 @@ absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) {
   s.spec = spec;
   VSDM_ASSIGN_OR_RETURN(core::ToyDataset ds, core::ToyDataset::Create(spec.problem.dataset, spec.problem.scale));
   s.dataset = std::make_unique<core::ToyDataset>(std::move(ds));
-  s.schedule = {spec.diffusion.beta_min, spec.diffusion.beta_max, spec.diffusion.beta_r};
   s.grid = {spec.diffusion.t_min, spec.diffusion.steps};
+  torch::Tensor data_cov;  // [d, d] float64 for the input scale, undefined when it is off
   if (spec.model.input_scaling) {
     torch::Generator g = MakeGenerator(spec, Stream::kDataCov);
     torch::Tensor x = s.dataset->Sample(20000, g).to(torch::kFloat64);
     torch::Tensor xc = x - x.mean(0, true);
-    s.data_cov = torch::matmul(xc.t(), xc) / static_cast<double>(x.size(0) - 1);
+    data_cov = torch::matmul(xc.t(), xc) / static_cast<double>(x.size(0) - 1);
   }
   s.trainer_options.param = core::ParseParameterization(spec.model.parameterization);
   s.trainer_options.lr = spec.train.lr;
   s.trainer_options.ema = spec.train.ema;
   s.trainer_options.times_per_point = spec.train.times_per_point;
-  s.diagonal = spec.variational.form == "diagonal";
   s.learn_a = spec.method != "dsm";
   auto& v = s.variational_options;
-  v.diagonal = s.diagonal;
+  v.diagonal = spec.variational.form == "diagonal";
   v.update = spec.variational.update;
   v.interact = spec.variational.interact;
   v.lr = spec.variational.lr;
@@ -70,15 +69,15 @@ absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) {
     o.momentum = {spec.momentum.beta, spec.momentum.gamma, spec.momentum.damping};
     o.c_init = spec.momentum.c_init;
     o.times_per_point = spec.train.times_per_point;
-    if (s.data_cov.defined()) o.data_var = s.data_cov.diagonal().clone();
+    if (data_cov.defined()) o.data_var = data_cov.diagonal().clone();
     s.family = core::MakeVsmdFamily(s.dim(), o);
   } else {
     core::VsdmProcessOptions o;
-    o.schedule = s.schedule;
+    o.schedule = {spec.diffusion.beta_min, spec.diffusion.beta_max, spec.diffusion.beta_r};
     o.param = s.trainer_options.param;
     o.times_per_point = spec.train.times_per_point;
-    o.diagonal = s.diagonal;
-    o.data_cov = s.data_cov;
+    o.diagonal = v.diagonal;
+    o.data_cov = data_cov;
     s.family = core::MakeVsdmFamily(s.dim(), o);
   }
   return s;

@@ -28,12 +28,9 @@ torch::Generator MakeRoundGenerator(const JobSpec& spec, Stream s, int64_t rank,
 struct JobSetup {
   JobSpec spec;
   std::unique_ptr<core::ToyDataset> dataset;
-  core::BetaSchedule schedule;
   core::TimeGrid grid;
-  torch::Tensor data_cov;  // [d, d] float64, or undefined when model.input_scaling is off
   core::DsmTrainerOptions trainer_options;
   core::VariationalOptions variational_options;
-  bool diagonal = false;
   bool learn_a = true;  // false for method dsm
   // The forward process (VSDM/DSM or VSMD): the one place the method matters.
   std::shared_ptr<const core::ProcessFamily> family;
