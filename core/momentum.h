@@ -108,6 +108,7 @@ MomentumSampleResult MomentumSample(ScoreNet& net, const MomentumTable& tab, con
 // round's minimiser c*, which should be ~0): EM N=100 +0.048 (var x0 = 1), +0.034 (5),
 // EM N=1600 +0.004; stochastic Heun N=100 -0.002, -0.002. EM drove c to its floor within
 // ~12 rounds; Heun (two net evaluations a step, weak order 2 for additive noise) does not.
+// Reproduce the figures: python3 bench/vsmd_stats_bias.py.
 // VSDM keeps Euler-Maruyama: its weight beta(t) vanishes where the drift is stiff.
 //
 // Simulates reverse-SDE trajectories from z_T (stochastic Heun) and accumulates, at every state before each step,
