@@ -11,7 +11,7 @@ work=$(mktemp -d)
 cleanup() { pkill -9 -f -- "--out $work/out" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 # Sync A, so that the same quality bar as the standalone run applies (an async resume is
-# checked to reproduce the uninterrupted run exactly in tests/worker/distributed_test.cc).
+# checked to reproduce the uninterrupted run exactly in tests/train/distributed_test.cc).
 sed -e 's/rounds: 100/rounds: 30/' -e 's/  n: 10000/  n: 5000/' -e 's/checkpoint_every: 10/checkpoint_every: 5/' \
     "$SRC/examples/spiral.yaml" > "$work/spec.yaml"
 out=$work/out

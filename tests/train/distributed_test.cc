@@ -1,0 +1,291 @@
+// The distributed runtime with real Gloo process groups whose ranks are threads of this process
+// (an in-process c10d store instead of the TCPStore; the collectives are the real ones, over
+// loopback TCP). Multi-process runs are in tests/integration/.
+#include "worker/train/distributed_job.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <thread>
+
+#include "common/job_spec.h"
+#include "core/checkpoint.h"
+#include "worker/train/comm.h"
+#include "worker/train/data_parallel.h"
+#include "worker/train/round_timing.h"
+
+namespace vsdm::worker {
+namespace {
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+CommOptions LoopbackOptions(int timeout_ms = 30000) {
+  CommOptions o;
+  o.bind = "127.0.0.1";
+  o.timeout = milliseconds(timeout_ms);
+  return o;
+}
+
+// Runs fn(rank) on `n` threads and returns their results in rank order.
+template <typename F>
+auto OnThreads(int n, F fn) {
+  using R = decltype(fn(0));
+  std::vector<std::future<R>> fs;
+  for (int r = 0; r < n; ++r) fs.push_back(std::async(std::launch::async, fn, r));
+  std::vector<R> out;
+  for (auto& f : fs) out.push_back(f.get());
+  return out;
+}
+
+class DistributedTest : public ::testing::Test {
+ protected:
+  void SetUp() override { torch::set_num_threads(1); }
+};
+
+TEST_F(DistributedTest, ShardsCoverTheBatchAndWeightsSumToOne) {
+  for (int64_t B : {1024, 1000, 7}) {
+    for (int64_t W : {1, 2, 3, 7}) {
+      int64_t total = 0;
+      double w = 0;
+      for (int64_t r = 0; r < W; ++r) {
+        total += ShardSize(B, W, r);
+        w += ShardWeight(B, W, r);
+        EXPECT_LE(std::abs(ShardSize(B, W, r) - B / W), 1);
+      }
+      EXPECT_EQ(total, B);
+      EXPECT_NEAR(w, 1.0, 1e-12);
+    }
+  }
+}
+
+TEST_F(DistributedTest, BucketedAllReduceSumsGradientsAcrossRanksInSeveralBuckets) {
+  StorePtr store = MakeInProcessStore();
+  auto results = OnThreads(2, [&](int rank) {
+    auto comm = Comm::Create(store, "g", rank, 2, LoopbackOptions());
+    EXPECT_TRUE(comm.ok()) << comm.status();
+    std::vector<torch::Tensor> params = {torch::zeros({3, 4}, torch::requires_grad()),
+                                         torch::zeros({5}, torch::requires_grad()),
+                                         torch::zeros({2, 2}, torch::requires_grad())};
+    for (size_t i = 0; i < params.size(); ++i)
+      params[i].mutable_grad() = torch::full_like(params[i], static_cast<float>((rank + 1) * (i + 1)));
+    GradientBuckets buckets(params, /*bucket_bytes=*/5 * 4);  // 5 floats: forces one bucket per tensor
+    EXPECT_EQ(buckets.buckets(), 3);
+    std::vector<double> extras = {rank == 0 ? 0.25 : 0.5};
+    EXPECT_TRUE(buckets.AllReduce(**comm, 2.0, extras).ok());
+    std::vector<torch::Tensor> grads;
+    for (auto& p : params) grads.push_back(p.grad().clone());
+    grads.push_back(torch::tensor({extras[0]}));
+    return grads;
+  });
+  for (int rank = 0; rank < 2; ++rank) {
+    for (int i = 0; i < 3; ++i) {
+      // 2 * (1 + 2) * (i + 1) on every rank.
+      EXPECT_TRUE(torch::allclose(results[rank][i], torch::full_like(results[rank][i], 6.0f * (i + 1))));
+    }
+    EXPECT_NEAR(results[rank][3].item<double>(), 0.75, 1e-6);
+  }
+}
+
+// Must-show 1: two trainers on half a batch each take the same step as one trainer on all of it.
+TEST_F(DistributedTest, TwoTrainersOnHalfBatchesMatchOneTrainerOnTheWholeBatch) {
+  core::KernelTable table = core::BuildKernelTable(core::BetaSchedule{}, {0.001, 50},
+                                                   torch::tensor({{-0.3, 0.1}, {0.0, -0.2}}, torch::kFloat64),
+                                                   torch::Tensor());
+  torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
+  const int64_t B = 256;
+  torch::Tensor x0 = torch::randn({B, 2}, g) * 3.0;
+  torch::Tensor idx = torch::randint(0, table.size(), {B}, g, torch::kLong);
+  torch::Tensor eps = torch::randn({B, 2}, g);
+  auto make_trainer = [] {
+    torch::manual_seed(11);
+    return std::make_unique<core::DsmTrainer>(core::ScoreNet("toy_resnet", 2, 64), core::DsmTrainerOptions{});
+  };
+  auto single = make_trainer();
+  single->ComputeGradients(x0, idx, eps, table);
+  single->ApplyGradients();
+
+  std::vector<std::unique_ptr<core::DsmTrainer>> ranks;
+  ranks.push_back(make_trainer());
+  ranks.push_back(make_trainer());
+  StorePtr store = MakeInProcessStore();
+  auto ok = OnThreads(2, [&](int rank) {
+    auto comm = Comm::Create(store, "trainers", rank, 2, LoopbackOptions());
+    if (!comm.ok()) return false;
+    const int64_t n = ShardSize(B, 2, rank), off = rank == 0 ? 0 : ShardSize(B, 2, 0);
+    core::DsmTrainer& t = *ranks[rank];
+    std::vector<double> extras = {0.0};
+    t.ComputeGradients(x0.narrow(0, off, n), idx.narrow(0, off, n), eps.narrow(0, off, n), table);
+    GradientBuckets buckets(t.net()->parameters(), 25 << 20);
+    if (!buckets.AllReduce(**comm, ShardWeight(B, 2, rank), extras).ok()) return false;
+    t.ApplyGradients();
+    return true;
+  });
+  ASSERT_TRUE(ok[0] && ok[1]);
+  // The all-reduced gradient is the whole batch's gradient to float32 rounding (the shards' sums
+  // are added in another order). AdamW's first step moves each weight by about lr * g / |g|,
+  // which turns a rounding-level difference in a near-zero gradient into up to ~1e-5 of weight:
+  // the parameters agree to that, the gradients to 1e-6 relative.
+  auto ps = single->net()->parameters();
+  for (int rank = 0; rank < 2; ++rank) {
+    auto pr = ranks[rank]->net()->parameters();
+    double max_grad = 0, grad_diff = 0, param_diff = 0;
+    for (size_t i = 0; i < ps.size(); ++i) {
+      max_grad = std::max(max_grad, ps[i].grad().abs().max().item<double>());
+      grad_diff = std::max(grad_diff, (pr[i].grad() - ps[i].grad()).abs().max().item<double>());
+      param_diff = std::max(param_diff, (pr[i] - ps[i]).abs().max().item<double>());
+    }
+    std::cout << "rank " << rank << ": max |grad diff| " << grad_diff << " (max |grad| " << max_grad
+              << "), max |param diff| " << param_diff << "\n";
+    EXPECT_GT(max_grad, 1e-3);
+    EXPECT_LT(grad_diff, 1e-6 * max_grad) << "rank " << rank;
+    EXPECT_LT(param_diff, 2e-5) << "rank " << rank;
+  }
+  // And the trainers agree with each other exactly: they applied the same all-reduced gradient.
+  auto p0 = ranks[0]->net()->parameters(), p1 = ranks[1]->net()->parameters();
+  for (size_t i = 0; i < p0.size(); ++i) EXPECT_TRUE(torch::equal(p0[i], p1[i]));
+}
+
+TEST_F(DistributedTest, BroadcastGivesEveryRankBitIdenticalA) {
+  StorePtr store = MakeInProcessStore();
+  torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(3);
+  torch::Tensor a_root = torch::randn({6, 6}, g, torch::kFloat64);
+  auto sums = OnThreads(3, [&](int rank) {
+    auto comm = Comm::Create(store, "world", rank, 3, LoopbackOptions());
+    EXPECT_TRUE(comm.ok()) << comm.status();
+    torch::Tensor a = rank == 2 ? a_root.clone() : torch::zeros({6, 6}, torch::kFloat64);
+    EXPECT_TRUE((*comm)->Broadcast(a, 2).ok());
+    std::string bytes = rank == 2 ? std::string("state\0with\0nuls", 15) : std::string();
+    EXPECT_TRUE((*comm)->BroadcastBytes(bytes, 2).ok());
+    EXPECT_EQ(bytes, std::string("state\0with\0nuls", 15));
+    return TensorChecksum(a);
+  });
+  EXPECT_EQ(sums[0], TensorChecksum(a_root));
+  EXPECT_EQ(sums[1], sums[0]);
+  EXPECT_EQ(sums[2], sums[0]);
+  EXPECT_NE(sums[0], TensorChecksum(torch::zeros({6, 6}, torch::kFloat64)));
+}
+
+TEST_F(DistributedTest, AStuckPeerTurnsIntoAnErrorWithinTheTimeoutNotAHang) {
+  StorePtr store = MakeInProcessStore();
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto status = OnThreads(2, [&](int rank) -> absl::Status {
+    auto comm = Comm::Create(store, "world", rank, 2, LoopbackOptions(/*timeout_ms=*/1500));
+    if (!comm.ok()) return comm.status();
+    if (rank == 1) {  // joins, then never posts the broadcast rank 0 waits for
+      released.wait();
+      return absl::OkStatus();
+    }
+    torch::Tensor t = torch::zeros({4});
+    absl::Status s = (*comm)->Broadcast(t, 1);
+    release.set_value();
+    return s;
+  });
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_FALSE(status[0].ok());
+  EXPECT_EQ(status[0].code(), absl::StatusCode::kDeadlineExceeded) << status[0];
+  EXPECT_LT(secs, 15.0);
+}
+
+// A whole small job with 2 trainer threads and a variational thread.
+class TinyJobTest : public DistributedTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    DistributedTest::SetUp();
+    root_ = (fs::temp_directory_path() / ("vsdm_dist_" + std::to_string(::getpid()))).string();
+    fs::remove_all(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  JobSetup Setup(bool async) {
+    std::string yaml = R"(
+name: tiny
+problem: {dataset: spiral, scale: [1.0, 4.0]}
+diffusion: {steps: 20}
+variational: {trajectories: 64, async: )" + std::string(async ? "true" : "false") + R"(}
+model: {arch: mlp, hidden: 32}
+train: {rounds: 4, steps_per_round: 5, batch_points: 96, checkpoint_every: 2}
+sample: {n: 400}
+resources: {trainers: 2}
+)";
+    auto spec = ParseJobSpecYaml(yaml);
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    auto setup = MakeJobSetup(*spec);
+    EXPECT_TRUE(setup.ok()) << setup.status();
+    return std::move(*setup);
+  }
+
+  // Runs the 3 ranks to the end; returns each rank's result.
+  std::vector<nlohmann::json> Run(const JobSetup& setup, const std::string& out) {
+    StorePtr store = MakeInProcessStore();
+    return OnThreads(3, [&](int rank) {
+      DistributedOptions o;
+      o.out_dir = out;
+      o.trainers = 2;
+      o.rank = rank;
+      auto comms = JoinGroups(store, o, LoopbackOptions());
+      EXPECT_TRUE(comms.ok()) << comms.status();
+      if (!comms.ok()) return nlohmann::json();
+      auto r = RunRank(setup, *comms, o);
+      EXPECT_TRUE(r.ok()) << "rank " << rank << ": " << r.status();
+      return r.ok() ? *r : nlohmann::json();
+    });
+  }
+
+  static std::vector<std::string> Checksums(const nlohmann::json& summary) {
+    std::vector<std::string> out;
+    for (const auto& r : summary["rounds"]) out.push_back(r["a_checksum"].get<std::string>());
+    return out;
+  }
+
+  std::string root_;
+};
+
+TEST_P(TinyJobTest, AllRanksHoldTheSameAEveryRoundAndAResumeReproducesTheRun) {
+  const bool async = GetParam();
+  JobSetup setup = Setup(async);
+  const std::string full = root_ + "/full", resumed = root_ + "/resumed";
+  auto res = Run(setup, full);
+  ASSERT_TRUE(res[0].contains("distributed"));
+  const auto& ranks = res[0]["distributed"]["ranks"];
+  ASSERT_EQ(ranks.size(), 3u);
+  auto a0 = Checksums(ranks[0]);
+  ASSERT_EQ(a0.size(), 4u);
+  EXPECT_EQ(Checksums(ranks[1]), a0);
+  EXPECT_EQ(Checksums(ranks[2]), a0);
+  // A moves: the rounds after the first update see a different A (async: one round later).
+  EXPECT_NE(a0[async ? 2 : 1], a0[0]);
+  for (const char* f : {"samples.npy", "samples.png", "metrics.json", "model.pt"})
+    EXPECT_TRUE(fs::exists(fs::path(full) / f)) << f;
+  for (const auto& r : ranks[0]["rounds"]) {
+    EXPECT_GT(r["compute_sec"].get<double>(), 0.0);
+    EXPECT_GT(r["allreduce_sec"].get<double>(), 0.0);
+  }
+  EXPECT_GT(ranks[2]["totals"]["variational_sec"].get<double>(), 0.0);
+
+  // A restart from the round-2 checkpoint computes exactly what the uninterrupted run did.
+  auto ckpt = core::FindLatestCheckpoint(full + "/checkpoint");
+  ASSERT_TRUE(ckpt.has_value());
+  EXPECT_EQ(ckpt->first, 4);
+  fs::create_directories(resumed + "/checkpoint");
+  fs::copy_file(full + "/checkpoint/ckpt-00000002.pt", resumed + "/checkpoint/ckpt-00000002.pt");
+  auto res2 = Run(setup, resumed);
+  ASSERT_TRUE(res2[0].contains("distributed"));
+  EXPECT_EQ(res2[0]["resumed_from_round"].get<int64_t>(), 2);
+  auto b0 = Checksums(res2[0]["distributed"]["ranks"][0]);
+  ASSERT_EQ(b0.size(), 2u);
+  EXPECT_EQ(b0[0], a0[2]);
+  EXPECT_EQ(b0[1], a0[3]);
+  EXPECT_EQ(res2[0]["A"], res[0]["A"]);
+  EXPECT_DOUBLE_EQ(res2[0]["energy_distance"].get<double>(), res[0]["energy_distance"].get<double>());
+}
+
+INSTANTIATE_TEST_SUITE_P(SyncAndAsync, TinyJobTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Async" : "Sync"; });
+
+}  // namespace
+}  // namespace vsdm::worker

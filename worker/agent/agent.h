@@ -1,0 +1,75 @@
+// The worker agent's logic (vsdm-worker): registers with the coordinator, renews its lease,
+// starts one `vsdm-train` child per assigned rank, stops the children of aborted attempts, and
+// reports progress and exits (uploading rank 0's artifacts before it reports success). When the
+// coordinator is unreachable it keeps its children running, keeps exits it could not report,
+// and registers again, with what it still runs, once the coordinator is back.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "worker/agent/agent_metrics.h"
+#include "worker/agent/coordinator_client.h"
+#include "worker/agent/process_supervisor.h"
+
+namespace vsdm::worker {
+
+struct AgentOptions {
+  std::string worker_id;       // stable id of this agent
+  int slots = 1;               // ranks it runs at once
+  int devices = 0;             // GPUs
+  int64_t memory_bytes = 0;
+  std::string host = "127.0.0.1";  // address other ranks reach this one at (rank 0's store)
+  std::string work_dir;        // jobs/<job_id>/ out dirs (share it between agents for cross-agent resume)
+  std::string train_bin;       // the vsdm-train binary
+  int threads_per_rank = 1;    // vsdm-train --threads
+  double pg_timeout_seconds = 60;
+  absl::Duration kill_grace = absl::Seconds(10);  // SIGTERM -> SIGKILL
+};
+
+// Not thread-safe: one loop calls Step(). `client`, `processes` and `metrics` must outlive the agent.
+class Agent {
+ public:
+  // `metrics` may be null.
+  Agent(AgentOptions options, CoordinatorClient& client, ProcessSupervisor& processes,
+        AgentMetrics* metrics = nullptr);
+
+  // One turn: (re-)register if needed, heartbeat (start assignments, stop aborted attempts),
+  // reap exited children and report them, forward rank 0's progress. Returns how long to wait
+  // before the next turn.
+  absl::Duration Step();
+
+  bool registered() const { return registered_; }
+  size_t running() const { return ranks_.size(); }
+
+ private:
+  struct Rank {
+    v1::Assignment assignment;
+    int64_t child = 0;
+    std::string out_dir, log_path;
+    bool aborted = false;
+    std::string last_progress;
+  };
+  void Start(const v1::Assignment& a);
+  void OnExit(const Rank& r, const ChildExit& e);
+  absl::Status UploadArtifacts(const Rank& r);
+  std::vector<v1::RunningRank> Running() const;
+  void ForwardProgress();
+
+  AgentOptions options_;
+  CoordinatorClient& client_;
+  ProcessSupervisor& processes_;
+  AgentMetrics* metrics_;
+  bool registered_ = false;
+  absl::Duration heartbeat_ = absl::Seconds(1);
+  std::map<int64_t, Rank> ranks_;                 // by child id
+  std::set<std::string> started_;                 // "attempt#rank" ever started (assignments repeat)
+  std::deque<v1::CompleteRequest> unreported_;  // exits to report once the coordinator answers
+  std::deque<std::pair<Rank, ChildExit>> pending_uploads_;  // rank 0 successes, artifacts not yet up
+};
+
+}  // namespace vsdm::worker

@@ -1,0 +1,123 @@
+// vsdm-worker: the agent of one node (or GPU slot group). Registers with the coordinator, keeps
+// its lease, and runs the `vsdm-train` ranks the coordinator assigns it. Composition root.
+#include <signal.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/metrics_exposer.h"
+#include "absl/time/clock.h"
+#include "worker/agent/agent.h"
+#include "worker/agent/agent_metrics.h"
+#include "worker/agent/coordinator_client.h"
+#include "worker/agent/process_supervisor.h"
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+struct Options {
+  std::string coordinator;          // HOST:PORT; default $VSDM_COORDINATOR, then 127.0.0.1:50051
+  std::string id;                   // stable worker id; default the hostname
+  int slots = 1;                    // ranks it runs at once
+  int devices = 0;                  // GPUs it offers
+  std::string work_dir = "vsdm-work";  // jobs' out dirs (jobs/<job_id>/)
+  std::string host = "127.0.0.1";   // address other ranks reach this node at
+  std::string train_bin;            // default: vsdm-train beside this binary
+  int threads_per_rank = 1;         // torch/BLAS threads of each rank
+  double pg_timeout = 60;           // seconds, passed to vsdm-train --pg-timeout
+  double kill_grace = 10;           // seconds between SIGTERM and SIGKILL on abort
+  std::string metrics_listen = "127.0.0.1:9465";  // Prometheus /metrics of this node; "" = off; port 0 = any
+  std::string port_file;            // written once listening: "metrics PORT\n"
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  if (const char* c = std::getenv("VSDM_COORDINATOR"); c && *c) opt.coordinator = c;
+  if (opt.coordinator.empty()) opt.coordinator = "127.0.0.1:50051";
+  char hostname[HOST_NAME_MAX + 1] = {0};
+  gethostname(hostname, sizeof hostname);
+  opt.id = hostname;
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  opt.train_bin = (self.parent_path() / "vsdm-train").string();
+
+  CLI::App app{"vsdm-worker: runs the training ranks the coordinator assigns to this node"};
+  app.add_option("--coordinator", opt.coordinator, "coordinator address (default $VSDM_COORDINATOR, 127.0.0.1:50051)");
+  app.add_option("--id", opt.id, "stable worker id (default: hostname)");
+  app.add_option("--slots", opt.slots, "ranks it runs at once")->check(CLI::Range(1, 4096));
+  app.add_option("--devices", opt.devices, "GPUs it offers")->check(CLI::Range(0, 1024));
+  app.add_option("--work-dir", opt.work_dir, "jobs' out dirs (share it between agents for cross-agent resume)");
+  app.add_option("--host", opt.host, "address other ranks reach this node at");
+  app.add_option("--train-bin", opt.train_bin, "vsdm-train binary");
+  app.add_option("--threads-per-rank", opt.threads_per_rank, "threads of each rank")->check(CLI::Range(1, 1024));
+  app.add_option("--pg-timeout", opt.pg_timeout, "collective timeout of the ranks, seconds")->check(CLI::Range(1.0, 3600.0));
+  app.add_option("--kill-grace", opt.kill_grace, "SIGTERM to SIGKILL on abort, seconds")->check(CLI::Range(0.0, 600.0));
+  app.add_option("--metrics-listen", opt.metrics_listen, "Prometheus /metrics address (\"\" = off)");
+  app.add_option("--port-file", opt.port_file, "write the bound metrics port here");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (access(opt.train_bin.c_str(), X_OK) != 0) {
+    std::cerr << "vsdm-worker: --train-bin " << opt.train_bin << " is not executable\n";
+    return 2;
+  }
+  std::filesystem::create_directories(opt.work_dir, ec);
+  if (ec) {
+    std::cerr << "vsdm-worker: --work-dir " << opt.work_dir << ": " << ec.message() << "\n";
+    return 2;
+  }
+  signal(SIGTERM, OnSignal);
+  signal(SIGINT, OnSignal);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  vsdm::worker::AgentMetrics metrics(registry, "0.3.0");
+  auto endpoint = vsdm::ServeMetrics(opt.metrics_listen, registry);
+  if (!endpoint.ok()) {
+    std::cerr << "vsdm-worker: " << endpoint.status().message() << "\n";
+    return 2;
+  }
+  const int metrics_port = endpoint->port;
+  if (!opt.port_file.empty())
+    vsdm::AtomicWriteFile(opt.port_file, absl::StrCat("metrics ", metrics_port, "\n")).IgnoreError();
+  vsdm::worker::GrpcCoordinatorClient client(opt.coordinator, absl::Seconds(5));
+  vsdm::worker::ProcessSupervisor processes;
+  vsdm::worker::AgentOptions ao;
+  ao.worker_id = opt.id;
+  ao.slots = opt.slots;
+  ao.devices = opt.devices;
+  ao.host = opt.host;
+  ao.work_dir = std::filesystem::absolute(opt.work_dir).string();
+  ao.train_bin = opt.train_bin;
+  ao.threads_per_rank = opt.threads_per_rank;
+  ao.pg_timeout_seconds = opt.pg_timeout;
+  ao.kill_grace = absl::Seconds(opt.kill_grace);
+  vsdm::worker::Agent agent(ao, client, processes, &metrics);
+  std::cout << "vsdm-worker " << opt.id << ": " << opt.slots << " slots, coordinator " << opt.coordinator
+            << ", work dir " << ao.work_dir << ", metrics port " << metrics_port << std::endl;
+  bool was_registered = false;
+  while (!g_stop) {
+    const absl::Duration wait = agent.Step();
+    if (agent.registered() != was_registered) {
+      std::cout << "vsdm-worker " << opt.id << ": " << (agent.registered() ? "registered" : "lost the coordinator")
+                << std::endl;
+      was_registered = agent.registered();
+    }
+    absl::SleepFor(wait);
+  }
+  std::cout << "vsdm-worker " << opt.id << ": stopping, killing " << agent.running() << " ranks" << std::endl;
+  return 0;  // ~ProcessSupervisor kills what is left
+}

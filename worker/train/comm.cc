@@ -1,0 +1,209 @@
+#include "worker/train/comm.h"
+
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
+#ifdef VSDM_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace vsdm::worker {
+
+// Note [LibTorch 1.13 vs 2.x]
+// 1.13: ProcessGroupGloo/NCCL derive from c10d::ProcessGroup and are used directly.
+// 2.x: they derive from c10d::Backend (ProcessGroup became a dispatcher over backends); the
+// backend objects keep the same constructors and collective methods. We construct and call the
+// backend object in both, so only this alias differs. TCPStore(host, TCPStoreOptions),
+// PrefixStore, HashStore and Work::wait are the same in both.
+#if TORCH_VERSION_MAJOR >= 2
+using GroupBase = c10d::Backend;
+#else
+using GroupBase = c10d::ProcessGroup;
+#endif
+
+struct StoreHandle {
+  c10::intrusive_ptr<c10d::Store> store;
+};
+
+namespace {
+
+std::string What(const std::exception& e) {
+  if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) return ce->what_without_backtrace();
+  return e.what();
+}
+
+absl::Status FromException(const std::string& where, const std::exception& e) {
+  std::string msg = What(e);
+  // Keep the first line: c10d appends internal frames.
+  if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+  if (absl::StrContains(msg, "imed out") || absl::StrContains(msg, "imeout"))
+    return absl::DeadlineExceededError(absl::StrCat(where, ": ", msg));
+  return absl::UnavailableError(absl::StrCat(where, ": ", msg));
+}
+
+}  // namespace
+
+absl::StatusOr<StorePtr> ConnectTcpStore(const std::string& host, int port, bool is_server, int world_size,
+                                         std::chrono::milliseconds timeout) {
+  if (port <= 0 || port > 65535) return absl::InvalidArgumentError(absl::StrCat("store port ", port, " out of range"));
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<std::uint16_t>(port);
+  o.isServer = is_server;
+  o.numWorkers = static_cast<std::size_t>(world_size);
+  o.waitWorkers = false;  // the process groups wait for their members themselves
+  o.timeout = timeout;
+  try {
+    auto h = std::make_shared<StoreHandle>();
+    h->store = c10::make_intrusive<c10d::TCPStore>(host, o);
+    return h;
+  } catch (const std::exception& e) {
+    return FromException(absl::StrCat(is_server ? "host store at " : "connect to store at ", host, ":", port), e);
+  }
+}
+
+StorePtr MakeInProcessStore() {
+  auto h = std::make_shared<StoreHandle>();
+  h->store = c10::make_intrusive<c10d::HashStore>();
+  return h;
+}
+
+bool BuiltWithNccl() {
+#ifdef VSDM_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string DefaultBackend(bool want_cuda) {
+  return want_cuda && BuiltWithNccl() && torch::cuda::is_available() ? "nccl" : "gloo";
+}
+
+struct Comm::Impl {
+  std::string name, backend;
+  int rank = 0, size = 1;
+  c10::intrusive_ptr<GroupBase> pg;
+  bool on_cuda = false;  // nccl: collectives run on device copies
+
+  // NCCL needs device tensors; Gloo takes the CPU tensors as they are.
+  torch::Tensor Stage(const torch::Tensor& t) const {
+    return on_cuda ? t.to(torch::kCUDA) : t.contiguous();
+  }
+};
+
+Comm::Comm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Comm::~Comm() = default;
+int Comm::rank() const { return impl_->rank; }
+int Comm::size() const { return impl_->size; }
+const std::string& Comm::name() const { return impl_->name; }
+const std::string& Comm::backend() const { return impl_->backend; }
+
+absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const std::string& prefix, int rank,
+                                                   int size, const CommOptions& options) {
+  if (rank < 0 || rank >= size)
+    return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " not in [0, ", size, ")"));
+  auto impl = std::make_unique<Impl>();
+  impl->name = prefix;
+  impl->backend = options.backend;
+  impl->rank = rank;
+  impl->size = size;
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(prefix, store->store);
+  try {
+    if (options.backend == "gloo") {
+      auto o = c10d::ProcessGroupGloo::Options::create(options.timeout);
+      if (!options.bind.empty()) {
+        o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(options.bind));
+      } else if (!options.interface.empty()) {
+        o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(options.interface));
+      } else {
+        o->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      }
+      o->threads = 2;
+      impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, size, o);
+    } else if (options.backend == "nccl") {
+#ifdef VSDM_WITH_CUDA
+      if (!torch::cuda::is_available()) return absl::FailedPreconditionError("backend nccl: no CUDA device");
+      c10::cuda::set_device(static_cast<c10::DeviceIndex>(rank % torch::cuda::device_count()));
+      auto o = c10d::ProcessGroupNCCL::Options::create();
+      o->timeout = options.timeout;
+      impl->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, size, o);
+      impl->on_cuda = true;
+#else
+      return absl::FailedPreconditionError("backend nccl: this build has no CUDA (configure with -DVSDM_WITH_CUDA=ON against a CUDA LibTorch)");
+#endif
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("backend: must be gloo or nccl, got ", options.backend));
+    }
+  } catch (const std::exception& e) {
+    return FromException(absl::StrCat("join process group '", prefix, "' as rank ", rank, "/", size), e);
+  }
+  return std::unique_ptr<Comm>(new Comm(std::move(impl)));
+}
+
+int64_t DeviceMemoryUsedBytes() {
+#ifdef VSDM_WITH_CUDA
+  if (!torch::cuda::is_available()) return -1;
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) return -1;
+  return static_cast<int64_t>(total_bytes - free_bytes);
+#else
+  return -1;
+#endif
+}
+
+absl::Status Comm::Broadcast(torch::Tensor& t, int root) {
+  try {
+    std::vector<torch::Tensor> v{impl_->Stage(t)};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    impl_->pg->broadcast(v, o)->wait();
+    if (!v[0].is_same(t)) t.copy_(v[0]);
+  } catch (const std::exception& e) {
+    return FromException(absl::StrCat(impl_->name, " broadcast from rank ", root), e);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Comm::AllReduceSum(std::vector<torch::Tensor>& buckets) {
+  try {
+    std::vector<std::vector<torch::Tensor>> staged;
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    staged.reserve(buckets.size());
+    for (auto& b : buckets) {
+      staged.push_back({impl_->Stage(b)});
+      works.push_back(impl_->pg->allreduce(staged.back(), c10d::AllreduceOptions()));
+    }
+    for (size_t i = 0; i < works.size(); ++i) {
+      works[i]->wait();
+      if (!staged[i][0].is_same(buckets[i])) buckets[i].copy_(staged[i][0]);
+    }
+  } catch (const std::exception& e) {
+    return FromException(absl::StrCat(impl_->name, " all-reduce"), e);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Comm::BroadcastBytes(std::string& bytes, int root) {
+  torch::Tensor n = torch::tensor({static_cast<int64_t>(bytes.size())}, torch::kLong);
+  if (auto s = Broadcast(n, root); !s.ok()) return s;
+  const int64_t size = n.item<int64_t>();
+  if (size == 0) {
+    bytes.clear();
+    return absl::OkStatus();
+  }
+  torch::Tensor buf = impl_->rank == root
+                          ? torch::from_blob(bytes.data(), {size}, torch::kUInt8).clone()
+                          : torch::empty({size}, torch::kUInt8);
+  if (auto s = Broadcast(buf, root); !s.ok()) return s;
+  if (impl_->rank != root) bytes.assign(reinterpret_cast<const char*>(buf.data_ptr<uint8_t>()), size);
+  return absl::OkStatus();
+}
+
+}  // namespace vsdm::worker

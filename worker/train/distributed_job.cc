@@ -1,0 +1,37 @@
+#include "worker/train/distributed_job.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/train/trainer_rank.h"
+#include "worker/train/variational_rank.h"
+
+namespace vsdm::worker {
+
+absl::StatusOr<RankComms> JoinGroups(const StorePtr& store, const DistributedOptions& o, const CommOptions& co) {
+  RankComms rc;
+  rc.store = store;
+  const std::string prefix = absl::StrCat("attempt-", o.attempt, "/");
+  VSDM_ASSIGN_OR_RETURN(rc.world, Comm::Create(store, prefix + "world", o.rank, o.trainers + 1, co));
+  if (o.rank < o.trainers) {
+    VSDM_ASSIGN_OR_RETURN(rc.trainers, Comm::Create(store, prefix + "trainers", o.rank, o.trainers, co));
+  }
+  return rc;
+}
+
+absl::StatusOr<RankComms> Rendezvous(const std::string& host, int port, const DistributedOptions& o,
+                                     const CommOptions& co) {
+  VSDM_ASSIGN_OR_RETURN(StorePtr store, ConnectTcpStore(host, port, o.rank == 0, o.trainers + 1, co.timeout));
+  return JoinGroups(store, o, co);
+}
+
+absl::StatusOr<nlohmann::json> RunRank(const JobSetup& setup, RankComms& comms, const DistributedOptions& o) {
+  if (o.trainers < 1) return absl::InvalidArgumentError("trainers: must be >= 1");
+  if (o.rank < 0 || o.rank > o.trainers)
+    return absl::InvalidArgumentError(absl::StrCat("rank: must be in [0, ", o.trainers, "], got ", o.rank));
+  if (setup.spec.train.batch_points < o.trainers)
+    return absl::InvalidArgumentError("train.batch_points: fewer points than trainers");
+  if (o.rank < o.trainers) return TrainerRank(setup, *comms.world, *comms.trainers, o).Run();
+  return VariationalRank(setup, *comms.world, o).Run();
+}
+
+}  // namespace vsdm::worker

@@ -1,0 +1,79 @@
+// One attempt of a job across processes (DESIGN.md, "One attempt of one job"): W trainer ranks
+// (0..W-1, TrainerRank) train the score network data-parallel, rank W (VariationalRank) keeps A
+// and broadcasts it every round. Trainer 0 hosts the rendezvous store, checkpoints, and writes
+// the final artifacts. The order every rank posts its collectives in is Note [Collective order].
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "worker/train/comm.h"
+#include "worker/train/job_setup.h"
+
+namespace vsdm::worker {
+
+// Note [Collective order]
+// c10d matches collectives by the order each rank posts them, so every rank posts exactly this
+// sequence (W = trainers; rank W is the variational rank; K = train.rounds):
+//
+//   start  [S] world     BroadcastBytes(checkpoint, root 0)   newest checkpoint trainer 0 found,
+//                                                             "" for a fresh start
+//   round k = start .. K-1:
+//          [1] world     Broadcast(A, root W)                 the A trainers use this round
+//          [2] trainers  AllReduceSum(gradient buckets)       once per step, trainers only
+//          [3] world     Broadcast(EMA parameters, root 0)    the net the trajectories use
+//          [4] world     BroadcastBytes(variational state, root W)
+//                                                             only when k+1 is a checkpoint round
+//                                                             ((k+1) % checkpoint_every == 0 or
+//                                                             k+1 == K); trainer 0 then writes
+//                                                             ckpt-(k+1) with it
+//   end    [E] world     BroadcastBytes(summary of rank r, root r), r = 0 .. W
+//
+// Where the variational rank computes A (simulate trajectories, statistics, update):
+//   sync  (variational.async false): after [3] of round k, from EMA(k) under A(k); trainers
+//          wait for it in [1] of round k+1. Skipped after the last round.
+//   async (variational.async true):  between [1] and [3] of round k, from EMA(k-1) under the A
+//          it was trained with, while the trainers run [2]; so A is one round stale and
+//          trainers do not wait for it. Skipped in round 0 of a fresh start and in round K-1.
+//          (A(k+1) then depends on A(k-1), not A(k): a fixed-point rule such as `exact` advances
+//          every other round, so async runs want more rounds for the same A.)
+// The checkpoint holds trainer state after round k, the updater state, and `a_train` (the A
+// that EMA(k) was trained under): all that an async variational rank needs to redo its
+// pending update after a restart, so a resumed attempt computes what an uninterrupted one does.
+// Random draws come from MakeRoundGenerator(seed, stream, rank, round): no RNG state to save.
+
+struct DistributedOptions {
+  std::string out_dir;  // trainer 0: artifacts and checkpoint/ (the checkpoint is read there too)
+  int trainers = 1;     // W
+  int rank = 0;         // 0..W-1 trainer, W variational
+  int attempt = 0;      // for logs and the store prefix
+  int64_t bucket_bytes = 25 << 20;                  // gradient all-reduce bucket size
+  double rendezvous_seconds = 0;  // how long this attempt's rendezvous took (reported by trainer 0)
+  std::function<void(const std::string&)> on_line;   // per-round progress lines (may be empty)
+  std::function<void(const std::string&)> on_event;  // resumes and other one-off news (may be empty)
+};
+
+// The process groups of one rank: `world` (all W + 1 ranks) and `trainers` (ranks 0..W-1; null
+// on the variational rank), each under its own store prefix.
+struct RankComms {
+  StorePtr store;
+  std::unique_ptr<Comm> world;
+  std::unique_ptr<Comm> trainers;
+};
+
+// Connects to (trainer 0: hosts) the TCPStore at host:port and joins both groups.
+absl::StatusOr<RankComms> Rendezvous(const std::string& host, int port, const DistributedOptions& options,
+                                     const CommOptions& comm_options);
+// The same over an existing store (threads of one process in tests).
+absl::StatusOr<RankComms> JoinGroups(const StorePtr& store, const DistributedOptions& options,
+                                     const CommOptions& comm_options);
+
+// Runs this rank's role (TrainerRank or VariationalRank) to the end of the job. Trainer 0 returns the final metrics (also
+// written to out_dir/metrics.json); the other ranks return their own timing summary. A failed
+// collective (dead or stuck peer) returns UNAVAILABLE or DEADLINE_EXCEEDED.
+absl::StatusOr<nlohmann::json> RunRank(const JobSetup& setup, RankComms& comms, const DistributedOptions& options);
+
+}  // namespace vsdm::worker

@@ -1,0 +1,111 @@
+#include "worker/train/final_artifacts.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "core/metrics.h"
+#include "core/npy.h"
+#include "core/plot.h"
+#include "core/sampler.h"
+#include "core/torchscript_export.h"
+
+namespace vsdm::worker {
+namespace fs = std::filesystem;
+
+namespace {
+// A tensor as nested JSON arrays (a scalar for a 0-d tensor).
+nlohmann::json ToJson(const torch::Tensor& m) {
+  torch::Tensor a = m.to(torch::kFloat64).contiguous();
+  if (a.dim() == 0) return a.item<double>();
+  nlohmann::json out = nlohmann::json::array();
+  for (int64_t i = 0; i < a.size(0); ++i) out.push_back(ToJson(a[i]));
+  return out;
+}
+
+// The sampler step counts of the quality-versus-steps sweep in metrics.json.
+constexpr int64_t kSweepSteps[] = {10, 20, 50, 100};
+constexpr int64_t kSweepPoints = 4000;
+}  // namespace
+
+absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::ScoreNet& ema_net,
+                                                   const core::Process& process,
+                                                   const std::string& out_dir,
+                                                   const nlohmann::json& extra) {
+  const JobSpec& spec = setup.spec;
+  const auto t_eval = std::chrono::steady_clock::now();
+  torch::Generator gen = MakeGenerator(spec, Stream::kEval);
+  const int64_t n = spec.sample.n;
+  ema_net->eval();
+
+  // Evaluation samples start from the prior N(0, Sigma_T) (spec §4, §5).
+  torch::Tensor prior = process.SamplePrior(n, /*adaptive=*/true, gen);
+  core::Solver solver = core::ParseSolver(spec.sample.solver);
+  core::SampleResult ode = process.Sample(ema_net, prior, core::Solver::kHeun, gen, /*keep_trajectory=*/true);
+  torch::Tensor samples =
+      solver == core::Solver::kHeun ? ode.x : process.Sample(ema_net, prior, solver, gen, false).x;
+
+  torch::Tensor data = setup.dataset->Sample(n, gen);
+  torch::Tensor data2 = setup.dataset->Sample(n, gen);
+  nlohmann::json m;
+  m["n"] = n;
+  m["solver"] = spec.sample.solver;
+  m["energy_distance"] = core::EnergyDistance(samples, data);
+  m["energy_distance_floor"] = core::EnergyDistance(data2, data);
+  m["pmf_rmse"] = core::PmfRmse(data, samples);
+  m["pmf_rmse_floor"] = core::PmfRmse(data, data2);
+  m["sliced_w1"] = core::SlicedWasserstein1(samples, data, 256, gen);
+  m["sliced_w1_floor"] = core::SlicedWasserstein1(data2, data, 256, gen);
+  m["ode_straightness"] = core::Straightness(ode.trajectory);
+  m["ode_transport_cost"] = core::TransportCost(ode.trajectory);
+  const auto described = process.Describe();  // A, D, prior_cov (VSMD: c, a, ...)
+  for (const auto& [name, value] : described) m[name] = ToJson(value);
+  // Quality against the number of sampler steps (Heun ODE, fewer points), with the same net.
+  {
+    torch::Generator g = MakeGenerator(spec, Stream::kEval, 1);
+    const int64_t ns = std::min<int64_t>(n, kSweepPoints);
+    torch::Tensor ref = setup.dataset->Sample(ns, g);
+    nlohmann::json sweep = nlohmann::json::array();
+    for (int64_t steps : kSweepSteps) {
+      std::unique_ptr<core::Process> p = process.WithGrid({process.grid().t_min, steps});
+      core::SampleResult r = p->Sample(ema_net, p->SamplePrior(ns, true, g), core::Solver::kHeun, g, true);
+      sweep.push_back({{"steps", steps},
+                       {"energy_distance", core::EnergyDistance(r.x, ref)},
+                       {"ode_straightness", core::Straightness(r.trajectory)}});
+    }
+    m["steps_sweep"] = sweep;
+    m["steps_sweep_floor"] = core::EnergyDistance(setup.dataset->Sample(ns, g), ref);
+  }
+  m["spec"] = JobSpecToJson(spec);
+  for (auto it = extra.begin(); it != extra.end(); ++it) m[it.key()] = it.value();
+
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  VSDM_RETURN_IF_ERROR(core::WriteNpy((fs::path(out_dir) / "samples.npy").string(), samples));
+  VSDM_RETURN_IF_ERROR(process.Export((fs::path(out_dir) / "model.pt").string(), ema_net, spec.method));
+
+  core::ScatterPlot plot;
+  plot.title = absl::StrFormat("%s: %s %s, %s", spec.name, spec.problem.dataset, spec.method,
+                               spec.sample.solver);
+  plot.caption.push_back(absl::StrFormat(
+      "energy distance %.3f (data vs data %.4f)   PMF-RMSE %.2e (floor %.2e)   SW1 %.3f",
+      m["energy_distance"].get<double>(), m["energy_distance_floor"].get<double>(),
+      m["pmf_rmse"].get<double>(), m["pmf_rmse_floor"].get<double>(), m["sliced_w1"].get<double>()));
+  plot.caption.push_back(absl::StrFormat(
+      "ODE straightness %.3f (1 = straight)   transport cost %.2f   %s = %s",
+      m["ode_straightness"].get<double>(), m["ode_transport_cost"].get<double>(), described.front().first,
+      m[described.front().first].dump()));
+  plot.data = data;
+  plot.samples = samples;
+  plot.trajectories = ode.trajectory.slice(1, 0, 48);
+  VSDM_RETURN_IF_ERROR(core::WriteScatterPng((fs::path(out_dir) / "samples.png").string(), plot));
+  // Total wall time = the caller's training time (if given) + this evaluation.
+  m["eval_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count();
+  m["wall_seconds"] = extra.value("wall_seconds_training", 0.0) + m["eval_seconds"].get<double>();
+  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(out_dir) / "metrics.json").string(), m.dump(2) + "\n"));
+  return m;
+}
+
+}  // namespace vsdm::worker

@@ -1,0 +1,222 @@
+#include "worker/train/trainer_rank.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "core/checkpoint.h"
+#include "core/metrics.h"
+#include "worker/train/final_artifacts.h"
+
+namespace vsdm::worker {
+namespace fs = std::filesystem;
+
+TrainerRank::TrainerRank(const JobSetup& setup, Comm& world, Comm& trainers, const DistributedOptions& options)
+    : setup_(setup),
+      world_(world),
+      trainers_(trainers),
+      options_(options),
+      W_(options.trainers),
+      rank_(options.rank),
+      trainer_(setup.MakeNet(), setup.trainer_options),
+      shadow_(setup.MakeUpdater()),
+      a_train_(setup.InitialParam()),
+      A_(setup.InitialParam()),
+      buckets_(trainer_.net()->parameters(), options.bucket_bytes) {}
+
+absl::StatusOr<int64_t> TrainerRank::Resume() {
+  // Trainer 0 reads the newest checkpoint and every rank gets it over `world`, so ranks on other
+  // machines need no shared disk.
+  const auto t0 = SteadyClock::now();
+  std::string ckpt;
+  if (rank_ == 0) {
+    if (auto latest = core::FindLatestCheckpoint((fs::path(options_.out_dir) / "checkpoint").string())) {
+      VSDM_ASSIGN_OR_RETURN(ckpt, ReadFile(latest->second));
+      struct stat st;
+      if (::stat(latest->second.c_str(), &st) == 0) last_checkpoint_unix_ = static_cast<double>(st.st_mtime);
+    }
+  }
+  VSDM_RETURN_IF_ERROR(world_.BroadcastBytes(ckpt, 0));
+  if (ckpt.empty()) return 0;
+  VSDM_ASSIGN_OR_RETURN(int64_t start,
+                        core::LoadCheckpointBytes(ckpt, {&trainer_, &shadow_, {}, {{"a_train", &a_train_}}}));
+  // A job that had finished its rounds goes straight to the artifacts with its last A.
+  A_ = shadow_.A().clone();
+  restore_seconds_ = SecondsSince(t0);
+  if (options_.on_event)
+    options_.on_event(absl::StrFormat("[trainer %d] resumed from checkpoint at round %d", rank_, start));
+  return start;
+}
+
+absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
+  const JobSpec& spec = setup_.spec;
+  const auto t0 = SteadyClock::now();
+  // [1]
+  VSDM_RETURN_IF_ERROR(world_.Broadcast(A_, W_));
+  t.wait_a = SecondsSince(t0);
+  t.a_checksum = TensorChecksum(A_);
+  t.broadcast_bytes += static_cast<double>(A_.numel() * A_.element_size());
+  t.a_norm = A_.norm().item<double>();
+  auto c = SteadyClock::now();
+  process_ = setup_.Process(A_);
+  const int64_t B = spec.train.batch_points;
+  const int64_t shard = ShardSize(B, W_, rank_);
+  const double weight = ShardWeight(B, W_, rank_);
+  torch::Generator gen_data = MakeRoundGenerator(spec, Stream::kData, rank_, k);
+  torch::Generator gen_train = MakeRoundGenerator(spec, Stream::kTrain, rank_, k);
+  trainer_.net()->train();
+  t.compute += SecondsSince(c);
+  double loss_sum = 0;
+  std::vector<double> extras(1);
+  for (int64_t s = 0; s < spec.train.steps_per_round; ++s) {
+    c = SteadyClock::now();
+    torch::Tensor x0 = setup_.dataset->Sample(shard, gen_data);
+    extras[0] = trainer_.ComputeGradients(x0, gen_train, *process_) * weight;  // the global mean loss, summed
+    t.compute += SecondsSince(c);
+    c = SteadyClock::now();
+    // [2]
+    VSDM_RETURN_IF_ERROR(buckets_.AllReduce(trainers_, weight, extras));
+    t.allreduce += SecondsSince(c);
+    c = SteadyClock::now();
+    trainer_.ApplyGradients();
+    t.compute += SecondsSince(c);
+    loss_sum += extras[0];
+  }
+  t.loss = loss_sum / static_cast<double>(spec.train.steps_per_round);
+  // [3]
+  c = SteadyClock::now();
+  torch::Tensor ema = FlattenParams(trainer_.ema_net());
+  VSDM_RETURN_IF_ERROR(world_.Broadcast(ema, 0));
+  t.broadcast += SecondsSince(c);
+  t.broadcast_bytes += static_cast<double>(ema.numel() * ema.element_size());
+  // [4]
+  if (IsCheckpointRound(spec, k)) {
+    c = SteadyClock::now();
+    VSDM_RETURN_IF_ERROR(Checkpoint(k, t));
+    t.broadcast += SecondsSince(c);
+    if (rank_ == 0) {  // an evaluation, counted as compute
+      c = SteadyClock::now();
+      straightness_ = MeasureStraightness(k);
+      t.compute += SecondsSince(c);
+    }
+  }
+  t.round_sec = SecondsSince(t0);
+  return absl::OkStatus();
+}
+
+double TrainerRank::MeasureStraightness(int64_t k) {
+  torch::Generator g = MakeRoundGenerator(setup_.spec, Stream::kEval, rank_, k);
+  trainer_.ema_net()->eval();
+  core::SampleResult r = process_->Sample(trainer_.ema_net(), process_->SamplePrior(256, true, g),
+                                          core::Solver::kHeun, g, /*keep_trajectory=*/true);
+  trainer_.net()->train();
+  return core::Straightness(r.trajectory);
+}
+
+absl::Status TrainerRank::Checkpoint(int64_t k, RoundTiming& t) {
+  std::string var_state;
+  VSDM_RETURN_IF_ERROR(world_.BroadcastBytes(var_state, W_));
+  t.broadcast_bytes += static_cast<double>(var_state.size());
+  if (rank_ != 0) return absl::OkStatus();
+  VSDM_RETURN_IF_ERROR(
+      core::LoadCheckpointBytes(var_state, {nullptr, &shadow_, {}, {{"a_train", &a_train_}}}).status());
+  const auto t0 = SteadyClock::now();
+  VSDM_ASSIGN_OR_RETURN(std::string bytes,
+                        core::SerializeCheckpoint(k + 1, {&trainer_, &shadow_, {}, {{"a_train", &a_train_}}}));
+  VSDM_RETURN_IF_ERROR(core::WriteCheckpointFile((fs::path(options_.out_dir) / "checkpoint").string(), k + 1, bytes));
+  last_checkpoint_round_ = k + 1;
+  last_checkpoint_seconds_ = SecondsSince(t0);
+  last_checkpoint_unix_ =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<nlohmann::json> TrainerRank::Run() {
+  const JobSpec& spec = setup_.spec;
+  start_time_ = SteadyClock::now();
+  VSDM_ASSIGN_OR_RETURN(const int64_t start, Resume());
+  last_checkpoint_round_ = start;
+  process_ = setup_.Process(A_);
+  const int64_t K = spec.train.rounds;
+  std::vector<RoundTiming> timings;
+  nlohmann::json history = nlohmann::json::array();
+  for (int64_t k = start; k < K; ++k) {
+    RoundTiming t;
+    t.round = k + 1;
+    VSDM_RETURN_IF_ERROR(RunRound(k, t));
+    timings.push_back(t);
+    if (rank_ == 0) {
+      nlohmann::json h = t.ToJson();
+      h["A"] = std::vector<double>(A_.data_ptr<double>(), A_.data_ptr<double>() + A_.numel());
+      history.push_back(h);
+      // For the worker agent, which forwards it to the coordinator (and `vsdmctl watch`).
+      double total = 0;
+      for (const auto& x : timings) total += x.round_sec;
+      const double per_round = total / static_cast<double>(timings.size());
+      nlohmann::json p = {{"round", k + 1},
+                          {"rounds", K},
+                          {"loss", t.loss},
+                          {"a_norm", t.a_norm},
+                          {"steps_per_second", spec.train.steps_per_round / std::max(1e-9, t.round_sec)},
+                          {"eta_seconds", per_round * static_cast<double>(K - k - 1)},
+                          {"steps", (k + 1) * spec.train.steps_per_round},  // since the job began
+                          {"samples", (k + 1) * spec.train.steps_per_round * spec.train.batch_points},
+                          {"round_seconds", t.round_sec},
+                          {"compute_seconds", t.compute},
+                          {"allreduce_seconds", t.allreduce},
+                          {"broadcast_seconds", t.broadcast},
+                          {"wait_for_a_seconds", t.wait_a},
+                          {"allreduce_bytes", static_cast<int64_t>(buckets_.numel() + 1) * 4 *
+                                                  spec.train.steps_per_round},
+                          {"broadcast_bytes", t.broadcast_bytes},
+                          {"ode_straightness", straightness_},
+                          {"rendezvous_seconds", options_.rendezvous_seconds},
+                          {"restore_seconds", restore_seconds_},
+                          {"checkpoint_round", last_checkpoint_round_},
+                          {"checkpoint_seconds", last_checkpoint_seconds_},
+                          {"checkpoint_unix_seconds", last_checkpoint_unix_}};
+      if (const int64_t mem = DeviceMemoryUsedBytes(); mem >= 0) p["device_memory_used_bytes"] = mem;
+      AtomicWriteFile((fs::path(options_.out_dir) / "progress.json").string(), p.dump() + "\n").IgnoreError();
+    }
+    if (options_.on_line)
+      options_.on_line(absl::StrFormat(
+          "[trainer %d] round %d/%d  loss %.4f  |A| %.4f  %.0f steps/s  compute %.2fs  all-reduce %.2fs  "
+          "bcast %.2fs  wait-A %.2fs (%.0f%%)  ETA %s",
+          rank_, k + 1, K, t.loss, t.a_norm, spec.train.steps_per_round / std::max(1e-9, t.round_sec),
+          t.compute, t.allreduce, t.broadcast, t.wait_a, 100.0 * t.wait_a / std::max(1e-9, t.round_sec),
+          EtaString(timings, K - k - 1)));
+  }
+  return Finish(start, timings, history);
+}
+
+absl::StatusOr<nlohmann::json> TrainerRank::Finish(int64_t start, const std::vector<RoundTiming>& timings,
+                                                   const nlohmann::json& history) {
+  const JobSpec& spec = setup_.spec;
+  // [E]
+  nlohmann::json mine = RankSummary("trainer", rank_, timings);
+  VSDM_ASSIGN_OR_RETURN(nlohmann::json ranks, GatherSummaries(world_, mine));
+  if (rank_ != 0) return mine;
+  nlohmann::json extra;
+  extra["wall_seconds_training"] = SecondsSince(start_time_);
+  extra["resumed_from_round"] = start;
+  extra["rounds"] = history;
+  const auto& tot = mine["totals"];
+  extra["train_seconds"] = tot["compute_sec"].get<double>() + tot["allreduce_sec"].get<double>();
+  extra["steps_per_sec"] = timings.empty() ? 0.0
+                           : static_cast<double>(timings.size() * spec.train.steps_per_round) /
+                                 std::max(1e-9, tot["round_sec"].get<double>());
+  extra["distributed"] = {{"trainers", W_},
+                          {"backend", world_.backend()},
+                          {"async", spec.variational.async},
+                          {"attempt", options_.attempt},
+                          {"wait_for_a_fraction", tot["wait_for_a_fraction"]},
+                          {"ranks", ranks}};
+  // The final model keeps the A its network was trained with in the last round.
+  return WriteFinalArtifacts(setup_, trainer_.ema_net(), *process_, options_.out_dir, extra);
+}
+
+}  // namespace vsdm::worker
