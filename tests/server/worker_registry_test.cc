@@ -17,9 +17,13 @@ TEST_F(WorkerRegistryTest, HeartbeatsKeepALeaseAndSilenceLosesIt) {
   for (int i = 0; i < 5; ++i) {
     clock_.Advance(absl::Seconds(6));
     ASSERT_TRUE(reg_.Heartbeat("w1").ok());
-    if (i == 0) ASSERT_TRUE(reg_.Heartbeat("w2").ok());
+    if (i == 0) {
+      ASSERT_TRUE(reg_.Heartbeat("w2").ok());
+    }
     auto lost = reg_.ExpireLeases();
-    if (i < 2) EXPECT_TRUE(lost.empty()) << i;
+    if (i < 2) {
+      EXPECT_TRUE(lost.empty()) << i;
+    }
     if (i == 2) {  // w2's last heartbeat was 12 s ago
       ASSERT_EQ(lost.size(), 1u);
       EXPECT_EQ(lost[0].worker_id, "w2");
