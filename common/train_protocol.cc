@@ -1,1 +1,152 @@
-// placeholder: being written this session
+#include "common/train_protocol.h"
+
+#include <type_traits>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+
+namespace vsdm::train_protocol {
+namespace {
+
+template <class Record>
+std::string RecordToJson(const Record& r) {
+  nlohmann::json j = nlohmann::json::object();
+  Record::VisitFields(const_cast<Record&>(r), [&](const char* key, auto& value) { j[key] = value; });
+  return j.dump();
+}
+
+template <class Record>
+bool RecordEquals(const Record& a, const Record& b) {
+  // Two visits in the same fixed order: field i of a against field i of b.
+  std::vector<nlohmann::json> va, vb;
+  Record::VisitFields(const_cast<Record&>(a), [&](const char*, auto& value) { va.emplace_back(value); });
+  Record::VisitFields(const_cast<Record&>(b), [&](const char*, auto& value) { vb.emplace_back(value); });
+  return va == vb;
+}
+
+template <class Record>
+absl::StatusOr<Record> RecordFromJson(const std::string& text, const char* what) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError(absl::StrCat(what, ": not a JSON object"));
+  Record r;
+  size_t known = 0;
+  absl::Status status;
+  Record::VisitFields(r, [&](const char* key, auto& value) {
+    auto it = j.find(key);
+    if (it == j.end() || !status.ok()) return;
+    ++known;
+    using T = std::decay_t<decltype(value)>;
+    if constexpr (std::is_integral_v<T>) {
+      if (!it->is_number_integer()) {
+        status = absl::InvalidArgumentError(absl::StrCat(what, ": ", key, ": want an integer, got ", it->dump()));
+        return;
+      }
+    } else if (!it->is_number()) {
+      status = absl::InvalidArgumentError(absl::StrCat(what, ": ", key, ": want a number, got ", it->dump()));
+      return;
+    }
+    value = it->template get<T>();
+  });
+  if (!status.ok()) return status;
+  if (known != j.size()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      bool found = false;
+      Record::VisitFields(r, [&](const char* key, auto&) { found = found || it.key() == key; });
+      if (!found) return absl::InvalidArgumentError(absl::StrCat(what, ": ", it.key(), ": unknown key"));
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+std::string RankLogName(int64_t attempt, int64_t rank) {
+  return absl::StrCat("attempt-", attempt, "-rank-", rank, ".log");
+}
+
+std::string DescribeExit(int code) {
+  switch (code) {
+    case 0: return "ok";
+    case 1: return "failed";
+    case 2: return "bad input";
+    case 3: return "peer lost";
+    default: return absl::StrCat("exit ", code);
+  }
+}
+
+std::vector<std::string> TrainArgs::ToArgv(const std::string& binary) const {
+  const TrainArgs d;
+  std::vector<std::string> a = {binary, "--spec", spec_path, "--out", out_dir};
+  for (const auto& o : overrides) a.insert(a.end(), {"--set", o});
+  if (standalone) a.push_back("--standalone");
+  if (print_world_size) a.push_back("--print-world-size");
+  if (threads != d.threads) a.insert(a.end(), {"--threads", std::to_string(threads)});
+  if (quiet) a.push_back("--quiet");
+  if (rank != d.rank) a.insert(a.end(), {"--rank", std::to_string(rank)});
+  if (trainers != d.trainers) a.insert(a.end(), {"--trainers", std::to_string(trainers)});
+  if (!store.empty()) a.insert(a.end(), {"--store", store});
+  if (attempt != d.attempt) a.insert(a.end(), {"--attempt", std::to_string(attempt)});
+  if (pg_timeout_seconds != d.pg_timeout_seconds)
+    a.insert(a.end(), {"--pg-timeout", absl::StrFormat("%.17g", pg_timeout_seconds)});
+  if (!bind.empty()) a.insert(a.end(), {"--bind", bind});
+  return a;
+}
+
+absl::StatusOr<ParsedTrainArgs> ParseTrainArgs(const std::vector<std::string>& argv) {
+  ParsedTrainArgs out;
+  TrainArgs& o = out.args;
+  CLI::App app{"vsdm-train: train a VSDM job (one rank of a distributed attempt, or all of it with --standalone)"};
+  app.add_option("--spec", o.spec_path, "job spec YAML")->required();
+  app.add_option("--out", o.out_dir, "output directory (artifacts, checkpoint/, progress files)");
+  app.add_option("--set", o.overrides, "override a spec field, KEY=VALUE (e.g. train.rounds=10); repeatable");
+  app.add_flag("--standalone", o.standalone, "run the whole job in this process");
+  app.add_flag("--print-world-size", o.print_world_size, "print the number of ranks (trainers + 1) and exit");
+  app.add_option("--threads", o.threads, "BLAS threads (torch itself gets 1; 0 = all cores)");
+  app.add_flag("--quiet", o.quiet, "no per-round progress lines");
+  app.add_option("--rank", o.rank, "distributed: this rank (0..W-1 trainers, W the variational rank)");
+  app.add_option("--trainers", o.trainers, "distributed: trainer ranks W (default: resources.trainers)");
+  app.add_option("--store", o.store, "distributed: HOST:PORT of the TCPStore (trainer 0 hosts it)");
+  app.add_option("--attempt", o.attempt, "distributed: attempt number (logs, store prefix)");
+  app.add_option("--pg-timeout", o.pg_timeout_seconds, "distributed: seconds before a collective fails (default 60)");
+  app.add_option("--bind", o.bind, "distributed: address Gloo binds (default: 127.0.0.1 for a loopback store, "
+                                   "else $GLOO_SOCKET_IFNAME or the hostname)");
+  app.set_version_flag("--version", std::string("vsdm-train ") + VSDM_VERSION);
+  std::vector<std::string> rev(argv.rbegin(), argv.rend());  // CLI11 takes them last first
+  if (!rev.empty()) rev.pop_back();                          // argv[0]
+  try {
+    app.parse(rev);
+  } catch (const CLI::CallForHelp&) {
+    out.help = app.help();
+    return out;
+  } catch (const CLI::CallForVersion&) {
+    out.help = std::string("vsdm-train ") + VSDM_VERSION + "\n";
+    return out;
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  if (o.print_world_size) return out;
+  if (o.out_dir.empty()) return absl::InvalidArgumentError("--out is required");
+  if (!o.standalone) {
+    if (o.rank < 0) return absl::InvalidArgumentError("--rank: required without --standalone");
+    if (o.store.empty()) return absl::InvalidArgumentError("--store: required without --standalone (HOST:PORT)");
+    if (!(o.pg_timeout_seconds > 0 && o.pg_timeout_seconds <= 3600))
+      return absl::InvalidArgumentError("--pg-timeout: must be in (0, 3600] seconds");
+  }
+  return out;
+}
+
+std::string TrainerProgress::ToJson() const { return RecordToJson(*this); }
+bool TrainerProgress::operator==(const TrainerProgress& o) const { return RecordEquals(*this, o); }
+std::string VariationalProgress::ToJson() const { return RecordToJson(*this); }
+bool VariationalProgress::operator==(const VariationalProgress& o) const { return RecordEquals(*this, o); }
+
+absl::StatusOr<TrainerProgress> TrainerProgressFromJson(const std::string& text) {
+  return RecordFromJson<TrainerProgress>(text, kProgressFile);
+}
+absl::StatusOr<VariationalProgress> VariationalProgressFromJson(const std::string& text) {
+  return RecordFromJson<VariationalProgress>(text, kVariationalProgressFile);
+}
+
+}  // namespace vsdm::train_protocol
