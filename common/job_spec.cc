@@ -87,7 +87,6 @@ class RangeChecker : public JobSpecVisitor {
   void Choice(const char* path, std::string& v, const std::vector<std::string>& choices) override {
     for (const auto& c : choices) {
       if (v == c) return;
-      if (!c.empty() && c.back() == ':' && absl::StartsWith(v, c) && v.size() > c.size()) return;
     }
     Fail(absl::StrCat(path, ": must be one of ", absl::StrJoin(choices, " | "), ", got \"", v,
                       "\""));
@@ -283,7 +282,50 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Sets one "dotted.key=value" override into `root` (a mapping), creating the mappings on the
+// way; a value on the way that is not a mapping is replaced by one. What the result means is
+// left to the parse of the tree, so its refusals read as they would for a file.
+absl::Status ApplyOverride(YAML::Node& root, const std::string& override_text) {
+  const auto malformed = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set: want key=value, got '", override_text, "'"));
+  };
+  const size_t eq = override_text.find('=');
+  if (eq == std::string::npos || eq == 0) return malformed();
+  const std::string key = override_text.substr(0, eq);
+  const std::vector<std::string> parts = absl::StrSplit(key, '.');
+  for (const auto& p : parts) {
+    if (p.empty()) return malformed();
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(override_text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, ": not a valid YAML value in --set '", override_text, "': ", e.what()));
+  }
+  // YAML::Node assignment writes through to the node referred to; walk with reset().
+  YAML::Node cur;
+  cur.reset(root);
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node next = cur[parts[i]];
+    if (!next.IsMap()) next = YAML::Node(YAML::NodeType::Map);  // absent, or replaced
+    cur.reset(next);
+  }
+  cur[parts.back()] = value;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text) {
+  return ParseJobSpecYaml(yaml_text, {});
+}
+
+absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text,
+                                         const std::vector<std::string>& overrides) {
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
@@ -291,8 +333,12 @@ absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text) {
     return absl::InvalidArgumentError(absl::StrCat("spec: not valid YAML: ", e.what()));
   }
   JobSpec spec;
-  if (root.IsNull() || !root.IsDefined()) return spec;
+  if (root.IsNull() || !root.IsDefined()) {
+    if (overrides.empty()) return spec;
+    root = YAML::Node(YAML::NodeType::Map);
+  }
   if (!root.IsMap()) return absl::InvalidArgumentError("spec: must be a mapping of keys");
+  for (const auto& o : overrides) VSDM_RETURN_IF_ERROR(ApplyOverride(root, o));
   YamlReader reader(root);
   VisitJobSpecFields(spec, reader);
   VSDM_RETURN_IF_ERROR(CheckUnknownKeys(root, "", reader.known_paths));
@@ -302,11 +348,16 @@ absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text) {
 }
 
 absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path) {
+  return LoadJobSpecFile(path, {});
+}
+
+absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path,
+                                        const std::vector<std::string>& overrides) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("spec file ", path, ": cannot be read"));
   std::stringstream ss;
   ss << in.rdbuf();
-  return ParseJobSpecYaml(ss.str());
+  return ParseJobSpecYaml(ss.str(), overrides);
 }
 
 nlohmann::json JobSpecToJson(const JobSpec& spec) {

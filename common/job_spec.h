@@ -33,7 +33,7 @@ struct VariationalSpec {
   std::string prior = "adaptive";   // adaptive: N(0, Sigma_T) | standard: N(0, I)
   int64_t trajectories = 500;       // backward trajectories per round
   double lr = 1.0;                  // rho (exact), eta_0 (sa), lr (adam)
-  double decay = 0.6;               // alpha in eta_k = eta_0 (k+1)^-alpha (sa, exact)
+  double decay = 0.6;               // sa only: alpha in eta_k = eta_0 (k+1)^-alpha
   double d_min = 0.05;              // PD floor of the symmetric part of D
   bool async = false;               // A one round stale; trainers never wait
   int64_t adam_steps = 100;         // adam: optimiser steps per round
@@ -102,7 +102,7 @@ class JobSpecVisitor {
   virtual void Bool(const char* path, bool& v) = 0;
   // Free text of at most `max_len` characters.
   virtual void String(const char* path, std::string& v, size_t max_len) = 0;
-  // One of `choices`; choices ending in ':' accept any suffix (e.g. "points:").
+  // Exactly one of `choices`.
   virtual void Choice(const char* path, std::string& v, const std::vector<std::string>& choices) = 0;
   // A list of `min_len`..`max_len` numbers each in [lo, hi].
   virtual void DoubleList(const char* path, std::vector<double>& v, size_t min_len,
@@ -116,8 +116,19 @@ void VisitJobSpecFields(JobSpec& spec, JobSpecVisitor& v);
 // message naming the key path) an unknown key, a wrong type or a value out of range, and
 // cross-field inconsistencies.
 absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text);
+// The same with `overrides` applied to the YAML tree first, in order (a later one wins). Each is
+// "dotted.key=value" (what `--set` takes): the value is parsed as YAML (a scalar, or a flow list
+// or mapping such as "problem.scale=[1, 8]") and set at that path, creating the mappings on the
+// way, so an override is refused with exactly the message the same key and value would get in
+// the file ("train.batch_pointz: unknown key"). A malformed override (no '=', an empty key or key
+// segment) is INVALID_ARGUMENT "--set: want key=value, got '...'".
+absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text,
+                                         const std::vector<std::string>& overrides);
 // Reads and parses a YAML file; NOT_FOUND if it cannot be read.
 absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path);
+// The same with `overrides` applied as ParseJobSpecYaml(text, overrides) does.
+absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path,
+                                        const std::vector<std::string>& overrides);
 
 // Checks ranges and cross-field rules of an already-built spec (e.g. one from the wire).
 absl::Status ValidateJobSpec(const JobSpec& spec);

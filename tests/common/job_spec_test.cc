@@ -2,8 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
 
 namespace vsdm {
@@ -89,11 +96,209 @@ TEST(JobSpecTest, ShippedExamplesParse) {
   }
 }
 
-TEST(JobSpecTest, JsonHasEveryField) {
+// --- overrides ("--set key=value") ---
+
+TEST(JobSpecTest, OverridesSetScalarsListsAndNewSections) {
+  auto s = ParseJobSpecYaml("train: {rounds: 7, lr: 2e-4}\n",
+                            {"train.rounds=10", "resources.trainers=3", "variational.async=true",
+                             "name=my-job", "problem.scale=[2, 8]", "momentum.beta=7.5"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->train.rounds, 10);
+  EXPECT_DOUBLE_EQ(s->train.lr, 2e-4);  // the rest of the section stays
+  EXPECT_EQ(s->resources.trainers, 3);  // a section the text did not have
+  EXPECT_TRUE(s->variational.async);
+  EXPECT_EQ(s->name, "my-job");
+  EXPECT_EQ(s->problem.scale, (std::vector<double>{2.0, 8.0}));
+  EXPECT_EQ(s->momentum.beta, 7.5);
+}
+
+TEST(JobSpecTest, OverridesApplyInOrderAndToAnEmptySpec) {
+  auto s = ParseJobSpecYaml("", {"train.rounds=5", "train.rounds=6", "train={seed: 3}"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->train.rounds, 100);  // the whole train mapping was replaced by the last one
+  EXPECT_EQ(s->train.seed, 3);
+  auto t = ParseJobSpecYaml("", {"train.rounds=5", "train.rounds=6"});
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->train.rounds, 6);
+  // A key below a value that is not a mapping replaces it with one.
+  auto v = ParseJobSpecYaml("train: 5\n", {"train.rounds=4"});
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->train.rounds, 4);
+  // The value is YAML: quoting keeps a string, '=' after the first belongs to the value.
+  auto u = ParseJobSpecYaml("", {"name='a=b'", "owner=\"123\""});
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->name, "a=b");
+  EXPECT_EQ(u->owner, "123");
+}
+
+TEST(JobSpecTest, OverridesOfAFileKeepTheRestOfTheFile) {
+  auto plain = LoadJobSpecFile("examples/spiral.yaml");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  auto s = LoadJobSpecFile("examples/spiral.yaml",
+                           {"train.rounds=10", "sample.n=2000", "method=dsm"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->train.rounds, 10);
+  EXPECT_EQ(s->sample.n, 2000);
+  EXPECT_EQ(s->method, "dsm");
+  JobSpec want = *plain;
+  want.train.rounds = 10;
+  want.sample.n = 2000;
+  want.method = "dsm";
+  EXPECT_EQ(JobSpecToJson(*s), JobSpecToJson(want));
+  EXPECT_EQ(LoadJobSpecFile("no/such/spec.yaml", {"train.rounds=1"}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+void ExpectOverrideRefused(const std::vector<std::string>& overrides, const std::string& message) {
+  auto s = ParseJobSpecYaml("train: {rounds: 7}\n", overrides);
+  ASSERT_FALSE(s.ok()) << overrides[0];
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(s.status().message()), message) << overrides[0];
+}
+
+TEST(JobSpecTest, OverridesAreRefusedWithTheMessagesOfAFile) {
+  ExpectOverrideRefused({"train.batch_pointz=5"}, "train.batch_pointz: unknown key");
+  ExpectOverrideRefused({"trian.rounds=5"}, "trian: unknown key");
+  ExpectOverrideRefused({"problem.x=[1,2]"}, "problem.x: unknown key");
+  ExpectOverrideRefused({"train.batch_points=0"},
+                        "train.batch_points: must be in [1, 1048576], got 0");
+  ExpectOverrideRefused({"train.rounds=many"}, "train.rounds: must be an integer, got \"many\"");
+  ExpectOverrideRefused({"variational.async=maybe"},
+                        "variational.async: must be true or false, got \"maybe\"");
+  ExpectOverrideRefused({"problem.scale=3"}, "problem.scale: must be a list of numbers");
+  ExpectOverrideRefused({"train.rounds=[1, 2]"}, "train.rounds: must be a single value, not a list");
+  ExpectOverrideRefused({"train=5"}, "train: must be a mapping");
+  ExpectOverrideRefused({"method=magic"}, "method: must be one of vsdm | dsm | vsmd, got \"magic\"");
+  // A key below a field: the field becomes a mapping, as it would be in the file.
+  ExpectOverrideRefused({"train.rounds.x=1"}, "train.rounds: must be a single value, not a mapping");
+  ExpectOverrideRefused({"name.first=a"}, "name: must be a single value, not a mapping");
+  // Cross-field rules see the overridden values.
+  ExpectOverrideRefused({"diffusion.beta_min=5", "diffusion.beta_max=1"},
+                        "diffusion.beta_max: must be >= diffusion.beta_min (5), got 1");
+}
+
+TEST(JobSpecTest, MalformedOverrideIsRefused) {
+  for (const char* o : {"train.rounds", "=5", "", "train..rounds=5", ".rounds=5", "train.=5"}) {
+    ExpectOverrideRefused({o}, absl::StrCat("--set: want key=value, got '", o, "'"));
+  }
+  auto s = ParseJobSpecYaml("", {"name=[unclosed"});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(s.status().message(), "name: not a valid YAML value in --set"))
+      << s.status();
+}
+
+// --- every field ---
+
+// Sets every field it visits to a non-default value inside its range, distinct per field where
+// the range allows (the k-th field takes the point (k+1)/64 of the way through its range), so a
+// converter that drops a field or swaps two shows.
+class NonDefaultSetter : public JobSpecVisitor {
+ public:
+  void Int(const char*, int64_t& v, int64_t lo, int64_t hi) override {
+    const int64_t old = v;
+    v = lo + static_cast<int64_t>(static_cast<double>(hi - lo) * Frac());
+    if (v == old) v = v < hi ? v + 1 : v - 1;
+  }
+  void Double(const char*, double& v, double lo, double hi) override {
+    const double old = v;
+    v = lo + (hi - lo) * Frac();
+    if (v == old) v = lo + (hi - lo) * 0.5 * Frac();
+  }
+  void Bool(const char*, bool& v) override {
+    Frac();
+    v = !v;
+  }
+  void String(const char* path, std::string& v, size_t max_len) override {
+    Frac();
+    v = absl::StrCat("s", k_, "-", path).substr(0, max_len);
+  }
+  void Choice(const char*, std::string& v, const std::vector<std::string>& choices) override {
+    Frac();
+    auto it = std::find(choices.begin(), choices.end(), v);
+    ASSERT_NE(it, choices.end()) << "default not among the choices";
+    v = choices[(it - choices.begin() + 1) % choices.size()];
+  }
+  void DoubleList(const char*, std::vector<double>& v, size_t, size_t max_len, double lo,
+                  double hi) override {
+    const double f = Frac();
+    v.assign(max_len, 0.0);
+    for (size_t i = 0; i < max_len; ++i) v[i] = lo + (hi - lo) * f / static_cast<double>(i + 1);
+  }
+
+ private:
+  double Frac() { return static_cast<double>(++k_) / 64.0; }
+  int k_ = 0;
+};
+
+// Every visited field as (dotted path, JSON value), in visiting order; written by hand, not
+// by JobSpecToJson, so that it can check it.
+class FieldRecorder : public JobSpecVisitor {
+ public:
+  std::vector<std::pair<std::string, nlohmann::json>> fields;
+  void Int(const char* p, int64_t& v, int64_t, int64_t) override { fields.emplace_back(p, v); }
+  void Double(const char* p, double& v, double, double) override { fields.emplace_back(p, v); }
+  void Bool(const char* p, bool& v) override { fields.emplace_back(p, v); }
+  void String(const char* p, std::string& v, size_t) override { fields.emplace_back(p, v); }
+  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override {
+    fields.emplace_back(p, v);
+  }
+  void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double,
+                  double) override {
+    fields.emplace_back(p, v);
+  }
+};
+
+std::vector<std::pair<std::string, nlohmann::json>> Fields(JobSpec spec) {
+  FieldRecorder r;
+  VisitJobSpecFields(spec, r);
+  return r.fields;
+}
+
+// A spec with every field non-default and valid.
+JobSpec NonDefaultSpec() {
   JobSpec spec;
-  auto j = JobSpecToJson(spec);
-  EXPECT_EQ(j["train"]["batch_points"], 1024);
-  EXPECT_EQ(j["variational"]["prior"], "adaptive");
+  NonDefaultSetter setter;
+  VisitJobSpecFields(spec, setter);
+  return spec;
+}
+
+TEST(JobSpecTest, TheNonDefaultSpecChangesEveryFieldAndIsValid) {
+  const JobSpec spec = NonDefaultSpec();
+  ASSERT_TRUE(ValidateJobSpec(spec).ok()) << ValidateJobSpec(spec);
+  const auto got = Fields(spec), defaults = Fields(JobSpec());
+  ASSERT_EQ(got.size(), defaults.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NE(got[i].second, defaults[i].second) << got[i].first << " kept its default";
+}
+
+// The leaves of `j` (a value that is not an object) by dotted path.
+void Leaves(const nlohmann::json& j, const std::string& prefix, std::set<std::string>& out) {
+  if (!j.is_object()) {
+    out.insert(prefix);
+    return;
+  }
+  for (auto it = j.begin(); it != j.end(); ++it)
+    Leaves(it.value(), prefix.empty() ? it.key() : absl::StrCat(prefix, ".", it.key()), out);
+}
+
+TEST(JobSpecTest, JsonHasEveryFieldAndNothingElse) {
+  const JobSpec spec = NonDefaultSpec();
+  const nlohmann::json j = JobSpecToJson(spec);
+  std::set<std::string> visited;
+  for (const auto& [path, value] : Fields(spec)) {
+    visited.insert(path);
+    const auto ptr = nlohmann::json::json_pointer("/" + absl::StrReplaceAll(path, {{".", "/"}}));
+    ASSERT_TRUE(j.contains(ptr)) << path << " missing from " << j.dump();
+    EXPECT_EQ(j.at(ptr), value) << path;
+  }
+  std::set<std::string> leaves;
+  Leaves(j, "", leaves);
+  EXPECT_EQ(leaves, visited);
+  // JSON is YAML: it parses back to the same spec, field by field.
+  auto back = ParseJobSpecYaml(j.dump());
+  ASSERT_TRUE(back.ok()) << back.status() << "\n" << j.dump();
+  EXPECT_EQ(Fields(*back), Fields(spec));
 }
 
 }  // namespace
