@@ -1,49 +1,59 @@
 #include "client/local_cluster.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <thread>
+#include <random>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/call_unary.h"
+#include "common/file_util.h"
+#include "common/port_file.h"
+#include "common/spawn.h"
+#include "common/status_macros.h"
 #include "vsdm/v1/service.grpc.pb.h"
-
-extern char** environ;
 
 namespace vsdm::client {
 namespace fs = std::filesystem;
 namespace {
 
-absl::StatusOr<pid_t> SpawnDetached(std::vector<std::string> args, const std::string& log) {
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);  // survives this CLI and its terminal
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return absl::InternalError(absl::StrCat("start ", args[0], ": ", strerror(rc)));
-  return pid;
+constexpr absl::Duration kStopGrace = absl::Seconds(10);        // SIGTERM to SIGKILL
+constexpr absl::Duration kAgentPortTimeout = absl::Seconds(5);  // an agent's metrics port file
+constexpr absl::Duration kPoll = absl::Milliseconds(50);
+
+std::string StatePath(const std::string& state_dir, const std::string& name) {
+  return (fs::path(state_dir) / name).string();
+}
+std::string LogPath(const LocalClusterOptions& o, const std::string& process) {
+  return (fs::path(o.state_dir) / "logs" / (process + ".log")).string();
+}
+std::string Bin(const LocalClusterOptions& o, const char* name) {
+  return (fs::path(o.bin_dir) / name).string();
+}
+std::string AgentName(int w) { return absl::StrCat("worker-", w); }
+std::string AgentPortFile(const LocalClusterOptions& o, int w) {
+  return StatePath(o.state_dir, AgentName(w) + ".port");
 }
 
-bool Alive(pid_t pid) { return pid > 0 && kill(pid, 0) == 0; }
+// True while `pid` runs. An exited child of ours is reaped first (a zombie answers kill 0).
+bool Running(pid_t pid) {
+  if (pid <= 0) return false;
+  if (waitpid(pid, nullptr, WNOHANG) == pid) return false;
+  return kill(pid, 0) == 0;
+}
+
+bool AnyRunning(const std::vector<pid_t>& pids) {
+  for (pid_t p : pids)
+    if (Running(p)) return true;
+  return false;
+}
 
 std::vector<pid_t> ReadPids(const std::string& state_dir) {
   std::vector<pid_t> pids;
@@ -53,111 +63,203 @@ std::vector<pid_t> ReadPids(const std::string& state_dir) {
   return pids;
 }
 
+// SIGTERM to each (the last started first: agents stop their ranks), SIGKILL to what is left
+// after kStopGrace; our own children are reaped.
+void StopProcesses(const std::vector<pid_t>& pids) {
+  for (auto it = pids.rbegin(); it != pids.rend(); ++it)
+    if (Running(*it)) kill(*it, SIGTERM);
+  const absl::Time until = absl::Now() + kStopGrace;
+  while (AnyRunning(pids) && absl::Now() < until) absl::SleepFor(absl::Milliseconds(100));
+  for (pid_t p : pids) {
+    if (!Running(p)) continue;
+    kill(p, SIGKILL);
+    waitpid(p, nullptr, 0);  // ECHILD at once when it is not ours
+  }
+}
+
+// The files a cluster writes into its state dir besides logs/, data/ and work/.
+void RemoveStateFiles(const LocalClusterOptions& o) {
+  std::error_code ec;
+  for (const char* f : {"pids", "coordinator", "ports", "prometheus-targets.json"})
+    fs::remove(StatePath(o.state_dir, f), ec);
+  for (int w = 0; w < o.workers; ++w) fs::remove(AgentPortFile(o, w), ec);
+}
+
+// The processes of a cluster being started. Add() records each in <state_dir>/pids at once
+// (LocalClusterDown can then stop them even if vsdmctl dies half-way). Unless Commit() was
+// called, the destructor stops them all and removes the state files.
+class Launch {
+ public:
+  explicit Launch(const LocalClusterOptions& o) : o_(o) {}
+  Launch(const Launch&) = delete;
+  Launch& operator=(const Launch&) = delete;
+  ~Launch() {
+    if (committed_) return;
+    StopProcesses(pids_);
+    RemoveStateFiles(o_);
+  }
+  // INTERNAL if the pids file cannot be written (the process is still stopped on failure).
+  absl::Status Add(pid_t pid) {
+    pids_.push_back(pid);
+    std::string text;
+    for (pid_t p : pids_) absl::StrAppend(&text, p, "\n");
+    return AtomicWriteFile(StatePath(o_.state_dir, "pids"), text);
+  }
+  const std::vector<pid_t>& pids() const { return pids_; }
+  void Commit() { committed_ = true; }
+
+ private:
+  const LocalClusterOptions& o_;
+  std::vector<pid_t> pids_;  // coordinator first, then agent w at w + 1
+  bool committed_ = false;
+};
+
+absl::Status CheckCanStart(const LocalClusterOptions& o) {
+  for (pid_t p : ReadPids(o.state_dir)) {
+    if (Running(p)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "a local cluster is already up from ", o.state_dir, " (vsdmctl local down first)"));
+    }
+  }
+  for (const char* b : {"vsdm-coordinator", "vsdm-worker", "vsdm-train"}) {
+    if (access(Bin(o, b).c_str(), X_OK) != 0)
+      return absl::FailedPreconditionError(absl::StrCat(Bin(o, b), " not found (build first)"));
+  }
+  std::error_code ec;
+  fs::create_directories(fs::path(o.state_dir) / "logs", ec);
+  if (ec) return absl::InternalError(absl::StrCat("state dir ", o.state_dir, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+// Spawns a daemon (own session, stdin /dev/null, output to `log`) and records it in `launch`.
+absl::StatusOr<pid_t> StartDaemon(const std::vector<std::string>& argv, const std::string& log,
+                                  Launch& launch) {
+  SpawnOptions so;
+  so.log_path = log;
+  so.stdin_devnull = true;
+  so.new_session = true;  // survives this CLI and its terminal
+  VSDM_ASSIGN_OR_RETURN(const pid_t pid, Spawn(argv, so));
+  VSDM_RETURN_IF_ERROR(launch.Add(pid));
+  return pid;
+}
+
+// The ports `pid` writes to `path` (wanting `want_grpc`), polled until `timeout`;
+// UNAVAILABLE as soon as the process has exited, DEADLINE_EXCEEDED after the timeout.
+absl::StatusOr<BoundPorts> WaitForPorts(const std::string& path, pid_t pid, bool want_grpc,
+                                        absl::Duration timeout) {
+  const absl::Time until = absl::Now() + timeout;
+  for (;;) {
+    auto ports = ReadPortFile(path);  // a garbled file counts as not written yet
+    if (ports.ok() && (ports->grpc > 0 || !want_grpc) && ports->metrics > 0) return ports;
+    if (!Running(pid)) return absl::UnavailableError(absl::StrCat("process ", pid, " exited"));
+    if (absl::Now() >= until) return absl::DeadlineExceededError(path + ": not written in time");
+    absl::SleepFor(kPoll);
+  }
+}
+
+absl::StatusOr<BoundPorts> StartCoordinator(const LocalClusterOptions& o, const PortRange& stores,
+                                            Launch& launch) {
+  const std::string ports = StatePath(o.state_dir, "ports");
+  VSDM_ASSIGN_OR_RETURN(
+      const pid_t pid,
+      StartDaemon({Bin(o, "vsdm-coordinator"), "--listen", "127.0.0.1:0", "--metrics-listen",
+                   "127.0.0.1:0", "--data-dir", StatePath(o.state_dir, "data"), "--port-file", ports,
+                   "--lease-seconds", std::to_string(o.lease_seconds), "--restart-backoff-seconds",
+                   "1", "--store-port-range", absl::StrCat(stores.lo, "-", stores.hi)},
+                  LogPath(o, "coordinator"), launch));
+  auto bound = WaitForPorts(ports, pid, /*want_grpc=*/true, o.start_timeout);
+  if (!bound.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("the coordinator did not start; see ", LogPath(o, "coordinator")));
+  }
+  return *bound;
+}
+
+absl::Status StartAgents(const LocalClusterOptions& o, const std::string& addr, Launch& launch) {
+  for (int w = 0; w < o.workers; ++w) {
+    VSDM_RETURN_IF_ERROR(
+        StartDaemon({Bin(o, "vsdm-worker"), "--coordinator", addr, "--id", absl::StrCat("local-", w),
+                     "--slots", std::to_string(o.slots), "--work-dir", StatePath(o.state_dir, "work"),
+                     "--threads-per-rank", std::to_string(o.threads_per_rank), "--kill-grace", "5",
+                     "--metrics-listen", "127.0.0.1:0", "--port-file", AgentPortFile(o, w)},
+                    LogPath(o, AgentName(w)), launch)
+            .status());
+  }
+  return absl::OkStatus();
+}
+
+// Prometheus file_sd targets of the cluster (deploy/prometheus/local.yml reads this file). An
+// agent whose port file does not appear in time is left out.
+absl::Status WritePrometheusTargets(const LocalClusterOptions& o, int coordinator_metrics,
+                                    const std::vector<pid_t>& pids) {
+  std::string targets = absl::StrCat("[{\"targets\": [\"127.0.0.1:", coordinator_metrics,
+                                     "\"], \"labels\": {\"component\": \"coordinator\"}}");
+  for (int w = 0; w < o.workers; ++w) {
+    auto ports = WaitForPorts(AgentPortFile(o, w), pids[w + 1], /*want_grpc=*/false, kAgentPortTimeout);
+    if (!ports.ok()) continue;
+    absl::StrAppend(&targets, ", {\"targets\": [\"127.0.0.1:", ports->metrics,
+                    "\"], \"labels\": {\"component\": \"worker\", \"worker\": \"local-", w, "\"}}");
+  }
+  return AtomicWriteFile(StatePath(o.state_dir, "prometheus-targets.json"), targets + "]\n");
+}
+
+// UNAVAILABLE naming the first process of the cluster that is no longer running, and its log.
+absl::Status CheckStillRunning(const LocalClusterOptions& o, const std::vector<pid_t>& pids) {
+  for (size_t i = 0; i < pids.size(); ++i) {
+    if (Running(pids[i])) continue;
+    const std::string name = i == 0 ? "coordinator" : AgentName(static_cast<int>(i) - 1);
+    return absl::UnavailableError(absl::StrCat("the ", name, " (pid ", pids[i],
+                                               ") exited during start-up; see ", LogPath(o, name)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WaitForRegistration(const LocalClusterOptions& o, const std::string& addr,
+                                 const std::vector<pid_t>& pids) {
+  auto stub = v1::JobService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  const absl::Time until = absl::Now() + o.register_timeout;
+  for (;;) {
+    VSDM_RETURN_IF_ERROR(CheckStillRunning(o, pids));
+    v1::ListWorkersResponse resp;
+    const absl::Status s = CallUnary("workers", absl::Seconds(2), [&](grpc::ClientContext* ctx) {
+      return stub->ListWorkers(ctx, v1::ListWorkersRequest(), &resp);
+    });
+    if (s.ok() && resp.workers_size() >= o.workers) return absl::OkStatus();
+    if (absl::Now() >= until)
+      return absl::UnavailableError("the agents did not register; see " + o.state_dir + "/logs/");
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> LocalClusterAddress(const std::string& state_dir) {
   auto pids = ReadPids(state_dir);
   std::ifstream in(fs::path(state_dir) / "coordinator");
   std::string addr;
-  if (pids.empty() || !Alive(pids.front()) || !(in >> addr))
+  if (pids.empty() || !Running(pids.front()) || !(in >> addr))
     return absl::NotFoundError(absl::StrCat("no local cluster running from ", state_dir));
   return addr;
 }
 
 absl::StatusOr<std::string> LocalClusterUp(const LocalClusterOptions& o) {
-  if (LocalClusterAddress(o.state_dir).ok())
-    return absl::FailedPreconditionError(
-        absl::StrCat("a local cluster is already up from ", o.state_dir, " (vsdmctl local down first)"));
-  for (const char* b : {"vsdm-coordinator", "vsdm-worker", "vsdm-train"})
-    if (access((fs::path(o.bin_dir) / b).c_str(), X_OK) != 0)
-      return absl::FailedPreconditionError(absl::StrCat((fs::path(o.bin_dir) / b).string(), " not found (build first)"));
-  std::error_code ec;
-  fs::create_directories(fs::path(o.state_dir) / "logs", ec);
-  if (ec) return absl::InternalError(absl::StrCat("state dir ", o.state_dir, ": ", ec.message()));
-  const std::string ports = (fs::path(o.state_dir) / "ports").string();
-  fs::remove(ports, ec);
-  std::vector<pid_t> pids;
-  auto coord = SpawnDetached({(fs::path(o.bin_dir) / "vsdm-coordinator").string(), "--listen", "127.0.0.1:0",
-                              "--metrics-listen", "127.0.0.1:0", "--data-dir",
-                              (fs::path(o.state_dir) / "data").string(), "--port-file", ports, "--lease-seconds",
-                              std::to_string(o.lease_seconds), "--restart-backoff-seconds", "1"},
-                             (fs::path(o.state_dir) / "logs" / "coordinator.log").string());
-  if (!coord.ok()) return coord.status();
-  pids.push_back(*coord);
-  int port = 0, mport = 0;
-  for (int i = 0; i < 200 && port == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::ifstream in(ports);
-    std::string k1, k2;
-    if (!(in >> k1 >> port >> k2 >> mport)) port = 0;
-  }
-  if (port == 0) {
-    kill(*coord, SIGKILL);
-    return absl::UnavailableError("the coordinator did not start; see " + o.state_dir + "/logs/coordinator.log");
-  }
-  const std::string addr = absl::StrCat("127.0.0.1:", port);
-  for (int w = 0; w < o.workers; ++w) {
-    fs::remove(fs::path(o.state_dir) / absl::StrCat("worker-", w, ".port"), ec);
-    auto pid = SpawnDetached({(fs::path(o.bin_dir) / "vsdm-worker").string(), "--coordinator", addr, "--id",
-                              absl::StrCat("local-", w), "--slots", std::to_string(o.slots), "--work-dir",
-                              (fs::path(o.state_dir) / "work").string(), "--threads-per-rank",
-                              std::to_string(o.threads_per_rank), "--kill-grace", "5", "--metrics-listen",
-                              "127.0.0.1:0", "--port-file",
-                              (fs::path(o.state_dir) / absl::StrCat("worker-", w, ".port")).string()},
-                             (fs::path(o.state_dir) / "logs" / absl::StrCat("worker-", w, ".log")).string());
-    if (!pid.ok()) return pid.status();
-    pids.push_back(*pid);
-  }
-  {
-    std::ofstream out(fs::path(o.state_dir) / "pids");
-    for (pid_t p : pids) out << p << "\n";
-    std::ofstream a(fs::path(o.state_dir) / "coordinator");
-    a << addr << "\n";
-  }
-  // Prometheus file_sd targets of the cluster (deploy/prometheus/local.yml reads this file).
-  {
-    std::string targets = absl::StrCat("[{\"targets\": [\"127.0.0.1:", mport, "\"], \"labels\": {\"component\": \"coordinator\"}}");
-    for (int w = 0; w < o.workers; ++w) {
-      int wport = 0;
-      for (int i = 0; i < 100 && wport == 0; ++i) {
-        std::ifstream in(fs::path(o.state_dir) / absl::StrCat("worker-", w, ".port"));
-        std::string k;
-        if (!(in >> k >> wport)) wport = 0;
-        if (wport == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      if (wport > 0)
-        absl::StrAppend(&targets, ", {\"targets\": [\"127.0.0.1:", wport, "\"], \"labels\": {\"component\": \"worker\", \"worker\": \"local-", w, "\"}}");
-    }
-    std::ofstream(fs::path(o.state_dir) / "prometheus-targets.json") << targets << "]\n";
-  }
-  // Wait until every agent has registered.
-  auto stub = v1::JobService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
-  for (int i = 0; i < 200; ++i) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    v1::ListWorkersResponse resp;
-    if (stub->ListWorkers(&ctx, {}, &resp).ok() && resp.workers_size() >= o.workers) return addr;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return absl::UnavailableError("the agents did not register; see " + o.state_dir + "/logs/");
+  VSDM_RETURN_IF_ERROR(CheckCanStart(o));
+  std::mt19937 rng(std::random_device{}());
+  VSDM_ASSIGN_OR_RETURN(const PortRange stores, ChooseFreePortRange(o.store_ports, rng));
+  RemoveStateFiles(o);  // a dead cluster's leftovers (CheckCanStart: none of it runs)
+  Launch launch(o);     // from here on a failure stops what was started
+  VSDM_ASSIGN_OR_RETURN(const BoundPorts ports, StartCoordinator(o, stores, launch));
+  const std::string addr = absl::StrCat("127.0.0.1:", ports.grpc);
+  VSDM_RETURN_IF_ERROR(StartAgents(o, addr, launch));
+  VSDM_RETURN_IF_ERROR(AtomicWriteFile(StatePath(o.state_dir, "coordinator"), addr + "\n"));
+  VSDM_RETURN_IF_ERROR(WritePrometheusTargets(o, ports.metrics, launch.pids()));
+  VSDM_RETURN_IF_ERROR(WaitForRegistration(o, addr, launch.pids()));
+  launch.Commit();
+  return addr;
 }
 
 absl::Status LocalClusterDown(const std::string& state_dir) {
-  auto pids = ReadPids(state_dir);
-  // Agents first (they stop their ranks), then the coordinator.
-  for (auto it = pids.rbegin(); it != pids.rend(); ++it)
-    if (Alive(*it)) kill(*it, SIGTERM);
-  for (int i = 0; i < 100; ++i) {
-    bool any = false;
-    for (pid_t p : pids) {
-      waitpid(p, nullptr, WNOHANG);
-      any = any || Alive(p);
-    }
-    if (!any) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  for (pid_t p : pids)
-    if (Alive(p)) kill(p, SIGKILL);
+  StopProcesses(ReadPids(state_dir));
   std::error_code ec;
   fs::remove(fs::path(state_dir) / "pids", ec);
   fs::remove(fs::path(state_dir) / "coordinator", ec);

@@ -4,7 +4,10 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/port_range.h"
 
 namespace vsdm::client {
 
@@ -15,10 +18,20 @@ struct LocalClusterOptions {
   int slots = 1;             // slots per agent
   int threads_per_rank = 1;  // threads of each training rank
   double lease_seconds = 10;
+  // The coordinator's TCPStore ports (--store-port-range): a free block found by this search.
+  PortRangeSearch store_ports;
+  absl::Duration start_timeout = absl::Seconds(10);     // until the coordinator has its ports
+  absl::Duration register_timeout = absl::Seconds(30);  // until every agent has registered
 };
 
 // Starts the cluster and waits until every agent has registered. Returns the coordinator's
-// address. FAILED_PRECONDITION when one is already up in `state_dir`.
+// address. Each process is added to <state_dir>/pids as it starts (coordinator first), so
+// LocalClusterDown can stop a half-started cluster. On any failure it stops every process it
+// started and removes the state files it wrote (pids, coordinator, ports, worker-N.port,
+// prometheus-targets.json; the logs stay). FAILED_PRECONDITION when a process of a cluster is
+// still running from `state_dir` or a binary is missing; UNAVAILABLE when a process exits
+// during start-up or does not come up in time, or no free store port range is found;
+// INTERNAL when the state dir cannot be written or a binary cannot be started.
 absl::StatusOr<std::string> LocalClusterUp(const LocalClusterOptions& options);
 // SIGTERM to every process (agents first), SIGKILL after a grace. OK when none is running.
 absl::Status LocalClusterDown(const std::string& state_dir);
