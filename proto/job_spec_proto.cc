@@ -8,39 +8,104 @@
 
 namespace vsdm {
 namespace {
+using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
-using google::protobuf::Reflection;
 
-// The message holding the last segment of `path` and that field's descriptor. With `create`,
-// intermediate messages are created; without, nullptr when one is absent.
-std::pair<Message*, const FieldDescriptor*> Resolve(Message* m, const char* path, bool create) {
+// What a JobSpec field of one visitor kind must be on the wire.
+struct WireKind {
+  FieldDescriptor::CppType type;
+  bool repeated;
+  const char* name;  // for messages
+};
+constexpr WireKind kInt{FieldDescriptor::CPPTYPE_INT64, false, "optional int64"};
+constexpr WireKind kDouble{FieldDescriptor::CPPTYPE_DOUBLE, false, "optional double"};
+constexpr WireKind kBool{FieldDescriptor::CPPTYPE_BOOL, false, "optional bool"};
+constexpr WireKind kString{FieldDescriptor::CPPTYPE_STRING, false, "optional string"};
+constexpr WireKind kDoubleList{FieldDescriptor::CPPTYPE_DOUBLE, true, "repeated double"};
+
+// The descriptors from `root` down to the field at dotted `path`: every segment but the last a
+// singular message field, the last one of `kind` (a singular one with presence, so that an unset
+// field can take its default). INTERNAL naming the path when job.proto has no such field.
+absl::StatusOr<std::vector<const FieldDescriptor*>> FieldChain(const Descriptor& root,
+                                                              const char* path, WireKind kind) {
+  const auto missing = [&](const std::string& why) {
+    return absl::InternalError(absl::StrCat("job.proto: ", root.full_name(), ".", path, " (",
+                                            kind.name, ", a JobSpec field) ", why));
+  };
   std::vector<std::string> parts = absl::StrSplit(path, '.');
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    const FieldDescriptor* f = m->GetDescriptor()->FindFieldByName(parts[i]);
-    if (f == nullptr) return {nullptr, nullptr};
-    if (!create && !m->GetReflection()->HasField(*m, f)) return {nullptr, nullptr};
-    m = m->GetReflection()->MutableMessage(m, f);
+  std::vector<const FieldDescriptor*> chain;
+  const Descriptor* d = &root;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const FieldDescriptor* f = d->FindFieldByName(parts[i]);
+    if (f == nullptr)
+      return missing(absl::StrCat("is missing: ", d->full_name(), " has no field ", parts[i]));
+    chain.push_back(f);
+    if (i + 1 < parts.size()) {
+      if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE || f->is_repeated())
+        return missing(absl::StrCat("is missing: ", f->full_name(), " is not a message"));
+      d = f->message_type();
+    }
   }
-  return {m, m->GetDescriptor()->FindFieldByName(parts.back())};
+  const FieldDescriptor* f = chain.back();
+  if (f->cpp_type() != kind.type || f->is_repeated() != kind.repeated ||
+      (!kind.repeated && !f->has_presence()))
+    return missing(absl::StrCat("is declared otherwise: ", f->DebugString()));
+  return chain;
+}
+
+// Checks every field's wire counterpart; records the first missing one.
+class SchemaChecker : public JobSpecVisitor {
+ public:
+  explicit SchemaChecker(const Descriptor& root) : root_(root) {}
+  absl::Status status;
+  void Int(const char* p, int64_t&, int64_t, int64_t) override { Check(p, kInt); }
+  void Double(const char* p, double&, double, double) override { Check(p, kDouble); }
+  void Bool(const char* p, bool&) override { Check(p, kBool); }
+  void String(const char* p, std::string&, size_t) override { Check(p, kString); }
+  void Choice(const char* p, std::string&, const std::vector<std::string>&) override {
+    Check(p, kString);
+  }
+  void DoubleList(const char* p, std::vector<double>&, size_t, size_t, double, double) override {
+    Check(p, kDoubleList);
+  }
+
+ private:
+  void Check(const char* p, WireKind kind) {
+    if (auto chain = FieldChain(root_, p, kind); !chain.ok() && status.ok())
+      status = chain.status();
+  }
+  const Descriptor& root_;
+};
+
+// The message holding the field at `path`, created on the way, and the field; {nullptr, nullptr}
+// when job.proto lacks it (CheckJobSpecProtoSchema() says so).
+std::pair<Message*, const FieldDescriptor*> Mutable(Message* m, const char* path, WireKind kind) {
+  auto chain = FieldChain(*m->GetDescriptor(), path, kind);
+  if (!chain.ok()) return {nullptr, nullptr};
+  for (size_t i = 0; i + 1 < chain->size(); ++i)
+    m = m->GetReflection()->MutableMessage(m, (*chain)[i]);
+  return {m, chain->back()};
 }
 
 class ToProto : public JobSpecVisitor {
  public:
   explicit ToProto(v1::JobSpec* out) : out_(out) {}
   void Int(const char* p, int64_t& v, int64_t, int64_t) override {
-    if (auto [m, f] = Resolve(out_, p, true); f) m->GetReflection()->SetInt64(m, f, v);
+    if (auto [m, f] = Mutable(out_, p, kInt); f) m->GetReflection()->SetInt64(m, f, v);
   }
   void Double(const char* p, double& v, double, double) override {
-    if (auto [m, f] = Resolve(out_, p, true); f) m->GetReflection()->SetDouble(m, f, v);
+    if (auto [m, f] = Mutable(out_, p, kDouble); f) m->GetReflection()->SetDouble(m, f, v);
   }
   void Bool(const char* p, bool& v) override {
-    if (auto [m, f] = Resolve(out_, p, true); f) m->GetReflection()->SetBool(m, f, v);
+    if (auto [m, f] = Mutable(out_, p, kBool); f) m->GetReflection()->SetBool(m, f, v);
   }
   void String(const char* p, std::string& v, size_t) override { Str(p, v); }
-  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override { Str(p, v); }
+  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override {
+    Str(p, v);
+  }
   void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double, double) override {
-    if (auto [m, f] = Resolve(out_, p, true); f) {
+    if (auto [m, f] = Mutable(out_, p, kDoubleList); f) {
       m->GetReflection()->ClearField(m, f);
       for (double x : v) m->GetReflection()->AddDouble(m, f, x);
     }
@@ -48,32 +113,34 @@ class ToProto : public JobSpecVisitor {
 
  private:
   void Str(const char* p, const std::string& v) {
-    if (auto [m, f] = Resolve(out_, p, true); f) m->GetReflection()->SetString(m, f, v);
+    if (auto [m, f] = Mutable(out_, p, kString); f) m->GetReflection()->SetString(m, f, v);
   }
   v1::JobSpec* out_;
 };
 
+// Reads the set fields; a JobSpec field job.proto lacks makes `status` INTERNAL.
 class FromProto : public JobSpecVisitor {
  public:
   explicit FromProto(const v1::JobSpec& in) : in_(in) {}
+  absl::Status status;
   void Int(const char* p, int64_t& v, int64_t, int64_t) override {
-    if (auto [m, f] = Find(p); m) v = m->GetReflection()->GetInt64(*m, f);
+    if (auto [m, f] = Find(p, kInt); m) v = m->GetReflection()->GetInt64(*m, f);
   }
   void Double(const char* p, double& v, double, double) override {
-    if (auto [m, f] = Find(p); m) v = m->GetReflection()->GetDouble(*m, f);
+    if (auto [m, f] = Find(p, kDouble); m) v = m->GetReflection()->GetDouble(*m, f);
   }
   void Bool(const char* p, bool& v) override {
-    if (auto [m, f] = Find(p); m) v = m->GetReflection()->GetBool(*m, f);
+    if (auto [m, f] = Find(p, kBool); m) v = m->GetReflection()->GetBool(*m, f);
   }
   void String(const char* p, std::string& v, size_t) override {
-    if (auto [m, f] = Find(p); m) v = m->GetReflection()->GetString(*m, f);
+    if (auto [m, f] = Find(p, kString); m) v = m->GetReflection()->GetString(*m, f);
   }
   void Choice(const char* p, std::string& v, const std::vector<std::string>&) override {
-    if (auto [m, f] = Find(p); m) v = m->GetReflection()->GetString(*m, f);
+    if (auto [m, f] = Find(p, kString); m) v = m->GetReflection()->GetString(*m, f);
   }
   void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double, double) override {
-    auto [m, f] = Resolve(const_cast<v1::JobSpec*>(&in_), p, false);
-    if (m == nullptr || f == nullptr) return;
+    auto [m, f] = Find(p, kDoubleList);
+    if (m == nullptr) return;
     const int n = m->GetReflection()->FieldSize(*m, f);
     if (n == 0) return;
     v.clear();
@@ -81,16 +148,34 @@ class FromProto : public JobSpecVisitor {
   }
 
  private:
-  // The message and field when the field is set, else {nullptr, nullptr}.
-  std::pair<const Message*, const FieldDescriptor*> Find(const char* p) {
-    auto [m, f] = Resolve(const_cast<v1::JobSpec*>(&in_), p, false);
-    if (m == nullptr || f == nullptr || !m->GetReflection()->HasField(*m, f)) return {nullptr, nullptr};
+  // The message and field when the field is set (a repeated one: its message is), else
+  // {nullptr, nullptr}.
+  std::pair<const Message*, const FieldDescriptor*> Find(const char* p, WireKind kind) {
+    auto chain = FieldChain(*in_.GetDescriptor(), p, kind);
+    if (!chain.ok()) {
+      if (status.ok()) status = chain.status();
+      return {nullptr, nullptr};
+    }
+    const Message* m = &in_;
+    for (size_t i = 0; i + 1 < chain->size(); ++i) {
+      if (!m->GetReflection()->HasField(*m, (*chain)[i])) return {nullptr, nullptr};
+      m = &m->GetReflection()->GetMessage(*m, (*chain)[i]);
+    }
+    const FieldDescriptor* f = chain->back();
+    if (!f->is_repeated() && !m->GetReflection()->HasField(*m, f)) return {nullptr, nullptr};
     return {m, f};
   }
   const v1::JobSpec& in_;
 };
 
 }  // namespace
+
+absl::Status CheckJobSpecProtoSchema(const google::protobuf::Descriptor& job_spec) {
+  JobSpec spec;
+  SchemaChecker checker(job_spec);
+  VisitJobSpecFields(spec, checker);
+  return checker.status;
+}
 
 v1::JobSpec JobSpecToProto(const JobSpec& spec) {
   JobSpec copy = spec;
@@ -104,6 +189,7 @@ absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& proto) {
   JobSpec spec;
   FromProto r(proto);
   VisitJobSpecFields(spec, r);
+  if (!r.status.ok()) return r.status;
   if (absl::Status s = ValidateJobSpec(spec); !s.ok())
     return absl::InvalidArgumentError(absl::StrCat("spec.", s.message()));
   return spec;

@@ -3,16 +3,26 @@
 // struct and the wire can never disagree about a field.
 #pragma once
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/job_spec.h"
 #include "vsdm/v1/job.pb.h"
 
 namespace vsdm {
 
-// Every field set (defaults included).
+// OK when every JobSpec field (VisitJobSpecFields) has its counterpart in `job_spec`: the same
+// dotted path through singular message fields, ending in an `optional` scalar of the same type
+// (int64, double, bool, string) or a `repeated double` for a list. Otherwise INTERNAL naming the
+// first path job.proto lacks or declares otherwise. The unit test asserts it for the real schema.
+absl::Status CheckJobSpecProtoSchema(
+    const google::protobuf::Descriptor& job_spec = *v1::JobSpec::descriptor());
+
+// Every field set (defaults included). REQUIRES: CheckJobSpecProtoSchema() is OK (a field job.proto
+// lacks cannot be written; JobSpecFromProto refuses the result).
 v1::JobSpec JobSpecToProto(const JobSpec& spec);
 // Unset fields take their defaults; set ones are validated. INVALID_ARGUMENT names the field
-// ("train.batch_points: must be in [1, 1048576], got 0").
+// ("train.batch_points: must be in [1, 1048576], got 0"); INTERNAL names a JobSpec field that
+// job.proto lacks (see CheckJobSpecProtoSchema), so no field is ever dropped silently.
 absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& proto);
 
 }  // namespace vsdm

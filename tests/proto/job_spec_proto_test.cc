@@ -1,33 +1,229 @@
 // The wire form of the job spec: every field of the struct survives JobSpec -> proto -> JobSpec
-// (the momentum block included), and a bad value set on the wire is refused naming the field.
+// (the momentum block included), every JobSpec field has its counterpart in job.proto (a field
+// forgotten there fails here, naming it), and a bad value set on the wire is refused naming the
+// field.
 #include "proto/job_spec_proto.h"
 
 #include <gtest/gtest.h>
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
 namespace vsdm {
 namespace {
 
+// Sets every field it visits to a non-default value inside its range, distinct per field where
+// the range allows (the k-th field takes the point (k+1)/64 of the way through its range).
+// The same as in tests/common/job_spec_test.cc.
+class NonDefaultSetter : public JobSpecVisitor {
+ public:
+  void Int(const char*, int64_t& v, int64_t lo, int64_t hi) override {
+    const int64_t old = v;
+    v = lo + static_cast<int64_t>(static_cast<double>(hi - lo) * Frac());
+    if (v == old) v = v < hi ? v + 1 : v - 1;
+  }
+  void Double(const char*, double& v, double lo, double hi) override {
+    const double old = v;
+    v = lo + (hi - lo) * Frac();
+    if (v == old) v = lo + (hi - lo) * 0.5 * Frac();
+  }
+  void Bool(const char*, bool& v) override {
+    Frac();
+    v = !v;
+  }
+  void String(const char* path, std::string& v, size_t max_len) override {
+    Frac();
+    v = absl::StrCat("s", k_, "-", path).substr(0, max_len);
+  }
+  void Choice(const char*, std::string& v, const std::vector<std::string>& choices) override {
+    Frac();
+    auto it = std::find(choices.begin(), choices.end(), v);
+    ASSERT_NE(it, choices.end()) << "default not among the choices";
+    v = choices[(it - choices.begin() + 1) % choices.size()];
+  }
+  void DoubleList(const char*, std::vector<double>& v, size_t, size_t max_len, double lo,
+                  double hi) override {
+    const double f = Frac();
+    v.assign(max_len, 0.0);
+    for (size_t i = 0; i < max_len; ++i) v[i] = lo + (hi - lo) * f / static_cast<double>(i + 1);
+  }
+
+ private:
+  double Frac() { return static_cast<double>(++k_) / 64.0; }
+  int k_ = 0;
+};
+
+// Every visited field as (dotted path, JSON value), in visiting order.
+class FieldRecorder : public JobSpecVisitor {
+ public:
+  std::vector<std::pair<std::string, nlohmann::json>> fields;
+  void Int(const char* p, int64_t& v, int64_t, int64_t) override { fields.emplace_back(p, v); }
+  void Double(const char* p, double& v, double, double) override { fields.emplace_back(p, v); }
+  void Bool(const char* p, bool& v) override { fields.emplace_back(p, v); }
+  void String(const char* p, std::string& v, size_t) override { fields.emplace_back(p, v); }
+  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override {
+    fields.emplace_back(p, v);
+  }
+  void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double,
+                  double) override {
+    fields.emplace_back(p, v);
+  }
+};
+
+std::vector<std::pair<std::string, nlohmann::json>> Fields(JobSpec spec) {
+  FieldRecorder r;
+  VisitJobSpecFields(spec, r);
+  return r.fields;
+}
+
 TEST(JobSpecProtoTest, EveryFieldRoundTrips) {
-  auto parsed = ParseJobSpecYaml(
-      "name: rt\nmethod: vsmd\nproblem: {dataset: checkerboard, scale: [6, 1]}\n"
-      "momentum: {beta: 7.5, gamma: 1.5, damping: 0.9, c_init: -0.1}\n"
-      "variational: {lr: 0.5, trajectories: 123, async: true}\ntrain: {rounds: 7, seed: 9}\n");
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
-  v1::JobSpec wire = JobSpecToProto(*parsed);
+  JobSpec spec;
+  NonDefaultSetter setter;
+  VisitJobSpecFields(spec, setter);
+  ASSERT_TRUE(ValidateJobSpec(spec).ok()) << ValidateJobSpec(spec);
+  const auto want = Fields(spec), defaults = Fields(JobSpec());
+  ASSERT_EQ(want.size(), defaults.size());
+  for (size_t i = 0; i < want.size(); ++i)
+    ASSERT_NE(want[i].second, defaults[i].second) << want[i].first << " kept its default";
+
+  v1::JobSpec wire = JobSpecToProto(spec);
   EXPECT_TRUE(wire.has_momentum());
-  EXPECT_EQ(wire.momentum().damping(), 0.9);
+  EXPECT_EQ(wire.momentum().damping(), spec.momentum.damping);
   auto back = JobSpecFromProto(wire);
   ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(JobSpecToJson(*back), JobSpecToJson(*parsed));
-  // Unset on the wire = the default.
-  v1::JobSpec empty;
-  empty.set_method("vsmd");
-  auto defaults = JobSpecFromProto(empty);
-  ASSERT_TRUE(defaults.ok());
-  EXPECT_EQ(defaults->momentum.beta, 10.0);
-  EXPECT_EQ(defaults->momentum.c_init, 0.0);
+  EXPECT_EQ(Fields(*back), want);
+}
+
+TEST(JobSpecProtoTest, UnsetFieldsTakeTheirDefaults) {
+  auto defaults = JobSpecFromProto(v1::JobSpec());
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(Fields(*defaults), Fields(JobSpec()));
+  v1::JobSpec some;
+  some.set_method("vsmd");
+  some.mutable_momentum()->set_gamma(1.5);
+  auto s = JobSpecFromProto(some);
+  ASSERT_TRUE(s.ok()) << s.status();
+  JobSpec want;
+  want.method = "vsmd";
+  want.momentum.gamma = 1.5;
+  EXPECT_EQ(Fields(*s), Fields(want));
+}
+
+TEST(JobSpecProtoTest, JobProtoHasEveryJobSpecField) {
+  EXPECT_TRUE(CheckJobSpecProtoSchema().ok()) << CheckJobSpecProtoSchema();
+}
+
+// job.proto as built into this binary, edited by `edit`, in a pool of its own; `edit` gets the
+// file and returns false when it found nothing to change.
+class EditedSchema {
+ public:
+  explicit EditedSchema(const std::function<bool(google::protobuf::FileDescriptorProto&)>& edit) {
+    const google::protobuf::FileDescriptor* file = v1::JobSpec::descriptor()->file();
+    for (int i = 0; i < file->dependency_count(); ++i) Add(*file->dependency(i));
+    google::protobuf::FileDescriptorProto proto;
+    file->CopyTo(&proto);
+    edited_ = edit(proto);
+    pool_.BuildFile(proto);
+  }
+  bool edited() const { return edited_; }
+  const google::protobuf::Descriptor* job_spec() const {
+    return pool_.FindMessageTypeByName("vsdm.v1.JobSpec");
+  }
+
+ private:
+  void Add(const google::protobuf::FileDescriptor& f) {
+    for (int i = 0; i < f.dependency_count(); ++i) Add(*f.dependency(i));
+    google::protobuf::FileDescriptorProto proto;
+    f.CopyTo(&proto);
+    pool_.BuildFile(proto);
+  }
+  google::protobuf::DescriptorPool pool_;
+  bool edited_ = false;
+};
+
+google::protobuf::DescriptorProto* FindMessage(google::protobuf::FileDescriptorProto& f,
+                                               const std::string& name) {
+  for (auto& m : *f.mutable_message_type())
+    if (m.name() == name) return &m;
+  return nullptr;
+}
+
+google::protobuf::FieldDescriptorProto* FindField(google::protobuf::FileDescriptorProto& f,
+                                                  const std::string& message,
+                                                  const std::string& field) {
+  google::protobuf::DescriptorProto* m = FindMessage(f, message);
+  if (m == nullptr) return nullptr;
+  for (auto& x : *m->mutable_field())
+    if (x.name() == field) return &x;
+  return nullptr;
+}
+
+// Takes `optional` off message.field (drops its synthetic oneof); false when it has none.
+bool DropOptional(google::protobuf::FileDescriptorProto& f, const std::string& message,
+                  const std::string& field) {
+  google::protobuf::FieldDescriptorProto* x = FindField(f, message, field);
+  if (x == nullptr || !x->proto3_optional()) return false;
+  google::protobuf::DescriptorProto* m = FindMessage(f, message);
+  const int gone = x->oneof_index();
+  x->clear_oneof_index();
+  x->clear_proto3_optional();
+  m->mutable_oneof_decl()->erase(m->mutable_oneof_decl()->begin() + gone);
+  for (auto& y : *m->mutable_field())
+    if (y.has_oneof_index() && y.oneof_index() > gone) y.set_oneof_index(y.oneof_index() - 1);
+  return true;
+}
+
+// Deletes message.field; false when there is none.
+bool RemoveField(google::protobuf::FileDescriptorProto& f, const std::string& message,
+                 const std::string& field) {
+  google::protobuf::FieldDescriptorProto* x = FindField(f, message, field);
+  if (x == nullptr) return false;
+  if (x->proto3_optional()) DropOptional(f, message, field);
+  auto* fields = FindMessage(f, message)->mutable_field();
+  fields->erase(std::find_if(fields->begin(), fields->end(),
+                             [&](const auto& y) { return y.name() == field; }));
+  return true;
+}
+
+void ExpectSchemaRefused(const EditedSchema& schema, const std::string& path) {
+  ASSERT_TRUE(schema.edited());
+  ASSERT_NE(schema.job_spec(), nullptr);
+  absl::Status s = CheckJobSpecProtoSchema(*schema.job_spec());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
+  EXPECT_NE(std::string(s.message()).find(absl::StrCat("vsdm.v1.JobSpec.", path, " ")),
+            std::string::npos)
+      << s;
+}
+
+TEST(JobSpecProtoTest, AJobSpecFieldMissingFromJobProtoFailsNamingIt) {
+  EditedSchema unchanged([](google::protobuf::FileDescriptorProto&) { return true; });
+  ASSERT_NE(unchanged.job_spec(), nullptr);
+  EXPECT_TRUE(CheckJobSpecProtoSchema(*unchanged.job_spec()).ok());
+  // A field forgotten in a section; a whole section forgotten.
+  ExpectSchemaRefused(EditedSchema([](auto& f) { return RemoveField(f, "TrainSpec", "ema"); }),
+                      "train.ema");
+  ExpectSchemaRefused(EditedSchema([](auto& f) { return RemoveField(f, "JobSpec", "momentum"); }),
+                      "momentum.beta");
+  // A field of the wrong type.
+  ExpectSchemaRefused(EditedSchema([](auto& f) {
+                        auto* x = FindField(f, "TrainSpec", "rounds");
+                        if (x == nullptr) return false;
+                        x->set_type(google::protobuf::FieldDescriptorProto::TYPE_DOUBLE);
+                        return true;
+                      }),
+                      "train.rounds");
+  // A scalar without `optional`: a 0 on the wire could not be told from unset.
+  ExpectSchemaRefused(EditedSchema([](auto& f) { return DropOptional(f, "SampleSpec", "n"); }),
+                      "sample.n");
 }
 
 TEST(JobSpecProtoTest, BadMomentumValueNamesTheField) {
