@@ -14,10 +14,9 @@ echo "machine: $(nproc) cores; every rank 1 thread (VSDM_THREADS=1); $rounds rou
 for W in 1 2; do
   for mode in sync async; do
     async=$([ $mode = async ] && echo true || echo false)
-    sed -e "s/rounds: 100/rounds: $rounds/" -e 's/  n: 10000/  n: 2000/' -e "s/trainers: 2/trainers: $W/" \
-        -e "s/^  lr: 1.0\$/  lr: 1.0\n  async: $async/" "$here/examples/spiral.yaml" > "$work/$W-$mode.yaml"
-    VSDM_TRAIN=$bin VSDM_THREADS=1 bash "$here/scripts/run-distributed.sh" "$work/$W-$mode.yaml" "$work/$W-$mode" \
-      --quiet > /dev/null
+    VSDM_TRAIN=$bin VSDM_THREADS=1 bash "$here/scripts/run-distributed.sh" "$here/examples/spiral.yaml" "$work/$W-$mode" \
+      --quiet --set train.rounds="$rounds" --set sample.n=2000 --set resources.trainers=$W \
+      --set variational.async=$async > /dev/null
   done
 done
 /usr/bin/python3 - "$work" <<'PY'

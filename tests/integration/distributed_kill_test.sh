@@ -12,12 +12,12 @@ cleanup() { pkill -9 -f -- "--out $work/out" 2>/dev/null || true; rm -rf "$work"
 trap cleanup EXIT
 # Sync A, so that the same quality bar as the standalone run applies (an async resume is
 # checked to reproduce the uninterrupted run exactly in tests/train/distributed_test.cc).
-sed -e 's/rounds: 100/rounds: 30/' -e 's/  n: 10000/  n: 5000/' -e 's/checkpoint_every: 10/checkpoint_every: 5/' \
-    "$SRC/examples/spiral.yaml" > "$work/spec.yaml"
+spec=$SRC/examples/spiral.yaml
+sets=(--set train.rounds=30 --set sample.n=5000 --set train.checkpoint_every=5)
 out=$work/out
 launch() {  # attempt -> runs the ranks in the background, sets $runner
-  VSDM_TRAIN=$BIN VSDM_THREADS=1 VSDM_ATTEMPT=$1 bash "$SRC/scripts/run-distributed.sh" "$work/spec.yaml" "$out" \
-    --quiet --pg-timeout $TIMEOUT > "$work/attempt-$1.log" 2>&1 &
+  VSDM_TRAIN=$BIN VSDM_THREADS=1 VSDM_ATTEMPT=$1 bash "$SRC/scripts/run-distributed.sh" "$spec" "$out" \
+    --quiet --pg-timeout $TIMEOUT "${sets[@]}" > "$work/attempt-$1.log" 2>&1 &
   runner=$!
 }
 wait_for_checkpoint() {  # round -> waits until ckpt-<round> exists

@@ -7,6 +7,6 @@
 set -euo pipefail
 BIN=$1; SRC=$2
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-sed -e 's/rounds: 100/rounds: 30/' -e 's/  n: 10000/  n: 5000/' "$SRC/examples/spiral.yaml" > "$work/spec.yaml"
-VSDM_TRAIN=$BIN VSDM_THREADS=1 bash "$SRC/scripts/run-distributed.sh" "$work/spec.yaml" "$work/out" --quiet
+VSDM_TRAIN=$BIN VSDM_THREADS=1 bash "$SRC/scripts/run-distributed.sh" "$SRC/examples/spiral.yaml" "$work/out" \
+  --quiet --set train.rounds=30 --set sample.n=5000
 /usr/bin/python3 "$SRC/tests/integration/check_distributed.py" "$work/out" 30

@@ -8,11 +8,10 @@ work=$(mktemp -d)
 ctl() { "$BIN/vsdmctl" --state-dir "$work/state" "$@"; }
 trap 'ctl local down > /dev/null 2>&1 || true; rm -rf "$work"' EXIT
 state() { ctl get "$1" -o json | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["state"], j.get("progress", {}).get("round", 0))'; }
-sed -e 's/  n: 10000/  n: 1000/' "$SRC/examples/spiral.yaml" > "$work/long.yaml"
-sed -e 's/rounds: 100/rounds: 3/' -e 's/  n: 10000/  n: 1000/' "$SRC/examples/spiral.yaml" > "$work/short.yaml"
+spec=$SRC/examples/spiral.yaml
 ctl local up --workers 3
-long=$(ctl submit -f "$work/long.yaml" | awk '{print $1}')
-short=$(ctl submit -f "$work/short.yaml" | awk '{print $1}')
+long=$(ctl submit -f "$spec" --set sample.n=1000 | awk '{print $1}')
+short=$(ctl submit -f "$spec" --set train.rounds=3 --set sample.n=1000 | awk '{print $1}')
 for _ in $(seq 300); do
   read -r st round < <(state "$long")
   [ "$st" = JOB_STATE_RUNNING ] && [ "$round" -ge 1 ] && break

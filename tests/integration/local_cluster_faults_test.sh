@@ -23,12 +23,12 @@ wait_round() {  # job round
   done
   echo "$1 never reached round $2 ($s $r)"; exit 1
 }
-sed -e 's/rounds: 100/rounds: 30/' -e 's/  n: 10000/  n: 5000/' -e 's/checkpoint_every: 10/checkpoint_every: 5/' \
-  "$SRC/examples/spiral.yaml" > "$work/spec.yaml"
+submit() { ctl submit -f "$SRC/examples/spiral.yaml" --set train.rounds=30 --set sample.n=5000 \
+             --set train.checkpoint_every=5 | awk '{print $1}'; }
 
 echo "== 1. kill -9 an agent mid-job"
 ctl local up --workers 4
-job=$(ctl submit -f "$work/spec.yaml" | awk '{print $1}')
+job=$(submit)
 wait_round "$job" 8
 victim=$(ctl workers -o json | /usr/bin/python3 -c '
 import json, sys
@@ -61,7 +61,7 @@ pkill -9 -f -- "$st/work" 2>/dev/null || true  # the dead agent's orphaned rank,
 echo "== 2. kill -9 the coordinator mid-job"
 ctl local up --workers 3
 addr=$(cat "$st/coordinator")
-job=$(ctl submit -f "$work/spec.yaml" | awk '{print $1}')
+job=$(submit)
 wait_round "$job" 5
 coord=$(head -1 "$st/pids")
 trains_before=$(pgrep -f -- "$st/work/jobs/$job" | sort | tr '\n' ' ')

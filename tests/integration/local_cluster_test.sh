@@ -8,9 +8,8 @@ BIN=$1; SRC=$2
 work=$(mktemp -d)
 ctl() { "$BIN/vsdmctl" --state-dir "$work/state" "$@"; }
 trap 'ctl local down > /dev/null 2>&1 || true; rm -rf "$work"' EXIT
-sed -e 's/rounds: 100/rounds: 30/' -e 's/  n: 10000/  n: 5000/' "$SRC/examples/spiral.yaml" > "$work/spec.yaml"
 ctl local up --workers 3
-job=$(ctl submit -f "$work/spec.yaml" | awk '{print $1}')
+job=$(ctl submit -f "$SRC/examples/spiral.yaml" --set train.rounds=30 --set sample.n=5000 | awk '{print $1}')
 ctl watch "$job" | tail -4
 [ "$(ctl get "$job" -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = JOB_STATE_SUCCEEDED ]
 ctl artifacts "$job" --out "$work/out"

@@ -30,9 +30,8 @@ prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb"
 prom=$!
 api() { curl -sf --get "http://127.0.0.1:$port/api/v1/$1" "${@:2}"; }
 for _ in $(seq 100); do api query --data-urlencode 'query=up' > /dev/null 2>&1 && break; sleep 0.2; done
-sed -e 's/rounds: 100/rounds: 15/' -e 's/  n: 10000/  n: 2000/' "$SRC/examples/spiral.yaml" > "$work/spec.yaml"
 t_submit=$(date +%s)
-job=$(ctl submit -f "$work/spec.yaml" | awk '{print $1}')
+job=$(ctl submit -f "$SRC/examples/spiral.yaml" --set train.rounds=15 --set sample.n=2000 | awk '{print $1}')
 # Sample the running job through Prometheus a few times.
 $PY - "$port" "$job" <<'PY'
 import json, sys, time, urllib.parse, urllib.request

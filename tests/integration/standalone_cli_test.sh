@@ -17,7 +17,15 @@ grep -q "train.batch_points: must be in \[1, 1048576\], got 0" "$work/bad.err" |
 printf 'train:\n  batch_pointz: 5\n' > "$work/bad2.yaml"
 set +e; "$BIN" --standalone --spec "$work/bad2.yaml" --out "$work/bad-out" 2> "$work/bad2.err"; rc=$?; set -e
 [ "$rc" = 2 ] && grep -q "train.batch_pointz: unknown key" "$work/bad2.err" || fail "unknown key: rc=$rc $(cat "$work/bad2.err")"
-echo "ok: bad specs refused with exit 2, naming the key, writing nothing"
+# The same for a bad --set: the message a file would get, or the malformed override.
+set +e; "$BIN" --standalone --spec "$SRC/examples/spiral.yaml" --set train.batch_pointz=5 --out "$work/bad-out" \
+  2> "$work/bad3.err"; rc=$?; set -e
+[ "$rc" = 2 ] && grep -q "train.batch_pointz: unknown key" "$work/bad3.err" || fail "--set unknown key: rc=$rc $(cat "$work/bad3.err")"
+set +e; "$BIN" --standalone --spec "$SRC/examples/spiral.yaml" --set train.rounds --out "$work/bad-out" \
+  2> "$work/bad4.err"; rc=$?; set -e
+[ "$rc" = 2 ] && grep -qF -- "--set: want key=value, got 'train.rounds'" "$work/bad4.err" || fail "--set malformed: rc=$rc $(cat "$work/bad4.err")"
+[ ! -e "$work/bad-out" ] || fail "bad --set created the out dir"
+echo "ok: bad specs and bad --set refused with exit 2, naming the key, writing nothing"
 
 # 2. A short job writes every artifact.
 cat > "$work/tiny.yaml" <<YAML
@@ -50,8 +58,8 @@ print("ok: artifacts", sorted(m.keys())[:6], "...")
 PY
 
 # 3. Kill -9 mid-run, start again on the same out dir: resumes from the last checkpoint.
-sed -e 's/rounds: 6/rounds: 40/' "$work/tiny.yaml" > "$work/long.yaml"
-"$BIN" --standalone --threads 1 --spec "$work/long.yaml" --out "$work/out2" > "$work/run2.log" &
+long=(--spec "$work/tiny.yaml" --set train.rounds=40)
+"$BIN" --standalone --threads 1 "${long[@]}" --out "$work/out2" > "$work/run2.log" &
 pid=$!
 for _ in $(seq 1 600); do
   [ -e "$work/out2/checkpoint/ckpt-00000004.pt" ] && break
@@ -61,7 +69,7 @@ done
 kill -9 $pid; wait $pid 2>/dev/null || true
 ls "$work/out2/checkpoint" | grep -q '\.tmp' && fail "temp checkpoint left behind"
 last=$(ls "$work/out2/checkpoint" | sort | tail -1 | sed -E 's/ckpt-0*([0-9]+)\.pt/\1/')
-"$BIN" --standalone --threads 1 --spec "$work/long.yaml" --out "$work/out2" > "$work/run3.log"
+"$BIN" --standalone --threads 1 "${long[@]}" --out "$work/out2" > "$work/run3.log"
 $PY - "$work/out2" "$last" <<'PY'
 import json, sys
 m = json.load(open(f"{sys.argv[1]}/metrics.json"))

@@ -8,9 +8,8 @@ BIN=$1; SRC=$2
 PY=/usr/bin/python3
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 for m in vsdm dsm; do
-  sed -e "s/^method: .*/method: $m/" -e 's/rounds: 100/rounds: 30/' -e 's/  n: 10000/  n: 5000/' \
-    "$SRC/examples/spiral.yaml" > "$work/$m.yaml"
-  "$BIN" --standalone --quiet --spec "$work/$m.yaml" --out "$work/$m" | tail -2
+  "$BIN" --standalone --quiet --spec "$SRC/examples/spiral.yaml" --set method=$m --set train.rounds=30 \
+    --set sample.n=5000 --out "$work/$m" | tail -2
 done
 $PY - "$work" <<'PY'
 import json, sys

@@ -11,8 +11,8 @@ set -euo pipefail
 BIN=$1; SRC=$2
 PY=/usr/bin/python3
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-sed -e 's/rounds: 100/rounds: 20/' -e 's/  n: 10000/  n: 5000/' "$SRC/examples/spiral-vsmd.yaml" > "$work/spec.yaml"
-"$BIN" --standalone --quiet --spec "$work/spec.yaml" --out "$work/standalone" | tail -2
+spec=$SRC/examples/spiral-vsmd.yaml
+"$BIN" --standalone --quiet --spec "$spec" --set train.rounds=20 --set sample.n=5000 --out "$work/standalone" | tail -2
 $PY - "$work/standalone" <<'PY'
 import json, sys
 import numpy as np, torch
@@ -43,8 +43,8 @@ print(f"python torch {torch.__version__}: score {tuple(s.shape)}, sample std / C
 assert np.all(np.abs(ratio - 1) < 0.25), ratio
 print("ok: standalone")
 PY
-sed -i -e 's/rounds: 20/rounds: 10/' -e 's/checkpoint_every: 10/checkpoint_every: 5/' "$work/spec.yaml"
-VSDM_TRAIN=$BIN VSDM_THREADS=1 bash "$SRC/scripts/run-distributed.sh" "$work/spec.yaml" "$work/dist" --quiet
+dist_sets=(--set train.rounds=10 --set sample.n=5000 --set train.checkpoint_every=5)
+VSDM_TRAIN=$BIN VSDM_THREADS=1 bash "$SRC/scripts/run-distributed.sh" "$spec" "$work/dist" --quiet "${dist_sets[@]}"
 $PY - "$work/dist" <<'PY'
 import json, sys
 m = json.load(open(f"{sys.argv[1]}/metrics.json"))
@@ -58,7 +58,8 @@ assert m["energy_distance"] < 0.8, m["energy_distance"]
 print("ok: distributed")
 PY
 cp "$work/dist/metrics.json" "$work/first.json"
-VSDM_TRAIN=$BIN VSDM_THREADS=1 VSDM_ATTEMPT=1 bash "$SRC/scripts/run-distributed.sh" "$work/spec.yaml" "$work/dist" --quiet
+VSDM_TRAIN=$BIN VSDM_THREADS=1 VSDM_ATTEMPT=1 bash "$SRC/scripts/run-distributed.sh" "$spec" "$work/dist" --quiet \
+  "${dist_sets[@]}"
 $PY - "$work/first.json" "$work/dist/metrics.json" <<'PY'
 import json, sys
 a, b = (json.load(open(f)) for f in sys.argv[1:3])
