@@ -3,6 +3,11 @@
 #include <absl/status/status.h>
 
 #include <cctype>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace vsdm::server {
 namespace {
@@ -24,8 +29,18 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
       .Name("vsdm_build_info")
       .Help("Build of this process")
       .Register(*registry_)
-      .Add({{"version", "0.3.0"}, {"component", "coordinator"}})
+      .Add({{"version", VSDM_VERSION}, {"component", "coordinator"}})
       .Set(1);
+  BuildJobMetrics();
+  BuildSchedulingMetrics();
+  rpc_total_ = &prometheus::BuildCounter().Name("vsdm_rpc_total").Help("RPCs by method and status code").Register(*registry_);
+  rpc_seconds_ = &prometheus::BuildHistogram()
+                      .Name("vsdm_rpc_duration_seconds")
+                      .Help("RPC handling time by method")
+                      .Register(*registry_);
+}
+
+void CoordinatorMetrics::BuildJobMetrics() {
   auto& jobs = prometheus::BuildGauge().Name("vsdm_jobs").Help("Jobs by state").Register(*registry_);
   for (v1::JobState s : {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
                          v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED})
@@ -38,12 +53,6 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                    .Help("Attempts requeued after a failure, by cause (lease_lost, rank_failed, recovery)")
                    .Register(*registry_);
   for (const char* c : {"lease_lost", "rank_failed", "recovery"}) restarts_->Add({{"cause", c}});
-  pending_ = &prometheus::BuildGauge()
-                  .Name("vsdm_jobs_pending")
-                  .Help("Queued jobs by why they wait (backoff, quota, behind_holder, no_room, holding_queue, never_fits)")
-                  .Register(*registry_);
-  for (const char* r : {"backoff", "quota", "behind_holder", "no_room", "holding_queue", "never_fits"})
-    pending_by_reason_[r] = &pending_->Add({{"reason", r}});
   duration_ = &prometheus::BuildHistogram()
                    .Name("vsdm_job_duration_seconds")
                    .Help("Submit to final state, by outcome")
@@ -64,6 +73,16 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
   auto& submits = prometheus::BuildCounter().Name("vsdm_submits_total").Help("SubmitJob calls by result").Register(*registry_);
   submits_accepted_ = &submits.Add({{"result", "accepted"}});
   submits_refused_ = &submits.Add({{"result", "refused"}});
+}
+
+void CoordinatorMetrics::BuildSchedulingMetrics() {
+  std::vector<std::string> kinds;
+  for (PendingKind k : kAllPendingKinds) kinds.push_back(PendingKindName(k));
+  pending_ = &prometheus::BuildGauge()
+                  .Name("vsdm_jobs_pending")
+                  .Help(absl::StrCat("Queued jobs by why they wait (", absl::StrJoin(kinds, ", "), ")"))
+                  .Register(*registry_);
+  for (PendingKind k : kAllPendingKinds) pending_by_kind_[k] = &pending_->Add({{"reason", PendingKindName(k)}});
   queue_wait_ = &prometheus::BuildHistogram()
                      .Name("vsdm_queue_wait_seconds")
                      .Help("Time from entering the queue to an attempt starting")
@@ -79,11 +98,6 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                     .Help("Wall time of the latest scheduling pass")
                     .Register(*registry_)
                     .Add({});
-  rpc_total_ = &prometheus::BuildCounter().Name("vsdm_rpc_total").Help("RPCs by method and status code").Register(*registry_);
-  rpc_seconds_ = &prometheus::BuildHistogram()
-                      .Name("vsdm_rpc_duration_seconds")
-                      .Help("RPC handling time by method")
-                      .Register(*registry_);
 }
 
 void CoordinatorMetrics::Update(const JobManagerStats& s) {
@@ -98,9 +112,9 @@ void CoordinatorMetrics::Update(const JobManagerStats& s) {
     if (n > seen) restarts_->Add({{"cause", cause}}).Increment(static_cast<double>(n) - seen);
     seen = std::max(seen, static_cast<double>(n));
   }
-  for (auto& [reason, g] : pending_by_reason_) {
-    auto it = s.pending_by_reason.find(reason);
-    g->Set(it == s.pending_by_reason.end() ? 0 : it->second);
+  for (auto& [kind, g] : pending_by_kind_) {
+    auto it = s.pending_by_kind.find(kind);
+    g->Set(it == s.pending_by_kind.end() ? 0 : it->second);
   }
   for (const auto& [outcome, secs] : s.finished) duration_->Add({{"outcome", outcome}}, kWait).Observe(secs);
   for (const auto& [phase, secs] : s.recovery) recovery_->Add({{"phase", phase}}, kWait).Observe(secs);

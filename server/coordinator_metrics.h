@@ -1,6 +1,6 @@
 // The coordinator's Prometheus metrics, built once from one registry with cached references:
 // jobs and workers by state, queue wait, scheduling pass latency, restarts, RPC counts and
-// latencies. Thread-safe (prometheus-cpp metrics are).
+// latencies.
 #pragma once
 
 #include <map>
@@ -17,11 +17,15 @@
 
 namespace vsdm::server {
 
+// Threading: RecordSubmit and RecordRpc are thread-safe (the RPC threads call them). Update is
+// not: it mutates unguarded maps (restarts_seen_, heartbeat_gauges_, goodput_gauges_), so one
+// thread at a time must call it (the coordinator's ticker thread; main's first call precedes it).
 class CoordinatorMetrics {
  public:
   explicit CoordinatorMetrics(std::shared_ptr<prometheus::Registry> registry);
 
   // Copies the manager's counts into the gauges and histograms (called after every Tick).
+  // Not thread-safe (see above).
   void Update(const JobManagerStats& stats);
   // A submit accepted (a new or an idempotent repeat) or refused.
   void RecordSubmit(bool accepted);
@@ -31,6 +35,9 @@ class CoordinatorMetrics {
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
  private:
+  void BuildJobMetrics();         // jobs, workers, restarts, durations, recovery, goodput, submits
+  void BuildSchedulingMetrics();  // pending, queue wait, scheduling pass
+
   std::shared_ptr<prometheus::Registry> registry_;
   std::map<v1::JobState, prometheus::Gauge*> jobs_;
   prometheus::Gauge* workers_alive_;
@@ -38,7 +45,7 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Counter>* restarts_;
   std::map<std::string, double> restarts_seen_;
   prometheus::Family<prometheus::Gauge>* pending_;
-  std::map<std::string, prometheus::Gauge*> pending_by_reason_;
+  std::map<PendingKind, prometheus::Gauge*> pending_by_kind_;  // every kind, label "reason"
   prometheus::Family<prometheus::Histogram>* duration_;
   prometheus::Family<prometheus::Gauge>* heartbeat_age_;
   std::map<std::string, prometheus::Gauge*> heartbeat_gauges_;

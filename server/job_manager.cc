@@ -3,17 +3,22 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
+#include <iostream>
+#include <iterator>
+#include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/stopwatch.h"
 #include "proto/job_spec_proto.h"
 #include "proto/job_state.h"
+#include "server/attempt_id.h"
 
 namespace vsdm::server {
 namespace {
@@ -44,44 +49,76 @@ bool DecodeToken(const std::string& token, int64_t* nanos, std::string* id) {
          (*id = parts[2], true);
 }
 
+// The message of an attempt's "scheduled" event; StorePortOf reads the port back from it.
+constexpr char kStoreTag[] = "; store ";
+std::string ScheduledMessage(int attempt, const std::vector<RankPlacement>& ranks, const std::string& store_addr) {
+  std::vector<std::string> where;
+  for (const auto& rp : ranks) where.push_back(absl::StrCat(rp.rank, "@", rp.worker_id));
+  return absl::StrCat("attempt ", attempt, " placed: ranks ", absl::StrJoin(where, " "), kStoreTag, store_addr);
+}
+// The store port of `attempt` from its "scheduled" event, if there is one that says it.
+std::optional<int> StorePortOf(const std::vector<v1::JobEvent>& events, int attempt) {
+  const std::string prefix = absl::StrCat("attempt ", attempt, " placed: ");
+  for (auto it = events.rbegin(); it != events.rend(); ++it) {
+    if (it->kind() != "scheduled" || !absl::StartsWith(it->message(), prefix)) continue;
+    const auto tag = it->message().rfind(kStoreTag);
+    const auto colon = it->message().rfind(':');
+    int port = 0;
+    if (tag == std::string::npos || colon == std::string::npos || colon < tag ||
+        !absl::SimpleAtoi(absl::string_view(it->message()).substr(colon + 1), &port))
+      return std::nullopt;
+    return port;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 JobManager::JobManager(JobStore& store, const Clock& clock, JobManagerOptions options)
     : store_(store), clock_(clock), options_(std::move(options)), scheduler_(options_.scheduler),
-      registry_(clock, options_.lease) {}
+      registry_(clock, options_.lease), book_(options_.store_ports) {}
 
 absl::Status JobManager::Recover() {
   auto loaded = store_.LoadJobs();
   if (!loaded.ok()) return loaded.status();
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = clock_.Now();
-  for (auto& sj : *loaded) {
-    const std::string id = sj.job.job_id();
-    Record r;
-    r.stored = std::move(sj);
-    auto events = store_.LoadEvents(id, 0);
-    if (!events.ok()) return events.status();
-    r.events = std::move(*events);
-    r.queued_since = now;
-    if (r.stored.job.state() == v1::JOB_STATE_RUNNING) {
-      Attempt a;
-      a.number = r.stored.job.attempts();
-      a.attempt_id = absl::StrCat(id, "/", a.number);
-      a.ranks.resize(r.stored.job.spec().resources().trainers() + 1);
-      const bool cuda = r.stored.job.spec().resources().device() == "cuda";
-      for (int i = 0; i < static_cast<int>(a.ranks.size()); ++i) {
-        a.ranks[i].rank = i;
-        a.ranks[i].device = cuda && i + 1 < static_cast<int>(a.ranks.size());  // trainers hold devices
-      }
-      a.recovering_since = now;
-      r.attempt = std::move(a);
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_.Now();
+    for (auto& sj : *loaded) {
+      const std::string id = sj.job.job_id();
+      Record r;
+      r.stored = std::move(sj);
+      auto events = store_.LoadEvents(id, 0);
+      if (!events.ok()) return events.status();
+      r.events = std::move(*events);
+      r.queued_since = now;
+      if (r.stored.job.state() == v1::JOB_STATE_RUNNING) r.attempt = RecoveredAttempt(r, now);
+      if (!r.stored.request_id.empty()) by_request_[r.stored.request_id] = id;
+      int64_t n = 0;
+      if (absl::SimpleAtoi(absl::StripPrefix(id, "job-"), &n)) next_job_ = std::max(next_job_, n + 1);
+      jobs_[id] = std::move(r);
     }
-    if (!r.stored.request_id.empty()) by_request_[r.stored.request_id] = id;
-    int64_t n = 0;
-    if (absl::SimpleAtoi(absl::StripPrefix(id, "job-"), &n)) next_job_ = std::max(next_job_, n + 1);
-    jobs_[id] = std::move(r);
   }
+  Deliver();
   return absl::OkStatus();
+}
+
+JobManager::Attempt JobManager::RecoveredAttempt(const Record& r, absl::Time now) {
+  Attempt a;
+  a.number = r.stored.job.attempts();
+  a.attempt_id = MakeAttemptId(r.stored.job.job_id(), a.number);
+  a.ranks.resize(r.stored.job.spec().resources().trainers() + 1);
+  const bool cuda = r.stored.job.spec().resources().device() == "cuda";
+  for (int i = 0; i < static_cast<int>(a.ranks.size()); ++i) {
+    a.ranks[i].rank = i;
+    a.ranks[i].device = cuda && i + 1 < static_cast<int>(a.ranks.size());  // trainers hold devices
+  }
+  a.recovering_since = now;
+  // Its rank 0 may still serve its store: keep the port from being handed out again.
+  if (std::optional<int> port = StorePortOf(r.events, a.number); port && !book_.HoldPort(a.attempt_id, *port))
+    Warn(absl::StrCat("recovering ", a.attempt_id, ": its store port ", *port, " is outside --store-port-range ",
+                      book_.ports().lo, "-", book_.ports().hi, " or already held; not reserved"));
+  return a;
 }
 
 v1::Job JobManager::Visible(const Record& r) const {
@@ -121,29 +158,27 @@ absl::Status JobManager::Commit(std::vector<Change> changes) {
     r.stored.job = c.job;
     r.events.push_back(c.event);
     if (c.apply) c.apply();
-    Publish(c.event);
+    events_.Publish(c.event);
   }
   return absl::OkStatus();
 }
 
-void JobManager::Publish(const v1::JobEvent& e) {
-  for (auto& [id, s] : subs_) {
-    if (s.job_id != e.job_id()) continue;
-    const bool stored = e.kind() != "progress";
-    if (stored && e.sequence() <= s.last_sequence) continue;
-    if (stored) s.last_sequence = e.sequence();
-    outbox_.emplace_back(s.cb, e);
-  }
-}
+void JobManager::Warn(std::string line) { warnings_.push_back(std::move(line)); }
 
-void JobManager::Flush() {
-  absl::MutexLock deliver(&deliver_mu_);
-  std::vector<std::pair<EventCallback, v1::JobEvent>> out;
+void JobManager::Deliver() {
+  events_.Flush();
+  std::vector<std::string> lines;
   {
     absl::MutexLock lock(&mu_);
-    out.swap(outbox_);
+    lines.swap(warnings_);
   }
-  for (auto& [cb, e] : out) cb(e);
+  for (const std::string& line : lines) {
+    if (options_.log) {
+      options_.log(line);
+    } else {
+      std::cerr << "vsdm-coordinator: " << line << std::endl;
+    }
+  }
 }
 
 absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const std::string& request_id,
@@ -194,10 +229,10 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
     r.events.push_back(ev);
     if (!request_id.empty()) by_request_[request_id] = job_id;
     jobs_[job_id] = std::move(r);
-    Publish(ev);
+    events_.Publish(ev);
     out = Visible(jobs_.at(job_id));
   }
-  Flush();
+  Deliver();
   return out;
 }
 
@@ -258,9 +293,9 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
     *c.job.mutable_end_time() = ToProto(clock_.Now());
     c.job.set_message("cancelled by the user");
     c.event = MakeEvent(r, c.job, "cancelled", running ? "cancelled; aborting its ranks" : "cancelled while queued");
-    c.apply = [this, &r] {
+    c.apply = [this, &r]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (r.attempt) {
-        AbortAttempt(*r.attempt);
+        EndAttempt(*r.attempt);
         r.attempt.reset();
       }
       Finished(r.stored.job, "cancelled");
@@ -268,47 +303,33 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
     if (absl::Status s = Commit({std::move(c)}); !s.ok()) return s;
     out = Visible(r);
   }
-  Flush();
+  Deliver();
   return out;
 }
 
 absl::StatusOr<int64_t> JobManager::Watch(const std::string& job_id, int64_t after, const EventCallback& cb,
                                           std::vector<v1::JobEvent>* replay) {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&mu_);  // no commit can publish between the replay and the subscription
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
-  int64_t last = after;
-  for (const auto& e : it->second.events) {
-    if (e.sequence() <= after) continue;
-    replay->push_back(e);
-    last = e.sequence();
-  }
-  const int64_t id = next_sub_++;
-  subs_[id] = {job_id, last, cb};
-  return id;
+  return events_.Subscribe(job_id, after, it->second.events, cb, replay);
 }
 
-void JobManager::Unwatch(int64_t subscription) {
-  absl::MutexLock lock(&mu_);
-  subs_.erase(subscription);
-}
+void JobManager::Unwatch(int64_t subscription) { events_.Unsubscribe(subscription); }
 
-void JobManager::AbortAttempt(const Attempt& a) {
+void JobManager::EndAttempt(const Attempt& a) {
   for (const auto& p : a.ranks) {
     if (p.worker_id.empty() || a.done.count(p.rank)) continue;
-    aborts_[p.worker_id].insert(a.attempt_id);
+    book_.Abort(p.worker_id, a.attempt_id);
   }
-  for (auto& [w, list] : assignments_)
-    list.erase(std::remove_if(list.begin(), list.end(),
-                              [&](const v1::Assignment& x) { return x.attempt_id() == a.attempt_id; }),
-               list.end());
+  book_.EndAttempt(a.attempt_id);
   registry_.ReleaseAttempt(a.attempt_id);
 }
 
 JobManager::Record* JobManager::FindAttempt(const std::string& attempt_id) {
-  const auto slash = attempt_id.rfind('/');
-  if (slash == std::string::npos) return nullptr;
-  auto it = jobs_.find(attempt_id.substr(0, slash));
+  std::optional<AttemptRef> ref = ParseAttemptId(attempt_id);
+  if (!ref) return nullptr;
+  auto it = jobs_.find(ref->job_id);
   if (it == jobs_.end() || !it->second.attempt || it->second.attempt->attempt_id != attempt_id) return nullptr;
   return &it->second;
 }
@@ -334,8 +355,8 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
                         absl::StrFormat("attempt %d failed: %s; restart %d of %d after %s", n, reason, n, max_restarts,
                                         absl::FormatDuration(backoff)));
     const absl::Time failed = failed_at.value_or(now);
-    c.apply = [this, &r, now, backoff, cause, failed] {
-      if (r.attempt) AbortAttempt(*r.attempt);
+    c.apply = [this, &r, now, backoff, cause, failed]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (r.attempt) EndAttempt(*r.attempt);
       r.attempt.reset();
       r.queued_since = now;
       r.not_before = now + backoff;
@@ -350,8 +371,8 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
     c.job.set_message(absl::StrFormat("attempt %d failed: %s; no restarts left (max_restarts %d)", n, reason,
                                       max_restarts));
     c.event = MakeEvent(r, c.job, "failed", c.job.message());
-    c.apply = [this, &r] {
-      if (r.attempt) AbortAttempt(*r.attempt);
+    c.apply = [this, &r]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (r.attempt) EndAttempt(*r.attempt);
       r.attempt.reset();
       r.recovery.reset();
       Finished(r.stored.job, "failed");
@@ -363,114 +384,167 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
 void JobManager::Tick() {
   {
     absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_.Now();
-    std::vector<Change> changes;
-    std::set<std::string> failing;
-    for (LostWorker& lw : registry_.ExpireLeases()) pending_lost_.push_back(std::move(lw));
-    for (const LostWorker& lw : pending_lost_) {
-      const WorkerInfo* w = registry_.Find(lw.worker_id);
-      const std::optional<absl::Time> last_heartbeat =
-          w ? std::optional<absl::Time>(w->lease_expiry - options_.lease) : std::nullopt;
-      for (const RankSlot& slot : lw.ranks) {
-        Record* r = FindAttempt(slot.attempt_id);
-        if (r == nullptr || !failing.insert(r->stored.job.job_id()).second) continue;
-        changes.push_back(FailAttempt(
-            *r, absl::StrFormat("worker %s (rank %d) lost its lease: no heartbeat for %s", lw.worker_id, slot.rank,
-                                absl::FormatDuration(options_.lease)),
-            "lease_lost", last_heartbeat));
-      }
-    }
-    for (auto& [id, r] : jobs_) {
-      if (!r.attempt || !r.attempt->recovering_since || failing.count(id)) continue;
-      bool all = true;
-      for (const auto& p : r.attempt->ranks) all = all && !p.worker_id.empty();
-      if (all) {
-        r.attempt->recovering_since.reset();
-      } else if (now - *r.attempt->recovering_since >= options_.recovery_grace) {
-        failing.insert(id);
-        changes.push_back(FailAttempt(r, absl::StrCat("its ranks were not reported back within ",
-                                                      absl::FormatDuration(options_.recovery_grace),
-                                                      " of a coordinator restart"),
-                                        "recovery"));
-      }
-    }
-    if (!Commit(std::move(changes)).ok()) return;  // pending_lost_ is kept: retried on the next tick
-    pending_lost_.clear();
-
-    // Scheduling pass (timed whole: queue snapshot, plan, durable starts).
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<QueuedJob> queue;
-    std::map<std::string, int> running;
-    for (const auto& [id, r] : jobs_) {
-      const v1::Job& j = r.stored.job;
-      if (j.state() == v1::JOB_STATE_RUNNING) ++running[j.owner()];
-      if (j.state() != v1::JOB_STATE_QUEUED) continue;
-      QueuedJob q;
-      q.job_id = id;
-      q.owner = j.owner();
-      q.priority = j.spec().priority();
-      q.submit_time = FromProto(j.submit_time());
-      q.queued_since = r.queued_since;
-      q.not_before = r.not_before;
-      q.trainers = static_cast<int>(j.spec().resources().trainers());
-      q.cuda = j.spec().resources().device() == "cuda";
-      queue.push_back(std::move(q));
-    }
-    SchedulePlan plan = scheduler_.Plan(std::move(queue), registry_.Capacity(), running, now);
-    pending_reasons_ = std::move(plan.pending_reasons);
-    pending_kinds_ = std::move(plan.pending_kinds);
-    std::vector<Change> starts;
-    for (const Placement& p : plan.placements) {
-      Record& r = jobs_.at(p.job_id);
-      Change c;
-      c.job_id = p.job_id;
-      c.job = r.stored.job;
-      c.job.set_state(v1::JOB_STATE_RUNNING);
-      c.job.set_attempts(c.job.attempts() + 1);
-      *c.job.mutable_start_time() = ToProto(now);
-      c.job.clear_message();
-      c.job.clear_pending_reason();
-      Attempt a;
-      a.number = c.job.attempts();
-      a.attempt_id = absl::StrCat(p.job_id, "/", a.number);
-      a.ranks = p.ranks;
-      const WorkerInfo* w0 = registry_.Find(p.ranks[0].worker_id);
-      int& port = next_port_[p.ranks[0].worker_id];
-      const std::string store_addr = absl::StrCat(w0 && !w0->resources.host.empty() ? w0->resources.host : "127.0.0.1",
-                                                  ":", options_.first_store_port + port);
-      port = (port + 1) % std::max(1, options_.store_ports);
-      std::vector<std::string> where;
-      for (const auto& rp : p.ranks) where.push_back(absl::StrCat(rp.rank, "@", rp.worker_id));
-      c.event = MakeEvent(r, c.job, "scheduled",
-                          absl::StrFormat("attempt %d placed: ranks %s; store %s", a.number,
-                                          absl::StrJoin(where, " "), store_addr));
-      c.apply = [this, &r, a, store_addr, now] {
-        for (const auto& rp : a.ranks) {
-          registry_.Assign(rp.worker_id, a.attempt_id, rp.rank, rp.device).IgnoreError();
-          v1::Assignment as;
-          as.set_attempt_id(a.attempt_id);
-          as.set_job_id(r.stored.job.job_id());
-          as.set_attempt(a.number);
-          as.set_rank(rp.rank);
-          as.set_trainers(static_cast<int32_t>(a.ranks.size()) - 1);
-          as.set_store_addr(store_addr);
-          *as.mutable_spec() = r.stored.job.spec();
-          as.set_artifact_dir(absl::StrCat(options_.artifact_root, "/", r.stored.job.job_id()));
-          assignments_[rp.worker_id].push_back(std::move(as));
-        }
-        queue_waits_.push_back(absl::ToDoubleSeconds(now - r.queued_since));
-        if (r.recovery && !r.recovery->started_at) {
-          recovery_.emplace_back("reschedule", absl::ToDoubleSeconds(now - r.recovery->requeued_at));
-          r.recovery->started_at = now;
-        }
-        r.attempt = a;
-      };
-      starts.push_back(std::move(c));
-    }
-    Commit(std::move(starts)).IgnoreError();  // a failed write leaves them queued for the next pass
-    last_pass_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::set<std::string> failing;  // jobs whose attempt this tick fails (each once)
+    std::vector<Change> changes = ExpireLeases(&failing);
+    std::vector<Change> recoveries = ExpireRecoveries(&failing);
+    changes.insert(changes.end(), std::make_move_iterator(recoveries.begin()),
+                   std::make_move_iterator(recoveries.end()));
+    if (Commit(std::move(changes)).ok()) {
+      pending_lost_.clear();
+      RunSchedulingPass();
+    }  // else pending_lost_ is kept: retried on the next tick
   }
-  Flush();
+  Deliver();
+}
+
+std::vector<JobManager::Change> JobManager::ExpireLeases(std::set<std::string>* failing) {
+  std::vector<Change> changes;
+  for (LostWorker& lw : registry_.ExpireLeases()) pending_lost_.push_back(std::move(lw));
+  for (const LostWorker& lw : pending_lost_) {
+    const WorkerInfo* w = registry_.Find(lw.worker_id);
+    const std::optional<absl::Time> last_heartbeat =
+        w ? std::optional<absl::Time>(w->lease_expiry - options_.lease) : std::nullopt;
+    for (const RankSlot& slot : lw.ranks) {
+      Record* r = FindAttempt(slot.attempt_id);
+      if (r == nullptr || !failing->insert(r->stored.job.job_id()).second) continue;
+      changes.push_back(FailAttempt(
+          *r, absl::StrFormat("worker %s (rank %d) lost its lease: no heartbeat for %s", lw.worker_id, slot.rank,
+                              absl::FormatDuration(options_.lease)),
+          "lease_lost", last_heartbeat));
+    }
+  }
+  return changes;
+}
+
+std::vector<JobManager::Change> JobManager::ExpireRecoveries(std::set<std::string>* failing) {
+  std::vector<Change> changes;
+  const absl::Time now = clock_.Now();
+  for (auto& [id, r] : jobs_) {
+    if (!r.attempt || !r.attempt->recovering_since || failing->count(id)) continue;
+    bool all = true;
+    for (const auto& p : r.attempt->ranks) all = all && !p.worker_id.empty();
+    if (all) {
+      r.attempt->recovering_since.reset();
+    } else if (now - *r.attempt->recovering_since >= options_.recovery_grace) {
+      failing->insert(id);
+      changes.push_back(FailAttempt(r, absl::StrCat("its ranks were not reported back within ",
+                                                    absl::FormatDuration(options_.recovery_grace),
+                                                    " of a coordinator restart"),
+                                    "recovery"));
+    }
+  }
+  return changes;
+}
+
+std::vector<QueuedJob> JobManager::QueueSnapshot(std::map<std::string, int>* running) const {
+  std::vector<QueuedJob> queue;
+  for (const auto& [id, r] : jobs_) {
+    const v1::Job& j = r.stored.job;
+    if (j.state() == v1::JOB_STATE_RUNNING) ++(*running)[j.owner()];
+    if (j.state() != v1::JOB_STATE_QUEUED) continue;
+    QueuedJob q;
+    q.job_id = id;
+    q.owner = j.owner();
+    q.priority = j.spec().priority();
+    q.submit_time = FromProto(j.submit_time());
+    q.queued_since = r.queued_since;
+    q.not_before = r.not_before;
+    q.trainers = static_cast<int>(j.spec().resources().trainers());
+    q.cuda = j.spec().resources().device() == "cuda";
+    queue.push_back(std::move(q));
+  }
+  return queue;
+}
+
+void JobManager::RunSchedulingPass() {
+  const Stopwatch pass;  // timed whole: queue snapshot, plan, durable starts
+  const absl::Time now = clock_.Now();
+  std::map<std::string, int> running;
+  std::vector<QueuedJob> queue = QueueSnapshot(&running);
+  SchedulePlan plan = scheduler_.Plan(std::move(queue), registry_.Capacity(), running, now);
+  pending_reasons_ = std::move(plan.pending_reasons);
+  pending_kinds_ = std::move(plan.pending_kinds);
+  std::vector<Change> starts;
+  std::vector<std::string> booked;  // attempt ids holding a port and slots until committed
+  for (const Placement& p : plan.placements) {
+    std::optional<Change> c = MakeStartChange(p, now);
+    if (!c) continue;
+    booked.push_back(MakeAttemptId(c->job_id, c->job.attempts()));
+    starts.push_back(std::move(*c));
+  }
+  if (!Commit(std::move(starts)).ok()) {  // they stay queued for the next pass
+    for (const std::string& attempt_id : booked) {
+      registry_.ReleaseAttempt(attempt_id);
+      book_.EndAttempt(attempt_id);
+    }
+  }
+  last_pass_seconds_ = pass.Seconds();
+}
+
+std::optional<JobManager::Change> JobManager::MakeStartChange(const Placement& p, absl::Time now) {
+  Record& r = jobs_.at(p.job_id);
+  Attempt a;
+  a.number = r.stored.job.attempts() + 1;
+  a.attempt_id = MakeAttemptId(p.job_id, a.number);
+  a.ranks = p.ranks;
+  const std::optional<int> port = book_.TakePort(a.attempt_id);
+  if (!port) {
+    const PortRange& range = book_.ports();
+    const std::string why = absl::StrFormat("all %d TCPStore ports of --store-port-range %d-%d are held by running "
+                                            "attempts; it starts when one ends",
+                                            range.size(), range.lo, range.hi);
+    pending_kinds_[p.job_id] = PendingKind::kNoStorePort;
+    pending_reasons_[p.job_id] = "placed, but " + why;
+    if (!std::exchange(ports_exhausted_, true)) Warn(absl::StrCat("not starting ", p.job_id, ": ", why));
+    return std::nullopt;
+  }
+  ports_exhausted_ = false;
+  for (const RankPlacement& rp : a.ranks) {
+    if (absl::Status s = registry_.Assign(rp.worker_id, a.attempt_id, rp.rank, rp.device); !s.ok()) {
+      registry_.ReleaseAttempt(a.attempt_id);
+      book_.EndAttempt(a.attempt_id);
+      Warn(absl::StrCat("not starting ", a.attempt_id, ": cannot book rank ", rp.rank, ": ", s.message(),
+                        " (the job stays queued)"));
+      return std::nullopt;
+    }
+  }
+  const WorkerInfo* w0 = registry_.Find(a.ranks[0].worker_id);
+  const std::string store_addr =
+      absl::StrCat(w0 && !w0->resources.host.empty() ? w0->resources.host : "127.0.0.1", ":", *port);
+  Change c;
+  c.job_id = p.job_id;
+  c.job = r.stored.job;
+  c.job.set_state(v1::JOB_STATE_RUNNING);
+  c.job.set_attempts(a.number);
+  *c.job.mutable_start_time() = ToProto(now);
+  c.job.clear_message();
+  c.job.clear_pending_reason();
+  c.event = MakeEvent(r, c.job, "scheduled", ScheduledMessage(a.number, a.ranks, store_addr));
+  c.apply = [this, &r, a, store_addr, now]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    QueueAssignments(r, a, store_addr);
+    queue_waits_.push_back(absl::ToDoubleSeconds(now - r.queued_since));
+    if (r.recovery && !r.recovery->started_at) {
+      recovery_.emplace_back("reschedule", absl::ToDoubleSeconds(now - r.recovery->requeued_at));
+      r.recovery->started_at = now;
+    }
+    r.attempt = a;
+  };
+  return c;
+}
+
+void JobManager::QueueAssignments(const Record& r, const Attempt& a, const std::string& store_addr) {
+  for (const auto& rp : a.ranks) {
+    v1::Assignment as;
+    as.set_attempt_id(a.attempt_id);
+    as.set_job_id(r.stored.job.job_id());
+    as.set_attempt(a.number);
+    as.set_rank(rp.rank);
+    as.set_trainers(static_cast<int32_t>(a.ranks.size()) - 1);
+    as.set_store_addr(store_addr);
+    *as.mutable_spec() = r.stored.job.spec();
+    as.set_artifact_dir(absl::StrCat(options_.artifact_root, "/", r.stored.job.job_id()));
+    book_.Assign(rp.worker_id, std::move(as));
+  }
 }
 
 absl::StatusOr<v1::RegisterResponse> JobManager::Register(const v1::RegisterRequest& req) {
@@ -480,28 +554,39 @@ absl::StatusOr<v1::RegisterResponse> JobManager::Register(const v1::RegisterRequ
     if (absl::Status s = registry_.Register(req.worker_id(), {res.slots(), res.devices(), res.memory_bytes(), res.host()});
         !s.ok())
       return s;
-    // Ranks it still runs: keep those of current attempts (re-placing them after a coordinator
-    // restart), abort the rest.
-    for (const auto& rr : req.running()) {
-      Record* r = FindAttempt(rr.attempt_id());
-      if (r == nullptr || rr.rank() < 0 || rr.rank() >= static_cast<int>(r->attempt->ranks.size())) {
-        aborts_[req.worker_id()].insert(rr.attempt_id());
-        continue;
-      }
-      RankPlacement& p = r->attempt->ranks[rr.rank()];
-      if (p.worker_id.empty() || p.worker_id == req.worker_id()) {
-        p.worker_id = req.worker_id();
-        const WorkerInfo* w = registry_.Find(req.worker_id());
-        bool held = false;
-        for (const auto& slot : w->ranks) held = held || (slot.attempt_id == rr.attempt_id() && slot.rank == rr.rank());
-        if (!held) registry_.Assign(req.worker_id(), rr.attempt_id(), rr.rank(), p.device).IgnoreError();
-      }
-    }
+    ReclaimRunningRanks(req);
   }
+  Deliver();
   v1::RegisterResponse resp;
   resp.set_lease_seconds(absl::ToDoubleSeconds(options_.lease));
   resp.set_heartbeat_seconds(absl::ToDoubleSeconds(options_.lease) / 3.0);
   return resp;
+}
+
+void JobManager::ReclaimRunningRanks(const v1::RegisterRequest& req) {
+  const std::string& worker = req.worker_id();
+  for (const auto& rr : req.running()) {
+    Record* r = FindAttempt(rr.attempt_id());
+    if (r == nullptr || rr.rank() < 0 || rr.rank() >= static_cast<int>(r->attempt->ranks.size())) {
+      book_.Abort(worker, rr.attempt_id());
+      continue;
+    }
+    RankPlacement& p = r->attempt->ranks[rr.rank()];
+    if (!p.worker_id.empty() && p.worker_id != worker) continue;
+    bool held = false;
+    for (const auto& slot : registry_.Find(worker)->ranks)
+      held = held || (slot.attempt_id == rr.attempt_id() && slot.rank == rr.rank());
+    absl::Status booked = held ? absl::OkStatus() : registry_.Assign(worker, rr.attempt_id(), rr.rank(), p.device);
+    if (booked.ok()) {
+      p.worker_id = worker;
+      continue;
+    }
+    // Not taken back: the rank stays unreported (the attempt fails at its recovery deadline if
+    // nobody else reports it) and this worker stops running it.
+    Warn(absl::StrCat("worker ", worker, " reports rank ", rr.rank(), " of ", rr.attempt_id(),
+                      " running but it cannot be booked there: ", booked.message(), "; aborting it"));
+    book_.Abort(worker, rr.attempt_id());
+  }
 }
 
 absl::StatusOr<v1::HeartbeatResponse> JobManager::Heartbeat(const v1::HeartbeatRequest& req) {
@@ -511,21 +596,16 @@ absl::StatusOr<v1::HeartbeatResponse> JobManager::Heartbeat(const v1::HeartbeatR
   std::set<std::pair<std::string, int>> running;
   for (const auto& rr : req.running()) {
     running.insert({rr.attempt_id(), rr.rank()});
-    if (FindAttempt(rr.attempt_id()) == nullptr) aborts_[req.worker_id()].insert(rr.attempt_id());
+    if (FindAttempt(rr.attempt_id()) == nullptr) book_.Abort(req.worker_id(), rr.attempt_id());
   }
   // Assignments are sent again until the worker reports the rank running (a lost response must
   // not lose a rank); the agent ignores ones it has already started.
-  auto& pending = assignments_[req.worker_id()];
-  pending.erase(std::remove_if(pending.begin(), pending.end(),
-                               [&](const v1::Assignment& a) {
-                                 Record* r = FindAttempt(a.attempt_id());
-                                 return r == nullptr || running.count({a.attempt_id(), a.rank()}) ||
-                                        r->attempt->done.count(a.rank());
-                               }),
-                pending.end());
-  for (const auto& a : pending) *resp.add_assignments() = a;
-  for (const auto& a : aborts_[req.worker_id()]) resp.add_abort_attempts(a);
-  aborts_.erase(req.worker_id());
+  auto delivered = [&](const v1::Assignment& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Record* r = FindAttempt(a.attempt_id());
+    return r == nullptr || running.count({a.attempt_id(), a.rank()}) > 0 || r->attempt->done.count(a.rank()) > 0;
+  };
+  for (auto& a : book_.Deliverable(req.worker_id(), delivered)) *resp.add_assignments() = std::move(a);
+  for (auto& a : book_.TakeAborts(req.worker_id())) resp.add_abort_attempts(std::move(a));
   resp.set_lease_seconds(absl::ToDoubleSeconds(options_.lease));
   return resp;
 }
@@ -549,9 +629,9 @@ absl::Status JobManager::Report(const v1::ReportRequest& req) {
     }
     v1::JobEvent e = MakeEvent(*r, r->stored.job, "progress", "");
     e.set_sequence(r->events.empty() ? 0 : r->events.back().sequence());
-    Publish(e);
+    events_.Publish(e);
   }
-  Flush();
+  Deliver();
   return absl::OkStatus();
 }
 
@@ -578,8 +658,8 @@ absl::Status JobManager::Complete(const v1::CompleteRequest& req) {
         c.job.mutable_progress()->set_round(c.job.spec().train().rounds());
         c.job.mutable_progress()->set_eta_seconds(0);
         c.event = MakeEvent(*r, c.job, "succeeded", absl::StrCat("artifacts in ", options_.artifact_root, "/", c.job_id));
-        c.apply = [this, r] {
-          AbortAttempt(*r->attempt);
+        c.apply = [this, r]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          EndAttempt(*r->attempt);
           r->attempt.reset();
           Finished(r->stored.job, "succeeded");
         };
@@ -587,7 +667,7 @@ absl::Status JobManager::Complete(const v1::CompleteRequest& req) {
       }
     }
   }
-  Flush();
+  Deliver();
   return status;
 }
 
@@ -622,7 +702,7 @@ v1::ListWorkersResponse JobManager::Workers() const {
   return resp;
 }
 
-JobManagerStats JobManager::Stats() {
+JobManagerStats JobManager::TakeStats() {
   absl::MutexLock lock(&mu_);
   JobManagerStats s;
   for (const auto& [id, r] : jobs_) ++s.jobs_by_state[r.stored.job.state()];
@@ -632,7 +712,7 @@ JobManagerStats JobManager::Stats() {
   s.restarts_by_cause = restarts_by_cause_;
   for (const auto& [id, kind] : pending_kinds_) {
     auto it = jobs_.find(id);
-    if (it != jobs_.end() && it->second.stored.job.state() == v1::JOB_STATE_QUEUED) ++s.pending_by_reason[kind];
+    if (it != jobs_.end() && it->second.stored.job.state() == v1::JOB_STATE_QUEUED) ++s.pending_by_kind[kind];
   }
   s.finished.swap(finished_);
   s.recovery.swap(recovery_);

@@ -4,7 +4,8 @@
 // pass. Every state change is written durably to the JobStore before it becomes visible or is
 // acknowledged; a failed write changes nothing. (Progress reports are the exception: they are
 // kept in memory and streamed, and reach the store with the job's next state change.) The gRPC
-// services are thin adapters over this.
+// services are thin adapters over this. The watch streams live in JobEventHub; what each agent
+// is still to be told (assignments, aborts) and the attempts' store ports in AssignmentBook.
 #pragma once
 
 #include <functional>
@@ -17,6 +18,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "server/assignment_book.h"
+#include "server/job_event_hub.h"
 #include "server/job_scheduler.h"
 #include "server/job_store.h"
 #include "server/worker_registry.h"
@@ -32,10 +35,15 @@ struct JobManagerOptions {
                                                        // attempt waits for its agents to report its ranks
   SchedulerOptions scheduler;
   std::string artifact_root = "artifacts";  // a job's artifacts: <root>/<job_id> (same for every attempt)
-  int first_store_port = 29500;             // TCPStore ports handed out per worker, cycling through
-  int store_ports = 1000;                   // [first_store_port, first_store_port + store_ports)
+  // TCPStore ports for the attempts' rank 0, handed out round-robin; no two live attempts share
+  // one, and a start waits (pending no_store_port) while every port is held. --store-port-range.
+  PortRange store_ports = {29500, 29999};
   int default_page_size = 50;
   int max_page_size = 500;
+  // Operational warnings (a start that could not be made, ranks that could not be booked), one
+  // line each, called with no lock held, possibly from several threads at once. Empty =
+  // "vsdm-coordinator: <line>" on stderr.
+  std::function<void(const std::string&)> log;
 };
 
 // Counts for /metrics.
@@ -44,7 +52,7 @@ struct JobManagerStats {
   int workers_alive = 0, workers_lost = 0;
   int64_t restarts = 0;                   // attempts requeued after a failure
   std::map<std::string, int64_t> restarts_by_cause;  // lease_lost | rank_failed | recovery
-  std::map<std::string, int> pending_by_reason;       // queued jobs by SchedulePlan::pending_kinds
+  std::map<PendingKind, int> pending_by_kind;         // queued jobs by why they wait
   std::vector<std::pair<std::string, double>> finished;  // (outcome, seconds since submit), drained
   std::map<std::string, double> heartbeat_age_seconds;   // alive workers
   std::map<std::string, double> goodput;                 // running jobs: Progress.goodput_ratio
@@ -59,7 +67,7 @@ struct JobManagerStats {
 
 class JobManager {
  public:
-  using EventCallback = std::function<void(const v1::JobEvent&)>;
+  using EventCallback = JobEventHub::EventCallback;
 
   // `store` and `clock` must outlive the manager. Thread-safe.
   JobManager(JobStore& store, const Clock& clock, JobManagerOptions options = {});
@@ -80,7 +88,8 @@ class JobManager {
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
   // The job's stored events after `after_sequence`, and from then on every new event to `cb`
   // (progress events included; stored ones exactly once, in order). Returns a subscription id.
-  // `cb` runs on the thread that caused the event, with no lock held; it must not block.
+  // `cb` runs on the thread that caused the event (or one delivering concurrently), with no lock
+  // held; it must not block (JobEventHub).
   absl::StatusOr<int64_t> Watch(const std::string& job_id, int64_t after_sequence, const EventCallback& cb,
                                 std::vector<v1::JobEvent>* replay);
   void Unwatch(int64_t subscription);
@@ -98,9 +107,10 @@ class JobManager {
   // scheduling pass. Call periodically.
   void Tick();
 
-  JobManagerStats Stats();
+  // The counts for /metrics. Drains what accumulates between calls (finished, recovery,
+  // queue_wait_seconds): call from one place (the ticker).
+  JobManagerStats TakeStats();
   v1::ListWorkersResponse Workers() const;
-  const JobManagerOptions& options() const { return options_; }
 
  private:
   struct Attempt {
@@ -133,7 +143,10 @@ class JobManager {
   v1::Job Visible(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::JobEvent MakeEvent(const Record& r, const v1::Job& job, const std::string& kind,
                          const std::string& message) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes the changes durably, then applies them and collects notifications. On a failed write
+  // The attempt that was running when the store was written, waiting for its agents to report
+  // its ranks (Recover); its store port is held again.
+  Attempt RecoveredAttempt(const Record& r, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the changes durably, then applies them and publishes their events. On a failed write
   // nothing changes.
   absl::Status Commit(std::vector<Change> changes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The change that ends the current attempt of `r` with `reason`: requeue with backoff while
@@ -143,10 +156,38 @@ class JobManager {
   Change FailAttempt(Record& r, const std::string& reason, const std::string& cause,
                      std::optional<absl::Time> failed_at = std::nullopt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finished(const v1::Job& job, const std::string& outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AbortAttempt(const Attempt& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The attempt is over: its unfinished ranks are told to abort, its slots, queued assignments
+  // and store port are released.
+  void EndAttempt(const Attempt& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Record* FindAttempt(const std::string& attempt_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Publish(const v1::JobEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Flush() ABSL_LOCKS_EXCLUDED(mu_);  // delivers collected notifications, in commit order
+
+  // --- Tick's steps
+  // Fails the attempts of workers whose lease ran out (each job once; adds it to `failing`).
+  std::vector<Change> ExpireLeases(std::set<std::string>* failing) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the recovery wait of attempts whose ranks are all reported back, and fails those still
+  // missing ranks after recovery_grace (skipping jobs in `failing`; adds the ones it fails).
+  std::vector<Change> ExpireRecoveries(std::set<std::string>* failing) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Snapshot of the queue, plan, durable starts; records the pending reasons and the pass time.
+  void RunSchedulingPass() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The queued jobs for the scheduler; `running` gets the running jobs per owner.
+  std::vector<QueuedJob> QueueSnapshot(std::map<std::string, int>* running) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The change that starts `p`'s job as its next attempt, with a store port taken and every
+  // rank's slot booked in the registry; nullopt (nothing taken, the job stays queued, a warning
+  // queued) when no port is free or a slot cannot be booked. The caller releases both if the
+  // change is not committed.
+  std::optional<Change> MakeStartChange(const Placement& p, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `a`'s assignments for its workers (the apply step of a start).
+  void QueueAssignments(const Record& r, const Attempt& a, const std::string& store_addr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a coordinator restart: takes the ranks `req`'s worker still runs back into their
+  // attempts, and tells it to abort the rest.
+  void ReclaimRunningRanks(const v1::RegisterRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // A warning for options_.log, emitted by Deliver once the lock is released.
+  void Warn(std::string line) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Delivers the published events (JobEventHub::Flush), then logs the queued warnings.
+  void Deliver() ABSL_LOCKS_EXCLUDED(mu_);
 
   JobStore& store_;
   const Clock& clock_;
@@ -159,24 +200,16 @@ class JobManager {
   std::map<std::string, std::string> by_request_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> requests_in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t next_job_ ABSL_GUARDED_BY(mu_) = 1;
-  std::map<std::string, int> next_port_ ABSL_GUARDED_BY(mu_);                 // per worker
-  std::map<std::string, std::vector<v1::Assignment>> assignments_ ABSL_GUARDED_BY(mu_);  // per worker
-  std::map<std::string, std::set<std::string>> aborts_ ABSL_GUARDED_BY(mu_);             // per worker
+  AssignmentBook book_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> pending_reasons_ ABSL_GUARDED_BY(mu_);
-  struct Subscription {
-    std::string job_id;
-    int64_t last_sequence = 0;
-    EventCallback cb;
-  };
-  std::map<int64_t, Subscription> subs_ ABSL_GUARDED_BY(mu_);
-  int64_t next_sub_ ABSL_GUARDED_BY(mu_) = 1;
-  std::vector<std::pair<EventCallback, v1::JobEvent>> outbox_ ABSL_GUARDED_BY(mu_);
-  absl::Mutex deliver_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one deliverer at a time keeps events in order
+  std::map<std::string, PendingKind> pending_kinds_ ABSL_GUARDED_BY(mu_);
+  bool ports_exhausted_ ABSL_GUARDED_BY(mu_) = false;  // warned once per episode
+  std::vector<std::string> warnings_ ABSL_GUARDED_BY(mu_);
+  JobEventHub events_;  // thread-safe on its own; published to under mu_ (commit order)
   // Workers whose lease ran out, kept until the change that fails their attempts is durable.
   std::vector<LostWorker> pending_lost_ ABSL_GUARDED_BY(mu_);
   int64_t restarts_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, int64_t> restarts_by_cause_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> pending_kinds_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, double>> finished_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, double>> recovery_ ABSL_GUARDED_BY(mu_);
   double last_pass_seconds_ ABSL_GUARDED_BY(mu_) = 0;

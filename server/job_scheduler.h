@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -57,12 +58,33 @@ struct SchedulerOptions {
   int max_running_per_owner = 0;
 };
 
+// Why a queued job waits, as a bounded set (the `reason` label of vsdm_jobs_pending).
+enum class PendingKind {
+  kBackoff,       // restart backoff after a failed attempt
+  kQuota,         // its owner is at max_running_per_owner
+  kBehindHolder,  // a starving job holds the queue (Note [Backfill with a starvation guard])
+  kNoRoom,        // not enough free slots or devices now
+  kHoldingQueue,  // it is the starving job holding the queue
+  kNeverFits,     // the registered workers can never hold it together
+  kNoStorePort,   // placed, but every TCPStore port of the range is held (set by JobManager)
+};
+// Every kind, in declaration order: iterate this (e.g. to pre-create every metric series) so a
+// new kind cannot be forgotten.
+inline constexpr PendingKind kAllPendingKinds[] = {
+    PendingKind::kBackoff, PendingKind::kQuota,        PendingKind::kBehindHolder, PendingKind::kNoRoom,
+    PendingKind::kHoldingQueue, PendingKind::kNeverFits, PendingKind::kNoStorePort,
+};
+static_assert(sizeof(kAllPendingKinds) / sizeof(kAllPendingKinds[0]) ==
+                  static_cast<size_t>(PendingKind::kNoStorePort) + 1,
+              "kAllPendingKinds must list every PendingKind (keep the last one last)");
+// The metric label: "backoff", "quota", "behind_holder", "no_room", "holding_queue",
+// "never_fits", "no_store_port".
+const char* PendingKindName(PendingKind kind);
+
 struct SchedulePlan {
   std::vector<Placement> placements;                  // in queue order
   std::map<std::string, std::string> pending_reasons;  // every job left queued
-  // The same jobs by kind of reason (bounded, for metrics): backoff | quota | behind_holder |
-  // no_room | holding_queue | never_fits.
-  std::map<std::string, std::string> pending_kinds;
+  std::map<std::string, PendingKind> pending_kinds;    // the same jobs by kind of reason
 };
 
 class JobScheduler {
@@ -75,8 +97,6 @@ class JobScheduler {
 
   // Queue order: priority (higher first), then submit time, then job id.
   static bool Before(const QueuedJob& a, const QueuedJob& b);
-
-  const SchedulerOptions& options() const { return options_; }
 
  private:
   SchedulerOptions options_;

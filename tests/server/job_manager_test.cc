@@ -4,14 +4,11 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <thread>
 
 #include "proto/job_spec_proto.h"
 
 namespace vsdm::server {
 namespace {
-namespace fs = std::filesystem;
 
 v1::JobSpec Spec(int trainers = 1, int max_restarts = 1) {
   v1::JobSpec s;
@@ -176,7 +173,7 @@ TEST_F(JobManagerTest, ALostWorkerRequeuesItsJobWithBackoffThenFailsAfterMaxRest
   rep.set_attempt_id(j.job_id() + "/2");
   rep.mutable_progress()->set_round(1);
   ASSERT_TRUE(mgr_->Report(rep).ok());
-  auto phases = mgr_->Stats().recovery;
+  auto phases = mgr_->TakeStats().recovery;
   ASSERT_EQ(phases.size(), 3u);
   EXPECT_EQ(phases[0].first, "detect");
   EXPECT_DOUBLE_EQ(phases[0].second, 12.0);
@@ -190,7 +187,7 @@ TEST_F(JobManagerTest, ALostWorkerRequeuesItsJobWithBackoffThenFailsAfterMaxRest
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
   EXPECT_NE(failed.message().find("no restarts left (max_restarts 1)"), std::string::npos) << failed.message();
   EXPECT_NE(failed.message().find("exited with code 3"), std::string::npos);
-  auto stats = mgr_->Stats();
+  auto stats = mgr_->TakeStats();
   EXPECT_EQ(stats.restarts, 1);
   EXPECT_EQ(stats.restarts_by_cause["lease_lost"], 1);
   ASSERT_EQ(stats.finished.size(), 1u);
@@ -215,7 +212,7 @@ TEST_F(JobManagerTest, RankZeroExitingCleanlySucceedsTheJobAndStaleReportsAreIgn
   EXPECT_DOUBLE_EQ(done.progress().metrics().at("energy_distance"), 0.04);
   Complete("w", att, 1, 9);  // late news from an ended attempt
   EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_SUCCEEDED);
-  EXPECT_EQ(mgr_->Stats().jobs_by_state[v1::JOB_STATE_SUCCEEDED], 1);
+  EXPECT_EQ(mgr_->TakeStats().jobs_by_state[v1::JOB_STATE_SUCCEEDED], 1);
 }
 
 TEST_F(JobManagerTest, CancelInEveryState) {
@@ -245,7 +242,7 @@ TEST_F(JobManagerTest, CancelInEveryState) {
   EXPECT_EQ(mgr_->Cancel(f.job_id()).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(mgr_->Cancel("job-nope").status().code(), absl::StatusCode::kNotFound);
   // The freed slots go to the next job.
-  EXPECT_EQ(mgr_->Stats().jobs_by_state[v1::JOB_STATE_CANCELLED], 2);
+  EXPECT_EQ(mgr_->TakeStats().jobs_by_state[v1::JOB_STATE_CANCELLED], 2);
 }
 
 TEST_F(JobManagerTest, PaginationEdges) {
@@ -317,7 +314,7 @@ TEST_F(JobManagerTest, WatchReplaysThenStreamsEveryEventOnce) {
   rep.mutable_progress()->set_steps_per_second(50);
   ASSERT_TRUE(mgr_->Report(rep).ok());
   EXPECT_NEAR(mgr_->Get(j.job_id())->progress().goodput_ratio(), 0.5, 1e-9);
-  EXPECT_NEAR(mgr_->Stats().goodput[j.job_id()], 0.5, 1e-9);
+  EXPECT_NEAR(mgr_->TakeStats().goodput[j.job_id()], 0.5, 1e-9);
   Complete("w", j.job_id() + "/1", 0, 0);
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].kind(), "scheduled");
@@ -362,7 +359,7 @@ TEST_F(JobManagerTest, ARestartedManagerReloadsJobsAndRunningAttemptsWaitForThei
   Register("w2", 2);
   mgr_->Tick();
   EXPECT_EQ(State(r.job_id()), v1::JOB_STATE_RUNNING);
-  clock_.Advance(mgr_->options().recovery_grace);
+  clock_.Advance(Options().recovery_grace);
   Heartbeat("w1");
   Heartbeat("w2");
   mgr_->Tick();
@@ -370,42 +367,6 @@ TEST_F(JobManagerTest, ARestartedManagerReloadsJobsAndRunningAttemptsWaitForThei
   v1::Job requeued = *mgr_->Get(gone.job_id());
   EXPECT_EQ(requeued.state(), v1::JOB_STATE_QUEUED);
   EXPECT_NE(requeued.message().find("coordinator restart"), std::string::npos) << requeued.message();
-}
-
-TEST(SqliteJobStoreTest, WritesSurviveReopeningAndConcurrentWritersShareCommits) {
-  const std::string dir = (fs::temp_directory_path() / ("vsdm_store_" + std::to_string(::getpid()))).string();
-  fs::remove_all(dir);
-  {
-    auto store = SqliteJobStore::Open(dir);
-    ASSERT_TRUE(store.ok()) << store.status();
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 8; ++t)
-      threads.emplace_back([&, t] {
-        for (int i = 0; i < 25; ++i) {
-          StoredJob j;
-          j.job.set_job_id("job-" + std::to_string(t * 100 + i));
-          j.job.set_state(v1::JOB_STATE_QUEUED);
-          j.request_id = "r" + std::to_string(t * 100 + i);
-          v1::JobEvent e;
-          e.set_job_id(j.job.job_id());
-          e.set_sequence(1);
-          e.set_kind("submitted");
-          ASSERT_TRUE((*store)->Write({{j}, {e}}).ok());
-        }
-      });
-    for (auto& th : threads) th.join();
-    EXPECT_EQ((*store)->writes(), 200);
-    EXPECT_LE((*store)->commits(), 200);
-  }
-  auto store = SqliteJobStore::Open(dir);
-  ASSERT_TRUE(store.ok());
-  auto jobs = (*store)->LoadJobs();
-  ASSERT_TRUE(jobs.ok());
-  EXPECT_EQ(jobs->size(), 200u);
-  auto ev = (*store)->LoadEvents("job-705", 0);
-  ASSERT_EQ(ev->size(), 1u);
-  EXPECT_EQ((*ev)[0].kind(), "submitted");
-  fs::remove_all(dir);
 }
 
 }  // namespace

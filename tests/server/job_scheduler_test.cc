@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <set>
+
 namespace vsdm::server {
 namespace {
 
@@ -90,8 +93,8 @@ TEST(JobSchedulerTest, ABigJobThatWaitedPastTheGuardHoldsTheQueueSoItCannotStarv
   EXPECT_TRUE(plan.placements.empty());
   EXPECT_NE(plan.pending_reasons.at("big").find("holds the queue"), std::string::npos);
   EXPECT_NE(plan.pending_reasons.at("small").find("behind big"), std::string::npos);
-  EXPECT_EQ(plan.pending_kinds.at("big"), "holding_queue");
-  EXPECT_EQ(plan.pending_kinds.at("small"), "behind_holder");
+  EXPECT_EQ(plan.pending_kinds.at("big"), PendingKind::kHoldingQueue);
+  EXPECT_EQ(plan.pending_kinds.at("small"), PendingKind::kBehindHolder);
   // Once enough slots have drained, the big job starts first.
   plan = s.Plan({Job("big", 3, 0, absl::Seconds(0)), Job("small", 1, 0, absl::Minutes(5))},
                 {Worker("w1", 2, 2), Worker("w2", 2, 2)}, {}, later);
@@ -104,7 +107,7 @@ TEST(JobSchedulerTest, AJobThatCanNeverFitDoesNotHoldTheQueue) {
                      {Worker("w1", 2, 2), Worker("w2", 2, 2)}, {}, kT0 + absl::Hours(5));
   EXPECT_EQ(Placed(plan), std::vector<std::string>{"small"});
   EXPECT_NE(plan.pending_reasons.at("huge").find("can never hold it"), std::string::npos);
-  EXPECT_EQ(plan.pending_kinds.at("huge"), "never_fits");
+  EXPECT_EQ(plan.pending_kinds.at("huge"), PendingKind::kNeverFits);
 }
 
 TEST(JobSchedulerTest, BackoffAndOwnerQuotaKeepAJobQueuedWithAReason) {
@@ -121,8 +124,8 @@ TEST(JobSchedulerTest, BackoffAndOwnerQuotaKeepAJobQueuedWithAReason) {
       << plan.pending_reasons.at("b");
   EXPECT_NE(plan.pending_reasons.at("a2").find("owner alice has 1 job running (quota 1)"), std::string::npos)
       << plan.pending_reasons.at("a2");
-  EXPECT_EQ(plan.pending_kinds.at("a2"), "quota");
-  EXPECT_EQ(plan.pending_kinds.at("b"), "backoff");
+  EXPECT_EQ(plan.pending_kinds.at("a2"), PendingKind::kQuota);
+  EXPECT_EQ(plan.pending_kinds.at("b"), PendingKind::kBackoff);
   plan = s.Plan({backoff}, {Worker("w", 8, 8)}, {}, kT0 + absl::Seconds(30));
   EXPECT_EQ(Placed(plan), std::vector<std::string>{"b"});
 }
@@ -140,6 +143,20 @@ TEST(JobSchedulerTest, EveryQueuedJobGetsAReasonAndNoSlotIsGivenTwice) {
   EXPECT_LE(used["w3"], 3);
   EXPECT_EQ(plan.placements.size() + plan.pending_reasons.size(), q.size());
   EXPECT_EQ(plan.pending_kinds.size(), plan.pending_reasons.size());
+}
+
+TEST(PendingKindTest, EveryKindIsListedOnceInOrderWithItsOwnLabel) {
+  std::set<std::string> names;
+  int expected = 0;
+  for (PendingKind k : kAllPendingKinds) {
+    EXPECT_EQ(static_cast<int>(k), expected++);  // declaration order, none skipped
+    const std::string name = PendingKindName(k);
+    EXPECT_NE(name, "unknown");
+    EXPECT_TRUE(names.insert(name).second) << name;
+    for (char c : name) EXPECT_TRUE(std::islower(static_cast<unsigned char>(c)) || c == '_') << name;
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"backoff", "quota", "behind_holder", "no_room", "holding_queue",
+                                          "never_fits", "no_store_port"}));
 }
 
 }  // namespace
