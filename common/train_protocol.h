@@ -25,11 +25,14 @@ inline constexpr char kSpecFile[] = "spec.json";  // the spec the agent hands to
 inline constexpr char kProgressFile[] = "progress.json";
 inline constexpr char kVariationalProgressFile[] = "progress-variational.json";
 inline constexpr char kMetricsFile[] = "metrics.json";
+inline constexpr char kSamplesNpyFile[] = "samples.npy";
+inline constexpr char kSamplesPngFile[] = "samples.png";
+inline constexpr char kModelFile[] = "model.pt";  // TorchScript: torch.jit.load(...)
 inline constexpr char kCheckpointDir[] = "checkpoint";
 inline constexpr char kLogsDir[] = "logs";
 // What rank 0 leaves for the user on success; the agent uploads these, `vsdmctl artifacts`
 // downloads them. metrics.json first: it is what the coordinator reads.
-inline constexpr std::array<const char*, 4> kArtifacts = {kMetricsFile, "samples.npy", "samples.png", "model.pt"};
+inline constexpr std::array<const char*, 4> kArtifacts = {kMetricsFile, kSamplesNpyFile, kSamplesPngFile, kModelFile};
 
 // "attempt-<attempt>-rank-<rank>.log", under kLogsDir.
 std::string RankLogName(int64_t attempt, int64_t rank);

@@ -136,4 +136,24 @@ std::unique_ptr<ProcessFamily> MakeVsmdFamily(int64_t dim, const VsmdProcessOpti
   return std::make_unique<VsmdFamily>(dim, o);
 }
 
+std::unique_ptr<ProcessFamily> MakeProcessFamily(const JobSpec& spec, int64_t dim, const torch::Tensor& data_cov) {
+  if (spec.method == "vsmd") {
+    VsmdProcessOptions o;
+    o.momentum = {spec.momentum.beta, spec.momentum.gamma, spec.momentum.damping};
+    o.c_init = spec.momentum.c_init;
+    o.times_per_point = spec.train.times_per_point;
+    if (data_cov.defined()) o.data_var = data_cov.diagonal().clone();
+    return MakeVsmdFamily(dim, o);
+  }
+  VsdmProcessOptions o;
+  o.schedule = {spec.diffusion.beta_min, spec.diffusion.beta_max, spec.diffusion.beta_r};
+  o.param = ParseParameterization(spec.model.parameterization);
+  o.times_per_point = spec.train.times_per_point;
+  o.diagonal = spec.variational.form == "diagonal";
+  o.data_cov = data_cov;
+  return MakeVsdmFamily(dim, o);
+}
+
+bool LearnsVariationalParam(const JobSpec& spec) { return spec.method != "dsm"; }
+
 }  // namespace vsdm::core

@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include "absl/status/status.h"
+#include "common/job_spec.h"
 #include "core/diffusion.h"
 #include "core/momentum.h"
 #include "core/sampler.h"
@@ -76,5 +77,12 @@ struct VsmdProcessOptions {
   torch::Tensor data_var;  // [d] float64 for input scaling, or undefined
 };
 std::unique_ptr<ProcessFamily> MakeVsmdFamily(int64_t dim, const VsmdProcessOptions& o);
+
+// The family a validated spec asks for: VSMD for method vsmd, else VSDM (DSM is VSDM with A held
+// at 0 by the caller). The one place outside the job spec that reads `method`. `data_cov` is the
+// data's [d, d] float64 covariance when model.input_scaling is on, undefined otherwise.
+std::unique_ptr<ProcessFamily> MakeProcessFamily(const JobSpec& spec, int64_t dim, const torch::Tensor& data_cov);
+// Whether the method learns the variational parameter (false for dsm: A stays 0).
+bool LearnsVariationalParam(const JobSpec& spec);
 
 }  // namespace vsdm::core

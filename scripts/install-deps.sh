@@ -7,6 +7,8 @@ set -euo pipefail
 PKGS=(
   # toolchain
   build-essential cmake ninja-build pkg-config ccache git
+  # clang: the -Wthread-safety build of the LibTorch-free targets (scripts/check-build.sh)
+  clang
   # LibTorch (CPU) with c10d Gloo; gloo headers are a separate package
   libtorch-dev libgloo-dev
   # BLAS: Debian's libtorch uses the libblas.so.3 alternative; the reference BLAS makes

@@ -16,9 +16,8 @@ out=${2:?usage: run-distributed.sh SPEC.yaml OUT [flags...]}
 shift 2
 bin=${VSDM_TRAIN:-$here/build/bin/vsdm-train}
 [ -x "$bin" ] || { echo "run-distributed: $bin not built (bash scripts/build.sh)" >&2; exit 2; }
-trainers=$(sed -n 's/^ *trainers: *\([0-9]*\).*/\1/p' "$spec" | head -1)
-trainers=${trainers:-2}
-ranks=$((trainers + 1))
+# vsdm-train itself reads the spec (and any --set in the extra flags): trainers + 1 ranks.
+ranks=$("$bin" --spec "$spec" "$@" --print-world-size) || exit 2
 threads=${VSDM_THREADS:-$(( $(nproc) / ranks ))}
 [ "$threads" -ge 1 ] || threads=1
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -38,7 +38,7 @@ TEST_F(CheckpointTest, RoundTripRestoresEverythingARoundNeeds) {
   st.sbeta = torch::ones({1}, torch::kFloat64);
   st.count = torch::ones({1}, torch::kFloat64);
   ua.Apply(st);
-  ASSERT_TRUE(SaveCheckpoint(dir_, 5, {&a, &ua, {&ga}}).ok());
+  ASSERT_TRUE(SaveCheckpoint(dir_, 5, {&a, &ua, {&ga}, {}}).ok());
 
   torch::manual_seed(2);  // a differently initialised twin
   DsmTrainer b(ScoreNet("mlp", 2, 32), {});
@@ -47,7 +47,7 @@ TEST_F(CheckpointTest, RoundTripRestoresEverythingARoundNeeds) {
   auto latest = FindLatestCheckpoint(dir_);
   ASSERT_TRUE(latest.has_value());
   EXPECT_EQ(latest->first, 5);
-  auto round = LoadCheckpoint(latest->second, {&b, &ub, {&gb}});
+  auto round = LoadCheckpoint(latest->second, {&b, &ub, {&gb}, {}});
   ASSERT_TRUE(round.ok()) << round.status();
   EXPECT_EQ(*round, 5);
   EXPECT_EQ(b.steps(), 3);
@@ -73,7 +73,7 @@ TEST_F(CheckpointTest, RoundTripRestoresEverythingARoundNeeds) {
 
 TEST_F(CheckpointTest, KeepsNewestTwoAndNoTempFiles) {
   torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
-  for (int r : {1, 2, 3, 4}) ASSERT_TRUE(SaveCheckpoint(dir_, r, {nullptr, nullptr, {&g}}).ok());
+  for (int r : {1, 2, 3, 4}) ASSERT_TRUE(SaveCheckpoint(dir_, r, {nullptr, nullptr, {&g}, {}}).ok());
   std::vector<std::string> names;
   for (auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
@@ -84,9 +84,9 @@ TEST_F(CheckpointTest, KeepsNewestTwoAndNoTempFiles) {
 TEST_F(CheckpointTest, MismatchedModelIsRefused) {
   torch::manual_seed(1);
   DsmTrainer a(ScoreNet("mlp", 2, 32), {});
-  ASSERT_TRUE(SaveCheckpoint(dir_, 1, {&a, nullptr, {}}).ok());
+  ASSERT_TRUE(SaveCheckpoint(dir_, 1, {&a, nullptr, {}, {}}).ok());
   DsmTrainer b(ScoreNet("mlp", 2, 64), {});
-  auto r = LoadCheckpoint(FindLatestCheckpoint(dir_)->second, {&b, nullptr, {}});
+  auto r = LoadCheckpoint(FindLatestCheckpoint(dir_)->second, {&b, nullptr, {}, {}});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
 }
 

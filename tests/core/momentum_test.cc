@@ -230,7 +230,9 @@ TEST(MomentumTest, ObjectiveGradientMinimizerAndFloor) {
   for (int i = 0; i < 3; ++i) {
     const double ci = cs[i].item<double>();
     EXPECT_LE(ci, c_max + 1e-15);
-    if (ci < c_max - 1e-9 && ci > -2.0 + 1e-9) EXPECT_LT(std::abs(gs[i].item<double>()), 1e-9) << i;
+    if (ci < c_max - 1e-9 && ci > -2.0 + 1e-9) {
+      EXPECT_LT(std::abs(gs[i].item<double>()), 1e-9) << i;
+    }
     for (double delta : {-1e-3, 1e-3}) {
       torch::Tensor cn = cs.clone();
       cn[i] = std::min(c_max, ci + delta);

@@ -191,6 +191,33 @@ TEST_F(DistributedTest, AStuckPeerTurnsIntoAnErrorWithinTheTimeoutNotAHang) {
   EXPECT_LT(secs, 15.0);
 }
 
+// A local error in a real collective (a root outside the group) is this process's bug: INTERNAL,
+// so vsdm-train exits 1, not 3 ("a peer rank is gone", which would send the operator hunting for
+// a dead node). Before, every non-timeout c10d error was reported as UNAVAILABLE.
+TEST_F(DistributedTest, ALocalCollectiveErrorIsInternalNotAPeerLoss) {
+  StorePtr store = MakeInProcessStore();
+  auto comm = Comm::Create(store, "solo", 0, 1, LoopbackOptions(/*timeout_ms=*/5000));
+  ASSERT_TRUE(comm.ok()) << comm.status();
+  torch::Tensor t = torch::zeros({4});
+  absl::Status s = (*comm)->Broadcast(t, /*root=*/5);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
+}
+
+TEST(CommErrorTest, TimeoutsAndLostPeersAreTheOnlyRetryableErrors) {
+  EXPECT_EQ(ClassifyCommError("w", "Timed out waiting 1500ms for recv operation to complete").code(),
+            absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(ClassifyCommError("w", "[/gloo/transport/tcp/pair.cc:598] Connection closed by peer [127.0.0.1]:1").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ClassifyCommError("w", "Read error [127.0.0.1]:1: Connection reset by peer").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ClassifyCommError("w", "The client socket has failed to connect to any network address").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ClassifyCommError("w", "invalid root rank: 5").code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(ClassifyCommError("w", "Tensors must be of the same type\nframe #0").code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(ClassifyCommError("bcast", "invalid root rank: 5\nframe #0 ...").message(), "bcast: invalid root rank: 5");
+}
+
 // A whole small job with 2 trainer threads and a variational thread.
 class TinyJobTest : public DistributedTest, public ::testing::WithParamInterface<bool> {
  protected:

@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/retry.h"
+#include "common/train_protocol.h"
 #include "nlohmann/json.hpp"
 #include "proto/job_spec_proto.h"
 
@@ -13,10 +15,6 @@ namespace {
 
 // Progress files may not exist yet, and artifacts may be absent: "" then.
 std::string ReadFileOrEmpty(const std::string& path) { return ReadFile(path).value_or(""); }
-
-bool Unreachable(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
-}
 
 }  // namespace
 
@@ -35,19 +33,34 @@ std::vector<v1::RunningRank> Agent::Running() const {
   return out;
 }
 
+std::vector<std::string> Agent::TrainArgv(const v1::Assignment& a, const std::string& spec_path,
+                                          const std::string& out_dir) const {
+  train_protocol::TrainArgs t;
+  t.spec_path = spec_path;
+  t.out_dir = out_dir;
+  t.rank = a.rank();
+  t.trainers = a.trainers();
+  t.store = a.store_addr();
+  t.attempt = a.attempt();
+  t.threads = options_.threads_per_rank;
+  t.pg_timeout_seconds = options_.pg_timeout_seconds;
+  t.bind = options_.host;
+  return t.ToArgv(options_.train_bin);
+}
+
 void Agent::Start(const v1::Assignment& a) {
   if (!started_.insert(absl::StrCat(a.attempt_id(), "#", a.rank())).second) return;  // a repeat
   Rank r;
   r.assignment = a;
   r.out_dir = (fs::path(options_.work_dir) / "jobs" / a.job_id()).string();
   std::error_code ec;
-  fs::create_directories(fs::path(r.out_dir) / "logs", ec);
-  r.log_path = (fs::path(r.out_dir) / "logs" / absl::StrCat("attempt-", a.attempt(), "-rank-", a.rank(), ".log")).string();
+  fs::create_directories(fs::path(r.out_dir) / train_protocol::kLogsDir, ec);
+  r.log_path = (fs::path(r.out_dir) / train_protocol::kLogsDir / train_protocol::RankLogName(a.attempt(), a.rank())).string();
   v1::CompleteRequest failed;
   failed.set_worker_id(options_.worker_id);
   failed.set_attempt_id(a.attempt_id());
   failed.set_rank(a.rank());
-  failed.set_exit_code(2);
+  failed.set_exit_code(train_protocol::ExitCode(train_protocol::TrainExit::kBadInput));
   auto spec = JobSpecFromProto(a.spec());
   if (!spec.ok()) {
     failed.set_message(absl::StrCat("agent: the assignment's spec is invalid: ", spec.status().message()));
@@ -55,26 +68,15 @@ void Agent::Start(const v1::Assignment& a) {
     return;
   }
   // JSON is YAML: vsdm-train reads it as a spec file.
-  const std::string spec_path = (fs::path(r.out_dir) / "spec.json").string();
+  const std::string spec_path = (fs::path(r.out_dir) / train_protocol::kSpecFile).string();
+  failed.set_exit_code(train_protocol::ExitCode(train_protocol::TrainExit::kFailed));
   if (auto s = AtomicWriteFile(spec_path, JobSpecToJson(*spec).dump(2) + "\n"); !s.ok()) {
-    failed.set_exit_code(1);
     failed.set_message(absl::StrCat("agent: ", s.message()));
     unreported_.push_back(failed);
     return;
   }
-  std::vector<std::string> argv = {options_.train_bin,
-                                   "--spec", spec_path,
-                                   "--out", r.out_dir,
-                                   "--rank", std::to_string(a.rank()),
-                                   "--trainers", std::to_string(a.trainers()),
-                                   "--store", a.store_addr(),
-                                   "--attempt", std::to_string(a.attempt()),
-                                   "--threads", std::to_string(options_.threads_per_rank),
-                                   "--pg-timeout", std::to_string(options_.pg_timeout_seconds),
-                                   "--bind", options_.host};
-  auto child = processes_.Start(argv, r.log_path);
+  auto child = processes_.Start(TrainArgv(a, spec_path, r.out_dir), r.log_path);
   if (!child.ok()) {
-    failed.set_exit_code(1);
     failed.set_message(absl::StrCat("agent: ", child.status().message()));
     unreported_.push_back(failed);
     return;
@@ -85,7 +87,7 @@ void Agent::Start(const v1::Assignment& a) {
 
 absl::Status Agent::UploadArtifacts(const Rank& r) {
   constexpr size_t kChunk = 1 << 20;
-  for (const char* name : {"metrics.json", "samples.npy", "samples.png", "model.pt"}) {
+  for (const char* name : train_protocol::kArtifacts) {
     const std::string path = (fs::path(r.out_dir) / name).string();
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) continue;
@@ -122,91 +124,99 @@ void Agent::OnExit(const Rank& r, const ChildExit& e) {
     c.set_message(absl::StrCat(e.signal ? absl::StrCat("killed by signal ", e.signal, "; ") : "", "last lines:\n",
                                e.log_tail));
   } else if (r.assignment.rank() == 0) {
-    try {
-      auto m = nlohmann::json::parse(ReadFileOrEmpty((fs::path(r.out_dir) / "metrics.json").string()));
+    const auto m = nlohmann::json::parse(ReadFileOrEmpty((fs::path(r.out_dir) / train_protocol::kMetricsFile).string()),
+                                         nullptr, /*allow_exceptions=*/false);
+    if (m.is_object()) {
       for (auto it = m.begin(); it != m.end(); ++it)
         if (it.value().is_number()) (*c.mutable_metrics())[it.key()] = it.value().get<double>();
-    } catch (const std::exception&) {
-      c.set_exit_code(1);
-      c.set_message("rank 0 exited 0 but wrote no readable metrics.json");
+    } else {
+      c.set_exit_code(train_protocol::ExitCode(train_protocol::TrainExit::kFailed));
+      c.set_message(absl::StrCat("rank 0 exited 0 but wrote no readable ", train_protocol::kMetricsFile));
     }
   }
   unreported_.push_back(c);
 }
 
+void Agent::ForwardVariational(Rank& r) {
+  std::string text = ReadFileOrEmpty((fs::path(r.out_dir) / train_protocol::kVariationalProgressFile).string());
+  if (text.empty() || text == r.last_progress) return;
+  auto p = train_protocol::VariationalProgressFromJson(text);
+  if (!p.ok()) return;  // a file from an older build, or half-read: try again next turn
+  if (metrics_) metrics_->UpdateVariational(r.assignment.job_id(), *p);
+  r.last_progress = std::move(text);
+}
+
+void Agent::ForwardTrainer(Rank& r) {
+  std::string text = ReadFileOrEmpty((fs::path(r.out_dir) / train_protocol::kProgressFile).string());
+  if (text.empty() || text == r.last_progress) return;
+  auto p = train_protocol::TrainerProgressFromJson(text);
+  if (!p.ok() || p->rounds <= 0) return;  // half-read or from an older attempt: next turn
+  if (metrics_) metrics_->UpdateJob(r.assignment.job_id(), *p);
+  v1::ReportRequest rep;
+  rep.set_worker_id(options_.worker_id);
+  rep.set_attempt_id(r.assignment.attempt_id());
+  rep.set_rank(0);
+  auto* pr = rep.mutable_progress();
+  pr->set_round(p->round);
+  pr->set_rounds(p->rounds);
+  pr->set_loss(p->loss);
+  pr->set_a_norm(p->a_norm);
+  pr->set_steps_per_second(p->steps_per_second);
+  pr->set_eta_seconds(p->eta_seconds);
+  client_.Report(rep).IgnoreError();  // progress is best effort; the next round sends more
+  r.last_progress = std::move(text);
+}
+
 void Agent::ForwardProgress() {
   for (auto& [id, r] : ranks_) {
     if (r.aborted) continue;
-    if (r.assignment.rank() == r.assignment.trainers()) {  // the variational rank: local metrics only
-      std::string text = ReadFileOrEmpty((fs::path(r.out_dir) / "progress-variational.json").string());
-      if (text.empty() || text == r.last_progress) continue;
-      try {
-        if (metrics_) metrics_->UpdateVariational(r.assignment.job_id(), nlohmann::json::parse(text));
-        r.last_progress = std::move(text);
-      } catch (const std::exception&) {
-      }
-      continue;
-    }
-    if (r.assignment.rank() != 0) continue;
-    std::string text = ReadFileOrEmpty((fs::path(r.out_dir) / "progress.json").string());
-    if (text.empty() || text == r.last_progress) continue;
-    try {
-      auto p = nlohmann::json::parse(text);
-      if (p.value("rounds", 0) <= 0) continue;
-      if (metrics_) metrics_->UpdateJob(r.assignment.job_id(), p);
-      v1::ReportRequest rep;
-      rep.set_worker_id(options_.worker_id);
-      rep.set_attempt_id(r.assignment.attempt_id());
-      rep.set_rank(0);
-      auto* pr = rep.mutable_progress();
-      pr->set_round(p.value("round", 0));
-      pr->set_rounds(p.value("rounds", 0));
-      pr->set_loss(p.value("loss", 0.0));
-      pr->set_a_norm(p.value("a_norm", 0.0));
-      pr->set_steps_per_second(p.value("steps_per_second", 0.0));
-      pr->set_eta_seconds(p.value("eta_seconds", 0.0));
-      client_.Report(rep).IgnoreError();  // progress is best effort; the next round sends more
-      r.last_progress = std::move(text);
-    } catch (const std::exception&) {
-      // A file from an older attempt or half-read: try again next turn.
+    if (r.assignment.rank() == r.assignment.trainers()) {
+      ForwardVariational(r);  // the variational rank: local metrics only
+    } else if (r.assignment.rank() == 0) {
+      ForwardTrainer(r);
     }
   }
 }
 
-absl::Duration Agent::Step() {
-  if (!registered_) {
-    v1::RegisterRequest reg;
-    reg.set_worker_id(options_.worker_id);
-    auto* res = reg.mutable_resources();
-    res->set_slots(options_.slots);
-    res->set_devices(options_.devices);
-    res->set_memory_bytes(options_.memory_bytes);
-    res->set_host(options_.host);
-    for (auto& rr : Running()) *reg.add_running() = rr;
-    auto resp = client_.Register(reg);
-    if (resp.ok()) {
-      registered_ = true;
-      heartbeat_ = absl::Seconds(std::max(0.2, resp->heartbeat_seconds()));
-    }
+void Agent::RegisterIfNeeded() {
+  if (registered_) return;
+  v1::RegisterRequest reg;
+  reg.set_worker_id(options_.worker_id);
+  auto* res = reg.mutable_resources();
+  res->set_slots(options_.slots);
+  res->set_devices(options_.devices);
+  res->set_memory_bytes(options_.memory_bytes);
+  res->set_host(options_.host);
+  for (auto& rr : Running()) *reg.add_running() = rr;
+  auto resp = client_.Register(reg);
+  if (resp.ok()) {
+    registered_ = true;
+    heartbeat_ = absl::Seconds(std::max(0.2, resp->heartbeat_seconds()));
   }
-  if (registered_) {
-    v1::HeartbeatRequest hb;
-    hb.set_worker_id(options_.worker_id);
-    for (auto& rr : Running()) *hb.add_running() = rr;
-    auto resp = client_.Heartbeat(hb);
-    if (resp.ok()) {
-      if (metrics_) metrics_->HeartbeatOk();
-      for (const auto& a : resp->assignments()) Start(a);
-      for (const auto& attempt : resp->abort_attempts())
-        for (auto& [id, r] : ranks_)
-          if (r.assignment.attempt_id() == attempt && !r.aborted) {
-            processes_.Stop(id, options_.kill_grace);
-            r.aborted = true;
-          }
-    } else if (resp.status().code() == absl::StatusCode::kNotFound) {
+}
+
+void Agent::Heartbeat() {
+  if (!registered_) return;
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id(options_.worker_id);
+  for (auto& rr : Running()) *hb.add_running() = rr;
+  auto resp = client_.Heartbeat(hb);
+  if (!resp.ok()) {
+    if (resp.status().code() == absl::StatusCode::kNotFound)
       registered_ = false;  // lost our lease, or the coordinator restarted: register again now
-    }
+    return;
   }
+  if (metrics_) metrics_->HeartbeatOk();
+  for (const auto& a : resp->assignments()) Start(a);
+  for (const auto& attempt : resp->abort_attempts())
+    for (auto& [id, r] : ranks_)
+      if (r.assignment.attempt_id() == attempt && !r.aborted) {
+        processes_.Stop(id, options_.kill_grace);
+        r.aborted = true;
+      }
+}
+
+void Agent::ReapChildren() {
   for (const ChildExit& e : processes_.Poll()) {
     auto it = ranks_.find(e.id);
     if (it == ranks_.end()) continue;
@@ -218,10 +228,13 @@ absl::Duration Agent::Step() {
       OnExit(it->second, e);
     ranks_.erase(it);
   }
+}
+
+void Agent::UploadPending() {
   while (!pending_uploads_.empty()) {
     auto& [r, e] = pending_uploads_.front();
     absl::Status s = UploadArtifacts(r);
-    if (Unreachable(s)) break;  // retried next turn
+    if (IsRetryable(s)) break;  // retried next turn
     if (s.ok()) {
       OnExit(r, e);
     } else {
@@ -229,17 +242,28 @@ absl::Duration Agent::Step() {
       c.set_worker_id(options_.worker_id);
       c.set_attempt_id(r.assignment.attempt_id());
       c.set_rank(0);
-      c.set_exit_code(1);
+      c.set_exit_code(train_protocol::ExitCode(train_protocol::TrainExit::kFailed));
       c.set_message(absl::StrCat("artifact upload failed: ", s.message()));
       unreported_.push_back(c);
     }
     pending_uploads_.pop_front();
   }
+}
+
+void Agent::ReportPending() {
   while (!unreported_.empty()) {
     absl::Status s = client_.Complete(unreported_.front());
-    if (Unreachable(s)) break;  // keep it for when the coordinator is back
+    if (IsRetryable(s)) break;  // keep it for when the coordinator is back
     unreported_.pop_front();
   }
+}
+
+absl::Duration Agent::Step() {
+  RegisterIfNeeded();
+  Heartbeat();
+  ReapChildren();
+  UploadPending();
+  ReportPending();
   ForwardProgress();
   if (metrics_) metrics_->SetRanksRunning(static_cast<int>(ranks_.size()));
   return std::min(heartbeat_, absl::Milliseconds(500));

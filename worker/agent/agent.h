@@ -55,10 +55,20 @@ class Agent {
     std::string last_progress;
   };
   void Start(const v1::Assignment& a);
+  // The argv of one rank's vsdm-train (common/train_protocol.h).
+  std::vector<std::string> TrainArgv(const v1::Assignment& a, const std::string& spec_path,
+                                     const std::string& out_dir) const;
   void OnExit(const Rank& r, const ChildExit& e);
   absl::Status UploadArtifacts(const Rank& r);
   std::vector<v1::RunningRank> Running() const;
+  void RegisterIfNeeded();
+  void Heartbeat();
+  void ReapChildren();
+  void UploadPending();
+  void ReportPending();
   void ForwardProgress();
+  void ForwardVariational(Rank& r);
+  void ForwardTrainer(Rank& r);
 
   AgentOptions options_;
   CoordinatorClient& client_;

@@ -8,12 +8,12 @@
 #include <filesystem>
 #include <iostream>
 
-
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
-#include "common/metrics_exposer.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
+#include "common/metrics_exposer.h"
+#include "common/port_file.h"
 #include "worker/agent/agent.h"
 #include "worker/agent/agent_metrics.h"
 #include "worker/agent/coordinator_client.h"
@@ -36,7 +36,7 @@ struct Options {
   double pg_timeout = 60;           // seconds, passed to vsdm-train --pg-timeout
   double kill_grace = 10;           // seconds between SIGTERM and SIGKILL on abort
   std::string metrics_listen = "127.0.0.1:9465";  // Prometheus /metrics of this node; "" = off; port 0 = any
-  std::string port_file;            // written once listening: "metrics PORT\n"
+  std::string port_file;            // written once listening (common/port_file.h)
 };
 
 }  // namespace
@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   app.add_option("--kill-grace", opt.kill_grace, "SIGTERM to SIGKILL on abort, seconds")->check(CLI::Range(0.0, 600.0));
   app.add_option("--metrics-listen", opt.metrics_listen, "Prometheus /metrics address (\"\" = off)");
   app.add_option("--port-file", opt.port_file, "write the bound metrics port here");
+  app.set_version_flag("--version", std::string("vsdm-worker ") + VSDM_VERSION);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -84,17 +85,22 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   auto registry = std::make_shared<prometheus::Registry>();
-  vsdm::worker::AgentMetrics metrics(registry, "0.3.0");
+  vsdm::worker::AgentMetrics metrics(registry, VSDM_VERSION);
   auto endpoint = vsdm::ServeMetrics(opt.metrics_listen, registry);
   if (!endpoint.ok()) {
     std::cerr << "vsdm-worker: " << endpoint.status().message() << "\n";
     return 2;
   }
   const int metrics_port = endpoint->port;
-  if (!opt.port_file.empty())
-    vsdm::AtomicWriteFile(opt.port_file, absl::StrCat("metrics ", metrics_port, "\n")).IgnoreError();
+  if (!opt.port_file.empty()) {
+    if (absl::Status s = vsdm::WritePortFile(opt.port_file, vsdm::BoundPorts{0, metrics_port}); !s.ok()) {
+      std::cerr << "vsdm-worker: --port-file: " << s.message() << "\n";
+      return 1;
+    }
+  }
   vsdm::worker::GrpcCoordinatorClient client(opt.coordinator, absl::Seconds(5));
-  vsdm::worker::ProcessSupervisor processes;
+  vsdm::RealClock clock;
+  vsdm::worker::PosixProcessSupervisor processes(clock);
   vsdm::worker::AgentOptions ao;
   ao.worker_id = opt.id;
   ao.slots = opt.slots;
@@ -119,5 +125,5 @@ int main(int argc, char** argv) {
     absl::SleepFor(wait);
   }
   std::cout << "vsdm-worker " << opt.id << ": stopping, killing " << agent.running() << " ranks" << std::endl;
-  return 0;  // ~ProcessSupervisor kills what is left
+  return 0;  // ~PosixProcessSupervisor kills what is left
 }

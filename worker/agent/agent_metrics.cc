@@ -52,7 +52,7 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry, const
   G(*registry_, "vsdm_build_info", "Build of this process").Add({{"version", version}, {"component", "worker"}}).Set(1);
 }
 
-void AgentMetrics::UpdateJob(const std::string& job, const nlohmann::json& p) {
+void AgentMetrics::UpdateJob(const std::string& job, const train_protocol::TrainerProgress& p) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job);
   if (it == jobs_.end()) {
@@ -80,45 +80,51 @@ void AgentMetrics::UpdateJob(const std::string& job, const nlohmann::json& p) {
     it = jobs_.emplace(job, std::move(s)).first;
   }
   JobSeries& s = it->second;
-  const double rounds = p.value("rounds", 0.0), round = p.value("round", 0.0);
+  const double rounds = static_cast<double>(p.rounds), round = static_cast<double>(p.round);
   s.progress->Set(rounds > 0 ? round / rounds : 0.0);
-  s.eta->Set(p.value("eta_seconds", 0.0));
+  s.eta->Set(p.eta_seconds);
   s.round->Set(round);
-  s.loss->Set(p.value("loss", 0.0));
-  s.a_norm->Set(p.value("a_norm", 0.0));
-  const double sps = p.value("steps_per_second", 0.0);
-  s.step_seconds->Set(sps > 0 ? 1.0 / sps : 0.0);
-  s.round_seconds->Set(p.value("round_seconds", 0.0));
-  s.ckpt_round->Set(p.value("checkpoint_round", 0.0));
-  s.ckpt_seconds->Set(p.value("checkpoint_seconds", 0.0));
-  s.ckpt_time->Set(p.value("checkpoint_unix_seconds", 0.0));
-  s.phase["compute"]->Set(p.value("compute_seconds", 0.0));
-  s.phase["allreduce"]->Set(p.value("allreduce_seconds", 0.0));
-  s.phase["broadcast"]->Set(p.value("broadcast_seconds", 0.0));
-  s.phase["wait_for_a"]->Set(p.value("wait_for_a_seconds", 0.0));
-  auto bump = [](prometheus::Counter* c, double& seen, double now) {
+  s.loss->Set(p.loss);
+  s.a_norm->Set(p.a_norm);
+  s.step_seconds->Set(p.steps_per_second > 0 ? 1.0 / p.steps_per_second : 0.0);
+  s.round_seconds->Set(p.round_seconds);
+  s.ckpt_round->Set(static_cast<double>(p.checkpoint_round));
+  s.ckpt_seconds->Set(p.checkpoint_seconds);
+  s.ckpt_time->Set(p.checkpoint_unix_seconds);
+  s.phase["compute"]->Set(p.compute_seconds);
+  s.phase["allreduce"]->Set(p.allreduce_seconds);
+  s.phase["broadcast"]->Set(p.broadcast_seconds);
+  s.phase["wait_for_a"]->Set(p.wait_for_a_seconds);
+  // Since the job began: a resumed attempt redoes rounds after its checkpoint; count each once.
+  auto bump_max = [](prometheus::Counter* c, double& seen, double now) {
     if (now > seen) c->Increment(now - seen);
     seen = std::max(seen, now);
   };
-  bump(s.steps, s.steps_seen, p.value("steps", 0.0));
-  bump(s.samples, s.samples_seen, p.value("samples", 0.0));
-  s.allreduce_bytes->Increment(p.value("allreduce_bytes", 0.0));  // called once per round
-  s.broadcast_bytes->Increment(p.value("broadcast_bytes", 0.0));
-  s.straightness->Set(p.value("ode_straightness", 0.0));
-  s.startup_rendezvous->Set(p.value("rendezvous_seconds", 0.0));
-  s.startup_restore->Set(p.value("restore_seconds", 0.0));
-  if (p.contains("device_memory_used_bytes")) {
+  // Since this attempt began: a smaller total is a new attempt.
+  auto bump_total = [](prometheus::Counter* c, double& seen, double now) {
+    if (now < seen) seen = 0;
+    c->Increment(now - seen);
+    seen = now;
+  };
+  bump_max(s.steps, s.steps_seen, static_cast<double>(p.steps));
+  bump_max(s.samples, s.samples_seen, static_cast<double>(p.samples));
+  bump_total(s.allreduce_bytes, s.allreduce_bytes_seen, static_cast<double>(p.allreduce_bytes_total));
+  bump_total(s.broadcast_bytes, s.broadcast_bytes_seen, static_cast<double>(p.broadcast_bytes_total));
+  s.straightness->Set(p.ode_straightness);
+  s.startup_rendezvous->Set(p.rendezvous_seconds);
+  s.startup_restore->Set(p.restore_seconds);
+  if (p.device_memory_used_bytes >= 0) {
     if (s.device_memory == nullptr) s.device_memory = &device_memory_.Add({{"job_id", job}});
-    s.device_memory->Set(p.value("device_memory_used_bytes", 0.0));
+    s.device_memory->Set(static_cast<double>(p.device_memory_used_bytes));
   }
 }
 
-void AgentMetrics::UpdateVariational(const std::string& job, const nlohmann::json& p) {
+void AgentMetrics::UpdateVariational(const std::string& job, const train_protocol::VariationalProgress& p) {
   absl::MutexLock lock(&mu_);
   auto& g = var_jobs_[job];
   if (g.first == nullptr) g = {&var_update_.Add({{"job_id", job}}), &var_staleness_.Add({{"job_id", job}})};
-  g.first->Set(p.value("variational_seconds", 0.0));
-  g.second->Set(p.value("a_staleness_rounds", 0.0));
+  g.first->Set(p.variational_seconds);
+  g.second->Set(static_cast<double>(p.a_staleness_rounds));
 }
 
 void AgentMetrics::RemoveJob(const std::string& job) {

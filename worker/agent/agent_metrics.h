@@ -13,7 +13,7 @@
 #include <prometheus/registry.h>
 
 #include "absl/synchronization/mutex.h"
-#include "nlohmann/json.hpp"
+#include "common/train_protocol.h"
 
 namespace vsdm::worker {
 
@@ -21,10 +21,13 @@ class AgentMetrics {
  public:
   AgentMetrics(std::shared_ptr<prometheus::Registry> registry, const std::string& version);
 
-  // Rank 0's progress of `job` after a new round (the progress.json written by vsdm-train).
-  void UpdateJob(const std::string& job, const nlohmann::json& progress);
+  // Rank 0's progress of `job` (the progress.json vsdm-train rewrites after each round). Called
+  // whenever the agent sees a new version of the file, which may skip rounds: counters advance
+  // by the growth of the record's cumulative totals, so nothing is lost (a total that went down
+  // is a new attempt and counts from 0).
+  void UpdateJob(const std::string& job, const train_protocol::TrainerProgress& progress);
   // The variational rank's progress of `job` (progress-variational.json).
-  void UpdateVariational(const std::string& job, const nlohmann::json& progress);
+  void UpdateVariational(const std::string& job, const train_protocol::VariationalProgress& progress);
   // The job left this agent: its series are removed.
   void RemoveJob(const std::string& job);
   void SetRanksRunning(int n);
@@ -45,6 +48,7 @@ class AgentMetrics {
     std::map<std::string, prometheus::Gauge*> phase;
     prometheus::Gauge* device_memory = nullptr;  // only on CUDA
     double steps_seen = 0, samples_seen = 0;
+    double allreduce_bytes_seen = 0, broadcast_bytes_seen = 0;  // this attempt's totals so far
   };
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Gauge>& progress_;

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <deque>
@@ -10,53 +9,40 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/clock.h"
-
-extern char** environ;
+#include "common/spawn.h"
+#include "common/status_macros.h"
 
 namespace vsdm::worker {
 
-ProcessSupervisor::~ProcessSupervisor() {
+PosixProcessSupervisor::~PosixProcessSupervisor() {
   for (auto& [id, c] : children_) {
     kill(-c.pid, SIGKILL);
     waitpid(c.pid, nullptr, 0);
   }
 }
 
-absl::StatusOr<int64_t> ProcessSupervisor::Start(const std::vector<std::string>& argv_in, const std::string& log_path) {
-  if (argv_in.empty()) return absl::InvalidArgumentError("argv: empty");
-  std::vector<std::string> args = argv_in;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attr, 0);  // its own group: a stop reaches its children too
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return absl::InternalError(absl::StrCat("start ", args[0], ": ", strerror(rc)));
+absl::StatusOr<int64_t> PosixProcessSupervisor::Start(const std::vector<std::string>& argv,
+                                                      const std::string& log_path) {
+  SpawnOptions o;
+  o.log_path = log_path;
+  o.stdin_devnull = false;       // as before: ranks inherit the agent's stdin
+  o.new_process_group = true;    // its own group: a stop reaches its children too
+  VSDM_ASSIGN_OR_RETURN(const pid_t pid, Spawn(argv, o));
   const int64_t id = next_id_++;
   children_[id] = {pid, log_path, std::nullopt};
   return id;
 }
 
-void ProcessSupervisor::Stop(int64_t id, absl::Duration grace) {
+void PosixProcessSupervisor::Stop(int64_t id, absl::Duration grace) {
   auto it = children_.find(id);
   if (it == children_.end() || it->second.kill_at) return;
   kill(-it->second.pid, SIGTERM);
-  it->second.kill_at = absl::Now() + grace;
+  it->second.kill_at = clock_.Now() + grace;
 }
 
-std::vector<ChildExit> ProcessSupervisor::Poll() {
+std::vector<ChildExit> PosixProcessSupervisor::Poll() {
   std::vector<ChildExit> out;
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_.Now();
   for (auto it = children_.begin(); it != children_.end();) {
     Child& c = it->second;
     int status = 0;
@@ -82,12 +68,7 @@ std::vector<ChildExit> ProcessSupervisor::Poll() {
   return out;
 }
 
-pid_t ProcessSupervisor::Pid(int64_t id) const {
-  auto it = children_.find(id);
-  return it == children_.end() ? -1 : it->second.pid;
-}
-
-std::string ProcessSupervisor::Tail(const std::string& path, int lines) {
+std::string PosixProcessSupervisor::Tail(const std::string& path, int lines) {
   std::ifstream in(path);
   std::deque<std::string> last;
   std::string line;

@@ -11,6 +11,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -40,15 +41,27 @@ std::string What(const std::exception& e) {
 }
 
 absl::Status FromException(const std::string& where, const std::exception& e) {
-  std::string msg = What(e);
-  // Keep the first line: c10d appends internal frames.
-  if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-  if (absl::StrContains(msg, "imed out") || absl::StrContains(msg, "imeout"))
-    return absl::DeadlineExceededError(absl::StrCat(where, ": ", msg));
-  return absl::UnavailableError(absl::StrCat(where, ": ", msg));
+  return ClassifyCommError(where, What(e));
 }
 
 }  // namespace
+
+absl::Status ClassifyCommError(const std::string& where, std::string msg) {
+  // Keep the first line: c10d appends internal frames.
+  if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+  const std::string lower = absl::AsciiStrToLower(msg);
+  const std::string text = absl::StrCat(where, ": ", msg);
+  if (absl::StrContains(lower, "timed out") || absl::StrContains(lower, "timeout"))
+    return absl::DeadlineExceededError(text);
+  // What Gloo's TCP pairs and the TCPStore say when the other end is gone or unreachable.
+  for (const char* peer_gone : {"connection", "peer", "socket", "broken pipe", "recv", "send", "eof",
+                                "network", "unreachable", "refused", "reset by", "failed to connect"}) {
+    if (absl::StrContains(lower, peer_gone)) return absl::UnavailableError(text);
+  }
+  // Anything else is this process's own fault (a bad root, a shape or dtype mismatch): a bug, not a
+  // dead peer, so it must not be retried or reported as one.
+  return absl::InternalError(text);
+}
 
 absl::StatusOr<StorePtr> ConnectTcpStore(const std::string& host, int port, bool is_server, int world_size,
                                          std::chrono::milliseconds timeout) {
@@ -102,7 +115,6 @@ Comm::Comm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Comm::~Comm() = default;
 int Comm::rank() const { return impl_->rank; }
 int Comm::size() const { return impl_->size; }
-const std::string& Comm::name() const { return impl_->name; }
 const std::string& Comm::backend() const { return impl_->backend; }
 
 absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const std::string& prefix, int rank,

@@ -25,6 +25,11 @@ using StorePtr = std::shared_ptr<StoreHandle>;
 // the others. Clients retry the connection until `timeout`.
 absl::StatusOr<StorePtr> ConnectTcpStore(const std::string& host, int port, bool is_server,
                                          int world_size, std::chrono::milliseconds timeout);
+// A c10d exception's message as a Status: DEADLINE_EXCEEDED for a timeout, UNAVAILABLE when the
+// peer or the store is gone or unreachable (retrying the attempt may help), INTERNAL for
+// anything else (a local error such as a bad root or mismatched tensors: exit 1, not "peer lost").
+absl::Status ClassifyCommError(const std::string& where, std::string message);
+
 // An in-process store (c10d::HashStore), for ranks that are threads of one test process.
 StorePtr MakeInProcessStore();
 
@@ -55,7 +60,6 @@ class Comm {
 
   int rank() const;
   int size() const;
-  const std::string& name() const;
   const std::string& backend() const;
 
   // In place: every rank ends with root's contents of `t` (same shape and dtype on all ranks).

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/train_protocol.h"
 #include "core/metrics.h"
 #include "core/npy.h"
 #include "core/plot.h"
@@ -28,6 +29,45 @@ nlohmann::json ToJson(const torch::Tensor& m) {
 // The sampler step counts of the quality-versus-steps sweep in metrics.json.
 constexpr int64_t kSweepSteps[] = {10, 20, 50, 100};
 constexpr int64_t kSweepPoints = 4000;
+
+// Quality against the number of sampler steps (Heun ODE, fewer points), with the same net:
+// m["steps_sweep"] and its data-vs-data floor.
+void StepsSweep(const JobSetup& setup, const core::Process& process, core::ScoreNet& ema_net, nlohmann::json& m) {
+  torch::Generator g = MakeGenerator(setup.spec, Stream::kEval, 1);
+  const int64_t ns = std::min<int64_t>(setup.spec.sample.n, kSweepPoints);
+  torch::Tensor ref = setup.dataset->Sample(ns, g);
+  nlohmann::json sweep = nlohmann::json::array();
+  for (int64_t steps : kSweepSteps) {
+    std::unique_ptr<core::Process> p = process.WithGrid({process.grid().t_min, steps});
+    core::SampleResult r = p->Sample(ema_net, p->SamplePrior(ns, true, g), core::Solver::kHeun, g, true);
+    sweep.push_back({{"steps", steps},
+                     {"energy_distance", core::EnergyDistance(r.x, ref)},
+                     {"ode_straightness", core::Straightness(r.trajectory)}});
+  }
+  m["steps_sweep"] = sweep;
+  m["steps_sweep_floor"] = core::EnergyDistance(setup.dataset->Sample(ns, g), ref);
+}
+
+// samples.png: data, samples and a few ODE paths, captioned with the headline figures.
+absl::Status WritePlot(const JobSpec& spec, const std::string& param_name, const nlohmann::json& m,
+                       const torch::Tensor& data, const torch::Tensor& samples, const torch::Tensor& trajectory,
+                       const std::string& path) {
+  core::ScatterPlot plot;
+  plot.title = absl::StrFormat("%s: %s %s, %s", spec.name, spec.problem.dataset, spec.method,
+                               spec.sample.solver);
+  plot.caption.push_back(absl::StrFormat(
+      "energy distance %.3f (data vs data %.4f)   PMF-RMSE %.2e (floor %.2e)   SW1 %.3f",
+      m["energy_distance"].get<double>(), m["energy_distance_floor"].get<double>(),
+      m["pmf_rmse"].get<double>(), m["pmf_rmse_floor"].get<double>(), m["sliced_w1"].get<double>()));
+  plot.caption.push_back(absl::StrFormat(
+      "ODE straightness %.3f (1 = straight)   transport cost %.2f   %s = %s",
+      m["ode_straightness"].get<double>(), m["ode_transport_cost"].get<double>(), param_name,
+      m[param_name].dump()));
+  plot.data = data;
+  plot.samples = samples;
+  plot.trajectories = trajectory.slice(1, 0, 48);
+  return core::WriteScatterPng(path, plot);
+}
 }  // namespace
 
 absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::ScoreNet& ema_net,
@@ -62,49 +102,21 @@ absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::
   m["ode_transport_cost"] = core::TransportCost(ode.trajectory);
   const auto described = process.Describe();  // A, D, prior_cov (VSMD: c, a, ...)
   for (const auto& [name, value] : described) m[name] = ToJson(value);
-  // Quality against the number of sampler steps (Heun ODE, fewer points), with the same net.
-  {
-    torch::Generator g = MakeGenerator(spec, Stream::kEval, 1);
-    const int64_t ns = std::min<int64_t>(n, kSweepPoints);
-    torch::Tensor ref = setup.dataset->Sample(ns, g);
-    nlohmann::json sweep = nlohmann::json::array();
-    for (int64_t steps : kSweepSteps) {
-      std::unique_ptr<core::Process> p = process.WithGrid({process.grid().t_min, steps});
-      core::SampleResult r = p->Sample(ema_net, p->SamplePrior(ns, true, g), core::Solver::kHeun, g, true);
-      sweep.push_back({{"steps", steps},
-                       {"energy_distance", core::EnergyDistance(r.x, ref)},
-                       {"ode_straightness", core::Straightness(r.trajectory)}});
-    }
-    m["steps_sweep"] = sweep;
-    m["steps_sweep_floor"] = core::EnergyDistance(setup.dataset->Sample(ns, g), ref);
-  }
+  StepsSweep(setup, process, ema_net, m);
   m["spec"] = JobSpecToJson(spec);
   for (auto it = extra.begin(); it != extra.end(); ++it) m[it.key()] = it.value();
 
   std::error_code ec;
   fs::create_directories(out_dir, ec);
-  VSDM_RETURN_IF_ERROR(core::WriteNpy((fs::path(out_dir) / "samples.npy").string(), samples));
-  VSDM_RETURN_IF_ERROR(process.Export((fs::path(out_dir) / "model.pt").string(), ema_net, spec.method));
+  VSDM_RETURN_IF_ERROR(core::WriteNpy((fs::path(out_dir) / train_protocol::kSamplesNpyFile).string(), samples));
+  VSDM_RETURN_IF_ERROR(process.Export((fs::path(out_dir) / train_protocol::kModelFile).string(), ema_net, spec.method));
 
-  core::ScatterPlot plot;
-  plot.title = absl::StrFormat("%s: %s %s, %s", spec.name, spec.problem.dataset, spec.method,
-                               spec.sample.solver);
-  plot.caption.push_back(absl::StrFormat(
-      "energy distance %.3f (data vs data %.4f)   PMF-RMSE %.2e (floor %.2e)   SW1 %.3f",
-      m["energy_distance"].get<double>(), m["energy_distance_floor"].get<double>(),
-      m["pmf_rmse"].get<double>(), m["pmf_rmse_floor"].get<double>(), m["sliced_w1"].get<double>()));
-  plot.caption.push_back(absl::StrFormat(
-      "ODE straightness %.3f (1 = straight)   transport cost %.2f   %s = %s",
-      m["ode_straightness"].get<double>(), m["ode_transport_cost"].get<double>(), described.front().first,
-      m[described.front().first].dump()));
-  plot.data = data;
-  plot.samples = samples;
-  plot.trajectories = ode.trajectory.slice(1, 0, 48);
-  VSDM_RETURN_IF_ERROR(core::WriteScatterPng((fs::path(out_dir) / "samples.png").string(), plot));
+  VSDM_RETURN_IF_ERROR(WritePlot(spec, described.front().first, m, data, samples, ode.trajectory,
+                                 (fs::path(out_dir) / train_protocol::kSamplesPngFile).string()));
   // Total wall time = the caller's training time (if given) + this evaluation.
   m["eval_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count();
   m["wall_seconds"] = extra.value("wall_seconds_training", 0.0) + m["eval_seconds"].get<double>();
-  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(out_dir) / "metrics.json").string(), m.dump(2) + "\n"));
+  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(out_dir) / train_protocol::kMetricsFile).string(), m.dump(2) + "\n"));
   return m;
 }
 

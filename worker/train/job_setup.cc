@@ -54,7 +54,7 @@ absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) {
   s.trainer_options.lr = spec.train.lr;
   s.trainer_options.ema = spec.train.ema;
   s.trainer_options.times_per_point = spec.train.times_per_point;
-  s.learn_a = spec.method != "dsm";
+  s.learn_a = core::LearnsVariationalParam(spec);
   auto& v = s.variational_options;
   v.diagonal = spec.variational.form == "diagonal";
   v.update = spec.variational.update;
@@ -64,22 +64,7 @@ absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) {
   v.d_min = spec.variational.d_min;
   v.adam_steps = spec.variational.adam_steps;
   v.seed = static_cast<int64_t>(spec.train.seed) + 17;
-  if (spec.method == "vsmd") {
-    core::VsmdProcessOptions o;
-    o.momentum = {spec.momentum.beta, spec.momentum.gamma, spec.momentum.damping};
-    o.c_init = spec.momentum.c_init;
-    o.times_per_point = spec.train.times_per_point;
-    if (data_cov.defined()) o.data_var = data_cov.diagonal().clone();
-    s.family = core::MakeVsmdFamily(s.dim(), o);
-  } else {
-    core::VsdmProcessOptions o;
-    o.schedule = {spec.diffusion.beta_min, spec.diffusion.beta_max, spec.diffusion.beta_r};
-    o.param = s.trainer_options.param;
-    o.times_per_point = spec.train.times_per_point;
-    o.diagonal = v.diagonal;
-    o.data_cov = data_cov;
-    s.family = core::MakeVsdmFamily(s.dim(), o);
-  }
+  s.family = core::MakeProcessFamily(spec, s.dim(), data_cov);
   return s;
 }
 

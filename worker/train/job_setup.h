@@ -1,5 +1,5 @@
 // Builds the pieces of one job that every process role shares from a validated JobSpec: the
-// dataset, schedule, grid, network, trainer options and variational options. Deterministic in
+// dataset, time grid, forward-process family, network, trainer options and variational options. Deterministic in
 // the spec's seed, so every rank constructs identical initial state.
 #pragma once
 
@@ -46,7 +46,8 @@ struct JobSetup {
   core::VariationalUpdater MakeUpdater() const;
 };
 
-// INVALID_ARGUMENT when the spec names something this build cannot run.
+// INVALID_ARGUMENT when the spec names a dataset this build does not know; FAILED_PRECONDITION
+// when it asks for resources.device cuda and no CUDA device is visible (vsdm-train: exit 2).
 absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec);
 
 }  // namespace vsdm::worker

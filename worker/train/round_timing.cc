@@ -85,12 +85,6 @@ bool IsCheckpointRound(const JobSpec& spec, int64_t k) {
   return (k + 1) % spec.train.checkpoint_every == 0 || k + 1 == spec.train.rounds;
 }
 
-std::string FormatDuration(double s) {
-  if (s < 60) return absl::StrFormat("%.0fs", s);
-  if (s < 3600) return absl::StrFormat("%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-  return absl::StrFormat("%dh%02dm", static_cast<int>(s) / 3600, (static_cast<int>(s) % 3600) / 60);
-}
-
 std::string EtaString(const std::vector<RoundTiming>& done, int64_t left) {
   double tot = 0;
   for (const auto& r : done) tot += r.round_sec;

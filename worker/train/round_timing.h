@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
+#include "common/format.h"
 #include "common/job_spec.h"
 #include "core/score_net.h"
 #include "nlohmann/json.hpp"
@@ -55,8 +56,6 @@ using SteadyClock = std::chrono::steady_clock;
 inline double SecondsSince(SteadyClock::time_point t) {
   return std::chrono::duration<double>(SteadyClock::now() - t).count();
 }
-// "42s", "3m05s", "1h02m".
-std::string FormatDuration(double seconds);
 // Remaining time from the mean round time so far.
 std::string EtaString(const std::vector<RoundTiming>& done, int64_t rounds_left);
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "common/train_protocol.h"
 #include "core/checkpoint.h"
 #include "core/sampler.h"
 #include "worker/train/final_artifacts.h"
@@ -14,8 +15,7 @@ namespace vsdm::worker {
 namespace fs = std::filesystem;
 
 namespace {
-using Clock = std::chrono::steady_clock;
-double Seconds(Clock::time_point a, Clock::time_point b) {
+double Seconds(SteadyClock::time_point a, SteadyClock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 }  // namespace
@@ -28,15 +28,15 @@ std::string FormatRoundLine(const RoundReport& r) {
 
 absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const StandaloneOptions& options) {
   const JobSpec& spec = setup.spec;
-  const auto t_start = Clock::now();
+  const auto t_start = SteadyClock::now();
   core::DsmTrainer trainer(setup.MakeNet(), setup.trainer_options);
   core::VariationalUpdater updater = setup.MakeUpdater();
   torch::Generator gen_data = MakeGenerator(spec, Stream::kData);
   torch::Generator gen_train = MakeGenerator(spec, Stream::kTrain);
   torch::Generator gen_var = MakeGenerator(spec, Stream::kVariational);
-  core::TrainStateRefs refs{&trainer, &updater, {&gen_data, &gen_train, &gen_var}};
+  core::TrainStateRefs refs{&trainer, &updater, {&gen_data, &gen_train, &gen_var}, {}};
 
-  const std::string ckpt_dir = (fs::path(options.out_dir) / "checkpoint").string();
+  const std::string ckpt_dir = (fs::path(options.out_dir) / train_protocol::kCheckpointDir).string();
   int64_t start_round = 0;
   if (auto latest = core::FindLatestCheckpoint(ckpt_dir)) {
     VSDM_ASSIGN_OR_RETURN(start_round, core::LoadCheckpoint(latest->second, refs));
@@ -50,7 +50,7 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
   int64_t steps_done = 0;
   for (int64_t r = start_round; r < rounds; ++r) {
     RoundReport rep;
-    const auto t0 = Clock::now();
+    const auto t0 = SteadyClock::now();
     trainer.net()->train();
     double loss_sum = 0.0;
     for (int64_t s = 0; s < spec.train.steps_per_round; ++s) {
@@ -58,17 +58,17 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
       loss_sum += trainer.ComputeGradients(x0, gen_train, *process);
       trainer.ApplyGradients();
     }
-    const auto t1 = Clock::now();
+    const auto t1 = SteadyClock::now();
     // No update after the last round: the final model keeps the A its network was trained on.
     if (setup.learn_a && r + 1 < rounds) {
       torch::Tensor prior = process->SamplePrior(spec.variational.trajectories, adaptive, gen_var);
       core::VariationalStats stats = process->Stats(
-          trainer.ema_net(), prior, std::max<int64_t>(1, spec.variational.adam_batch), gen_var);
+          trainer.ema_net(), prior, spec.variational.adam_batch, gen_var);
       core::UpdateInfo info = updater.Apply(stats);
       rep.projected = info.projected;
       process = setup.Process(updater.A());
     }
-    const auto t2 = Clock::now();
+    const auto t2 = SteadyClock::now();
     rep.round = r + 1;
     rep.rounds = rounds;
     rep.loss = loss_sum / static_cast<double>(spec.train.steps_per_round);
@@ -86,11 +86,11 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
                        {"A", std::vector<double>(updater.A().data_ptr<double>(),
                                                  updater.A().data_ptr<double>() + updater.A().numel())}});
     if (options.on_round) options.on_round(rep);
-    if ((r + 1) % spec.train.checkpoint_every == 0 || r + 1 == rounds) {
+    if (IsCheckpointRound(spec, r)) {
       VSDM_RETURN_IF_ERROR(core::SaveCheckpoint(ckpt_dir, r + 1, refs));
     }
   }
-  const double wall = Seconds(t_start, Clock::now());
+  const double wall = Seconds(t_start, SteadyClock::now());
   nlohmann::json extra;
   extra["wall_seconds_training"] = wall;
   extra["train_seconds"] = train_total;

@@ -34,7 +34,7 @@ absl::StatusOr<int64_t> TrainerRank::Resume() {
   const auto t0 = SteadyClock::now();
   std::string ckpt;
   if (rank_ == 0) {
-    if (auto latest = core::FindLatestCheckpoint((fs::path(options_.out_dir) / "checkpoint").string())) {
+    if (auto latest = core::FindLatestCheckpoint((fs::path(options_.out_dir) / train_protocol::kCheckpointDir).string())) {
       VSDM_ASSIGN_OR_RETURN(ckpt, ReadFile(latest->second));
       struct stat st;
       if (::stat(latest->second.c_str(), &st) == 0) last_checkpoint_unix_ = static_cast<double>(st.st_mtime);
@@ -127,12 +127,45 @@ absl::Status TrainerRank::Checkpoint(int64_t k, RoundTiming& t) {
   const auto t0 = SteadyClock::now();
   VSDM_ASSIGN_OR_RETURN(std::string bytes,
                         core::SerializeCheckpoint(k + 1, {&trainer_, &shadow_, {}, {{"a_train", &a_train_}}}));
-  VSDM_RETURN_IF_ERROR(core::WriteCheckpointFile((fs::path(options_.out_dir) / "checkpoint").string(), k + 1, bytes));
+  VSDM_RETURN_IF_ERROR(core::WriteCheckpointFile((fs::path(options_.out_dir) / train_protocol::kCheckpointDir).string(), k + 1, bytes));
   last_checkpoint_round_ = k + 1;
   last_checkpoint_seconds_ = SecondsSince(t0);
   last_checkpoint_unix_ =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   return absl::OkStatus();
+}
+
+train_protocol::TrainerProgress TrainerRank::MakeProgress(int64_t k, const RoundTiming& t,
+                                                          const std::vector<RoundTiming>& timings) {
+  const JobSpec& spec = setup_.spec;
+  double total = 0;
+  for (const auto& x : timings) total += x.round_sec;
+  allreduce_bytes_total_ += static_cast<int64_t>(buckets_.numel() + 1) * 4 * spec.train.steps_per_round;
+  broadcast_bytes_total_ += static_cast<int64_t>(t.broadcast_bytes);
+  train_protocol::TrainerProgress p;
+  p.round = k + 1;
+  p.rounds = spec.train.rounds;
+  p.loss = t.loss;
+  p.a_norm = t.a_norm;
+  p.steps_per_second = spec.train.steps_per_round / std::max(1e-9, t.round_sec);
+  p.eta_seconds = total / static_cast<double>(timings.size()) * static_cast<double>(p.rounds - k - 1);
+  p.steps = (k + 1) * spec.train.steps_per_round;  // since the job began
+  p.samples = p.steps * spec.train.batch_points;
+  p.round_seconds = t.round_sec;
+  p.compute_seconds = t.compute;
+  p.allreduce_seconds = t.allreduce;
+  p.broadcast_seconds = t.broadcast;
+  p.wait_for_a_seconds = t.wait_a;
+  p.allreduce_bytes_total = allreduce_bytes_total_;
+  p.broadcast_bytes_total = broadcast_bytes_total_;
+  p.ode_straightness = straightness_;
+  p.rendezvous_seconds = options_.rendezvous_seconds;
+  p.restore_seconds = restore_seconds_;
+  p.checkpoint_round = last_checkpoint_round_;
+  p.checkpoint_seconds = last_checkpoint_seconds_;
+  p.checkpoint_unix_seconds = last_checkpoint_unix_;
+  p.device_memory_used_bytes = DeviceMemoryUsedBytes();
+  return p;
 }
 
 absl::StatusOr<nlohmann::json> TrainerRank::Run() {
@@ -154,33 +187,8 @@ absl::StatusOr<nlohmann::json> TrainerRank::Run() {
       h["A"] = std::vector<double>(A_.data_ptr<double>(), A_.data_ptr<double>() + A_.numel());
       history.push_back(h);
       // For the worker agent, which forwards it to the coordinator (and `vsdmctl watch`).
-      double total = 0;
-      for (const auto& x : timings) total += x.round_sec;
-      const double per_round = total / static_cast<double>(timings.size());
-      nlohmann::json p = {{"round", k + 1},
-                          {"rounds", K},
-                          {"loss", t.loss},
-                          {"a_norm", t.a_norm},
-                          {"steps_per_second", spec.train.steps_per_round / std::max(1e-9, t.round_sec)},
-                          {"eta_seconds", per_round * static_cast<double>(K - k - 1)},
-                          {"steps", (k + 1) * spec.train.steps_per_round},  // since the job began
-                          {"samples", (k + 1) * spec.train.steps_per_round * spec.train.batch_points},
-                          {"round_seconds", t.round_sec},
-                          {"compute_seconds", t.compute},
-                          {"allreduce_seconds", t.allreduce},
-                          {"broadcast_seconds", t.broadcast},
-                          {"wait_for_a_seconds", t.wait_a},
-                          {"allreduce_bytes", static_cast<int64_t>(buckets_.numel() + 1) * 4 *
-                                                  spec.train.steps_per_round},
-                          {"broadcast_bytes", t.broadcast_bytes},
-                          {"ode_straightness", straightness_},
-                          {"rendezvous_seconds", options_.rendezvous_seconds},
-                          {"restore_seconds", restore_seconds_},
-                          {"checkpoint_round", last_checkpoint_round_},
-                          {"checkpoint_seconds", last_checkpoint_seconds_},
-                          {"checkpoint_unix_seconds", last_checkpoint_unix_}};
-      if (const int64_t mem = DeviceMemoryUsedBytes(); mem >= 0) p["device_memory_used_bytes"] = mem;
-      AtomicWriteFile((fs::path(options_.out_dir) / "progress.json").string(), p.dump() + "\n").IgnoreError();
+      const std::string path = (fs::path(options_.out_dir) / train_protocol::kProgressFile).string();
+      AtomicWriteFile(path, MakeProgress(k, t, timings).ToJson() + "\n").IgnoreError();
     }
     if (options_.on_line)
       options_.on_line(absl::StrFormat(

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/train_protocol.h"
 #include "core/dsm_trainer.h"
 #include "core/variational.h"
 #include "nlohmann/json.hpp"
@@ -35,6 +36,8 @@ class TrainerRank {
   absl::Status Checkpoint(int64_t k, RoundTiming& t);  // [4]
   // Trainer 0, checkpoint rounds: straightness of a small Heun-ODE sample of the EMA model.
   double MeasureStraightness(int64_t k);
+  // Trainer 0's progress record after round k (0-based); adds the round's bytes to the totals.
+  train_protocol::TrainerProgress MakeProgress(int64_t k, const RoundTiming& t, const std::vector<RoundTiming>& timings);
   absl::StatusOr<nlohmann::json> Finish(int64_t start, const std::vector<RoundTiming>& timings,
                                         const nlohmann::json& history);  // [E] + artifacts
 
@@ -56,6 +59,8 @@ class TrainerRank {
   double last_checkpoint_unix_ = 0;        // when it was written (Unix seconds; 0: none yet)
   double restore_seconds_ = 0;             // this attempt's checkpoint read + broadcast + load
   double straightness_ = 0;                // trainer 0: newest MeasureStraightness
+  int64_t allreduce_bytes_total_ = 0;      // trainer 0: this attempt's gradient all-reduce bytes
+  int64_t broadcast_bytes_total_ = 0;      // trainer 0: this attempt's [1], [3], [4] bytes
 };
 
 }  // namespace vsdm::worker

@@ -1,10 +1,12 @@
 #include "worker/train/variational_rank.h"
 
-#include "absl/strings/str_format.h"
 #include <filesystem>
+
+#include "absl/strings/str_format.h"
 
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/train_protocol.h"
 #include "core/checkpoint.h"
 #include "core/sampler.h"
 
@@ -40,7 +42,7 @@ void VariationalRank::Update(int64_t k, RoundTiming& t) {
   holder_.ema_net()->eval();
   torch::Tensor prior = process->SamplePrior(spec.variational.trajectories, spec.variational.prior == "adaptive", gen);
   core::VariationalStats stats =
-      process->Stats(holder_.ema_net(), prior, std::max<int64_t>(1, spec.variational.adam_batch), gen);
+      process->Stats(holder_.ema_net(), prior, spec.variational.adam_batch, gen);
   t.projected = updater_.Apply(stats).projected;
   t.variational += SecondsSince(c);
 }
@@ -91,14 +93,15 @@ absl::StatusOr<nlohmann::json> VariationalRank::Run() {
     VSDM_RETURN_IF_ERROR(RunRound(k, t));
     timings.push_back(t);
     // For the agent running this rank (its /metrics).
-    nlohmann::json p = {{"round", k + 1},
-                        {"rounds", K},
-                        {"variational_seconds", t.variational},
-                        {"wait_for_trainers_seconds", t.wait_trainers},
-                        {"a_norm", updater_.A().norm().item<double>()},
-                        {"a_staleness_rounds", setup_.spec.variational.async ? 1 : 0}};
-    AtomicWriteFile((std::filesystem::path(options_.out_dir) / "progress-variational.json").string(), p.dump() + "\n")
-        .IgnoreError();
+    train_protocol::VariationalProgress p;
+    p.round = k + 1;
+    p.rounds = K;
+    p.variational_seconds = t.variational;
+    p.wait_for_trainers_seconds = t.wait_trainers;
+    p.a_norm = updater_.A().norm().item<double>();
+    p.a_staleness_rounds = setup_.spec.variational.async ? 1 : 0;
+    const std::string path = (std::filesystem::path(options_.out_dir) / train_protocol::kVariationalProgressFile).string();
+    AtomicWriteFile(path, p.ToJson() + "\n").IgnoreError();
     if (options_.on_line)
       options_.on_line(absl::StrFormat(
           "[variational] round %d/%d  |A| %.4f -> %.4f%s  update %.2fs  wait-for-trainers %.2fs  bcast %.2fs",
