@@ -13,7 +13,6 @@ absl::Status WorkerRegistry::Register(const std::string& id, const WorkerResourc
     return absl::InvalidArgumentError(absl::StrCat("resources.devices: must be >= 0, got ", r.devices));
   const absl::Time now = clock_.Now();
   WorkerInfo& w = workers_[id];
-  if (w.worker_id.empty()) w.registered_at = now;
   w.worker_id = id;
   w.resources = r;
   w.state = WorkerState::kAlive;

@@ -34,7 +34,6 @@ struct WorkerInfo {
   WorkerResourcesInfo resources;
   WorkerState state = WorkerState::kAlive;
   absl::Time lease_expiry;
-  absl::Time registered_at;
   std::vector<RankSlot> ranks;
 };
 

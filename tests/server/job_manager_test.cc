@@ -6,6 +6,7 @@
 
 
 #include "proto/job_spec_proto.h"
+#include "server/attempt_id.h"
 
 namespace vsdm::server {
 namespace {
@@ -24,6 +25,8 @@ class JobManagerTest : public ::testing::Test {
     JobManagerOptions o;
     o.lease = absl::Seconds(10);
     o.restart_backoff = absl::Seconds(5);
+    o.store_ports = ports_;
+    o.log = [this](const std::string& line) { logs_.push_back(line); };
     return o;
   }
   void Register(const std::string& id, int slots) {
@@ -55,8 +58,18 @@ class JobManagerTest : public ::testing::Test {
     ASSERT_TRUE(mgr_->Complete(c).ok());
   }
 
+  // The store ports of the attempts `w`'s heartbeat assigns, by attempt id.
+  std::map<std::string, std::string> StoreAddrs(const std::string& w) {
+    std::map<std::string, std::string> out;
+    const v1::HeartbeatResponse hb = Heartbeat(w);
+    for (const auto& a : hb.assignments()) out[a.attempt_id()] = a.store_addr();
+    return out;
+  }
+
   FakeClock clock_;
   InMemoryJobStore store_;
+  PortRange ports_;  // set before mgr_ is (re)built to change the range
+  std::vector<std::string> logs_;
   std::unique_ptr<JobManager> mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
 };
 
@@ -367,6 +380,159 @@ TEST_F(JobManagerTest, ARestartedManagerReloadsJobsAndRunningAttemptsWaitForThei
   v1::Job requeued = *mgr_->Get(gone.job_id());
   EXPECT_EQ(requeued.state(), v1::JOB_STATE_QUEUED);
   EXPECT_NE(requeued.message().find("coordinator restart"), std::string::npos) << requeued.message();
+}
+
+TEST_F(JobManagerTest, LiveAttemptsGetDistinctStorePortsEvenOnOneHostAndEndingOneFreesItsPort) {
+  ports_ = {41000, 41001};
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  // Two workers on the same host (a local cluster): their stores must not share a port.
+  for (const char* w : {"w1", "w2"}) {
+    v1::RegisterRequest r;
+    r.set_worker_id(w);
+    r.mutable_resources()->set_slots(2);
+    r.mutable_resources()->set_host("127.0.0.1");
+    ASSERT_TRUE(mgr_->Register(r).ok());
+  }
+  v1::Job a = Submit(Spec(1)), b = Submit(Spec(1));
+  mgr_->Tick();
+  ASSERT_EQ(State(a.job_id()), v1::JOB_STATE_RUNNING);
+  ASSERT_EQ(State(b.job_id()), v1::JOB_STATE_RUNNING);
+  std::map<std::string, std::string> addrs = StoreAddrs("w1");
+  for (const auto& [id, addr] : StoreAddrs("w2")) addrs[id] = addr;
+  ASSERT_EQ(addrs.size(), 2u);
+  EXPECT_EQ(addrs[a.job_id() + "/1"], "127.0.0.1:41000");
+  EXPECT_EQ(addrs[b.job_id() + "/1"], "127.0.0.1:41001");
+  // a ends; the next job gets its port (the only free one), not a held one.
+  ASSERT_TRUE(mgr_->Cancel(a.job_id()).ok());
+  v1::Job c = Submit(Spec(1));
+  mgr_->Tick();
+  ASSERT_EQ(State(c.job_id()), v1::JOB_STATE_RUNNING);
+  addrs = StoreAddrs("w1");
+  for (const auto& [id, addr] : StoreAddrs("w2")) addrs[id] = addr;
+  EXPECT_EQ(addrs[c.job_id() + "/1"], "127.0.0.1:41000");
+  EXPECT_TRUE(logs_.empty());
+}
+
+TEST_F(JobManagerTest, WhenEveryStorePortIsHeldTheStartWaitsWithAReasonAndALogLine) {
+  ports_ = {41000, 41000};
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  Register("w", 8);
+  v1::Job a = Submit(Spec(1)), b = Submit(Spec(1));
+  mgr_->Tick();
+  mgr_->Tick();  // logged once, not every pass
+  ASSERT_EQ(State(a.job_id()), v1::JOB_STATE_RUNNING);
+  v1::Job waiting = *mgr_->Get(b.job_id());
+  EXPECT_EQ(waiting.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(waiting.attempts(), 0);
+  EXPECT_NE(waiting.pending_reason().find("--store-port-range 41000-41000"), std::string::npos)
+      << waiting.pending_reason();
+  EXPECT_EQ(mgr_->TakeStats().pending_by_kind[PendingKind::kNoStorePort], 1);
+  ASSERT_EQ(logs_.size(), 1u);
+  EXPECT_NE(logs_[0].find(b.job_id()), std::string::npos) << logs_[0];
+  // Nothing of it was booked: the worker holds a's two ranks only.
+  EXPECT_EQ(mgr_->Workers().workers(0).ranks_size(), 2);
+  // a succeeds: its port goes to b.
+  Complete("w", a.job_id() + "/1", 0, 0);
+  mgr_->Tick();
+  ASSERT_EQ(State(b.job_id()), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(StoreAddrs("w")[b.job_id() + "/1"], "h-w:41000");
+}
+
+TEST_F(JobManagerTest, AFailedStartWriteReleasesTheStorePortAndTheSlots) {
+  ports_ = {41000, 41000};
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  Register("w", 2);
+  v1::Job j = Submit(Spec(1));
+  store_.FailWrites(true);
+  mgr_->Tick();
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(mgr_->Workers().workers(0).ranks_size(), 0);
+  store_.FailWrites(false);
+  mgr_->Tick();
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);  // the one port was not left held
+  EXPECT_EQ(mgr_->Workers().workers(0).ranks_size(), 2);
+}
+
+TEST_F(JobManagerTest, ARestartedManagerKeepsTheStorePortOfARecoveredAttempt) {
+  ports_ = {41000, 41001};
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  Register("w1", 2);
+  v1::Job old = Submit(Spec(1));
+  mgr_->Tick();
+  ASSERT_EQ(StoreAddrs("w1")[old.job_id() + "/1"], "h-w1:41000");
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  ASSERT_TRUE(mgr_->Recover().ok());
+  Register("w2", 2);
+  v1::Job fresh = Submit(Spec(1));
+  mgr_->Tick();
+  ASSERT_EQ(State(fresh.job_id()), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(StoreAddrs("w2")[fresh.job_id() + "/1"], "h-w2:41001") << "41000 is still old's";
+}
+
+// A worker that re-registers after a coordinator restart reporting more ranks than it has
+// slots: the rank that cannot be booked is not taken back (before, the failed Assign was
+// ignored, the rank counted as placed and the job stayed RUNNING with it booked nowhere).
+TEST_F(JobManagerTest, ARankThatCannotBeBookedOnReRegisterIsAbortedAndTheAttemptFailsItsRecovery) {
+  v1::Job j = Submit(Spec(1));
+  Register("w1", 2);
+  mgr_->Tick();
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  ASSERT_TRUE(mgr_->Recover().ok());
+  v1::RegisterRequest reg;
+  reg.set_worker_id("w1");
+  reg.mutable_resources()->set_slots(1);  // restarted with fewer slots, still running both ranks
+  for (int rank : {0, 1}) {
+    auto* rr = reg.add_running();
+    rr->set_attempt_id(j.job_id() + "/1");
+    rr->set_rank(rank);
+  }
+  ASSERT_TRUE(mgr_->Register(reg).ok());
+  ASSERT_EQ(logs_.size(), 1u);
+  EXPECT_NE(logs_[0].find("rank 1 of " + j.job_id() + "/1"), std::string::npos) << logs_[0];
+  v1::ListWorkersResponse workers = mgr_->Workers();
+  ASSERT_EQ(workers.workers(0).ranks_size(), 1);
+  EXPECT_EQ(workers.workers(0).ranks(0).rank(), 0);
+  v1::HeartbeatResponse hb = Heartbeat("w1");
+  ASSERT_EQ(hb.abort_attempts_size(), 1);
+  EXPECT_EQ(hb.abort_attempts(0), j.job_id() + "/1");
+  clock_.Advance(Options().recovery_grace);
+  Heartbeat("w1");
+  mgr_->Tick();
+  v1::Job requeued = *mgr_->Get(j.job_id());
+  EXPECT_EQ(requeued.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_NE(requeued.message().find("coordinator restart"), std::string::npos) << requeued.message();
+}
+
+TEST_F(JobManagerTest, AssignmentsCarryTheAttemptIdThatParsesBackToTheJob) {
+  v1::Job j = Submit(Spec(1));
+  Register("w", 2);
+  mgr_->Tick();
+  v1::HeartbeatResponse hb = Heartbeat("w");
+  ASSERT_EQ(hb.assignments_size(), 2);
+  std::optional<AttemptRef> ref = ParseAttemptId(hb.assignments(0).attempt_id());
+  ASSERT_TRUE(ref.has_value());
+  EXPECT_EQ(ref->job_id, j.job_id());
+  EXPECT_EQ(ref->attempt, 1);
+  EXPECT_EQ(*mgr_->CurrentJobOf(hb.assignments(0).attempt_id()), j.job_id());
+  EXPECT_EQ(mgr_->CurrentJobOf(j.job_id() + "/01").status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(AttemptIdTest, MakeAndParseRoundTrip) {
+  EXPECT_EQ(MakeAttemptId("job-00000007", 2), "job-00000007/2");
+  for (const auto& [job, n] : std::vector<std::pair<std::string, int>>{{"job-00000007", 2}, {"a/b", 11}, {"x", 1}}) {
+    std::optional<AttemptRef> ref = ParseAttemptId(MakeAttemptId(job, n));
+    ASSERT_TRUE(ref.has_value()) << job;
+    EXPECT_EQ(ref->job_id, job);
+    EXPECT_EQ(ref->attempt, n);
+  }
+}
+
+TEST(AttemptIdTest, ParseRefusesWhatMakeCannotBuild) {
+  for (const char* bad : {"", "job-1", "job-1/", "/3", "job-1/0", "job-1/-2", "job-1/+2", "job-1/02", "job-1/2x",
+                          "job-1/ 2", "job-1/99999999999"}) {
+    EXPECT_FALSE(ParseAttemptId(bad).has_value()) << bad;
+  }
 }
 
 }  // namespace
