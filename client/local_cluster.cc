@@ -242,6 +242,23 @@ absl::StatusOr<std::string> LocalClusterAddress(const std::string& state_dir) {
   return addr;
 }
 
+std::string DefaultStateDir(const char* vsdm_home, const char* home) {
+  if (vsdm_home && *vsdm_home) return vsdm_home;
+  return (fs::path(home ? home : ".") / ".vsdm" / "local").string();
+}
+
+std::string ResolveCoordinator(const std::string& flag, const char* env, const std::string& state_dir) {
+  if (!flag.empty()) return flag;
+  if (env && *env) return env;
+  auto local = LocalClusterAddress(state_dir);
+  return local.ok() ? *local : "127.0.0.1:50051";
+}
+
+std::string LocalClusterStateDirFor(const std::string& coordinator, const std::string& state_dir) {
+  auto local = LocalClusterAddress(state_dir);
+  return local.ok() && *local == coordinator ? state_dir : "";
+}
+
 absl::StatusOr<std::string> LocalClusterUp(const LocalClusterOptions& o) {
   VSDM_RETURN_IF_ERROR(CheckCanStart(o));
   std::mt19937 rng(std::random_device{}());

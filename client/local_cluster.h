@@ -38,4 +38,13 @@ absl::Status LocalClusterDown(const std::string& state_dir);
 // The address of the cluster running from `state_dir`, if any.
 absl::StatusOr<std::string> LocalClusterAddress(const std::string& state_dir);
 
+// The state dir when none is given: `vsdm_home` ($VSDM_HOME) if set and not empty, else
+// `home`/.vsdm/local (`home` is $HOME; null = the current directory).
+std::string DefaultStateDir(const char* vsdm_home, const char* home);
+// The coordinator to talk to: `flag` (--coordinator), else `env` ($VSDM_COORDINATOR), else the
+// address of the local cluster running from `state_dir`, else 127.0.0.1:50051. "" or null = unset.
+std::string ResolveCoordinator(const std::string& flag, const char* env, const std::string& state_dir);
+// `state_dir` when `coordinator` is the address of the local cluster running from it, else "".
+std::string LocalClusterStateDirFor(const std::string& coordinator, const std::string& state_dir);
+
 }  // namespace vsdm::client

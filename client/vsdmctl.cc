@@ -51,12 +51,6 @@ struct Subcommands {
   CLI::App* down = nullptr;
 };
 
-std::string DefaultStateDir() {
-  if (const char* h = std::getenv("VSDM_HOME"); h && *h) return h;
-  const char* home = std::getenv("HOME");
-  return (fs::path(home ? home : ".") / ".vsdm" / "local").string();
-}
-
 void AddGlobalOptions(CLI::App& app, Options& opt) {
   app.set_version_flag("--version", "vsdmctl " VSDM_VERSION);
   app.require_subcommand(1);
@@ -110,14 +104,6 @@ void ApplyOutputOptions(Options& opt) {
   opt.submit.follow.tty = opt.watch.follow.tty = tty;
 }
 
-// --coordinator, else $VSDM_COORDINATOR, else the local cluster's, else 127.0.0.1:50051.
-std::string ResolveCoordinator(const Options& opt) {
-  if (!opt.coordinator.empty()) return opt.coordinator;
-  if (const char* c = std::getenv("VSDM_COORDINATOR"); c && *c) return c;
-  auto local = vc::LocalClusterAddress(opt.state_dir);
-  return local.ok() ? *local : "127.0.0.1:50051";
-}
-
 absl::Status RunLocal(const Subcommands& cmd, Options& opt) {
   if (cmd.down->parsed()) return vc::RunLocalDown(opt.state_dir, std::cout);
   std::error_code ec;
@@ -127,9 +113,9 @@ absl::Status RunLocal(const Subcommands& cmd, Options& opt) {
 }
 
 absl::Status RunJobCommand(const Subcommands& cmd, Options& opt) {
-  const std::string coordinator = ResolveCoordinator(opt);
-  auto local = vc::LocalClusterAddress(opt.state_dir);
-  if (local.ok() && *local == coordinator) opt.logs.local_state_dir = opt.state_dir;
+  const std::string coordinator =
+      vc::ResolveCoordinator(opt.coordinator, std::getenv("VSDM_COORDINATOR"), opt.state_dir);
+  opt.logs.local_state_dir = vc::LocalClusterStateDirFor(coordinator, opt.state_dir);
   auto stub = vsdm::v1::JobService::NewStub(grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials()));
   std::ostream& out = std::cout;
   if (cmd.submit->parsed()) return vc::RunSubmit(opt.submit, *stub, out);
@@ -147,7 +133,7 @@ absl::Status RunJobCommand(const Subcommands& cmd, Options& opt) {
 
 int main(int argc, char** argv) {
   Options opt;
-  opt.state_dir = DefaultStateDir();
+  opt.state_dir = vc::DefaultStateDir(std::getenv("VSDM_HOME"), std::getenv("HOME"));
   CLI::App app{"vsdmctl: submit and watch VSDM training jobs"};
   Subcommands cmd;
   AddGlobalOptions(app, opt);
