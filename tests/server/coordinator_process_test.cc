@@ -3,9 +3,7 @@
 // kill -9. Label `integration`.
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -14,14 +12,41 @@
 #include <sstream>
 #include <thread>
 
+#include "common/port_file.h"
+#include "common/spawn.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "vsdm/v1/service.grpc.pb.h"
-
-extern char** environ;
 
 namespace vsdm {
 namespace {
 namespace fs = std::filesystem;
+
+SpawnOptions LogTo(const std::string& path) {
+  SpawnOptions o;
+  o.log_path = path;
+  return o;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs vsdm-coordinator with `args` to its exit; its exit code (-1 if it did not start), its
+// output in `*out`.
+int RunCoordinator(const std::vector<std::string>& args, const std::string& log, std::string* out) {
+  std::vector<std::string> argv = {VSDM_COORDINATOR_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  fs::remove(log);
+  absl::StatusOr<pid_t> pid = Spawn(argv, LogTo(log));
+  if (!pid.ok()) return -1;
+  int status = 0;
+  waitpid(*pid, &status, 0);
+  *out = ReadAll(log);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 // One coordinator process over a data dir.
 class CoordinatorProcess {
@@ -32,29 +57,18 @@ class CoordinatorProcess {
   bool Start() {
     const std::string ports = dir_ + "/ports";
     fs::remove(ports);
-    std::vector<std::string> args = {VSDM_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--metrics-listen",
-                                     "127.0.0.1:0", "--data-dir", dir_ + "/data", "--port-file", ports,
-                                     "--tick-seconds", "0.05"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, (dir_ + "/coordinator.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) return false;
-    for (int i = 0; i < 200; ++i) {
-      std::ifstream in(ports);
-      std::string k1, k2;
-      if (in >> k1 >> port_ >> k2 >> metrics_port_) {
-        channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
-        return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
+    absl::StatusOr<pid_t> pid =
+        Spawn({VSDM_COORDINATOR_BIN, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir",
+               dir_ + "/data", "--port-file", ports, "--tick-seconds", "0.05"},
+              LogTo(dir_ + "/coordinator.log"));
+    if (!pid.ok()) return false;
+    pid_ = *pid;
+    absl::StatusOr<BoundPorts> bound = WaitForPortFile(ports, absl::Seconds(10));
+    if (!bound.ok()) return false;
+    port_ = bound->grpc;
+    metrics_port_ = bound->metrics;
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
+    return true;
   }
   void Kill9() {
     if (pid_ <= 0) return;
@@ -64,12 +78,7 @@ class CoordinatorProcess {
   }
   std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   int metrics_port() const { return metrics_port_; }
-  std::string Log() const {
-    std::ifstream in(dir_ + "/coordinator.log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  std::string Log() const { return ReadAll(dir_ + "/coordinator.log"); }
 
  private:
   std::string dir_;
@@ -179,35 +188,37 @@ TEST_F(CoordinatorProcessTest, ServesTheJobApiOverLoopback) {
   }
   EXPECT_EQ(pages, 3);
   EXPECT_EQ(seen, std::vector<std::string>(ids.rbegin(), ids.rend()));
-  // Watch a job while it is cancelled: the stream replays, shows the cancel, and ends.
-  std::vector<v1::JobEvent> events;
-  grpc::Status watch_status;
-  std::thread watcher([&] {
+  // Watch a job while it is cancelled: the stream replays, then the cancel arrives live on the
+  // open stream, and it ends. The replayed event is read before the cancel is sent, so the
+  // subscription exists by then (the server subscribes before it replays) and the cancel cannot
+  // have been part of the replay.
+  {
     grpc::ClientContext ctx;
     Deadline(ctx, 20);
     v1::WatchJobRequest wr;
     wr.set_job_id(ids[1]);
     auto reader = stub_->WatchJob(&ctx, wr);
     v1::JobEvent e;
-    while (reader->Read(&e)) events.push_back(e);
-    watch_status = reader->Finish();
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  {
-    grpc::ClientContext ctx;
-    Deadline(ctx);
-    v1::CancelJobRequest cr;
-    cr.set_job_id(ids[1]);
-    v1::Job c;
-    ASSERT_TRUE(stub_->CancelJob(&ctx, cr, &c).ok());
-    EXPECT_EQ(c.state(), v1::JOB_STATE_CANCELLED);
+    ASSERT_TRUE(reader->Read(&e));
+    EXPECT_EQ(e.kind(), "submitted");
+    EXPECT_EQ(e.sequence(), 1);
+    {
+      grpc::ClientContext cctx;
+      Deadline(cctx);
+      v1::CancelJobRequest cr;
+      cr.set_job_id(ids[1]);
+      v1::Job c;
+      ASSERT_TRUE(stub_->CancelJob(&cctx, cr, &c).ok());
+      EXPECT_EQ(c.state(), v1::JOB_STATE_CANCELLED);
+    }
+    ASSERT_TRUE(reader->Read(&e)) << "the cancel did not arrive on the open stream";
+    EXPECT_EQ(e.kind(), "cancelled");
+    EXPECT_EQ(e.sequence(), 2);
+    EXPECT_EQ(e.state(), v1::JOB_STATE_CANCELLED);
+    EXPECT_FALSE(reader->Read(&e)) << "the stream ends after the final event, got " << e.kind();
+    grpc::Status watch_status = reader->Finish();
+    EXPECT_TRUE(watch_status.ok()) << watch_status.error_message();
   }
-  watcher.join();
-  EXPECT_TRUE(watch_status.ok()) << watch_status.error_message();
-  ASSERT_EQ(events.size(), 2u);
-  EXPECT_EQ(events[0].kind(), "submitted");
-  EXPECT_EQ(events[1].kind(), "cancelled");
-  EXPECT_EQ(events[1].state(), v1::JOB_STATE_CANCELLED);
   {  // cancelling it again: FAILED_PRECONDITION
     grpc::ClientContext ctx;
     Deadline(ctx);
@@ -238,19 +249,47 @@ TEST_F(CoordinatorProcessTest, ServesTheJobApiOverLoopback) {
   std::string none;
   EXPECT_EQ(fetch("../../vsdm.db", &none).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(fetch("nope.png", &none).error_code(), grpc::StatusCode::NOT_FOUND);
-  // /metrics counts what happened.
+  // /metrics counts what happened (the job gauges follow within a tick or two: poll).
   const std::string cmd = "curl -s http://127.0.0.1:" + std::to_string(proc_->metrics_port()) + "/metrics";
+  const std::vector<std::string> want = {"vsdm_rpc_total{code=\"INVALID_ARGUMENT\",method=\"SubmitJob\"} 1",
+                                         "vsdm_jobs{state=\"cancelled\"} 1", "vsdm_scheduling_pass_seconds_count",
+                                         "vsdm_jobs_pending{reason=\"no_store_port\"} 0",
+                                         "vsdm_build_info{component=\"coordinator\",version=\"" VSDM_VERSION "\"} 1"};
   std::string metrics;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) metrics.append(buf, n);
-    pclose(p);
+  for (int i = 0; i < 100; ++i) {
+    metrics.clear();
+    if (FILE* p = popen(cmd.c_str(), "r")) {
+      char buf[4096];
+      size_t n;
+      while ((n = fread(buf, 1, sizeof buf, p)) > 0) metrics.append(buf, n);
+      pclose(p);
+    }
+    bool all = true;
+    for (const auto& w : want) all = all && metrics.find(w) != std::string::npos;
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  EXPECT_NE(metrics.find("vsdm_rpc_total{code=\"INVALID_ARGUMENT\",method=\"SubmitJob\"} 1"), std::string::npos)
-      << metrics.substr(0, 3000);
-  EXPECT_NE(metrics.find("vsdm_jobs{state=\"cancelled\"} 1"), std::string::npos);
-  EXPECT_NE(metrics.find("vsdm_scheduling_pass_seconds_count"), std::string::npos);
+  for (const auto& w : want) EXPECT_NE(metrics.find(w), std::string::npos) << w << "\n" << metrics.substr(0, 3000);
+}
+
+TEST(CoordinatorFlagsTest, VersionPrintsTheProjectVersion) {
+  const std::string log = (fs::temp_directory_path() / ("vsdm_coord_version_" + std::to_string(::getpid()))).string();
+  std::string out;
+  EXPECT_EQ(RunCoordinator({"--version"}, log, &out), 0) << out;
+  EXPECT_EQ(out, "vsdm-coordinator " VSDM_VERSION "\n");
+  fs::remove(log);
+}
+
+TEST(CoordinatorFlagsTest, ABadStorePortRangeExitsTwoNamingTheFlag) {
+  const std::string log = (fs::temp_directory_path() / ("vsdm_coord_flags_" + std::to_string(::getpid()))).string();
+  for (const char* bad : {"29999-29500", "29500", "0-10", "x-y"}) {
+    std::string out;
+    EXPECT_EQ(RunCoordinator({"--store-port-range", bad, "--data-dir", log + ".data"}, log, &out), 2) << bad << out;
+    EXPECT_NE(out.find("--store-port-range"), std::string::npos) << bad << ": " << out;
+    EXPECT_NE(out.find("LO"), std::string::npos) << bad << ": " << out;
+  }
+  EXPECT_FALSE(fs::exists(log + ".data")) << "refused before it opened the store";
+  fs::remove(log);
 }
 
 TEST_F(CoordinatorProcessTest, AcknowledgedJobsSurviveAKill9) {
