@@ -36,7 +36,8 @@ struct JobManagerOptions {
   SchedulerOptions scheduler;
   std::string artifact_root = "artifacts";  // a job's artifacts: <root>/<job_id> (same for every attempt)
   // TCPStore ports for the attempts' rank 0, handed out round-robin; no two live attempts share
-  // one, and a start waits (pending no_store_port) while every port is held. --store-port-range.
+  // one, and a start waits (pending no_store_port) while every port is held. --store-port-range;
+  // REQUIRES: 1 <= lo <= hi <= 65535 (ParsePortRange checks it).
   PortRange store_ports = {29500, 29999};
   int default_page_size = 50;
   int max_page_size = 500;
