@@ -13,7 +13,7 @@ namespace {
 template <class Record>
 std::string RecordToJson(const Record& r) {
   nlohmann::json j = nlohmann::json::object();
-  Record::VisitFields(const_cast<Record&>(r), [&](const char* key, auto& value) { j[key] = value; });
+  Record::VisitFields(r, [&](const char* key, const auto& value) { j[key] = value; });
   return j.dump();
 }
 
@@ -21,8 +21,8 @@ template <class Record>
 bool RecordEquals(const Record& a, const Record& b) {
   // Two visits in the same fixed order: field i of a against field i of b.
   std::vector<nlohmann::json> va, vb;
-  Record::VisitFields(const_cast<Record&>(a), [&](const char*, auto& value) { va.emplace_back(value); });
-  Record::VisitFields(const_cast<Record&>(b), [&](const char*, auto& value) { vb.emplace_back(value); });
+  Record::VisitFields(a, [&](const char*, const auto& value) { va.emplace_back(value); });
+  Record::VisitFields(b, [&](const char*, const auto& value) { vb.emplace_back(value); });
   return va == vb;
 }
 
@@ -53,7 +53,7 @@ absl::StatusOr<Record> RecordFromJson(const std::string& text, const char* what)
   if (known != j.size()) {
     for (auto it = j.begin(); it != j.end(); ++it) {
       bool found = false;
-      Record::VisitFields(r, [&](const char* key, auto&) { found = found || it.key() == key; });
+      Record::VisitFields(r, [&](const char* key, const auto&) { found = found || it.key() == key; });
       if (!found) return absl::InvalidArgumentError(absl::StrCat(what, ": ", it.key(), ": unknown key"));
     }
   }

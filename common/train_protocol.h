@@ -100,8 +100,9 @@ struct TrainerProgress {
   double checkpoint_unix_seconds = 0;   // wall clock when it was written (0 = none yet)
   int64_t device_memory_used_bytes = -1;  // CUDA only; -1 = not measured
 
-  template <class V>
-  static void VisitFields(TrainerProgress& p, V&& v) {
+  // v(key, field) for every field, in a fixed order; Self is TrainerProgress or its const.
+  template <class Self, class V>
+  static void VisitFields(Self& p, V&& v) {
     v("round", p.round);
     v("rounds", p.rounds);
     v("loss", p.loss);
@@ -137,8 +138,8 @@ struct VariationalProgress {
   double a_norm = 0;                     // after this round's update
   int64_t a_staleness_rounds = 0;        // rounds the trainers' A lags (1 with async A)
 
-  template <class V>
-  static void VisitFields(VariationalProgress& p, V&& v) {
+  template <class Self, class V>
+  static void VisitFields(Self& p, V&& v) {
     v("round", p.round);
     v("rounds", p.rounds);
     v("variational_seconds", p.variational_seconds);

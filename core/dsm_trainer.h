@@ -60,7 +60,6 @@ class DsmTrainer {
   torch::optim::AdamW& optimizer() { return *opt_; }
   int64_t steps() const { return steps_; }
   void set_steps(int64_t s) { steps_ = s; }
-  const DsmTrainerOptions& options() const { return options_; }
 
  private:
   DsmTrainerOptions options_;

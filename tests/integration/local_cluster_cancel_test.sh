@@ -19,7 +19,7 @@ for _ in $(seq 300); do
 done
 [ "$st" = JOB_STATE_RUNNING ] || { echo "long job never ran: $st"; exit 1; }
 [ "$(state "$short" | cut -d' ' -f1)" = JOB_STATE_QUEUED ]
-pgrep -f -- "jobs/$long " > /dev/null || pgrep -f -- "jobs/$long" > /dev/null
+pgrep -f -- "jobs/$long" > /dev/null
 t0=$SECONDS
 ctl cancel "$long"
 while pgrep -f -- "jobs/$long" > /dev/null; do

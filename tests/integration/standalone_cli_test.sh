@@ -27,6 +27,17 @@ set +e; "$BIN" --standalone --spec "$SRC/examples/spiral.yaml" --set train.round
 [ ! -e "$work/bad-out" ] || fail "bad --set created the out dir"
 echo "ok: bad specs and bad --set refused with exit 2, naming the key, writing nothing"
 
+# The world size comes from vsdm-train's own spec parser (scripts/run-distributed.sh asks it):
+# a flow-style resources block, and a --set on top of it. (The old sed in run-distributed.sh read
+# 2 trainers from this spec and started the wrong number of ranks.)
+printf 'resources: {trainers: 3}\n' > "$work/flow.yaml"
+ws=$("$BIN" --spec "$work/flow.yaml" --print-world-size) || fail "--print-world-size failed"
+[ "$ws" = 4 ] || fail "--print-world-size of a flow-style spec with 3 trainers: $ws, want 4"
+ws=$("$BIN" --spec "$work/flow.yaml" --set resources.trainers=5 --print-world-size)
+[ "$ws" = 6 ] || fail "--print-world-size with --set resources.trainers=5: $ws, want 6"
+"$BIN" --version | grep -q "^vsdm-train [0-9]" || fail "--version: $("$BIN" --version)"
+echo "ok: --print-world-size reads the spec as vsdm-train does (flow style, --set): $ws ranks"
+
 # 2. A short job writes every artifact.
 cat > "$work/tiny.yaml" <<YAML
 name: tiny
