@@ -64,6 +64,9 @@ addr=$(cat "$st/coordinator")
 job=$(submit)
 wait_round "$job" 5
 coord=$(head -1 "$st/pids")
+# Restart it exactly as `local up` started it (its TCPStore port range included).
+ports=$(ps -o args= -p "$coord" | sed -n 's/.*--store-port-range \([0-9]*-[0-9]*\).*/\1/p')
+[ -n "$ports" ] || { echo "no --store-port-range on the coordinator: $(ps -o args= -p "$coord")"; exit 1; }
 trains_before=$(pgrep -f -- "$st/work/jobs/$job" | sort | tr '\n' ' ')
 kill -9 "$coord"
 echo "killed the coordinator (pid $coord); training processes: $trains_before"
@@ -71,7 +74,7 @@ sleep 3
 trains_during=$(pgrep -f -- "$st/work/jobs/$job" | sort | tr '\n' ' ')
 [ "$trains_before" = "$trains_during" ] || { echo "training processes changed: $trains_before -> $trains_during"; exit 1; }
 "$BIN/vsdm-coordinator" --listen "$addr" --metrics-listen 127.0.0.1:0 --data-dir "$st/data" \
-  --lease-seconds 10 --restart-backoff-seconds 1 >> "$st/logs/coordinator.log" 2>&1 &
+  --lease-seconds 10 --restart-backoff-seconds 1 --store-port-range "$ports" >> "$st/logs/coordinator.log" 2>&1 &
 newcoord=$!
 sed -i "1s/.*/$newcoord/" "$st/pids"
 ctl watch "$job" | tail -2
