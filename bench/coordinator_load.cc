@@ -6,7 +6,6 @@
 //     500 start, 10 000 stay queued), read from the coordinator's own /metrics.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -19,9 +18,10 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "common/port_file.h"
+#include "common/spawn.h"
 #include "vsdm/v1/service.grpc.pb.h"
 
-extern char** environ;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -65,28 +65,21 @@ int main(int argc, char** argv) {
   std::vector<std::string> args = {bin, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
                                    "--data-dir", dir + "/data", "--port-file", dir + "/ports",
                                    "--lease-seconds", "3600", "--tick-seconds", "0.2"};
-  std::vector<char*> cargv;
-  for (auto& a : args) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  pid_t pid;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", 1, 0);
-  if (posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ) != 0) {
-    std::cerr << "cannot start " << bin << "\n";
+  vsdm::SpawnOptions so;
+  so.log_path = "/dev/null";
+  auto spawned = vsdm::Spawn(args, so);
+  if (!spawned.ok()) {
+    std::cerr << spawned.status().message() << "\n";
     return 1;
   }
-  int port = 0, mport = 0;
-  for (int i = 0; i < 200 && port == 0; ++i) {
-    std::ifstream in(dir + "/ports");
-    std::string k1, k2;
-    if (!(in >> k1 >> port >> k2 >> mport)) port = 0;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  if (port == 0) {
-    std::cerr << "coordinator did not come up\n";
+  const pid_t pid = *spawned;
+  auto ports = vsdm::WaitForPortFile(dir + "/ports", absl::Seconds(10));
+  if (!ports.ok()) {
+    std::cerr << "coordinator did not come up: " << ports.status().message() << "\n";
+    kill(pid, SIGKILL);
     return 1;
   }
+  const int port = ports->grpc, mport = ports->metrics;
   const std::string addr = "127.0.0.1:" + std::to_string(port);
   std::cout << "coordinator " << addr << ", " << std::thread::hardware_concurrency() << " cores\n";
 

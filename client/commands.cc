@@ -14,6 +14,7 @@
 #include "common/job_spec.h"
 #include "common/retry.h"
 #include "common/status_macros.h"
+#include "common/train_protocol.h"
 #include "proto/job_spec_proto.h"
 #include "proto/job_state.h"
 
@@ -34,7 +35,6 @@ constexpr absl::Duration kLogsTimeout = absl::Seconds(2);
 constexpr absl::Duration kArtifactTimeout = absl::Seconds(60);
 
 // What the agent of rank 0 uploads for a succeeded job.
-constexpr const char* kArtifactNames[] = {"samples.png", "samples.npy", "metrics.json", "model.pt"};
 
 absl::StatusOr<v1::Job> GetJob(v1::JobService::StubInterface& stub, const std::string& job_id) {
   v1::GetJobRequest req;
@@ -243,7 +243,7 @@ absl::Status RunArtifacts(const ArtifactsArgs& args, v1::JobService::StubInterfa
   std::error_code ec;
   fs::create_directories(args.out_dir, ec);
   int got = 0;
-  for (const char* name : kArtifactNames) {
+  for (const char* name : train_protocol::kArtifacts) {  // what the agent uploads
     auto data = Download(stub, args.job_id, name);
     if (absl::IsNotFound(data.status())) continue;
     if (!data.ok()) return data.status();

@@ -600,11 +600,11 @@ TEST_F(CommandsTest, ArtifactsWritesTheFilesThatExistIntoTheOutDir) {
       }));
   const std::string out_dir = dir_ / "out/nested";
   ASSERT_TRUE(RunArtifacts(ArtifactsArgs{"j-1", out_dir}, stub_, out_).ok());
-  EXPECT_THAT(asked, ::testing::ElementsAre("samples.png", "samples.npy", "metrics.json", "model.pt"));
+  EXPECT_THAT(asked, ::testing::ElementsAre("metrics.json", "samples.npy", "samples.png", "model.pt"));
   EXPECT_EQ(ReadAll(out_dir + "/samples.png"), "abcd");
   EXPECT_EQ(ReadAll(out_dir + "/metrics.json"), "{}");
   EXPECT_FALSE(fs::exists(out_dir + "/model.pt"));
-  EXPECT_EQ(out_.str(), absl::StrCat(out_dir, "/samples.png  (4 bytes)\n", out_dir, "/metrics.json  (2 bytes)\n"));
+  EXPECT_EQ(out_.str(), absl::StrCat(out_dir, "/metrics.json  (2 bytes)\n", out_dir, "/samples.png  (4 bytes)\n"));
   // Only the two files: nothing half-written, nothing outside the out dir.
   EXPECT_EQ(std::distance(fs::directory_iterator(out_dir), fs::directory_iterator()), 2);
 }
@@ -622,7 +622,7 @@ TEST_F(CommandsTest, ArtifactsStopsAtAnErrorNamingTheFile) {
       .WillOnce(Return(Stream<v1::ArtifactChunk>(
           {}, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "path: must be a relative path inside the job's artifacts"))));
   EXPECT_EQ(Report(RunArtifacts(ArtifactsArgs{"j-1", dir_ / "out"}, stub_, out_)), 2);
-  EXPECT_EQ(err_.str(), "vsdmctl: artifact samples.png: path: must be a relative path inside the job's artifacts\n");
+  EXPECT_EQ(err_.str(), "vsdmctl: artifact metrics.json: path: must be a relative path inside the job's artifacts\n");
 }
 
 // ---- free store ports ---------------------------------------------------------------------
