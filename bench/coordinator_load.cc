@@ -62,9 +62,9 @@ int main(int argc, char** argv) {
   const std::string dir = (fs::temp_directory_path() / ("vsdm_load_" + std::to_string(::getpid()))).string();
   fs::remove_all(dir);
   fs::create_directories(dir);
-  std::vector<std::string> args = {bin, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-                                   "--data-dir", dir + "/data", "--port-file", dir + "/ports",
-                                   "--lease-seconds", "3600", "--tick-seconds", "0.2"};
+  std::vector<std::string> args = {bin,          "--listen",       "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+                                   "--data-dir", dir + "/data",    "--port-file", dir + "/ports",     "--lease-seconds",
+                                   "3600",       "--tick-seconds", "0.2"};
   vsdm::SpawnOptions so;
   so.log_path = "/dev/null";
   auto spawned = vsdm::Spawn(args, so);
@@ -91,8 +91,8 @@ int main(int argc, char** argv) {
     threads.emplace_back([&, c] {
       grpc::ChannelArguments ca;
       ca.SetInt("vsdm-client", c % 4);  // a few distinct connections
-      auto stub = vsdm::v1::JobService::NewStub(
-          grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), ca));
+      auto stub =
+          vsdm::v1::JobService::NewStub(grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), ca));
       for (int i = next++; i < jobs; i = next++) {
         grpc::ClientContext ctx;
         ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
     const int reps = 5;
     for (int i = 0; i < reps; ++i) torch::mm(a, b);
     double s = Since(t);
-    std::cout << absl::StrFormat("matmul 2048^3 float32:      %8.1f GFLOP/s\n", reps * 2.0 * 2048.0 * 2048 * 2048 / s / 1e9);
+    std::cout << absl::StrFormat("matmul 2048^3 float32:      %8.1f GFLOP/s\n",
+                                 reps * 2.0 * 2048.0 * 2048 * 2048 / s / 1e9);
   }
   BetaSchedule sched;
   TimeGrid grid{0.001, 100};

@@ -70,8 +70,8 @@ void PrintEvent(const v1::JobEvent& e, const WatchArgs& args, BarState& bar, std
 
 // One WatchJob stream from `*after`; advances `*after` past the non-progress events seen and
 // `*tries` back to 0 on any event. The stream's status.
-grpc::Status FollowStream(const WatchArgs& args, v1::JobService::StubInterface& stub, int64_t* after,
-                          int* tries, std::ostream& out) {
+grpc::Status FollowStream(const WatchArgs& args, v1::JobService::StubInterface& stub, int64_t* after, int* tries,
+                          std::ostream& out) {
   grpc::ClientContext ctx;
   v1::WatchJobRequest req;
   req.set_job_id(args.job_id);
@@ -100,8 +100,7 @@ absl::StatusOr<v1::JobState> ParseStateFilter(const std::string& state) {
 }
 
 // One artifact file; NOT_FOUND when the job has none of that name.
-absl::StatusOr<std::string> Download(v1::JobService::StubInterface& stub, const std::string& job_id,
-                                     const char* name) {
+absl::StatusOr<std::string> Download(v1::JobService::StubInterface& stub, const std::string& job_id, const char* name) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, kArtifactTimeout);
   v1::GetArtifactRequest req;
@@ -144,9 +143,8 @@ int ReportFailure(const absl::Status& status, std::ostream& err) {
 absl::Status RunSubmit(const SubmitArgs& args, v1::JobService::StubInterface& stub, std::ostream& out) {
   auto spec = LoadJobSpecFile(args.file, args.overrides);
   if (!spec.ok()) {  // always exit 2: the input is refused, whatever the code
-    return WithExitCode(
-        absl::Status(spec.status().code(), absl::StrCat(args.file, ": ", spec.status().message())),
-        kExitRefused);
+    return WithExitCode(absl::Status(spec.status().code(), absl::StrCat(args.file, ": ", spec.status().message())),
+                        kExitRefused);
   }
   v1::SubmitJobRequest req;
   *req.mutable_spec() = JobSpecToProto(*spec);
@@ -179,9 +177,8 @@ absl::Status RunList(const ListArgs& args, v1::JobService::StubInterface& stub, 
   v1::ListJobsResponse all;
   for (;;) {
     v1::ListJobsResponse resp;
-    VSDM_RETURN_IF_ERROR(CallUnary("list", kCallTimeout, [&](grpc::ClientContext* ctx) {
-      return stub.ListJobs(ctx, req, &resp);
-    }));
+    VSDM_RETURN_IF_ERROR(
+        CallUnary("list", kCallTimeout, [&](grpc::ClientContext* ctx) { return stub.ListJobs(ctx, req, &resp); }));
     for (auto& j : *resp.mutable_jobs()) *all.add_jobs() = std::move(j);
     if (resp.next_page_token().empty()) break;
     req.set_page_token(resp.next_page_token());
@@ -253,8 +250,7 @@ absl::Status RunArtifacts(const ArtifactsArgs& args, v1::JobService::StubInterfa
     ++got;
   }
   if (got > 0) return absl::OkStatus();
-  return WithExitCode(absl::NotFoundError(absl::StrCat(args.job_id, " has no artifacts (yet)")),
-                      kExitJobNotSucceeded);
+  return WithExitCode(absl::NotFoundError(absl::StrCat(args.job_id, " has no artifacts (yet)")), kExitJobNotSucceeded);
 }
 
 absl::Status RunWorkers(const WorkersArgs& args, v1::JobService::StubInterface& stub, std::ostream& out) {
@@ -273,8 +269,8 @@ absl::Status RunLocalUp(const LocalClusterOptions& options, std::ostream& out) {
     return WithExitCode(absl::Status(s.code(), absl::StrCat("local up: ", s.message())),
                         absl::IsFailedPrecondition(s) ? kExitRefused : kExitUnavailable);
   }
-  out << "local cluster up: coordinator " << *addr << ", " << options.workers << " agents x "
-      << options.slots << " slots; state and logs in " << options.state_dir << "\n";
+  out << "local cluster up: coordinator " << *addr << ", " << options.workers << " agents x " << options.slots
+      << " slots; state and logs in " << options.state_dir << "\n";
   return absl::OkStatus();
 }
 
@@ -282,8 +278,7 @@ absl::Status RunLocalDown(const std::string& state_dir, std::ostream& out) {
   const absl::Status s = LocalClusterDown(state_dir);
   out << "local cluster down (" << state_dir << ")\n";
   if (s.ok()) return s;
-  return WithExitCode(absl::Status(s.code(), absl::StrCat("local down: ", s.message())),
-                      kExitJobNotSucceeded);
+  return WithExitCode(absl::Status(s.code(), absl::StrCat("local down: ", s.message())), kExitJobNotSucceeded);
 }
 
 }  // namespace vsdm::client

@@ -36,8 +36,8 @@ int ReportFailure(const absl::Status& status, std::ostream& err);
 
 // How `watch` (and `submit --wait`) follows a job's event stream.
 struct FollowOptions {
-  bool tty = false;             // redraw the progress bar in place (\r) instead of a line a round
-  int reconnect_tries = 60;     // retryable stream failures in a row before giving up
+  bool tty = false;                                   // redraw the progress bar in place (\r) instead of a line a round
+  int reconnect_tries = 60;                           // retryable stream failures in a row before giving up
   absl::Duration reconnect_delay = absl::Seconds(1);  // between reconnects (the coordinator may restart)
 };
 

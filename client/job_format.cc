@@ -20,16 +20,14 @@ std::string ToJson(const google::protobuf::Message& message) {
 
 std::string ProgressBar(const v1::Progress& p) {
   const int width = 30;
-  const double f =
-      p.rounds() > 0 ? static_cast<double>(p.round()) / static_cast<double>(p.rounds()) : 0.0;
+  const double f = p.rounds() > 0 ? static_cast<double>(p.round()) / static_cast<double>(p.rounds()) : 0.0;
   const int fill = static_cast<int>(f * width);
   std::string bar(width, ' ');
   for (int i = 0; i < fill && i < width; ++i) bar[i] = '=';
   if (fill >= 0 && fill < width) bar[fill] = '>';
-  return absl::StrFormat(
-      "round %d/%d [%s] %3.0f%%  loss %.4f  |A| %.3f  %.0f steps/s  goodput %.0f%%  ETA %s",
-      p.round(), p.rounds(), bar, 100 * f, p.loss(), p.a_norm(), p.steps_per_second(),
-      100 * p.goodput_ratio(), FormatDuration(p.eta_seconds()));
+  return absl::StrFormat("round %d/%d [%s] %3.0f%%  loss %.4f  |A| %.3f  %.0f steps/s  goodput %.0f%%  ETA %s",
+                         p.round(), p.rounds(), bar, 100 * f, p.loss(), p.a_norm(), p.steps_per_second(),
+                         100 * p.goodput_ratio(), FormatDuration(p.eta_seconds()));
 }
 
 std::string FinalSummary(const v1::Job& j) {
@@ -44,16 +42,15 @@ std::string FinalSummary(const v1::Job& j) {
   if (j.state() == v1::JOB_STATE_SUCCEEDED && m.count("energy_distance")) {
     absl::StrAppend(&out, absl::StrFormat("energy distance %.4f (data floor %.4f), PMF-RMSE %.3e "
                                           "(floor %.3e), ODE straightness %.3f, %.0fs\n",
-                                          get("energy_distance"), get("energy_distance_floor"),
-                                          get("pmf_rmse"), get("pmf_rmse_floor"),
-                                          get("ode_straightness"), get("wall_seconds")));
+                                          get("energy_distance"), get("energy_distance_floor"), get("pmf_rmse"),
+                                          get("pmf_rmse_floor"), get("ode_straightness"), get("wall_seconds")));
   }
   return out;
 }
 
 std::string JobDetails(const v1::Job& j) {
-  std::string out = absl::StrFormat("%s  %s  %s  attempts %d\n", j.job_id(), j.spec().name(),
-                                    JobStateName(j.state()), j.attempts());
+  std::string out =
+      absl::StrFormat("%s  %s  %s  attempts %d\n", j.job_id(), j.spec().name(), JobStateName(j.state()), j.attempts());
   if (!j.pending_reason().empty()) absl::StrAppend(&out, "pending: ", j.pending_reason(), "\n");
   if (j.state() == v1::JOB_STATE_RUNNING && j.progress().rounds() > 0)
     absl::StrAppend(&out, ProgressBar(j.progress()), "\n");
@@ -66,38 +63,33 @@ std::string JobDetails(const v1::Job& j) {
 }
 
 std::string JobTable(const v1::ListJobsResponse& jobs) {
-  std::string out = absl::StrFormat("%-14s %-20s %-10s %-8s %s\n", "JOB", "NAME", "STATE",
-                                    "ATTEMPTS", "PROGRESS / REASON");
+  std::string out =
+      absl::StrFormat("%-14s %-20s %-10s %-8s %s\n", "JOB", "NAME", "STATE", "ATTEMPTS", "PROGRESS / REASON");
   for (const auto& j : jobs.jobs()) {
-    std::string extra =
-        j.state() == v1::JOB_STATE_QUEUED ? j.pending_reason()
-        : j.state() == v1::JOB_STATE_RUNNING
-            ? absl::StrFormat("round %d/%d", j.progress().round(), j.progress().rounds())
-            : j.message();
-    absl::StrAppend(&out, absl::StrFormat("%-14s %-20s %-10s %-8d %s\n", j.job_id(),
-                                          j.spec().name().substr(0, 20), JobStateName(j.state()),
-                                          j.attempts(), extra));
+    std::string extra = j.state() == v1::JOB_STATE_QUEUED ? j.pending_reason()
+                        : j.state() == v1::JOB_STATE_RUNNING
+                            ? absl::StrFormat("round %d/%d", j.progress().round(), j.progress().rounds())
+                            : j.message();
+    absl::StrAppend(&out, absl::StrFormat("%-14s %-20s %-10s %-8d %s\n", j.job_id(), j.spec().name().substr(0, 20),
+                                          JobStateName(j.state()), j.attempts(), extra));
   }
   return out;
 }
 
 std::string WorkerTable(const v1::ListWorkersResponse& workers) {
-  std::string out = absl::StrFormat("%-16s %-6s %-16s %-6s %-5s %s\n", "WORKER", "STATE", "HOST",
-                                    "SLOTS", "FREE", "RANKS");
+  std::string out =
+      absl::StrFormat("%-16s %-6s %-16s %-6s %-5s %s\n", "WORKER", "STATE", "HOST", "SLOTS", "FREE", "RANKS");
   for (const auto& w : workers.workers()) {
     std::string ranks;
-    for (const auto& r : w.ranks())
-      absl::StrAppend(&ranks, ranks.empty() ? "" : " ", r.attempt_id(), "#", r.rank());
-    absl::StrAppend(&out, absl::StrFormat("%-16s %-6s %-16s %-6d %-5d %s\n", w.worker_id(),
-                                          w.state(), w.resources().host(), w.resources().slots(),
-                                          w.free_slots(), ranks));
+    for (const auto& r : w.ranks()) absl::StrAppend(&ranks, ranks.empty() ? "" : " ", r.attempt_id(), "#", r.rank());
+    absl::StrAppend(&out, absl::StrFormat("%-16s %-6s %-16s %-6d %-5d %s\n", w.worker_id(), w.state(),
+                                          w.resources().host(), w.resources().slots(), w.free_slots(), ranks));
   }
   return out;
 }
 
 std::string EventLine(const v1::JobEvent& e) {
-  return absl::StrCat("#", e.sequence(), " [", e.kind(), "] ", JobStateName(e.state()), ": ",
-                      e.message());
+  return absl::StrCat("#", e.sequence(), " [", e.kind(), "] ", JobStateName(e.state()), ": ", e.message());
 }
 
 }  // namespace vsdm::client

@@ -34,9 +34,7 @@ std::string StatePath(const std::string& state_dir, const std::string& name) {
 std::string LogPath(const LocalClusterOptions& o, const std::string& process) {
   return (fs::path(o.state_dir) / "logs" / (process + ".log")).string();
 }
-std::string Bin(const LocalClusterOptions& o, const char* name) {
-  return (fs::path(o.bin_dir) / name).string();
-}
+std::string Bin(const LocalClusterOptions& o, const char* name) { return (fs::path(o.bin_dir) / name).string(); }
 std::string AgentName(int w) { return absl::StrCat("worker-", w); }
 std::string AgentPortFile(const LocalClusterOptions& o, int w) {
   return StatePath(o.state_dir, AgentName(w) + ".port");
@@ -117,8 +115,8 @@ class Launch {
 absl::Status CheckCanStart(const LocalClusterOptions& o) {
   for (pid_t p : ReadPids(o.state_dir)) {
     if (Running(p)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "a local cluster is already up from ", o.state_dir, " (vsdmctl local down first)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("a local cluster is already up from ", o.state_dir, " (vsdmctl local down first)"));
     }
   }
   for (const char* b : {"vsdm-coordinator", "vsdm-worker", "vsdm-train"}) {
@@ -132,8 +130,7 @@ absl::Status CheckCanStart(const LocalClusterOptions& o) {
 }
 
 // Spawns a daemon (own session, stdin /dev/null, output to `log`) and records it in `launch`.
-absl::StatusOr<pid_t> StartDaemon(const std::vector<std::string>& argv, const std::string& log,
-                                  Launch& launch) {
+absl::StatusOr<pid_t> StartDaemon(const std::vector<std::string>& argv, const std::string& log, Launch& launch) {
   SpawnOptions so;
   so.log_path = log;
   so.stdin_devnull = true;
@@ -145,8 +142,7 @@ absl::StatusOr<pid_t> StartDaemon(const std::vector<std::string>& argv, const st
 
 // The ports `pid` writes to `path` (wanting `want_grpc`), polled until `timeout`;
 // UNAVAILABLE as soon as the process has exited, DEADLINE_EXCEEDED after the timeout.
-absl::StatusOr<BoundPorts> WaitForPorts(const std::string& path, pid_t pid, bool want_grpc,
-                                        absl::Duration timeout) {
+absl::StatusOr<BoundPorts> WaitForPorts(const std::string& path, pid_t pid, bool want_grpc, absl::Duration timeout) {
   const absl::Time until = absl::Now() + timeout;
   for (;;) {
     auto ports = ReadPortFile(path);  // a garbled file counts as not written yet
@@ -157,33 +153,29 @@ absl::StatusOr<BoundPorts> WaitForPorts(const std::string& path, pid_t pid, bool
   }
 }
 
-absl::StatusOr<BoundPorts> StartCoordinator(const LocalClusterOptions& o, const PortRange& stores,
-                                            Launch& launch) {
+absl::StatusOr<BoundPorts> StartCoordinator(const LocalClusterOptions& o, const PortRange& stores, Launch& launch) {
   const std::string ports = StatePath(o.state_dir, "ports");
-  VSDM_ASSIGN_OR_RETURN(
-      const pid_t pid,
-      StartDaemon({Bin(o, "vsdm-coordinator"), "--listen", "127.0.0.1:0", "--metrics-listen",
-                   "127.0.0.1:0", "--data-dir", StatePath(o.state_dir, "data"), "--port-file", ports,
-                   "--lease-seconds", std::to_string(o.lease_seconds), "--restart-backoff-seconds",
-                   "1", "--store-port-range", absl::StrCat(stores.lo, "-", stores.hi)},
-                  LogPath(o, "coordinator"), launch));
+  VSDM_ASSIGN_OR_RETURN(const pid_t pid,
+                        StartDaemon({Bin(o, "vsdm-coordinator"), "--listen", "127.0.0.1:0", "--metrics-listen",
+                                     "127.0.0.1:0", "--data-dir", StatePath(o.state_dir, "data"), "--port-file", ports,
+                                     "--lease-seconds", std::to_string(o.lease_seconds), "--restart-backoff-seconds",
+                                     "1", "--store-port-range", absl::StrCat(stores.lo, "-", stores.hi)},
+                                    LogPath(o, "coordinator"), launch));
   auto bound = WaitForPorts(ports, pid, /*want_grpc=*/true, o.start_timeout);
   if (!bound.ok()) {
-    return absl::UnavailableError(
-        absl::StrCat("the coordinator did not start; see ", LogPath(o, "coordinator")));
+    return absl::UnavailableError(absl::StrCat("the coordinator did not start; see ", LogPath(o, "coordinator")));
   }
   return *bound;
 }
 
 absl::Status StartAgents(const LocalClusterOptions& o, const std::string& addr, Launch& launch) {
   for (int w = 0; w < o.workers; ++w) {
-    VSDM_RETURN_IF_ERROR(
-        StartDaemon({Bin(o, "vsdm-worker"), "--coordinator", addr, "--id", absl::StrCat("local-", w),
-                     "--slots", std::to_string(o.slots), "--work-dir", StatePath(o.state_dir, "work"),
-                     "--threads-per-rank", std::to_string(o.threads_per_rank), "--kill-grace", "5",
-                     "--metrics-listen", "127.0.0.1:0", "--port-file", AgentPortFile(o, w)},
-                    LogPath(o, AgentName(w)), launch)
-            .status());
+    VSDM_RETURN_IF_ERROR(StartDaemon({Bin(o, "vsdm-worker"), "--coordinator", addr, "--id", absl::StrCat("local-", w),
+                                      "--slots", std::to_string(o.slots), "--work-dir", StatePath(o.state_dir, "work"),
+                                      "--threads-per-rank", std::to_string(o.threads_per_rank), "--kill-grace", "5",
+                                      "--metrics-listen", "127.0.0.1:0", "--port-file", AgentPortFile(o, w)},
+                                     LogPath(o, AgentName(w)), launch)
+                             .status());
   }
   return absl::OkStatus();
 }
@@ -208,8 +200,8 @@ absl::Status CheckStillRunning(const LocalClusterOptions& o, const std::vector<p
   for (size_t i = 0; i < pids.size(); ++i) {
     if (Running(pids[i])) continue;
     const std::string name = i == 0 ? "coordinator" : AgentName(static_cast<int>(i) - 1);
-    return absl::UnavailableError(absl::StrCat("the ", name, " (pid ", pids[i],
-                                               ") exited during start-up; see ", LogPath(o, name)));
+    return absl::UnavailableError(
+        absl::StrCat("the ", name, " (pid ", pids[i], ") exited during start-up; see ", LogPath(o, name)));
   }
   return absl::OkStatus();
 }

@@ -36,8 +36,10 @@ bool PortsAreFree(int lo, int count) {
   bool free = true;
   for (int p = lo; p < lo + count && free; ++p) {
     const int fd = p > 0 && p <= 65535 ? BindLoopback(p) : -1;
-    if (fd < 0) free = false;
-    else held.push_back(fd);
+    if (fd < 0)
+      free = false;
+    else
+      held.push_back(fd);
   }
   for (int fd : held) close(fd);
   return free;
@@ -45,17 +47,16 @@ bool PortsAreFree(int lo, int count) {
 
 absl::StatusOr<PortRange> ChooseFreePortRange(const PortRangeSearch& s, std::mt19937& rng) {
   if (s.count < 1 || s.min_port < 1 || s.max_port > 65536 || s.max_port - s.min_port < s.count) {
-    return absl::InvalidArgumentError(absl::StrCat("port range search: want ", s.count,
-                                                   " ports from [", s.min_port, ", ", s.max_port,
-                                                   "), within [1, 65536)"));
+    return absl::InvalidArgumentError(absl::StrCat("port range search: want ", s.count, " ports from [", s.min_port,
+                                                   ", ", s.max_port, "), within [1, 65536)"));
   }
   std::uniform_int_distribution<int> first(s.min_port, s.max_port - s.count);
   for (int i = 0; i < s.tries; ++i) {
     const int lo = first(rng);
     if (PortsAreFree(lo, s.count)) return PortRange{lo, lo + s.count - 1};
   }
-  return absl::UnavailableError(absl::StrCat("no ", s.count, " free consecutive TCP ports on 127.0.0.1 in ",
-                                             s.tries, " tries from [", s.min_port, ", ", s.max_port, ")"));
+  return absl::UnavailableError(absl::StrCat("no ", s.count, " free consecutive TCP ports on 127.0.0.1 in ", s.tries,
+                                             " tries from [", s.min_port, ", ", s.max_port, ")"));
 }
 
 }  // namespace vsdm::client

@@ -4,11 +4,11 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/match.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "yaml-cpp/yaml.h"
@@ -19,8 +19,7 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.String("name", s.name, 128);
   v.String("owner", s.owner, 64);
   v.Int("priority", s.priority, -1000, 1000);
-  v.Choice("problem.dataset", s.problem.dataset,
-           {"spiral", "checkerboard", "gaussian", "moons", "eight_gaussians"});
+  v.Choice("problem.dataset", s.problem.dataset, {"spiral", "checkerboard", "gaussian", "moons", "eight_gaussians"});
   v.DoubleList("problem.scale", s.problem.scale, 1, 2, 1e-3, 1e3);
   v.Choice("method", s.method, {"vsdm", "dsm", "vsmd"});
   v.Double("diffusion.beta_min", s.diffusion.beta_min, 1e-4, 100.0);
@@ -76,32 +75,28 @@ class RangeChecker : public JobSpecVisitor {
   }
   void Double(const char* path, double& v, double lo, double hi) override {
     if (!(v >= lo && v <= hi))
-      Fail(absl::StrCat(path, ": must be in [", FormatDouble(lo), ", ", FormatDouble(hi),
-                        "], got ", FormatDouble(v)));
+      Fail(absl::StrCat(path, ": must be in [", FormatDouble(lo), ", ", FormatDouble(hi), "], got ", FormatDouble(v)));
   }
   void Bool(const char*, bool&) override {}
   void String(const char* path, std::string& v, size_t max_len) override {
-    if (v.size() > max_len)
-      Fail(absl::StrCat(path, ": must be at most ", max_len, " characters, got ", v.size()));
+    if (v.size() > max_len) Fail(absl::StrCat(path, ": must be at most ", max_len, " characters, got ", v.size()));
   }
   void Choice(const char* path, std::string& v, const std::vector<std::string>& choices) override {
     for (const auto& c : choices) {
       if (v == c) return;
     }
-    Fail(absl::StrCat(path, ": must be one of ", absl::StrJoin(choices, " | "), ", got \"", v,
-                      "\""));
+    Fail(absl::StrCat(path, ": must be one of ", absl::StrJoin(choices, " | "), ", got \"", v, "\""));
   }
-  void DoubleList(const char* path, std::vector<double>& v, size_t min_len, size_t max_len,
-                  double lo, double hi) override {
+  void DoubleList(const char* path, std::vector<double>& v, size_t min_len, size_t max_len, double lo,
+                  double hi) override {
     if (v.size() < min_len || v.size() > max_len) {
-      Fail(absl::StrCat(path, ": must have ", min_len, " to ", max_len, " entries, got ",
-                        v.size()));
+      Fail(absl::StrCat(path, ": must have ", min_len, " to ", max_len, " entries, got ", v.size()));
       return;
     }
     for (size_t i = 0; i < v.size(); ++i) {
       if (!(v[i] >= lo && v[i] <= hi))
-        Fail(absl::StrCat(path, "[", i, "]: must be in [", FormatDouble(lo), ", ",
-                          FormatDouble(hi), "], got ", FormatDouble(v[i])));
+        Fail(absl::StrCat(path, "[", i, "]: must be in [", FormatDouble(lo), ", ", FormatDouble(hi), "], got ",
+                          FormatDouble(v[i])));
     }
   }
 
@@ -145,9 +140,12 @@ class YamlReader : public JobSpecVisitor {
     if (!n.IsDefined()) return;
     if (!IsScalar(path, n)) return;
     const std::string& s = n.Scalar();
-    if (s == "true" || s == "True" || s == "yes") v = true;
-    else if (s == "false" || s == "False" || s == "no") v = false;
-    else Fail(absl::StrCat(path, ": must be true or false, got \"", s, "\""));
+    if (s == "true" || s == "True" || s == "yes")
+      v = true;
+    else if (s == "false" || s == "False" || s == "no")
+      v = false;
+    else
+      Fail(absl::StrCat(path, ": must be true or false, got \"", s, "\""));
   }
   void String(const char* path, std::string& v, size_t) override {
     YAML::Node n = Find(path);
@@ -155,18 +153,14 @@ class YamlReader : public JobSpecVisitor {
     if (!IsScalar(path, n)) return;
     v = n.Scalar();
   }
-  void Choice(const char* path, std::string& v, const std::vector<std::string>&) override {
-    String(path, v, 0);
-  }
-  void DoubleList(const char* path, std::vector<double>& v, size_t, size_t, double,
-                  double) override {
+  void Choice(const char* path, std::string& v, const std::vector<std::string>&) override { String(path, v, 0); }
+  void DoubleList(const char* path, std::vector<double>& v, size_t, size_t, double, double) override {
     YAML::Node n = Find(path);
     if (!n.IsDefined()) return;
     if (!n.IsSequence()) return Fail(absl::StrCat(path, ": must be a list of numbers"));
     std::vector<double> out;
     for (size_t i = 0; i < n.size(); ++i) {
-      auto x = n[i].IsScalar() ? ParseDouble(n[i].Scalar())
-                               : absl::StatusOr<double>(absl::InvalidArgumentError(""));
+      auto x = n[i].IsScalar() ? ParseDouble(n[i].Scalar()) : absl::StatusOr<double>(absl::InvalidArgumentError(""));
       if (!x.ok()) return Fail(absl::StrCat(path, "[", i, "]: must be a number"));
       out.push_back(*x);
     }
@@ -187,7 +181,9 @@ class YamlReader : public JobSpecVisitor {
   bool IsScalar(const char* path, const YAML::Node& n) {
     if (n.IsScalar()) return true;
     Fail(absl::StrCat(path, ": must be a single value, not a ",
-                      n.IsMap() ? "mapping" : n.IsSequence() ? "list" : "null"));
+                      n.IsMap()        ? "mapping"
+                      : n.IsSequence() ? "list"
+                                       : "null"));
     return false;
   }
   // The node at a dotted path, or an invalid node when absent.
@@ -212,8 +208,7 @@ class YamlReader : public JobSpecVisitor {
 };
 
 // Finds the first key in `node` (at `prefix`) that is not a known field or section.
-absl::Status CheckUnknownKeys(const YAML::Node& node, const std::string& prefix,
-                              const std::set<std::string>& known) {
+absl::Status CheckUnknownKeys(const YAML::Node& node, const std::string& prefix, const std::set<std::string>& known) {
   if (!node.IsMap()) return absl::OkStatus();
   for (const auto& kv : node) {
     std::string key = kv.first.as<std::string>();
@@ -221,11 +216,13 @@ absl::Status CheckUnknownKeys(const YAML::Node& node, const std::string& prefix,
     if (known.count(path)) continue;
     bool is_section = false;
     for (const auto& k : known) {
-      if (absl::StartsWith(k, path + ".")) { is_section = true; break; }
+      if (absl::StartsWith(k, path + ".")) {
+        is_section = true;
+        break;
+      }
     }
     if (!is_section) return absl::InvalidArgumentError(absl::StrCat(path, ": unknown key"));
-    if (!kv.second.IsMap())
-      return absl::InvalidArgumentError(absl::StrCat(path, ": must be a mapping"));
+    if (!kv.second.IsMap()) return absl::InvalidArgumentError(absl::StrCat(path, ": must be a mapping"));
     VSDM_RETURN_IF_ERROR(CheckUnknownKeys(kv.second, path, known));
   }
   return absl::OkStatus();
@@ -239,9 +236,7 @@ class JsonWriter : public JobSpecVisitor {
   void Bool(const char* p, bool& v) override { Set(p, v); }
   void String(const char* p, std::string& v, size_t) override { Set(p, v); }
   void Choice(const char* p, std::string& v, const std::vector<std::string>&) override { Set(p, v); }
-  void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double, double) override {
-    Set(p, v);
-  }
+  void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double, double) override { Set(p, v); }
 
  private:
   template <typename T>
@@ -261,24 +256,22 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   VisitJobSpecFields(copy, checker);
   VSDM_RETURN_IF_ERROR(checker.status);
   if (spec.diffusion.beta_max < spec.diffusion.beta_min)
-    return absl::InvalidArgumentError(
-        absl::StrCat("diffusion.beta_max: must be >= diffusion.beta_min (",
-                     FormatDouble(spec.diffusion.beta_min), "), got ",
-                     FormatDouble(spec.diffusion.beta_max)));
+    return absl::InvalidArgumentError(absl::StrCat("diffusion.beta_max: must be >= diffusion.beta_min (",
+                                                   FormatDouble(spec.diffusion.beta_min), "), got ",
+                                                   FormatDouble(spec.diffusion.beta_max)));
   if (spec.train.batch_points < spec.resources.trainers)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train.batch_points: must be at least resources.trainers (", spec.resources.trainers,
-        ") so every trainer gets a shard, got ", spec.train.batch_points));
+    return absl::InvalidArgumentError(absl::StrCat("train.batch_points: must be at least resources.trainers (",
+                                                   spec.resources.trainers, ") so every trainer gets a shard, got ",
+                                                   spec.train.batch_points));
   if (spec.variational.update == "exact" && spec.variational.lr > 1.0)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "variational.lr: must be in (0, 1] for update exact (it is the averaging weight), got ",
-        FormatDouble(spec.variational.lr)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("variational.lr: must be in (0, 1] for update exact (it is the averaging weight), got ",
+                     FormatDouble(spec.variational.lr)));
   // VSMD keeps 1 - 2c >= d_min (a damped process); the initial c must satisfy it too.
   if (spec.momentum.c_init > 0.5 * (1.0 - spec.variational.d_min))
     return absl::InvalidArgumentError(absl::StrCat(
-        "momentum.c_init: must be <= (1 - variational.d_min)/2 = ",
-        FormatDouble(0.5 * (1.0 - spec.variational.d_min)), " so the process stays damped, got ",
-        FormatDouble(spec.momentum.c_init)));
+        "momentum.c_init: must be <= (1 - variational.d_min)/2 = ", FormatDouble(0.5 * (1.0 - spec.variational.d_min)),
+        " so the process stays damped, got ", FormatDouble(spec.momentum.c_init)));
   return absl::OkStatus();
 }
 
@@ -289,8 +282,7 @@ namespace {
 // left to the parse of the tree, so its refusals read as they would for a file.
 absl::Status ApplyOverride(YAML::Node& root, const std::string& override_text) {
   const auto malformed = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--set: want key=value, got '", override_text, "'"));
+    return absl::InvalidArgumentError(absl::StrCat("--set: want key=value, got '", override_text, "'"));
   };
   const size_t eq = override_text.find('=');
   if (eq == std::string::npos || eq == 0) return malformed();
@@ -320,12 +312,9 @@ absl::Status ApplyOverride(YAML::Node& root, const std::string& override_text) {
 
 }  // namespace
 
-absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text) {
-  return ParseJobSpecYaml(yaml_text, {});
-}
+absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text) { return ParseJobSpecYaml(yaml_text, {}); }
 
-absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text,
-                                         const std::vector<std::string>& overrides) {
+absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text, const std::vector<std::string>& overrides) {
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
@@ -347,12 +336,9 @@ absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text,
   return spec;
 }
 
-absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path) {
-  return LoadJobSpecFile(path, {});
-}
+absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path) { return LoadJobSpecFile(path, {}); }
 
-absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path,
-                                        const std::vector<std::string>& overrides) {
+absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("spec file ", path, ": cannot be read"));
   std::stringstream ss;

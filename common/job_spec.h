@@ -14,7 +14,7 @@
 namespace vsdm {
 
 struct ProblemSpec {
-  std::string dataset = "spiral";       // spiral | checkerboard | gaussian | moons | eight_gaussians
+  std::string dataset = "spiral";          // spiral | checkerboard | gaussian | moons | eight_gaussians
   std::vector<double> scale = {1.0, 1.0};  // per-axis scale for toy sets
 };
 
@@ -27,17 +27,17 @@ struct DiffusionSpec {
 };
 
 struct VariationalSpec {
-  std::string form = "full";        // full | diagonal
-  std::string update = "exact";     // exact | sa | adam
-  double interact = 1.0;            // zeta
-  std::string prior = "adaptive";   // adaptive: N(0, Sigma_T) | standard: N(0, I)
-  int64_t trajectories = 500;       // backward trajectories per round
-  double lr = 1.0;                  // rho (exact), eta_0 (sa), lr (adam)
-  double decay = 0.6;               // sa only: alpha in eta_k = eta_0 (k+1)^-alpha
-  double d_min = 0.05;              // PD floor of the symmetric part of D
-  bool async = false;               // A one round stale; trainers never wait
-  int64_t adam_steps = 100;         // adam: optimiser steps per round
-  int64_t adam_batch = 1000;        // adam: trajectories per minibatch
+  std::string form = "full";       // full | diagonal
+  std::string update = "exact";    // exact | sa | adam
+  double interact = 1.0;           // zeta
+  std::string prior = "adaptive";  // adaptive: N(0, Sigma_T) | standard: N(0, I)
+  int64_t trajectories = 500;      // backward trajectories per round
+  double lr = 1.0;                 // rho (exact), eta_0 (sa), lr (adam)
+  double decay = 0.6;              // sa only: alpha in eta_k = eta_0 (k+1)^-alpha
+  double d_min = 0.05;             // PD floor of the symmetric part of D
+  bool async = false;              // A one round stale; trainers never wait
+  int64_t adam_steps = 100;        // adam: optimiser steps per round
+  int64_t adam_batch = 1000;       // adam: trajectories per minibatch
 };
 
 // The momentum variant (method: vsmd; spec §5): constant beta, friction gamma, damping u of the
@@ -50,10 +50,10 @@ struct MomentumSpec {
 };
 
 struct ModelSpec {
-  std::string arch = "toy_resnet";       // toy_resnet | mlp
+  std::string arch = "toy_resnet";  // toy_resnet | mlp
   int64_t hidden = 256;
   std::string parameterization = "policy";  // policy | eps
-  bool input_scaling = true;             // scale net input per axis by 1/std(x_t) (EDM c_in)
+  bool input_scaling = true;                // scale net input per axis by 1/std(x_t) (EDM c_in)
 };
 
 struct TrainSpec {
@@ -105,8 +105,8 @@ class JobSpecVisitor {
   // Exactly one of `choices`.
   virtual void Choice(const char* path, std::string& v, const std::vector<std::string>& choices) = 0;
   // A list of `min_len`..`max_len` numbers each in [lo, hi].
-  virtual void DoubleList(const char* path, std::vector<double>& v, size_t min_len,
-                          size_t max_len, double lo, double hi) = 0;
+  virtual void DoubleList(const char* path, std::vector<double>& v, size_t min_len, size_t max_len, double lo,
+                          double hi) = 0;
 };
 
 // Calls `v` once for every field of `spec`, in a fixed order, with its range.
@@ -122,13 +122,11 @@ absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text);
 // way, so an override is refused with exactly the message the same key and value would get in
 // the file ("train.batch_pointz: unknown key"). A malformed override (no '=', an empty key or key
 // segment) is INVALID_ARGUMENT "--set: want key=value, got '...'".
-absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text,
-                                         const std::vector<std::string>& overrides);
+absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text, const std::vector<std::string>& overrides);
 // Reads and parses a YAML file; NOT_FOUND if it cannot be read.
 absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path);
 // The same with `overrides` applied as ParseJobSpecYaml(text, overrides) does.
-absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path,
-                                        const std::vector<std::string>& overrides);
+absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path, const std::vector<std::string>& overrides);
 
 // Checks ranges and cross-field rules of an already-built spec (e.g. one from the wire).
 absl::Status ValidateJobSpec(const JobSpec& spec);

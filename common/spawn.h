@@ -12,9 +12,9 @@
 namespace vsdm {
 
 struct SpawnOptions {
-  std::string log_path;          // stdout and stderr appended here; "" = inherit
-  bool stdin_devnull = true;     // stdin from /dev/null
-  bool new_session = false;      // setsid: survives the parent's terminal (daemons)
+  std::string log_path;            // stdout and stderr appended here; "" = inherit
+  bool stdin_devnull = true;       // stdin from /dev/null
+  bool new_session = false;        // setsid: survives the parent's terminal (daemons)
   bool new_process_group = false;  // its own group: kill(-pid) reaches its children too
 };
 

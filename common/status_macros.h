@@ -9,10 +9,10 @@
 #define VSDM_CONCAT_(a, b) VSDM_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status); returns it from the enclosing function if not OK.
-#define VSDM_RETURN_IF_ERROR(expr)                  \
-  do {                                              \
-    ::absl::Status vsdm_status_ = (expr);           \
-    if (!vsdm_status_.ok()) return vsdm_status_;    \
+#define VSDM_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status vsdm_status_ = (expr);        \
+    if (!vsdm_status_.ok()) return vsdm_status_; \
   } while (0)
 
 // `lhs` = value of `rexpr` (an absl::StatusOr<T>), or returns its status if not OK.

@@ -68,11 +68,16 @@ std::string RankLogName(int64_t attempt, int64_t rank) {
 
 std::string DescribeExit(int code) {
   switch (code) {
-    case 0: return "ok";
-    case 1: return "failed";
-    case 2: return "bad input";
-    case 3: return "peer lost";
-    default: return absl::StrCat("exit ", code);
+    case 0:
+      return "ok";
+    case 1:
+      return "failed";
+    case 2:
+      return "bad input";
+    case 3:
+      return "peer lost";
+    default:
+      return absl::StrCat("exit ", code);
   }
 }
 
@@ -110,8 +115,9 @@ absl::StatusOr<ParsedTrainArgs> ParseTrainArgs(const std::vector<std::string>& a
   app.add_option("--store", o.store, "distributed: HOST:PORT of the TCPStore (trainer 0 hosts it)");
   app.add_option("--attempt", o.attempt, "distributed: attempt number (logs, store prefix)");
   app.add_option("--pg-timeout", o.pg_timeout_seconds, "distributed: seconds before a collective fails (default 60)");
-  app.add_option("--bind", o.bind, "distributed: address Gloo binds (default: 127.0.0.1 for a loopback store, "
-                                   "else $GLOO_SOCKET_IFNAME or the hostname)");
+  app.add_option("--bind", o.bind,
+                 "distributed: address Gloo binds (default: 127.0.0.1 for a loopback store, "
+                 "else $GLOO_SOCKET_IFNAME or the hostname)");
   app.set_version_flag("--version", std::string("vsdm-train ") + VSDM_VERSION);
   std::vector<std::string> rev(argv.rbegin(), argv.rend());  // CLI11 takes them last first
   if (!rev.empty()) rev.pop_back();                          // argv[0]

@@ -58,12 +58,12 @@ struct TrainArgs {
   int threads = 0;                     // --threads: BLAS threads (torch gets 1); 0 = all cores
   bool quiet = false;                  // --quiet: no per-round lines
   // One rank of a distributed attempt.
-  int rank = -1;                       // --rank: 0..W-1 trainer, W the variational rank
-  int trainers = 0;                    // --trainers: W (0 = resources.trainers of the spec)
-  std::string store;                   // --store: HOST:PORT of the TCPStore trainer 0 hosts
-  int attempt = 0;                     // --attempt: attempt number (logs, store prefix)
-  double pg_timeout_seconds = 60;      // --pg-timeout: before a collective with a dead peer fails
-  std::string bind;                    // --bind: the address Gloo binds
+  int rank = -1;                   // --rank: 0..W-1 trainer, W the variational rank
+  int trainers = 0;                // --trainers: W (0 = resources.trainers of the spec)
+  std::string store;               // --store: HOST:PORT of the TCPStore trainer 0 hosts
+  int attempt = 0;                 // --attempt: attempt number (logs, store prefix)
+  double pg_timeout_seconds = 60;  // --pg-timeout: before a collective with a dead peer fails
+  std::string bind;                // --bind: the address Gloo binds
 
   // argv for exec: `binary` first, then every field that differs from its default.
   std::vector<std::string> ToArgv(const std::string& binary) const;
@@ -84,21 +84,20 @@ absl::StatusOr<ParsedTrainArgs> ParseTrainArgs(const std::vector<std::string>& a
 // byte totals are since this attempt started, so a reader sees nothing lost when it misses a
 // file version (it polls; rounds can be faster than its poll).
 struct TrainerProgress {
-  int64_t round = 0, rounds = 0;        // rounds done, rounds in the job
+  int64_t round = 0, rounds = 0;  // rounds done, rounds in the job
   double loss = 0;
-  double a_norm = 0;                    // |A| (VSDM, DSM) or |c| (VSMD): the variational parameter
+  double a_norm = 0;  // |A| (VSDM, DSM) or |c| (VSMD): the variational parameter
   double steps_per_second = 0, eta_seconds = 0;
-  int64_t steps = 0, samples = 0;       // since the job began
+  int64_t steps = 0, samples = 0;  // since the job began
   // This round's breakdown (seconds); compute + allreduce + broadcast + wait_for_a ~ round.
-  double round_seconds = 0, compute_seconds = 0, allreduce_seconds = 0, broadcast_seconds = 0,
-         wait_for_a_seconds = 0;
+  double round_seconds = 0, compute_seconds = 0, allreduce_seconds = 0, broadcast_seconds = 0, wait_for_a_seconds = 0;
   int64_t allreduce_bytes_total = 0, broadcast_bytes_total = 0;  // since this attempt started
-  double ode_straightness = 0;          // at the last checkpoint round
-  double rendezvous_seconds = 0, restore_seconds = 0;  // this attempt's start-up
-  int64_t checkpoint_round = 0;         // the round the newest checkpoint holds
-  double checkpoint_seconds = 0;        // since the job began, when it was written
-  double checkpoint_unix_seconds = 0;   // wall clock when it was written (0 = none yet)
-  int64_t device_memory_used_bytes = -1;  // CUDA only; -1 = not measured
+  double ode_straightness = 0;                                   // at the last checkpoint round
+  double rendezvous_seconds = 0, restore_seconds = 0;            // this attempt's start-up
+  int64_t checkpoint_round = 0;                                  // the round the newest checkpoint holds
+  double checkpoint_seconds = 0;                                 // since the job began, when it was written
+  double checkpoint_unix_seconds = 0;                            // wall clock when it was written (0 = none yet)
+  int64_t device_memory_used_bytes = -1;                         // CUDA only; -1 = not measured
 
   // v(key, field) for every field, in a fixed order; Self is TrainerProgress or its const.
   template <class Self, class V>

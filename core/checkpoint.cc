@@ -44,8 +44,7 @@ absl::StatusOr<std::string> SerializeCheckpoint(int64_t round, const TrainStateR
       auto st = s.updater->State();
       for (size_t i = 0; i < st.size(); ++i) ar.write(absl::StrCat("variational.", i), st[i]);
     }
-    for (size_t i = 0; i < s.generators.size(); ++i)
-      ar.write(absl::StrCat("rng.", i), s.generators[i]->get_state());
+    for (size_t i = 0; i < s.generators.size(); ++i) ar.write(absl::StrCat("rng.", i), s.generators[i]->get_state());
     for (const auto& [name, t] : s.extras) ar.write("extra." + name, *t);
     ar.save_to(bytes);
   } catch (const std::exception& e) {
@@ -58,8 +57,7 @@ absl::Status WriteCheckpointFile(const std::string& dir, int64_t round, const st
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("create ", dir, ": ", ec.message()));
-  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(dir) / absl::StrFormat("ckpt-%08d.pt", round)).string(),
-                                       bytes));
+  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(dir) / absl::StrFormat("ckpt-%08d.pt", round)).string(), bytes));
   // Keep the newest `keep`.
   std::vector<std::pair<int64_t, fs::path>> all;
   std::regex re("ckpt-(\\d+)\\.pt");

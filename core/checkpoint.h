@@ -17,8 +17,8 @@ namespace vsdm::core {
 
 // What a checkpoint holds, by reference to the live objects (all must outlive the call).
 struct TrainStateRefs {
-  DsmTrainer* trainer = nullptr;            // may be null (variational-only state)
-  VariationalUpdater* updater = nullptr;    // may be null
+  DsmTrainer* trainer = nullptr;              // may be null (variational-only state)
+  VariationalUpdater* updater = nullptr;      // may be null
   std::vector<torch::Generator*> generators;  // saved and restored in order
   // Further named tensors (saved by value, restored in place by name: the pointee is replaced).
   std::vector<std::pair<std::string, torch::Tensor*>> extras;
@@ -27,15 +27,13 @@ struct TrainStateRefs {
 // The checkpoint as bytes (what SaveCheckpoint writes; what a distributed job broadcasts).
 absl::StatusOr<std::string> SerializeCheckpoint(int64_t round, const TrainStateRefs& state);
 // Writes serialized checkpoint bytes as `dir`/ckpt-<round>.pt (atomic), keeping the newest `keep`.
-absl::Status WriteCheckpointFile(const std::string& dir, int64_t round, const std::string& bytes,
-                                 int keep = 2);
+absl::Status WriteCheckpointFile(const std::string& dir, int64_t round, const std::string& bytes, int keep = 2);
 // Restores `state` from serialized bytes; returns the round. INVALID_ARGUMENT on a mismatch.
 absl::StatusOr<int64_t> LoadCheckpointBytes(const std::string& bytes, const TrainStateRefs& state);
 
 // Writes `dir`/ckpt-<round>.pt atomically (creating `dir`), then removes all but the newest
 // `keep` checkpoints. `round` = number of completed rounds.
-absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainStateRefs& state,
-                            int keep = 2);
+absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainStateRefs& state, int keep = 2);
 
 // The newest complete checkpoint in `dir` (its round and path), or nullopt if there is none.
 std::optional<std::pair<int64_t, std::string>> FindLatestCheckpoint(const std::string& dir);

@@ -4,8 +4,8 @@
 
 namespace vsdm::core {
 
-KernelTable BuildKernelTable(const BetaSchedule& schedule, const TimeGrid& grid,
-                             const torch::Tensor& A, const torch::Tensor& data_cov) {
+KernelTable BuildKernelTable(const BetaSchedule& schedule, const TimeGrid& grid, const torch::Tensor& A,
+                             const torch::Tensor& data_cov) {
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const int64_t n = grid.steps + 1;
   std::vector<double> ts(n), betas(n), bints(n);
@@ -20,13 +20,11 @@ KernelTable BuildKernelTable(const BetaSchedule& schedule, const TimeGrid& grid,
   torch::Tensor A64 = diagonal ? torch::diag(A.to(torch::kFloat64)) : A.to(torch::kFloat64);
   const int64_t d = A64.size(0);
   torch::Tensor D64 = torch::eye(d, f64) - 2.0 * A64;
-  KernelMoments km = diagonal ? OuKernelDiagonal(1.0 - 2.0 * A.to(torch::kFloat64), B)
-                              : OuKernelFull(D64, B);
+  KernelMoments km = diagonal ? OuKernelDiagonal(1.0 - 2.0 * A.to(torch::kFloat64), B) : OuKernelFull(D64, B);
 
   torch::Tensor marg_var = km.cov.diagonal(0, 1, 2);  // [n, d]
   if (data_cov.defined()) {
-    torch::Tensor mcm = torch::matmul(torch::matmul(km.mean, data_cov.to(torch::kFloat64)),
-                                      km.mean.transpose(1, 2));
+    torch::Tensor mcm = torch::matmul(torch::matmul(km.mean, data_cov.to(torch::kFloat64)), km.mean.transpose(1, 2));
     marg_var = marg_var + mcm.diagonal(0, 1, 2);
   }
 
@@ -39,10 +37,8 @@ KernelTable BuildKernelTable(const BetaSchedule& schedule, const TimeGrid& grid,
   tab.chol = km.chol.to(torch::kFloat32);
   torch::Tensor eye = torch::eye(d, f64).expand({n, d, d});
   // L^{-T}: solve L^T X = I.
-  tab.chol_inv_t = torch::linalg_solve_triangular(km.chol.transpose(1, 2), eye, /*upper=*/true)
-                       .to(torch::kFloat32);
-  tab.input_scale = data_cov.defined() ? marg_var.rsqrt().to(torch::kFloat32)
-                                       : torch::ones({n, d}, torch::kFloat32);
+  tab.chol_inv_t = torch::linalg_solve_triangular(km.chol.transpose(1, 2), eye, /*upper=*/true).to(torch::kFloat32);
+  tab.input_scale = data_cov.defined() ? marg_var.rsqrt().to(torch::kFloat32) : torch::ones({n, d}, torch::kFloat32);
   tab.A = A64.to(torch::kFloat32);
   tab.D = D64.to(torch::kFloat32);
   tab.A64 = A64;

@@ -4,9 +4,8 @@
 
 namespace vsdm::core {
 
-DsmPair MakeDsmPair(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& M,
-                    const torch::Tensor& L, const torch::Tensor& chol_inv_t,
-                    const torch::Tensor& sqrt_beta, const torch::Tensor& A) {
+DsmPair MakeDsmPair(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& M, const torch::Tensor& L,
+                    const torch::Tensor& chol_inv_t, const torch::Tensor& sqrt_beta, const torch::Tensor& A) {
   DsmPair p;
   p.xt = torch::bmm(M, x0.unsqueeze(2)).squeeze(2) + torch::bmm(L, eps.unsqueeze(2)).squeeze(2);
   p.score = -torch::bmm(chol_inv_t, eps.unsqueeze(2)).squeeze(2);
@@ -16,13 +15,12 @@ DsmPair MakeDsmPair(const torch::Tensor& x0, const torch::Tensor& eps, const tor
 
 DsmTrainer::DsmTrainer(ScoreNet net, const DsmTrainerOptions& options)
     : options_(options), net_(std::move(net)), ema_(CloneScoreNet(net_)) {
-  opt_ = std::make_unique<torch::optim::AdamW>(
-      net_->parameters(), torch::optim::AdamWOptions(options_.lr).weight_decay(0.0));
+  opt_ = std::make_unique<torch::optim::AdamW>(net_->parameters(),
+                                               torch::optim::AdamWOptions(options_.lr).weight_decay(0.0));
   for (auto& p : ema_->parameters()) p.set_requires_grad(false);
 }
 
-torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0, torch::Generator& gen,
-                               const KernelTable& table) {
+torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table) {
   const int64_t n = x0.size(0) * options_.times_per_point, d = x0.size(1);
   torch::Tensor idx = torch::randint(0, table.size(), {n}, gen, torch::kLong);
   torch::Tensor eps = torch::randn({n, d}, gen, torch::kFloat32);
@@ -33,8 +31,7 @@ torch::Tensor DsmLoss(ScoreNet& net, Parameterization param, int64_t times_per_p
                       const torch::Tensor& idx, const torch::Tensor& eps, const KernelTable& table) {
   torch::Tensor x0 = times_per_point > 1 ? x0_in.repeat_interleave(times_per_point, 0) : x0_in;
   DsmPair pair = MakeDsmPair(x0, eps, table.mean.index_select(0, idx), table.chol.index_select(0, idx),
-                             table.chol_inv_t.index_select(0, idx), table.sqrt_beta.index_select(0, idx),
-                             table.A);
+                             table.chol_inv_t.index_select(0, idx), table.sqrt_beta.index_select(0, idx), table.A);
   ScoreModel model(net, param, table);
   torch::Tensor out = model.OutputAtIndices(pair.xt, idx);
   if (param == Parameterization::kEps) return torch::mse_loss(out, eps);
@@ -53,16 +50,15 @@ double DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& g
   return loss.item<double>();
 }
 
-double DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& gen,
-                                    const KernelTable& table) {
+double DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table) {
   opt_->zero_grad();
   torch::Tensor loss = Loss(x0, gen, table);
   loss.backward();
   return loss.item<double>();
 }
 
-double DsmTrainer::ComputeGradients(const torch::Tensor& x0, const torch::Tensor& idx,
-                                    const torch::Tensor& eps, const KernelTable& table) {
+double DsmTrainer::ComputeGradients(const torch::Tensor& x0, const torch::Tensor& idx, const torch::Tensor& eps,
+                                    const KernelTable& table) {
   opt_->zero_grad();
   torch::Tensor loss = Loss(x0, idx, eps, table);
   loss.backward();

@@ -14,8 +14,8 @@ namespace vsdm::core {
 
 struct DsmTrainerOptions {
   Parameterization param = Parameterization::kPolicy;
-  double lr = 1e-3;          // AdamW learning rate
-  double ema = 0.99;         // EMA decay (with warm-up min(ema, (1+n)/(10+n)))
+  double lr = 1e-3;   // AdamW learning rate
+  double ema = 0.99;  // EMA decay (with warm-up min(ema, (1+n)/(10+n)))
   int64_t times_per_point = 1;
 };
 
@@ -25,9 +25,8 @@ struct DsmTrainerOptions {
 struct DsmPair {
   torch::Tensor xt, score, policy_target;
 };
-DsmPair MakeDsmPair(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& M,
-                    const torch::Tensor& L, const torch::Tensor& chol_inv_t,
-                    const torch::Tensor& sqrt_beta, const torch::Tensor& A);
+DsmPair MakeDsmPair(const torch::Tensor& x0, const torch::Tensor& eps, const torch::Tensor& M, const torch::Tensor& L,
+                    const torch::Tensor& chol_inv_t, const torch::Tensor& sqrt_beta, const torch::Tensor& A);
 
 // The DSM loss of `net` under `table` for data x0 [B, d] with the draws given: grid indices idx
 // [n] and noise eps [n, d], n = B * times_per_point.

@@ -29,8 +29,8 @@ double EnergyDistance(const torch::Tensor& x_in, const torch::Tensor& y_in) {
   return 2.0 * xy - xx - yy;
 }
 
-double SlicedWasserstein1(const torch::Tensor& x_in, const torch::Tensor& y_in,
-                          int64_t projections, torch::Generator& gen) {
+double SlicedWasserstein1(const torch::Tensor& x_in, const torch::Tensor& y_in, int64_t projections,
+                          torch::Generator& gen) {
   const int64_t n = std::min(x_in.size(0), y_in.size(0));
   torch::Tensor x = x_in.slice(0, 0, n).to(torch::kFloat64);
   torch::Tensor y = y_in.slice(0, 0, n).to(torch::kFloat64);

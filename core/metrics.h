@@ -12,8 +12,7 @@ double EnergyDistance(const torch::Tensor& x, const torch::Tensor& y);
 
 // Sliced Wasserstein-1 over `projections` random unit directions (uses min(n_x, n_y) points of
 // each set).
-double SlicedWasserstein1(const torch::Tensor& x, const torch::Tensor& y, int64_t projections,
-                          torch::Generator& gen);
+double SlicedWasserstein1(const torch::Tensor& x, const torch::Tensor& y, int64_t projections, torch::Generator& gen);
 
 // The reference "RMSE of PMFs" (official-code-notes §5.4, spec/vectors/pmf.py): 100 x 100
 // histogram on real's range widened by 2.5% (min*1.025, max*1.025), both sets clipped into it,

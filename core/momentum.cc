@@ -14,7 +14,9 @@ std::pair<torch::Tensor, torch::Tensor> Split(const torch::Tensor& z) {
 }
 
 // Per-coordinate pairs [n, d, 2] -> states [n, 2d] (x channels, then v channels).
-torch::Tensor PairsToState(const torch::Tensor& pairs) { return torch::cat({pairs.select(2, 0), pairs.select(2, 1)}, 1); }
+torch::Tensor PairsToState(const torch::Tensor& pairs) {
+  return torch::cat({pairs.select(2, 0), pairs.select(2, 1)}, 1);
+}
 
 // sqrt(var) N(0, 1) on the velocity channels of states like z, zero on x.
 torch::Tensor VelocityNoise(const torch::Tensor& z, double var, torch::Generator& gen) {
@@ -51,9 +53,9 @@ torch::Tensor CriticalEigenvalue(const torch::Tensor& c, const MomentumOptions& 
 
 MomentumKernel ComputeMomentumKernel(const torch::Tensor& c, const torch::Tensor& t, const MomentumOptions& o) {
   const int64_t n = t.size(0), d = c.size(0);
-  torch::Tensor F = MomentumDriftMatrix(c, o);                            // [d, 2, 2]
+  torch::Tensor F = MomentumDriftMatrix(c, o);  // [d, 2, 2]
   torch::Tensor tt = t.to(torch::kFloat64).reshape({n, 1, 1, 1});
-  torch::Tensor Ft = F.unsqueeze(0) * tt;                                  // [n, d, 2, 2] = int_0^t F
+  torch::Tensor Ft = F.unsqueeze(0) * tt;  // [n, d, 2, 2] = int_0^t F
   // Van Loan: expm([[F t, Q], [0, -(F t)^T]]) = [[e^{Ft}, G], [0, e^{-F^T t}]], Sigma = G e^{F^T t}.
   torch::Tensor P = torch::zeros({n, d, 4, 4}, kF64);
   P.slice(2, 0, 2).slice(3, 0, 2).copy_(Ft);
@@ -129,12 +131,12 @@ torch::Tensor MomentumPerturb(const MomentumTable& tab, const torch::Tensor& x0,
                               const torch::Tensor& eps, const torch::Tensor& idx) {
   torch::Tensor m = tab.mean.index_select(0, idx);  // [n, d, 2, 2]
   torch::Tensor L = tab.chol.index_select(0, idx);
-  torch::Tensor z0 = torch::stack({x0, v0}, 2);     // [n, d, 2]
+  torch::Tensor z0 = torch::stack({x0, v0}, 2);  // [n, d, 2]
   return PairsToState(torch::matmul(m, z0.unsqueeze(3)).squeeze(3) + torch::matmul(L, eps.unsqueeze(3)).squeeze(3));
 }
 
-torch::Tensor MomentumLoss(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& x0_in,
-                           int64_t times_per_point, torch::Generator& gen) {
+torch::Tensor MomentumLoss(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& x0_in, int64_t times_per_point,
+                           torch::Generator& gen) {
   torch::Tensor x0 = times_per_point > 1 ? x0_in.repeat_interleave(times_per_point, 0) : x0_in;
   const int64_t n = x0.size(0), d = x0.size(1);
   torch::Tensor idx = torch::randint(0, tab.size(), {n}, gen, torch::kLong);
@@ -156,21 +158,20 @@ namespace {
 // Forward-time drift of the probability-flow ODE (sde = false) or of the reverse SDE's drift
 // term (sde = true: the score enters twice as strongly), for states z at grid index k.
 torch::Tensor MomentumDriftGivenScore(const MomentumTable& tab, const torch::Tensor& z, const torch::Tensor& s,
-                                     bool sde) {
+                                      bool sde) {
   auto [x, v] = Split(z);
   const double hb = 0.5 * tab.beta(), gam = tab.options.gamma;
   torch::Tensor fx = hb * v;
   torch::Tensor fv = hb * (-x - gam * v + 2.0 * gam * (tab.a * x + tab.c * v) - (sde ? 2.0 : 1.0) * gam * s);
   return torch::cat({fx, fv}, 1);
 }
-torch::Tensor MomentumDrift(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& z, int64_t k,
-                            bool sde) {
+torch::Tensor MomentumDrift(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& z, int64_t k, bool sde) {
   return MomentumDriftGivenScore(tab, z, MomentumVelocityScore(net, tab, z, k), sde);
 }
 }  // namespace
 
-MomentumSampleResult MomentumSample(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& z_T,
-                                    Solver solver, torch::Generator& gen, bool keep_trajectory) {
+MomentumSampleResult MomentumSample(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& z_T, Solver solver,
+                                    torch::Generator& gen, bool keep_trajectory) {
   torch::NoGradGuard no_grad;
   const int64_t N = tab.grid.steps, d = tab.dim();
   const double h = tab.grid.Step();
@@ -218,7 +219,7 @@ VariationalStats MomentumVariationalStats(ScoreNet& net, const MomentumTable& ta
   for (int64_t k = tab.grid.steps; k >= 1; --k) {
     auto [x, v] = Split(z);
     torch::Tensor sv = MomentumVelocityScore(net, tab, z, k);
-    torch::Tensor zb = g * (sv - (tab.a * x + tab.c * v));  // backward policy
+    torch::Tensor zb = g * (sv - (tab.a * x + tab.c * v));          // backward policy
     torch::Tensor w = torch::stack({x, v}, 2).to(torch::kFloat64);  // [K, d, 2]
     s.sxx += g2 * torch::einsum("kg,kia,kib->giab", {onehot, w, w});
     s.szx += g * torch::einsum("kg,ki,kia->gia", {onehot, zb.to(torch::kFloat64), w});
@@ -257,8 +258,11 @@ Moments Reduce(const VariationalStats& s, int64_t group) {
 struct Entries {
   torch::Tensor Sxx, Sxv, Svv, Rx, Rv;
   explicit Entries(const Moments& m)
-      : Sxx(m.S.select(-2, 0).select(-1, 0)), Sxv(m.S.select(-2, 0).select(-1, 1)),
-        Svv(m.S.select(-2, 1).select(-1, 1)), Rx(m.R.select(-1, 0)), Rv(m.R.select(-1, 1)) {}
+      : Sxx(m.S.select(-2, 0).select(-1, 0)),
+        Sxv(m.S.select(-2, 0).select(-1, 1)),
+        Svv(m.S.select(-2, 1).select(-1, 1)),
+        Rx(m.R.select(-1, 0)),
+        Rv(m.R.select(-1, 1)) {}
 };
 
 // L_i(a, c) per coordinate for moments m (already scaled).
@@ -293,8 +297,8 @@ class MomentumObjective : public VariationalObjective {
     const int64_t d = m.S.size(0);
     const double lo = kCLow, hi = c_max();
     const int64_t cells = 4000;
-    torch::Tensor grid = torch::linspace(lo, hi, cells + 1, kF64);           // [C]
-    torch::Tensor cg = grid.unsqueeze(1).expand({cells + 1, d});              // [C, d]
+    torch::Tensor grid = torch::linspace(lo, hi, cells + 1, kF64);  // [C]
+    torch::Tensor cg = grid.unsqueeze(1).expand({cells + 1, d});    // [C, d]
     Moments mb{m.S.unsqueeze(0), m.R.unsqueeze(0), m.sb};
     torch::Tensor L = LossPerCoordinate(mb, CriticalDampingA(cg, o_), cg, zeta_);  // [C, d]
     torch::Tensor best = L.argmin(0);
@@ -312,16 +316,22 @@ class MomentumObjective : public VariationalObjective {
       double x1 = b - r * (b - a), x2 = a + r * (b - a), f1 = f(x1), f2 = f(x2);
       for (int it = 0; it < 80 && b - a > 1e-15; ++it) {
         if (f1 < f2) {
-          b = x2; x2 = x1; f2 = f1; x1 = b - r * (b - a); f1 = f(x1);
+          b = x2;
+          x2 = x1;
+          f2 = f1;
+          x1 = b - r * (b - a);
+          f1 = f(x1);
         } else {
-          a = x1; x1 = x2; f1 = f2; x2 = a + r * (b - a); f2 = f(x2);
+          a = x1;
+          x1 = x2;
+          f1 = f2;
+          x2 = a + r * (b - a);
+          f2 = f(x2);
         }
       }
       double c = 0.5 * (a + b);
       // Golden section finds c to ~sqrt(eps) (the loss is flat there); Newton on dL/dc polishes.
-      auto dl = [&](double x) {
-        return LossDerivative(mi, torch::full({1}, x, kF64), zeta_, o_).item<double>();
-      };
+      auto dl = [&](double x) { return LossDerivative(mi, torch::full({1}, x, kF64), zeta_, o_).item<double>(); };
       for (int it = 0; it < 4; ++it) {
         const double h = 1e-6 * std::max(1.0, std::abs(c));
         const double curv = (dl(c + h) - dl(c - h)) / (2 * h);
@@ -361,8 +371,7 @@ double MomentumVariationalLoss(const VariationalStats& s, const torch::Tensor& c
   return LossPerCoordinate(Reduce(s, -1), CriticalDampingA(c64, o), c64, zeta).sum().item<double>();
 }
 
-std::shared_ptr<const VariationalObjective> MakeMomentumObjective(const MomentumOptions& o, double zeta,
-                                                                  double d_min) {
+std::shared_ptr<const VariationalObjective> MakeMomentumObjective(const MomentumOptions& o, double zeta, double d_min) {
   return std::make_shared<MomentumObjective>(o, zeta, d_min);
 }
 

@@ -39,11 +39,9 @@ struct MomentumKernel {
 };
 // From the 4x4 block exponential E = expm([[F t, Q], [0, -(F t)^T]]), Q = diag(0, gamma beta t):
 // mean = E[:2, :2], Sigma = E[:2, 2:] mean^T (Van Loan). c: [d] float64; t: [n] float64, > 0.
-MomentumKernel ComputeMomentumKernel(const torch::Tensor& c, const torch::Tensor& t,
-                                     const MomentumOptions& o);
+MomentumKernel ComputeMomentumKernel(const torch::Tensor& c, const torch::Tensor& t, const MomentumOptions& o);
 // The closed form at critical damping (u = 1): e^{F t} = e^{mu t} (I + (F - mu I) t) ([n, d, 2, 2]).
-torch::Tensor CriticalMeanClosedForm(const torch::Tensor& c, const torch::Tensor& t,
-                                     const MomentumOptions& o);
+torch::Tensor CriticalMeanClosedForm(const torch::Tensor& c, const torch::Tensor& t, const MomentumOptions& o);
 
 // Everything the VSMD loss and samplers need at grid times, for one c. float32 unless noted.
 // States are [B, 2d] with the velocity channels second: z = (x_1..x_d, v_1..v_d).
@@ -74,8 +72,7 @@ MomentumTable BuildMomentumTable(const MomentumOptions& o, const TimeGrid& grid,
 torch::Tensor MomentumNetOutput(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& z,
                                 const torch::Tensor& idx);
 // The velocity score s_v = -eps_hat / L_vv at grid index k, for states z [B, 2d].
-torch::Tensor MomentumVelocityScore(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& z,
-                                    int64_t k);
+torch::Tensor MomentumVelocityScore(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& z, int64_t k);
 
 // The perturbed state of data x0 [n, d], velocities v0 [n, d] and noise eps [n, d, 2] at grid
 // indices idx [n]: z_t = e^{F t} (x0, v0) + L eps per coordinate, as [n, 2d].
@@ -83,8 +80,8 @@ torch::Tensor MomentumPerturb(const MomentumTable& tab, const torch::Tensor& x0,
                               const torch::Tensor& eps, const torch::Tensor& idx);
 // The velocity-score loss (spec §5): mean (eps_hat - eps_v)^2, `times_per_point` draws per
 // data point. Draws idx, v0, eps from `gen`. Differentiable in the net.
-torch::Tensor MomentumLoss(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& x0,
-                           int64_t times_per_point, torch::Generator& gen);
+torch::Tensor MomentumLoss(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& x0, int64_t times_per_point,
+                           torch::Generator& gen);
 
 // n states from the prior at T: N(0, Sigma_T) per coordinate WITH its x-v correlation
 // (`adaptive`; the reference code drops it, official-code-notes §9.15a), or N(0, I_2d).
@@ -97,8 +94,8 @@ torch::Tensor MomentumPrior(const MomentumTable& tab, int64_t n, bool adaptive, 
 struct MomentumSampleResult : SampleResult {
   torch::Tensor v;
 };
-MomentumSampleResult MomentumSample(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& z_T,
-                                    Solver solver, torch::Generator& gen, bool keep_trajectory);
+MomentumSampleResult MomentumSample(ScoreNet& net, const MomentumTable& tab, const torch::Tensor& z_T, Solver solver,
+                                    torch::Generator& gen, bool keep_trajectory);
 
 // Note [Stochastic Heun for the VSMD statistics]
 // CLD at beta = 10 already carries data close to its prior, so the variational signal on c is
@@ -126,7 +123,6 @@ double MomentumVariationalLoss(const VariationalStats& s, const torch::Tensor& c
 
 // The objective of the VSMD update for VariationalUpdater: the parameter is c ([d] float64);
 // the floor keeps 1 - 2c >= d_min (a damped, stable process).
-std::shared_ptr<const VariationalObjective> MakeMomentumObjective(const MomentumOptions& o, double zeta,
-                                                                  double d_min);
+std::shared_ptr<const VariationalObjective> MakeMomentumObjective(const MomentumOptions& o, double zeta, double d_min);
 
 }  // namespace vsdm::core

@@ -12,8 +12,7 @@ namespace vsdm::core {
 
 std::string EncodeNpy(const torch::Tensor& t_in) {
   torch::Tensor t = t_in.contiguous().cpu();
-  TORCH_CHECK(t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kFloat64,
-              "npy: float32/float64 only");
+  TORCH_CHECK(t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kFloat64, "npy: float32/float64 only");
   std::string shape;
   for (int64_t i = 0; i < t.dim(); ++i) absl::StrAppend(&shape, t.size(i), ",");
   if (t.dim() > 1) shape.pop_back();
@@ -32,9 +31,7 @@ std::string EncodeNpy(const torch::Tensor& t_in) {
   return out;
 }
 
-absl::Status WriteNpy(const std::string& path, const torch::Tensor& t) {
-  return AtomicWriteFile(path, EncodeNpy(t));
-}
+absl::Status WriteNpy(const std::string& path, const torch::Tensor& t) { return AtomicWriteFile(path, EncodeNpy(t)); }
 
 absl::StatusOr<torch::Tensor> ReadNpy(const std::string& path) {
   VSDM_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));

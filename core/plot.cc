@@ -13,8 +13,8 @@ namespace vsdm::core {
 namespace {
 
 struct Box {
-  double x0, y0, w, h;               // pixel rectangle
-  double lo[2], hi[2];               // data range
+  double x0, y0, w, h;  // pixel rectangle
+  double lo[2], hi[2];  // data range
   double px(double x) const { return x0 + (x - lo[0]) / (hi[0] - lo[0]) * w; }
   double py(double y) const { return y0 + h - (y - lo[1]) / (hi[1] - lo[1]) * h; }
 };
@@ -55,8 +55,8 @@ void Frame(cairo_t* cr, const Box& b, const std::string& label) {
   tick(b.x0 + b.w - 120, b.y0 + b.h + 14, absl::StrFormat("y: %.3g .. %.3g", b.lo[1], b.hi[1]));
 }
 
-void Points(cairo_t* cr, const Box& b, const torch::Tensor& pts, double r, double g, double bl,
-            double alpha, double radius) {
+void Points(cairo_t* cr, const Box& b, const torch::Tensor& pts, double r, double g, double bl, double alpha,
+            double radius) {
   torch::Tensor p = pts.to(torch::kFloat64).contiguous();
   auto a = p.accessor<double, 2>();
   cairo_set_source_rgba(cr, r, g, bl, alpha);
@@ -92,8 +92,12 @@ absl::Status WriteScatterPng(const std::string& path, const ScatterPlot& plot) {
     cairo_show_text(cr, plot.caption[i].c_str());
   }
 
-  Box b{static_cast<double>(margin), static_cast<double>(top), static_cast<double>(panel),
-        static_cast<double>(panel), {0, 0}, {1, 1}};
+  Box b{static_cast<double>(margin),
+        static_cast<double>(top),
+        static_cast<double>(panel),
+        static_cast<double>(panel),
+        {0, 0},
+        {1, 1}};
   Range(plot.data, b.lo, b.hi);
   const int64_t n_show = 4000;
   Frame(cr, b, absl::StrCat("data (", std::min<int64_t>(n_show, plot.data.size(0)), " fresh points)"));

@@ -11,7 +11,8 @@ const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 class VsdmProcess : public Process {
  public:
   VsdmProcess(const VsdmProcessOptions& o, const torch::Tensor& A, const TimeGrid& grid)
-      : o_(o), A_(A.to(torch::kFloat64).clone()),
+      : o_(o),
+        A_(A.to(torch::kFloat64).clone()),
         table_(BuildKernelTable(o.schedule, grid, o.diagonal ? torch::diag(A_) : A_, o.data_cov)) {}
 
   torch::Tensor Loss(ScoreNet& net, const torch::Tensor& x0, torch::Generator& gen) const override {

@@ -19,8 +19,8 @@ ScoreFn ScoreFnOf(const ScoreModel& model) {
   return [&model](const torch::Tensor& x, int64_t k) { return model.ScoreAt(x, k); };
 }
 
-SampleResult Sample(const KernelTable& tab, const ScoreFn& score, const torch::Tensor& x_T,
-                    Solver solver, torch::Generator& gen, bool keep_trajectory) {
+SampleResult Sample(const KernelTable& tab, const ScoreFn& score, const torch::Tensor& x_T, Solver solver,
+                    torch::Generator& gen, bool keep_trajectory) {
   torch::NoGradGuard no_grad;
   const int64_t N = tab.grid.steps;
   const double h = tab.grid.Step();

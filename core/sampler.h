@@ -28,10 +28,10 @@ ScoreFn ScoreFnOf(const ScoreModel& model);  // borrows `model`
 
 // Integrates from x_T ([n, d]) to t_min on `table`'s grid. The SDE adds no noise on its last
 // step. Runs without autograd.
-SampleResult Sample(const KernelTable& table, const ScoreFn& score, const torch::Tensor& x_T,
-                    Solver solver, torch::Generator& gen, bool keep_trajectory);
-inline SampleResult Sample(const ScoreModel& model, const torch::Tensor& x_T, Solver solver,
-                           torch::Generator& gen, bool keep_trajectory) {
+SampleResult Sample(const KernelTable& table, const ScoreFn& score, const torch::Tensor& x_T, Solver solver,
+                    torch::Generator& gen, bool keep_trajectory);
+inline SampleResult Sample(const ScoreModel& model, const torch::Tensor& x_T, Solver solver, torch::Generator& gen,
+                           bool keep_trajectory) {
   return Sample(model.table(), ScoreFnOf(model), x_T, solver, gen, keep_trajectory);
 }
 

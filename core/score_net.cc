@@ -20,8 +20,7 @@ ScoreNetImpl::ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden, int64_
   TORCH_CHECK(arch_ == "toy_resnet" || arch_ == "mlp", "unknown arch ", arch_);
   freqs_ = register_buffer("freqs", EmbeddingFrequencies());
   const bool resnet = arch_ == "toy_resnet";
-  t_in_ = register_module(
-      "t_in", torch::nn::Linear(torch::nn::LinearOptions(kTimeEmbeddingDim, hidden).bias(resnet)));
+  t_in_ = register_module("t_in", torch::nn::Linear(torch::nn::LinearOptions(kTimeEmbeddingDim, hidden).bias(resnet)));
   if (resnet) t_out_ = register_module("t_out", torch::nn::Linear(hidden, hidden));
   x_in_ = register_module("x_in", torch::nn::Linear(dim, hidden));
   const int nblocks = resnet ? 9 : 2;

@@ -33,8 +33,7 @@ std::string NetSource(ScoreNet& net) {
     s += "    h = " + Lin("x_in", "x") + "\n";
     for (int b = 0; b < 3; ++b) {
       s += "    r = h\n";
-      for (int j = 0; j < 3; ++j)
-        s += "    r = torch.silu(" + Lin(absl::StrCat("block", 3 * b + j), "r") + ")\n";
+      for (int j = 0; j < 3; ++j) s += "    r = torch.silu(" + Lin(absl::StrCat("block", 3 * b + j), "r") + ")\n";
       s += "    h = (h + r) * 0.7071067811865476\n";
     }
     s += "    return " + Lin("head2", "torch.silu(" + Lin("head1", "h + tf") + ")") + "\n";

@@ -16,8 +16,7 @@ absl::StatusOr<ToyDataset> ToyDataset::Create(const std::string& name, std::vect
   for (const char* n : kNames) ok |= (name == n);
   if (!ok) return absl::InvalidArgumentError(absl::StrCat("problem.dataset: unknown toy set \"", name, "\""));
   if (scale.size() == 1) scale.push_back(scale[0]);
-  if (scale.size() != 2)
-    return absl::InvalidArgumentError("problem.scale: toy sets take 1 or 2 values");
+  if (scale.size() != 2) return absl::InvalidArgumentError("problem.scale: toy sets take 1 or 2 values");
   return ToyDataset(name, std::move(scale));
 }
 

@@ -23,8 +23,7 @@ class ToyDataset {
   const std::string& name() const { return name_; }
 
  private:
-  ToyDataset(std::string name, std::vector<double> scale)
-      : name_(std::move(name)), scale_(std::move(scale)) {}
+  ToyDataset(std::string name, std::vector<double> scale) : name_(std::move(name)), scale_(std::move(scale)) {}
   torch::Tensor SampleUnscaled(int64_t n, torch::Generator& gen) const;
 
   std::string name_;

@@ -9,14 +9,11 @@ const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
 torch::Tensor VariationalStats::Flatten() const {
   const int64_t g = groups();
-  return torch::cat({sxx.reshape({g, -1}), szx.reshape({g, -1}), sbeta.reshape({g, 1}),
-                     count.reshape({g, 1})},
-                    1)
+  return torch::cat({sxx.reshape({g, -1}), szx.reshape({g, -1}), sbeta.reshape({g, 1}), count.reshape({g, 1})}, 1)
       .reshape({-1});
 }
 
-VariationalStats VariationalStats::Unflatten(const torch::Tensor& flat, int64_t groups, int64_t dim,
-                                             double dt) {
+VariationalStats VariationalStats::Unflatten(const torch::Tensor& flat, int64_t groups, int64_t dim, double dt) {
   torch::Tensor f = flat.to(torch::kFloat64).reshape({groups, 2 * dim * dim + 2});
   VariationalStats s;
   const int64_t dd = dim * dim;
@@ -28,9 +25,8 @@ VariationalStats VariationalStats::Unflatten(const torch::Tensor& flat, int64_t 
   return s;
 }
 
-VariationalStats ComputeVariationalStats(const KernelTable& tab, const ScoreFn& score_fn,
-                                         const torch::Tensor& x_T, int64_t group_size,
-                                         torch::Generator& gen) {
+VariationalStats ComputeVariationalStats(const KernelTable& tab, const ScoreFn& score_fn, const torch::Tensor& x_T,
+                                         int64_t group_size, torch::Generator& gen) {
   torch::NoGradGuard no_grad;
   const int64_t K = x_T.size(0), d = x_T.size(1);
   const int64_t G = (K + group_size - 1) / group_size;
@@ -67,8 +63,8 @@ VariationalStats ComputeVariationalStats(const KernelTable& tab, const ScoreFn& 
   return s;
 }
 
-torch::Tensor VariationalGradient(const VariationalStats& s, const torch::Tensor& A, double zeta,
-                                  bool diagonal, int64_t group) {
+torch::Tensor VariationalGradient(const VariationalStats& s, const torch::Tensor& A, double zeta, bool diagonal,
+                                  int64_t group) {
   torch::Tensor sxx = group < 0 ? s.sxx.sum(0) : s.sxx[group];
   torch::Tensor szx = group < 0 ? s.szx.sum(0) : s.szx[group];
   double sb = (group < 0 ? s.sbeta.sum() : s.sbeta[group]).item<double>();
@@ -76,7 +72,7 @@ torch::Tensor VariationalGradient(const VariationalStats& s, const torch::Tensor
   const int64_t d = sxx.size(0);
   // grad L = (Delta/n) (A S_xx + S_zx + zeta S_beta I), spec §3.
   torch::Tensor g = diagonal ? torch::diag(torch::diag(A) * torch::diag(sxx) + torch::diag(szx) + zeta * sb)
-                            : torch::matmul(A, sxx) + szx + zeta * sb * torch::eye(d, kF64);
+                             : torch::matmul(A, sxx) + szx + zeta * sb * torch::eye(d, kF64);
   return g * (s.dt / n);
 }
 

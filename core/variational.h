@@ -34,36 +34,35 @@ struct VariationalStats {
 // Simulates trajectories of the backward SDE with `model` (EMA net, current A) from x_T
 // ([K, d]) over the table's grid and accumulates the statistics of spec §3 at every state
 // before each step. `group_size` trajectories per group (the last group may be smaller).
-VariationalStats ComputeVariationalStats(const KernelTable& table, const ScoreFn& score,
-                                         const torch::Tensor& x_T, int64_t group_size,
-                                         torch::Generator& gen);
-inline VariationalStats ComputeVariationalStats(const ScoreModel& model, const torch::Tensor& x_T,
-                                                int64_t group_size, torch::Generator& gen) {
+VariationalStats ComputeVariationalStats(const KernelTable& table, const ScoreFn& score, const torch::Tensor& x_T,
+                                         int64_t group_size, torch::Generator& gen);
+inline VariationalStats ComputeVariationalStats(const ScoreModel& model, const torch::Tensor& x_T, int64_t group_size,
+                                                torch::Generator& gen) {
   return ComputeVariationalStats(model.table(), ScoreFnOf(model), x_T, group_size, gen);
 }
 
 struct VariationalOptions {
-  bool diagonal = false;     // form: diagonal keeps only the diagonals of S_xx, S_zx
+  bool diagonal = false;         // form: diagonal keeps only the diagonals of S_xx, S_zx
   std::string update = "exact";  // exact | sa | adam
-  double interact = 1.0;     // zeta
-  double lr = 1.0;           // rho (exact), eta_0 (sa), adam lr
-  double decay = 0.6;        // alpha (sa)
-  double d_min = 0.05;       // floor of the smallest eigenvalue of sym(D)
+  double interact = 1.0;         // zeta
+  double lr = 1.0;               // rho (exact), eta_0 (sa), adam lr
+  double decay = 0.6;            // alpha (sa)
+  double d_min = 0.05;           // floor of the smallest eigenvalue of sym(D)
   int64_t adam_steps = 100;
-  int64_t seed = 0;          // adam's minibatch draws
+  int64_t seed = 0;  // adam's minibatch draws
 };
 
 struct UpdateInfo {
-  torch::Tensor a_star;      // the exact minimiser of this round's loss (float64)
-  double grad_norm = 0.0;    // |grad L| before the update
-  bool projected = false;    // the PD floor bound
+  torch::Tensor a_star;        // the exact minimiser of this round's loss (float64)
+  double grad_norm = 0.0;      // |grad L| before the update
+  bool projected = false;      // the PD floor bound
   double min_eig_sym_d = 0.0;  // smallest eigenvalue of sym(D) (VSMD: min 1 - 2c) after the update
 };
 
 // Loss gradient and minimiser of spec §3 for statistics `s` (totals over all groups, or one
 // group) at A ([d, d] float64).
-torch::Tensor VariationalGradient(const VariationalStats& s, const torch::Tensor& A, double zeta,
-                                  bool diagonal, int64_t group = -1);
+torch::Tensor VariationalGradient(const VariationalStats& s, const torch::Tensor& A, double zeta, bool diagonal,
+                                  int64_t group = -1);
 torch::Tensor VariationalMinimizer(const VariationalStats& s, double zeta, bool diagonal);
 // Projects A so that the symmetric part of D = I - 2A has eigenvalues >= d_min. Returns
 // whether it changed A.

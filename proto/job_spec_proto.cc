@@ -27,19 +27,18 @@ constexpr WireKind kDoubleList{FieldDescriptor::CPPTYPE_DOUBLE, true, "repeated 
 // The descriptors from `root` down to the field at dotted `path`: every segment but the last a
 // singular message field, the last one of `kind` (a singular one with presence, so that an unset
 // field can take its default). INTERNAL naming the path when job.proto has no such field.
-absl::StatusOr<std::vector<const FieldDescriptor*>> FieldChain(const Descriptor& root,
-                                                              const char* path, WireKind kind) {
+absl::StatusOr<std::vector<const FieldDescriptor*>> FieldChain(const Descriptor& root, const char* path,
+                                                               WireKind kind) {
   const auto missing = [&](const std::string& why) {
-    return absl::InternalError(absl::StrCat("job.proto: ", root.full_name(), ".", path, " (",
-                                            kind.name, ", a JobSpec field) ", why));
+    return absl::InternalError(
+        absl::StrCat("job.proto: ", root.full_name(), ".", path, " (", kind.name, ", a JobSpec field) ", why));
   };
   std::vector<std::string> parts = absl::StrSplit(path, '.');
   std::vector<const FieldDescriptor*> chain;
   const Descriptor* d = &root;
   for (size_t i = 0; i < parts.size(); ++i) {
     const FieldDescriptor* f = d->FindFieldByName(parts[i]);
-    if (f == nullptr)
-      return missing(absl::StrCat("is missing: ", d->full_name(), " has no field ", parts[i]));
+    if (f == nullptr) return missing(absl::StrCat("is missing: ", d->full_name(), " has no field ", parts[i]));
     chain.push_back(f);
     if (i + 1 < parts.size()) {
       if (f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE || f->is_repeated())
@@ -48,8 +47,7 @@ absl::StatusOr<std::vector<const FieldDescriptor*>> FieldChain(const Descriptor&
     }
   }
   const FieldDescriptor* f = chain.back();
-  if (f->cpp_type() != kind.type || f->is_repeated() != kind.repeated ||
-      (!kind.repeated && !f->has_presence()))
+  if (f->cpp_type() != kind.type || f->is_repeated() != kind.repeated || (!kind.repeated && !f->has_presence()))
     return missing(absl::StrCat("is declared otherwise: ", f->DebugString()));
   return chain;
 }
@@ -63,17 +61,14 @@ class SchemaChecker : public JobSpecVisitor {
   void Double(const char* p, double&, double, double) override { Check(p, kDouble); }
   void Bool(const char* p, bool&) override { Check(p, kBool); }
   void String(const char* p, std::string&, size_t) override { Check(p, kString); }
-  void Choice(const char* p, std::string&, const std::vector<std::string>&) override {
-    Check(p, kString);
-  }
+  void Choice(const char* p, std::string&, const std::vector<std::string>&) override { Check(p, kString); }
   void DoubleList(const char* p, std::vector<double>&, size_t, size_t, double, double) override {
     Check(p, kDoubleList);
   }
 
  private:
   void Check(const char* p, WireKind kind) {
-    if (auto chain = FieldChain(root_, p, kind); !chain.ok() && status.ok())
-      status = chain.status();
+    if (auto chain = FieldChain(root_, p, kind); !chain.ok() && status.ok()) status = chain.status();
   }
   const Descriptor& root_;
 };
@@ -83,8 +78,7 @@ class SchemaChecker : public JobSpecVisitor {
 std::pair<Message*, const FieldDescriptor*> Mutable(Message* m, const char* path, WireKind kind) {
   auto chain = FieldChain(*m->GetDescriptor(), path, kind);
   if (!chain.ok()) return {nullptr, nullptr};
-  for (size_t i = 0; i + 1 < chain->size(); ++i)
-    m = m->GetReflection()->MutableMessage(m, (*chain)[i]);
+  for (size_t i = 0; i + 1 < chain->size(); ++i) m = m->GetReflection()->MutableMessage(m, (*chain)[i]);
   return {m, chain->back()};
 }
 
@@ -101,9 +95,7 @@ class ToProto : public JobSpecVisitor {
     if (auto [m, f] = Mutable(out_, p, kBool); f) m->GetReflection()->SetBool(m, f, v);
   }
   void String(const char* p, std::string& v, size_t) override { Str(p, v); }
-  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override {
-    Str(p, v);
-  }
+  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override { Str(p, v); }
   void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double, double) override {
     if (auto [m, f] = Mutable(out_, p, kDoubleList); f) {
       m->GetReflection()->ClearField(m, f);

@@ -14,8 +14,7 @@ namespace vsdm {
 // dotted path through singular message fields, ending in an `optional` scalar of the same type
 // (int64, double, bool, string) or a `repeated double` for a list. Otherwise INTERNAL naming the
 // first path job.proto lacks or declares otherwise. The unit test asserts it for the real schema.
-absl::Status CheckJobSpecProtoSchema(
-    const google::protobuf::Descriptor& job_spec = *v1::JobSpec::descriptor());
+absl::Status CheckJobSpecProtoSchema(const google::protobuf::Descriptor& job_spec = *v1::JobSpec::descriptor());
 
 // Every field set (defaults included). REQUIRES: CheckJobSpecProtoSchema() is OK (a field job.proto
 // lacks cannot be written; JobSpecFromProto refuses the result).

@@ -15,8 +15,8 @@ class ArtifactStore {
 
   // INVALID_ARGUMENT for a path that could leave the job's directory, or an offset that does
   // not continue the upload in progress.
-  absl::Status AppendChunk(const std::string& job_id, const std::string& path, int64_t offset,
-                           const std::string& data, bool last);
+  absl::Status AppendChunk(const std::string& job_id, const std::string& path, int64_t offset, const std::string& data,
+                           bool last);
   // The file of an artifact, NOT_FOUND if absent.
   absl::StatusOr<std::string> Resolve(const std::string& job_id, const std::string& path) const;
   const std::string& root() const { return root_; }

@@ -79,9 +79,9 @@ std::vector<std::string> AssignmentBook::TakeAborts(const std::string& worker_id
 void AssignmentBook::EndAttempt(const std::string& attempt_id) {
   for (auto it = assignments_.begin(); it != assignments_.end();) {
     auto& list = it->second;
-    list.erase(std::remove_if(list.begin(), list.end(),
-                              [&](const v1::Assignment& a) { return a.attempt_id() == attempt_id; }),
-               list.end());
+    list.erase(
+        std::remove_if(list.begin(), list.end(), [&](const v1::Assignment& a) { return a.attempt_id() == attempt_id; }),
+        list.end());
     it = list.empty() ? assignments_.erase(it) : std::next(it);
   }
   if (auto it = port_of_.find(attempt_id); it != port_of_.end()) {

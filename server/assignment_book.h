@@ -67,9 +67,9 @@ class AssignmentBook {
 
  private:
   PortRange ports_;
-  int next_;                                     // where the next TakePort starts looking
-  std::map<std::string, int> port_of_;           // live attempt -> its store port
-  std::set<int> held_;                           // the values of port_of_
+  int next_;                                                        // where the next TakePort starts looking
+  std::map<std::string, int> port_of_;                              // live attempt -> its store port
+  std::set<int> held_;                                              // the values of port_of_
   std::map<std::string, std::vector<v1::Assignment>> assignments_;  // per worker, in order
   std::map<std::string, std::set<std::string>> aborts_;             // per worker
 };

@@ -26,21 +26,21 @@
 
 namespace {
 
-using vsdm::server::JobManager;
 using vsdm::server::CoordinatorMetrics;
+using vsdm::server::JobManager;
 
 struct Options {
-  std::string listen = "127.0.0.1:50051";        // gRPC address; port 0 = any free port (printed)
-  std::string data_dir = "vsdm-data";            // the SQLite job store (vsdm.db) lives here
+  std::string listen = "127.0.0.1:50051";         // gRPC address; port 0 = any free port (printed)
+  std::string data_dir = "vsdm-data";             // the SQLite job store (vsdm.db) lives here
   std::string metrics_listen = "127.0.0.1:9464";  // Prometheus /metrics; "" = off; port 0 = any
-  std::string artifact_root;                     // jobs' artifacts; default <data-dir>/artifacts
-  double lease_seconds = 15;                     // a worker without heartbeat for this long is lost
-  double tick_seconds = 0.2;                     // scheduling pass / lease check period
-  double reserve_after_seconds = 600;            // starvation guard (Note [Backfill with a starvation guard])
-  double restart_backoff_seconds = 5;            // first requeue delay after a failed attempt (doubles)
-  int max_running_per_owner = 0;                 // quota; 0 = none
-  std::string store_port_range = "29500-29999";  // TCPStore ports for attempts' rank 0, "LO-HI" inclusive
-  std::string port_file;                         // written once listening: "grpc PORT\nmetrics PORT\n"
+  std::string artifact_root;                      // jobs' artifacts; default <data-dir>/artifacts
+  double lease_seconds = 15;                      // a worker without heartbeat for this long is lost
+  double tick_seconds = 0.2;                      // scheduling pass / lease check period
+  double reserve_after_seconds = 600;             // starvation guard (Note [Backfill with a starvation guard])
+  double restart_backoff_seconds = 5;             // first requeue delay after a failed attempt (doubles)
+  int max_running_per_owner = 0;                  // quota; 0 = none
+  std::string store_port_range = "29500-29999";   // TCPStore ports for attempts' rank 0, "LO-HI" inclusive
+  std::string port_file;                          // written once listening: "grpc PORT\nmetrics PORT\n"
 };
 
 // Fills `opt` from argv. nullopt to go on; else the exit code: 0 after --help or --version, 2
@@ -112,8 +112,7 @@ int Fail(const std::string& what) {
 }
 
 // The gRPC server with both services, health and reflection; null when it cannot listen.
-std::unique_ptr<grpc::Server> StartGrpc(const std::string& listen, std::vector<grpc::Service*> services,
-                                        int* port) {
+std::unique_ptr<grpc::Server> StartGrpc(const std::string& listen, std::vector<grpc::Service*> services, int* port) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -33,7 +33,8 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
       .Set(1);
   BuildJobMetrics();
   BuildSchedulingMetrics();
-  rpc_total_ = &prometheus::BuildCounter().Name("vsdm_rpc_total").Help("RPCs by method and status code").Register(*registry_);
+  rpc_total_ =
+      &prometheus::BuildCounter().Name("vsdm_rpc_total").Help("RPCs by method and status code").Register(*registry_);
   rpc_seconds_ = &prometheus::BuildHistogram()
                       .Name("vsdm_rpc_duration_seconds")
                       .Help("RPC handling time by method")
@@ -42,10 +43,11 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
 
 void CoordinatorMetrics::BuildJobMetrics() {
   auto& jobs = prometheus::BuildGauge().Name("vsdm_jobs").Help("Jobs by state").Register(*registry_);
-  for (v1::JobState s : {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
-                         v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED})
+  for (v1::JobState s : {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
+                         v1::JOB_STATE_CANCELLED})
     jobs_[s] = &jobs.Add({{"state", Lower(v1::JobState_Name(s).substr(10))}});
-  auto& workers = prometheus::BuildGauge().Name("vsdm_workers").Help("Registered workers by state").Register(*registry_);
+  auto& workers =
+      prometheus::BuildGauge().Name("vsdm_workers").Help("Registered workers by state").Register(*registry_);
   workers_alive_ = &workers.Add({{"state", "alive"}});
   workers_lost_ = &workers.Add({{"state", "lost"}});
   restarts_ = &prometheus::BuildCounter()
@@ -70,7 +72,8 @@ void CoordinatorMetrics::BuildJobMetrics() {
                   .Name("vsdm_job_goodput_ratio")
                   .Help("Running jobs: useful training time / wall time since submit")
                   .Register(*registry_);
-  auto& submits = prometheus::BuildCounter().Name("vsdm_submits_total").Help("SubmitJob calls by result").Register(*registry_);
+  auto& submits =
+      prometheus::BuildCounter().Name("vsdm_submits_total").Help("SubmitJob calls by result").Register(*registry_);
   submits_accepted_ = &submits.Add({{"result", "accepted"}});
   submits_refused_ = &submits.Add({{"result", "refused"}});
 }
@@ -159,8 +162,8 @@ void CoordinatorMetrics::RecordRpc(const std::string& method, int code, double s
     absl::MutexLock lock(&mu_);
     auto& cc = rpc_counters_[{method, code}];
     if (cc == nullptr)
-      cc = &rpc_total_->Add({{"method", method},
-                             {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}});
+      cc = &rpc_total_->Add(
+          {{"method", method}, {"code", absl::StatusCodeToString(static_cast<absl::StatusCode>(code))}});
     auto& hh = rpc_histograms_[method];
     if (hh == nullptr) hh = &rpc_seconds_->Add({{"method", method}}, kLatency);
     c = cc;

@@ -32,9 +32,7 @@ Timestamp ToProto(absl::Time t) {
   ts.set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
   return ts;
 }
-absl::Time FromProto(const Timestamp& ts) {
-  return absl::FromUnixNanos(ts.seconds() * 1'000'000'000LL + ts.nanos());
-}
+absl::Time FromProto(const Timestamp& ts) { return absl::FromUnixNanos(ts.seconds() * 1'000'000'000LL + ts.nanos()); }
 int64_t Nanos(const Timestamp& ts) { return ts.seconds() * 1'000'000'000LL + ts.nanos(); }
 
 // Page tokens: opaque to clients; the (submit time, job id) of the last job of the page.
@@ -75,8 +73,12 @@ std::optional<int> StorePortOf(const std::vector<v1::JobEvent>& events, int atte
 }  // namespace
 
 JobManager::JobManager(JobStore& store, const Clock& clock, JobManagerOptions options)
-    : store_(store), clock_(clock), options_(std::move(options)), scheduler_(options_.scheduler),
-      registry_(clock, options_.lease), book_(options_.store_ports) {}
+    : store_(store),
+      clock_(clock),
+      options_(std::move(options)),
+      scheduler_(options_.scheduler),
+      registry_(clock, options_.lease),
+      book_(options_.store_ports) {}
 
 absl::Status JobManager::Recover() {
   auto loaded = store_.LoadJobs();
@@ -246,7 +248,8 @@ absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id) const {
 absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest& req) const {
   if (req.page_size() < 0)
     return absl::InvalidArgumentError(absl::StrCat("page_size: must be >= 0, got ", req.page_size()));
-  const int size = req.page_size() == 0 ? options_.default_page_size : std::min(req.page_size(), options_.max_page_size);
+  const int size =
+      req.page_size() == 0 ? options_.default_page_size : std::min(req.page_size(), options_.max_page_size);
   int64_t after_nanos = 0;
   std::string after_id;
   const bool paged = !req.page_token().empty();
@@ -368,8 +371,8 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
   } else {
     c.job.set_state(v1::JOB_STATE_FAILED);
     *c.job.mutable_end_time() = ToProto(now);
-    c.job.set_message(absl::StrFormat("attempt %d failed: %s; no restarts left (max_restarts %d)", n, reason,
-                                      max_restarts));
+    c.job.set_message(
+        absl::StrFormat("attempt %d failed: %s; no restarts left (max_restarts %d)", n, reason, max_restarts));
     c.event = MakeEvent(r, c.job, "failed", c.job.message());
     c.apply = [this, &r]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (r.attempt) EndAttempt(*r.attempt);
@@ -407,10 +410,10 @@ std::vector<JobManager::Change> JobManager::ExpireLeases(std::set<std::string>* 
     for (const RankSlot& slot : lw.ranks) {
       Record* r = FindAttempt(slot.attempt_id);
       if (r == nullptr || !failing->insert(r->stored.job.job_id()).second) continue;
-      changes.push_back(FailAttempt(
-          *r, absl::StrFormat("worker %s (rank %d) lost its lease: no heartbeat for %s", lw.worker_id, slot.rank,
-                              absl::FormatDuration(options_.lease)),
-          "lease_lost", last_heartbeat));
+      changes.push_back(FailAttempt(*r,
+                                    absl::StrFormat("worker %s (rank %d) lost its lease: no heartbeat for %s",
+                                                    lw.worker_id, slot.rank, absl::FormatDuration(options_.lease)),
+                                    "lease_lost", last_heartbeat));
     }
   }
   return changes;
@@ -427,10 +430,11 @@ std::vector<JobManager::Change> JobManager::ExpireRecoveries(std::set<std::strin
       r.attempt->recovering_since.reset();
     } else if (now - *r.attempt->recovering_since >= options_.recovery_grace) {
       failing->insert(id);
-      changes.push_back(FailAttempt(r, absl::StrCat("its ranks were not reported back within ",
-                                                    absl::FormatDuration(options_.recovery_grace),
-                                                    " of a coordinator restart"),
-                                    "recovery"));
+      changes.push_back(
+          FailAttempt(r,
+                      absl::StrCat("its ranks were not reported back within ",
+                                   absl::FormatDuration(options_.recovery_grace), " of a coordinator restart"),
+                      "recovery"));
     }
   }
   return changes;
@@ -490,9 +494,10 @@ std::optional<JobManager::Change> JobManager::MakeStartChange(const Placement& p
   const std::optional<int> port = book_.TakePort(a.attempt_id);
   if (!port) {
     const PortRange& range = book_.ports();
-    const std::string why = absl::StrFormat("all %d TCPStore ports of --store-port-range %d-%d are held by running "
-                                            "attempts; it starts when one ends",
-                                            range.size(), range.lo, range.hi);
+    const std::string why = absl::StrFormat(
+        "all %d TCPStore ports of --store-port-range %d-%d are held by running "
+        "attempts; it starts when one ends",
+        range.size(), range.lo, range.hi);
     pending_kinds_[p.job_id] = PendingKind::kNoStorePort;
     pending_reasons_[p.job_id] = "placed, but " + why;
     if (!std::exchange(ports_exhausted_, true)) Warn(absl::StrCat("not starting ", p.job_id, ": ", why));
@@ -551,7 +556,8 @@ absl::StatusOr<v1::RegisterResponse> JobManager::Register(const v1::RegisterRequ
   {
     absl::MutexLock lock(&mu_);
     const auto& res = req.resources();
-    if (absl::Status s = registry_.Register(req.worker_id(), {res.slots(), res.devices(), res.memory_bytes(), res.host()});
+    if (absl::Status s =
+            registry_.Register(req.worker_id(), {res.slots(), res.devices(), res.memory_bytes(), res.host()});
         !s.ok())
       return s;
     ReclaimRunningRanks(req);
@@ -618,9 +624,10 @@ absl::Status JobManager::Report(const v1::ReportRequest& req) {
     if (req.rank() != 0) return absl::OkStatus();
     v1::Progress p = req.progress();
     const double since_submit = absl::ToDoubleSeconds(clock_.Now() - FromProto(r->stored.job.submit_time()));
-    const double per_round = p.steps_per_second() > 0
-                                 ? static_cast<double>(r->stored.job.spec().train().steps_per_round()) / p.steps_per_second()
-                                 : 0.0;
+    const double per_round =
+        p.steps_per_second() > 0
+            ? static_cast<double>(r->stored.job.spec().train().steps_per_round()) / p.steps_per_second()
+            : 0.0;
     if (since_submit > 0) p.set_goodput_ratio(std::min(1.0, static_cast<double>(p.round()) * per_round / since_submit));
     *r->stored.job.mutable_progress() = p;
     if (r->recovery && r->recovery->started_at) {
@@ -642,10 +649,10 @@ absl::Status JobManager::Complete(const v1::CompleteRequest& req) {
     Record* r = FindAttempt(req.attempt_id());
     if (r == nullptr) return absl::OkStatus();  // stale: the attempt already ended
     if (req.exit_code() != 0) {
-      status = Commit({FailAttempt(*r, absl::StrFormat("rank %d on %s exited with code %d%s%s", req.rank(),
-                                                       req.worker_id(), req.exit_code(),
-                                                       req.message().empty() ? "" : ": ", req.message()),
-                                       "rank_failed")});
+      status = Commit({FailAttempt(*r,
+                                   absl::StrFormat("rank %d on %s exited with code %d%s%s", req.rank(), req.worker_id(),
+                                                   req.exit_code(), req.message().empty() ? "" : ": ", req.message()),
+                                   "rank_failed")});
     } else {
       r->attempt->done.insert(req.rank());
       if (req.rank() == 0) {
@@ -657,7 +664,8 @@ absl::Status JobManager::Complete(const v1::CompleteRequest& req) {
         for (const auto& [k, v] : req.metrics()) (*c.job.mutable_progress()->mutable_metrics())[k] = v;
         c.job.mutable_progress()->set_round(c.job.spec().train().rounds());
         c.job.mutable_progress()->set_eta_seconds(0);
-        c.event = MakeEvent(*r, c.job, "succeeded", absl::StrCat("artifacts in ", options_.artifact_root, "/", c.job_id));
+        c.event =
+            MakeEvent(*r, c.job, "succeeded", absl::StrCat("artifacts in ", options_.artifact_root, "/", c.job_id));
         c.apply = [this, r]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           EndAttempt(*r->attempt);
           r->attempt.reset();

@@ -28,11 +28,11 @@
 namespace vsdm::server {
 
 struct JobManagerOptions {
-  absl::Duration lease = absl::Seconds(15);            // a worker is lost after this without heartbeat
-  absl::Duration restart_backoff = absl::Seconds(5);   // first requeue delay; doubles per failed attempt
+  absl::Duration lease = absl::Seconds(15);           // a worker is lost after this without heartbeat
+  absl::Duration restart_backoff = absl::Seconds(5);  // first requeue delay; doubles per failed attempt
   absl::Duration max_backoff = absl::Minutes(5);
-  absl::Duration recovery_grace = absl::Seconds(45);   // after a coordinator restart: how long a running
-                                                       // attempt waits for its agents to report its ranks
+  absl::Duration recovery_grace = absl::Seconds(45);  // after a coordinator restart: how long a running
+                                                      // attempt waits for its agents to report its ranks
   SchedulerOptions scheduler;
   std::string artifact_root = "artifacts";  // a job's artifacts: <root>/<job_id> (same for every attempt)
   // TCPStore ports for the attempts' rank 0, handed out round-robin; no two live attempts share
@@ -51,9 +51,9 @@ struct JobManagerOptions {
 struct JobManagerStats {
   std::map<v1::JobState, int> jobs_by_state;
   int workers_alive = 0, workers_lost = 0;
-  int64_t restarts = 0;                   // attempts requeued after a failure
-  std::map<std::string, int64_t> restarts_by_cause;  // lease_lost | rank_failed | recovery
-  std::map<PendingKind, int> pending_by_kind;         // queued jobs by why they wait
+  int64_t restarts = 0;                                  // attempts requeued after a failure
+  std::map<std::string, int64_t> restarts_by_cause;      // lease_lost | rank_failed | recovery
+  std::map<PendingKind, int> pending_by_kind;            // queued jobs by why they wait
   std::vector<std::pair<std::string, double>> finished;  // (outcome, seconds since submit), drained
   std::map<std::string, double> heartbeat_age_seconds;   // alive workers
   std::map<std::string, double> goodput;                 // running jobs: Progress.goodput_ratio
@@ -62,7 +62,7 @@ struct JobManagerStats {
   // requeue to the new attempt's start (backoff + waiting for room); "resume" = start to the new
   // attempt's first progress report (rendezvous, checkpoint restore, one round). Drained.
   std::vector<std::pair<std::string, double>> recovery;
-  double last_pass_seconds = 0;           // wall time of the last scheduling pass (snapshot, plan, starts)
+  double last_pass_seconds = 0;            // wall time of the last scheduling pass (snapshot, plan, starts)
   std::vector<double> queue_wait_seconds;  // of attempts started since the last call (drained)
 };
 
@@ -142,8 +142,8 @@ class JobManager {
   };
 
   v1::Job Visible(const Record& r) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::JobEvent MakeEvent(const Record& r, const v1::Job& job, const std::string& kind,
-                         const std::string& message) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::JobEvent MakeEvent(const Record& r, const v1::Job& job, const std::string& kind, const std::string& message) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The attempt that was running when the store was written, waiting for its agents to report
   // its ranks (Recover); its store port is held again.
   Attempt RecoveredAttempt(const Record& r, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -171,8 +171,7 @@ class JobManager {
   // Snapshot of the queue, plan, durable starts; records the pending reasons and the pass time.
   void RunSchedulingPass() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The queued jobs for the scheduler; `running` gets the running jobs per owner.
-  std::vector<QueuedJob> QueueSnapshot(std::map<std::string, int>* running) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<QueuedJob> QueueSnapshot(std::map<std::string, int>* running) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The change that starts `p`'s job as its next attempt, with a store port taken and every
   // rank's slot booked in the registry; nullopt (nothing taken, the job stays queued, a warning
   // queued) when no port is free or a slot cannot be booked. The caller releases both if the

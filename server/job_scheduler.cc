@@ -110,8 +110,7 @@ std::optional<Pending> Blocked(const QueuedJob& job, Pass& p) {
 bool Place(const QueuedJob& job, Pass& p) {
   const Need need = NeedOf(job);
   Placement placement;
-  if (need.slots > p.free.slots || need.devices > p.free.devices || !TryPlace(job, p.workers, &placement))
-    return false;
+  if (need.slots > p.free.slots || need.devices > p.free.devices || !TryPlace(job, p.workers, &placement)) return false;
   p.plan.placements.push_back(std::move(placement));
   if (!job.owner.empty()) ++p.running[job.owner];
   p.free.slots -= need.slots;
@@ -126,10 +125,11 @@ Pending NoRoom(const QueuedJob& job, Pass& p) {
   const std::string workers = Plural(static_cast<int>(p.workers.size()), "worker");
   std::string why =
       need.devices > 0
-          ? absl::StrFormat("needs %s and %s at once (%d trainers + 1 variational rank); %d slots and %d "
-                            "devices free of %d and %d on %s",
-                            Plural(need.slots, "slot"), Plural(need.devices, "device"), job.trainers, p.free.slots,
-                            p.free.devices, p.total.slots, p.total.devices, workers)
+          ? absl::StrFormat(
+                "needs %s and %s at once (%d trainers + 1 variational rank); %d slots and %d "
+                "devices free of %d and %d on %s",
+                Plural(need.slots, "slot"), Plural(need.devices, "device"), job.trainers, p.free.slots, p.free.devices,
+                p.total.slots, p.total.devices, workers)
           : absl::StrFormat("needs %s at once (%d trainers + 1 variational rank); %d free of %d on %s",
                             Plural(need.slots, "slot"), job.trainers, p.free.slots, p.total.slots, workers);
   if (need.slots > p.total.slots || need.devices > p.total.devices)
@@ -174,8 +174,8 @@ SchedulePlan JobScheduler::Plan(std::vector<QueuedJob> queue, std::vector<Worker
     if (!why && Place(job, pass)) continue;
     if (!why) why = NoRoom(job, pass);
     pass.plan.pending_kinds[job.job_id] = why->first;
-    pass.plan.pending_reasons[job.job_id] = absl::StrFormat("queue position %d of %d: %s", position,
-                                                            static_cast<int>(queue.size()), why->second);
+    pass.plan.pending_reasons[job.job_id] =
+        absl::StrFormat("queue position %d of %d: %s", position, static_cast<int>(queue.size()), why->second);
   }
   return std::move(pass.plan);
 }

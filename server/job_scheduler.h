@@ -3,8 +3,8 @@
 // read. No I/O, no locks, no clock of its own; the coordinator calls Plan on every pass.
 #pragma once
 
-#include <map>
 #include <cstddef>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,9 +26,9 @@ struct WorkerCapacity {
 struct QueuedJob {
   std::string job_id;
   std::string owner;
-  int64_t priority = 0;     // higher first
-  absl::Time submit_time;   // ties: earlier first
-  absl::Time queued_since;  // when it (re)entered the queue: what the starvation guard ages
+  int64_t priority = 0;                          // higher first
+  absl::Time submit_time;                        // ties: earlier first
+  absl::Time queued_since;                       // when it (re)entered the queue: what the starvation guard ages
   absl::Time not_before = absl::InfinitePast();  // restart backoff
   int trainers = 1;
   bool cuda = false;
@@ -71,7 +71,7 @@ enum class PendingKind {
 // Every kind, in declaration order: iterate this (e.g. to pre-create every metric series) so a
 // new kind cannot be forgotten.
 inline constexpr PendingKind kAllPendingKinds[] = {
-    PendingKind::kBackoff, PendingKind::kQuota,        PendingKind::kBehindHolder, PendingKind::kNoRoom,
+    PendingKind::kBackoff,      PendingKind::kQuota,     PendingKind::kBehindHolder, PendingKind::kNoRoom,
     PendingKind::kHoldingQueue, PendingKind::kNeverFits, PendingKind::kNoStorePort,
 };
 static_assert(sizeof(kAllPendingKinds) / sizeof(kAllPendingKinds[0]) ==
@@ -82,7 +82,7 @@ static_assert(sizeof(kAllPendingKinds) / sizeof(kAllPendingKinds[0]) ==
 const char* PendingKindName(PendingKind kind);
 
 struct SchedulePlan {
-  std::vector<Placement> placements;                  // in queue order
+  std::vector<Placement> placements;                   // in queue order
   std::map<std::string, std::string> pending_reasons;  // every job left queued
   std::map<std::string, PendingKind> pending_kinds;    // the same jobs by kind of reason
 };

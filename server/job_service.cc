@@ -21,17 +21,19 @@ namespace {
 // other threads; `Shared` outlives the reactor so a late callback finds it gone, not freed.
 class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
-  WatchReactor(JobManager& manager, const v1::WatchJobRequest& req) : manager_(manager), shared_(std::make_shared<Shared>()) {
+  WatchReactor(JobManager& manager, const v1::WatchJobRequest& req)
+      : manager_(manager), shared_(std::make_shared<Shared>()) {
     // Held across the subscription so a live event cannot overtake the replay.
     absl::MutexLock lock(&shared_->mu);
     shared_->reactor = this;
     std::vector<v1::JobEvent> replay;
     std::weak_ptr<Shared> weak = shared_;
-    auto sub = manager_.Watch(req.job_id(), req.after_sequence(),
-                              [weak](const v1::JobEvent& e) {
-                                if (auto s = weak.lock()) s->Push(e);
-                              },
-                              &replay);
+    auto sub = manager_.Watch(
+        req.job_id(), req.after_sequence(),
+        [weak](const v1::JobEvent& e) {
+          if (auto s = weak.lock()) s->Push(e);
+        },
+        &replay);
     if (!sub.ok()) {
       shared_->FinishLocked(ToGrpcStatus(sub.status()));
       return;
@@ -146,8 +148,8 @@ class ErrorReactor : public grpc::ServerWriteReactor<T> {
 
 }  // namespace
 
-grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
-                                                    const v1::SubmitJobRequest* req, v1::Job* resp) {
+grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* req,
+                                                    v1::Job* resp) {
   const auto t0 = RpcClock::now();
   auto j = manager_.Submit(req->spec(), req->request_id(), /*owner=*/req->spec().owner());
   metrics_.RecordSubmit(j.ok());
@@ -163,24 +165,24 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ct
   return FinishUnary(ctx, metrics_, "GetJob", t0, j.status());
 }
 
-grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
-                                                   const v1::ListJobsRequest* req, v1::ListJobsResponse* resp) {
+grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx, const v1::ListJobsRequest* req,
+                                                   v1::ListJobsResponse* resp) {
   const auto t0 = RpcClock::now();
   auto r = manager_.List(*req);
   if (r.ok()) *resp = std::move(*r);
   return FinishUnary(ctx, metrics_, "ListJobs", t0, r.status());
 }
 
-grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
-                                                    const v1::CancelJobRequest* req, v1::Job* resp) {
+grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* req,
+                                                    v1::Job* resp) {
   const auto t0 = RpcClock::now();
   auto j = manager_.Cancel(req->job_id());
   if (j.ok()) *resp = std::move(*j);
   return FinishUnary(ctx, metrics_, "CancelJob", t0, j.status());
 }
 
-grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
-                                                      const v1::ListWorkersRequest*, v1::ListWorkersResponse* resp) {
+grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest*,
+                                                      v1::ListWorkersResponse* resp) {
   const auto t0 = RpcClock::now();
   *resp = manager_.Workers();
   return FinishUnary(ctx, metrics_, "ListWorkers", t0, absl::OkStatus());

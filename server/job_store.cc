@@ -38,8 +38,12 @@ class Stmt {
   Stmt& operator=(const Stmt&) = delete;
   bool ok() const { return ok_; }
   sqlite3_stmt* get() { return s_; }
-  void Text(int i, const std::string& v) { sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT); }
-  void Blob(int i, const std::string& v) { sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT); }
+  void Text(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void Blob(int i, const std::string& v) {
+    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
   void Int(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
   std::string ColumnBlob(int i) {
     const void* p = sqlite3_column_blob(s_, i);
@@ -74,8 +78,9 @@ struct SqliteJobStore::Impl {
   std::thread writer;
 
   absl::Status Apply(const StoreWrite& w) {
-    Stmt job(db, "INSERT OR REPLACE INTO jobs(job_id, request_id, state, owner, submit_nanos, body) "
-                 "VALUES(?, ?, ?, ?, ?, ?)");
+    Stmt job(db,
+             "INSERT OR REPLACE INTO jobs(job_id, request_id, state, owner, submit_nanos, body) "
+             "VALUES(?, ?, ?, ?, ?, ?)");
     Stmt ev(db, "INSERT OR REPLACE INTO events(job_id, seq, body) VALUES(?, ?, ?)");
     if (!job.ok() || !ev.ok()) return SqlError(db, "prepare");
     for (const auto& j : w.jobs) {
@@ -131,7 +136,8 @@ struct SqliteJobStore::Impl {
             }
             // Some errors (full disk, I/O) roll back the whole transaction: then nothing of this
             // batch is on disk, and continuing would autocommit later writes one by one.
-            if (sqlite3_get_autocommit(db)) s = each[i].ok() ? absl::InternalError("sqlite: transaction rolled back") : each[i];
+            if (sqlite3_get_autocommit(db))
+              s = each[i].ok() ? absl::InternalError("sqlite: transaction rolled back") : each[i];
           }
           if (s.ok()) s = Exec(db, "COMMIT");
           if (!s.ok() && !sqlite3_get_autocommit(db)) Exec(db, "ROLLBACK").IgnoreError();
@@ -193,7 +199,8 @@ absl::Status SqliteJobStore::Write(StoreWrite w) {
   absl::MutexLock lock(&impl_->mu);
   if (impl_->stop) return absl::UnavailableError("job store is closing");
   impl_->queue.push_back(p);
-  impl_->mu.Await(absl::Condition(+[](Impl::Pending* x) { return x->done; }, p.get()));
+  impl_->mu.Await(absl::Condition(
+      +[](Impl::Pending* x) { return x->done; }, p.get()));
   return p->status;
 }
 

@@ -50,16 +50,17 @@ absl::Status WorkerRegistry::Assign(const std::string& worker_id, const std::str
   int used_slots = static_cast<int>(w.ranks.size()), used_devices = 0;
   for (const auto& r : w.ranks) used_devices += r.device ? 1 : 0;
   if (used_slots >= w.resources.slots || (device && used_devices >= w.resources.devices))
-    return absl::FailedPreconditionError(absl::StrCat("worker ", worker_id, " has no free ", device ? "device" : "slot"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("worker ", worker_id, " has no free ", device ? "device" : "slot"));
   w.ranks.push_back({attempt_id, rank, device});
   return absl::OkStatus();
 }
 
 void WorkerRegistry::ReleaseAttempt(const std::string& attempt_id) {
   for (auto& [id, w] : workers_)
-    w.ranks.erase(std::remove_if(w.ranks.begin(), w.ranks.end(),
-                                 [&](const RankSlot& r) { return r.attempt_id == attempt_id; }),
-                  w.ranks.end());
+    w.ranks.erase(
+        std::remove_if(w.ranks.begin(), w.ranks.end(), [&](const RankSlot& r) { return r.attempt_id == attempt_id; }),
+        w.ranks.end());
 }
 
 std::vector<WorkerCapacity> WorkerRegistry::Capacity() const {

@@ -4,8 +4,8 @@
 
 namespace vsdm::server {
 
-grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContext* ctx,
-                                                      const v1::RegisterRequest* req, v1::RegisterResponse* resp) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContext* ctx, const v1::RegisterRequest* req,
+                                                      v1::RegisterResponse* resp) {
   const auto t0 = RpcClock::now();
   auto r = manager_.Register(*req);
   if (r.ok()) *resp = std::move(*r);
@@ -26,8 +26,8 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Report(grpc::CallbackServerContext*
   return FinishUnary(ctx, metrics_, "Report", t0, manager_.Report(*req));
 }
 
-grpc::ServerUnaryReactor* WorkerServiceImpl::Complete(grpc::CallbackServerContext* ctx,
-                                                      const v1::CompleteRequest* req, v1::CompleteResponse*) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::Complete(grpc::CallbackServerContext* ctx, const v1::CompleteRequest* req,
+                                                      v1::CompleteResponse*) {
   const auto t0 = RpcClock::now();
   return FinishUnary(ctx, metrics_, "Complete", t0, manager_.Complete(*req));
 }

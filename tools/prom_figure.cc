@@ -49,13 +49,13 @@ double Lookup(const Series& s, double t) {
 }
 
 struct Args {
-  std::string in;                  // --in: query_range JSON of the stacked series
-  std::string line;                // --line: one more series drawn on top ("" = none)
-  std::string label = "phase";     // --label: names each stacked series
+  std::string in;                   // --in: query_range JSON of the stacked series
+  std::string line;                 // --line: one more series drawn on top ("" = none)
+  std::string label = "phase";      // --label: names each stacked series
   std::string line_name = "total";  // --line-name: legend of --line
-  std::string title;               // --title
-  std::string ylabel = "seconds";  // --ylabel: y axis unit
-  std::string out;                 // --out: PNG to write
+  std::string title;                // --title
+  std::string ylabel = "seconds";   // --ylabel: y axis unit
+  std::string out;                  // --out: PNG to write
 };
 
 // The stacked series on the time grid of the first one: cum[k][i] is the top of band k at ts[i].
@@ -151,8 +151,10 @@ void DrawLinesAndBorder(cairo_t* cr, const Frame& f, const std::vector<Series>& 
     cairo_set_source_rgb(cr, 0, 0, 0);
     cairo_set_line_width(cr, 2.0);
     for (size_t i = 0; i < s.points.size(); ++i) {
-      if (i == 0) cairo_move_to(cr, f.px(s.points[i].first), f.py(s.points[i].second));
-      else cairo_line_to(cr, f.px(s.points[i].first), f.py(s.points[i].second));
+      if (i == 0)
+        cairo_move_to(cr, f.px(s.points[i].first), f.py(s.points[i].second));
+      else
+        cairo_line_to(cr, f.px(s.points[i].first), f.py(s.points[i].second));
     }
     cairo_stroke(cr);
     const double y = Frame::T + 22 * bands + 7;
@@ -169,8 +171,7 @@ void DrawLinesAndBorder(cairo_t* cr, const Frame& f, const std::vector<Series>& 
 }
 
 // Draws the figure and writes it to a.out; false (with a message on stderr) if it cannot.
-bool RenderPng(const Args& a, const std::vector<Series>& stack, const std::vector<Series>& top,
-               const Stack& st) {
+bool RenderPng(const Args& a, const std::vector<Series>& stack, const std::vector<Series>& top, const Stack& st) {
   const Frame f = MakeFrame(st);
   cairo_surface_t* surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, Frame::W, Frame::H);
   cairo_t* cr = cairo_create(surf);

@@ -1,9 +1,9 @@
 // vsdmctl's commands against the generated MockJobServiceStub (requests, printed output, JSON,
 // exit codes), the free store-port search, and `local up|down` with stand-in binaries (shell
 // scripts) in a temp bin dir: the failure paths leave no process and no state behind.
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -187,11 +187,9 @@ TEST_F(CommandsTest, SubmitSendsTheSpecWithOverridesAndRequestId) {
   v1::SubmitJobRequest sent;
   double left = 0;
   EXPECT_CALL(stub_, SubmitJob(_, _, _))
-      .WillOnce(DoAll(Invoke([&](grpc::ClientContext* ctx, const v1::SubmitJobRequest&, v1::Job*) {
-                        left = SecondsLeft(ctx);
-                      }),
-                      SaveArg<1>(&sent), SetArgPointee<2>(MakeJob("j-1", v1::JOB_STATE_QUEUED)),
-                      Return(grpc::Status::OK)));
+      .WillOnce(DoAll(
+          Invoke([&](grpc::ClientContext* ctx, const v1::SubmitJobRequest&, v1::Job*) { left = SecondsLeft(ctx); }),
+          SaveArg<1>(&sent), SetArgPointee<2>(MakeJob("j-1", v1::JOB_STATE_QUEUED)), Return(grpc::Status::OK)));
   SubmitArgs args;
   args.file = SpecFile();
   args.overrides = {"train.rounds=10", "resources.trainers=2"};
@@ -239,13 +237,13 @@ TEST_F(CommandsTest, SubmitOfAMissingFileExits2) {
 
 TEST_F(CommandsTest, InvalidArgumentFromTheServerExits2NamingTheField) {
   EXPECT_CALL(stub_, SubmitJob(_, _, _))
-      .WillOnce(Return(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                    "spec.train.batch_points: must be in [1, 1048576], got 0")));
+      .WillOnce(Return(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "spec.train.batch_points: must be in [1, 1048576], got 0")));
   SubmitArgs args;
   args.file = SpecFile();
   EXPECT_EQ(Report(RunSubmit(args, stub_, out_)), 2);
-  EXPECT_EQ(err_.str(), absl::StrCat("vsdmctl: submit ", args.file,
-                                     ": spec.train.batch_points: must be in [1, 1048576], got 0\n"));
+  EXPECT_EQ(err_.str(),
+            absl::StrCat("vsdmctl: submit ", args.file, ": spec.train.batch_points: must be in [1, 1048576], got 0\n"));
 }
 
 TEST_F(CommandsTest, UnavailableExits3WithTheCoordinatorHint) {
@@ -292,8 +290,8 @@ TEST_F(CommandsTest, GetPrintsTheJobWithItsProgress) {
       .WillOnce(DoAll(SaveArg<1>(&sent), SetArgPointee<2>(running), Return(grpc::Status::OK)));
   ASSERT_TRUE(RunGet(JobArgs{"j-1"}, stub_, out_).ok());
   EXPECT_EQ(sent.job_id(), "j-1");
-  EXPECT_EQ(out_.str(), "j-1  spiral  RUNNING  attempts 1\n" + ProgressBar(running.progress()) +
-                            "\nlast: attempt 1 running\n");
+  EXPECT_EQ(out_.str(),
+            "j-1  spiral  RUNNING  attempts 1\n" + ProgressBar(running.progress()) + "\nlast: attempt 1 running\n");
 }
 
 TEST_F(CommandsTest, GetOfASucceededJobPrintsItsFigures) {
@@ -398,7 +396,9 @@ TEST_F(CommandsTest, WorkersPrintsATableAndJson) {
   auto* r = w->add_ranks();
   r->set_attempt_id("j-1/1");
   r->set_rank(0);
-  EXPECT_CALL(stub_, ListWorkers(_, _, _)).Times(2).WillRepeatedly(DoAll(SetArgPointee<2>(resp), Return(grpc::Status::OK)));
+  EXPECT_CALL(stub_, ListWorkers(_, _, _))
+      .Times(2)
+      .WillRepeatedly(DoAll(SetArgPointee<2>(resp), Return(grpc::Status::OK)));
   ASSERT_TRUE(RunWorkers(WorkersArgs{}, stub_, out_).ok());
   EXPECT_EQ(out_.str(),
             "WORKER           STATE  HOST             SLOTS  FREE  RANKS\n"
@@ -413,10 +413,10 @@ TEST_F(CommandsTest, WorkersPrintsATableAndJson) {
 TEST_F(CommandsTest, WatchPrintsEventsAndOneBarARoundThenTheOutcome) {
   v1::WatchJobRequest sent;
   EXPECT_CALL(stub_, WatchJobRaw(_, _))
-      .WillOnce(DoAll(SaveArg<1>(&sent),
-                      Return(Stream<v1::JobEvent>({Event(1, "running", "attempt 1"), ProgressEvent(2, 1),
-                                                   ProgressEvent(3, 1), ProgressEvent(4, 2),
-                                                   Event(5, "succeeded", "done", v1::JOB_STATE_SUCCEEDED)}))));
+      .WillOnce(DoAll(
+          SaveArg<1>(&sent),
+          Return(Stream<v1::JobEvent>({Event(1, "running", "attempt 1"), ProgressEvent(2, 1), ProgressEvent(3, 1),
+                                       ProgressEvent(4, 2), Event(5, "succeeded", "done", v1::JOB_STATE_SUCCEEDED)}))));
   EXPECT_CALL(stub_, GetJob(_, _, _))
       .WillOnce(DoAll(SetArgPointee<2>(MakeJob("j-1", v1::JOB_STATE_SUCCEEDED)), Return(grpc::Status::OK)));
   WatchArgs args = WatchOf("j-1");
@@ -445,13 +445,13 @@ TEST_F(CommandsTest, WatchReconnectsAfterTheLastEventWhenTheCoordinatorIsUnavail
   {
     InSequence in_order;
     EXPECT_CALL(stub_, WatchJobRaw(_, _))
-        .WillOnce(DoAll(SaveArg<1>(&first),
-                        Return(Stream<v1::JobEvent>({Event(1, "scheduled", "s"), Event(2, "running", "r"),
-                                                     ProgressEvent(3, 1)},
-                                                    grpc::Status(grpc::StatusCode::UNAVAILABLE, "restarting")))));
+        .WillOnce(DoAll(
+            SaveArg<1>(&first),
+            Return(Stream<v1::JobEvent>({Event(1, "scheduled", "s"), Event(2, "running", "r"), ProgressEvent(3, 1)},
+                                        grpc::Status(grpc::StatusCode::UNAVAILABLE, "restarting")))));
     EXPECT_CALL(stub_, WatchJobRaw(_, _))
-        .WillOnce(DoAll(SaveArg<1>(&second), Return(Stream<v1::JobEvent>({Event(4, "cancelled", "by user",
-                                                                                v1::JOB_STATE_CANCELLED)}))));
+        .WillOnce(DoAll(SaveArg<1>(&second),
+                        Return(Stream<v1::JobEvent>({Event(4, "cancelled", "by user", v1::JOB_STATE_CANCELLED)}))));
   }
   EXPECT_CALL(stub_, GetJob(_, _, _))
       .WillOnce(DoAll(SetArgPointee<2>(MakeJob("j-1", v1::JOB_STATE_CANCELLED)), Return(grpc::Status::OK)));
@@ -464,9 +464,11 @@ TEST_F(CommandsTest, WatchReconnectsAfterTheLastEventWhenTheCoordinatorIsUnavail
 }
 
 TEST_F(CommandsTest, WatchGivesUpAfterItsReconnectTries) {
-  EXPECT_CALL(stub_, WatchJobRaw(_, _)).Times(3).WillRepeatedly(Invoke([](grpc::ClientContext*, const v1::WatchJobRequest&) {
-    return Stream<v1::JobEvent>({}, grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"));
-  }));
+  EXPECT_CALL(stub_, WatchJobRaw(_, _))
+      .Times(3)
+      .WillRepeatedly(Invoke([](grpc::ClientContext*, const v1::WatchJobRequest&) {
+        return Stream<v1::JobEvent>({}, grpc::Status(grpc::StatusCode::UNAVAILABLE, "down"));
+      }));
   EXPECT_CALL(stub_, GetJob(_, _, _)).Times(0);
   WatchArgs args = WatchOf("j-1");
   args.follow.reconnect_tries = 2;
@@ -484,7 +486,8 @@ TEST_F(CommandsTest, WatchOfAnUnknownJobExits2AtOnce) {
 
 TEST_F(CommandsTest, WatchJsonPrintsEveryEventAsJson) {
   EXPECT_CALL(stub_, WatchJobRaw(_, _))
-      .WillOnce(Return(Stream<v1::JobEvent>({ProgressEvent(1, 1), Event(2, "succeeded", "done", v1::JOB_STATE_SUCCEEDED)})));
+      .WillOnce(
+          Return(Stream<v1::JobEvent>({ProgressEvent(1, 1), Event(2, "succeeded", "done", v1::JOB_STATE_SUCCEEDED)})));
   EXPECT_CALL(stub_, GetJob(_, _, _))
       .WillOnce(DoAll(SetArgPointee<2>(MakeJob("j-1", v1::JOB_STATE_SUCCEEDED)), Return(grpc::Status::OK)));
   ASSERT_TRUE(RunWatch(WatchOf("j-1", true), stub_, out_).ok());
@@ -492,7 +495,7 @@ TEST_F(CommandsTest, WatchJsonPrintsEveryEventAsJson) {
   std::vector<nlohmann::json> events;
   std::string text, line;
   while (std::getline(lines, line)) {  // objects are indented over several lines
-    if (line.empty()) continue;          // the printer's newline, then the line's own
+    if (line.empty()) continue;        // the printer's newline, then the line's own
     text += line + "\n";
     if (line == "}") {
       events.push_back(nlohmann::json::parse(text));
@@ -523,20 +526,19 @@ TEST_F(CommandsTest, ProgressBarShowsRoundLossAndEta) {
 
 TEST_F(CommandsTest, LogsPrintsStoredEventsAndTheLocalClusterLogDirInUse) {
   double left = 0;
-  EXPECT_CALL(stub_, WatchJobRaw(_, _))
-      .WillOnce(Invoke([&](grpc::ClientContext* ctx, const v1::WatchJobRequest&) {
-        left = SecondsLeft(ctx);
-        return Stream<v1::JobEvent>({Event(1, "submitted", "queued", v1::JOB_STATE_QUEUED), ProgressEvent(2, 1),
-                                     Event(3, "running", "attempt 1")},
-                                    grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline"));
-      }));
+  EXPECT_CALL(stub_, WatchJobRaw(_, _)).WillOnce(Invoke([&](grpc::ClientContext* ctx, const v1::WatchJobRequest&) {
+    left = SecondsLeft(ctx);
+    return Stream<v1::JobEvent>(
+        {Event(1, "submitted", "queued", v1::JOB_STATE_QUEUED), ProgressEvent(2, 1), Event(3, "running", "attempt 1")},
+        grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline"));
+  }));
   LogsArgs args = LogsOf("j-1");
   args.local_state_dir = dir_ / "state";
   ASSERT_TRUE(RunLogs(args, stub_, out_).ok());
   EXPECT_LE(left, 2.0);  // the stream of a running job is cut off after the stored events
   EXPECT_EQ(out_.str(), absl::StrCat("#1 [submitted] QUEUED: queued\n#3 [running] RUNNING: attempt 1\n",
-                                     "ranks' logs: <agent work dir>/jobs/j-1/logs/ (local cluster: ",
-                                     dir_.path(), "/state/work/jobs/j-1/logs/)\n"));
+                                     "ranks' logs: <agent work dir>/jobs/j-1/logs/ (local cluster: ", dir_.path(),
+                                     "/state/work/jobs/j-1/logs/)\n"));
 }
 
 TEST_F(CommandsTest, LogsDoesNotMentionALocalClusterForAnotherCoordinator) {
@@ -610,17 +612,20 @@ TEST_F(CommandsTest, ArtifactsWritesTheFilesThatExistIntoTheOutDir) {
 }
 
 TEST_F(CommandsTest, ArtifactsOfAJobWithNoneExits1) {
-  EXPECT_CALL(stub_, GetArtifactRaw(_, _)).Times(4).WillRepeatedly(Invoke([](grpc::ClientContext*, const v1::GetArtifactRequest&) {
-    return Stream<v1::ArtifactChunk>({}, grpc::Status(grpc::StatusCode::NOT_FOUND, "no"));
-  }));
+  EXPECT_CALL(stub_, GetArtifactRaw(_, _))
+      .Times(4)
+      .WillRepeatedly(Invoke([](grpc::ClientContext*, const v1::GetArtifactRequest&) {
+        return Stream<v1::ArtifactChunk>({}, grpc::Status(grpc::StatusCode::NOT_FOUND, "no"));
+      }));
   EXPECT_EQ(Report(RunArtifacts(ArtifactsArgs{"j-1", dir_ / "out"}, stub_, out_)), 1);
   EXPECT_EQ(err_.str(), "vsdmctl: j-1 has no artifacts (yet)\n");
 }
 
 TEST_F(CommandsTest, ArtifactsStopsAtAnErrorNamingTheFile) {
   EXPECT_CALL(stub_, GetArtifactRaw(_, _))
-      .WillOnce(Return(Stream<v1::ArtifactChunk>(
-          {}, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "path: must be a relative path inside the job's artifacts"))));
+      .WillOnce(Return(
+          Stream<v1::ArtifactChunk>({}, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                                     "path: must be a relative path inside the job's artifacts"))));
   EXPECT_EQ(Report(RunArtifacts(ArtifactsArgs{"j-1", dir_ / "out"}, stub_, out_)), 2);
   EXPECT_EQ(err_.str(), "vsdmctl: artifact metrics.json: path: must be a relative path inside the job's artifacts\n");
 }
@@ -700,7 +705,8 @@ void WriteScript(const std::string& path, const std::string& text) {
 class FakeCoordinatorService : public v1::JobService::Service {
  public:
   explicit FakeCoordinatorService(int workers) : workers_(workers) {}
-  grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*, v1::ListWorkersResponse* resp) override {
+  grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
+                           v1::ListWorkersResponse* resp) override {
     for (int i = 0; i < workers_; ++i) resp->add_workers()->set_worker_id(absl::StrCat("local-", i));
     return grpc::Status::OK;
   }
@@ -735,17 +741,17 @@ class LocalClusterTest : public ::testing::Test {
   void CoordinatorStandIn(int grpc_port) {
     WriteScript(dir_ / "bin/vsdm-coordinator",
                 absl::StrCat("#!/bin/sh\n", kFindPortFile, "echo \"$@\" > ", dir_ / "coordinator.args", "\n",
-                             "echo $$ > ", dir_ / "coordinator.pid", "\n",
-                             "printf 'grpc ", grpc_port, "\\nmetrics 9\\n' > \"$pf.tmp\" && mv \"$pf.tmp\" \"$pf\"\n",
-                             "exec sleep 300\n"));
+                             "echo $$ > ", dir_ / "coordinator.pid", "\n", "printf 'grpc ", grpc_port,
+                             "\\nmetrics 9\\n' > \"$pf.tmp\" && mv \"$pf.tmp\" \"$pf\"\n", "exec sleep 300\n"));
   }
   // An agent that writes its pid and metrics port file and sleeps, except local-`fail` which
   // exits at once.
   void AgentStandIn(int fail) {
-    WriteScript(dir_ / "bin/vsdm-worker",
-                absl::StrCat("#!/bin/sh\n", kFindPortFile, "case \"$*\" in *\"--id local-", fail, " \"*) exit 1;; esac\n",
-                             "echo $$ > \"$pf.pid\"\nprintf 'metrics 19\\n' > \"$pf.tmp\" && mv \"$pf.tmp\" \"$pf\"\n",
-                             "exec sleep 300\n"));
+    WriteScript(
+        dir_ / "bin/vsdm-worker",
+        absl::StrCat("#!/bin/sh\n", kFindPortFile, "case \"$*\" in *\"--id local-", fail, " \"*) exit 1;; esac\n",
+                     "echo $$ > \"$pf.pid\"\nprintf 'metrics 19\\n' > \"$pf.tmp\" && mv \"$pf.tmp\" \"$pf\"\n",
+                     "exec sleep 300\n"));
   }
   std::vector<pid_t> StandInPids() {
     std::vector<pid_t> pids = {PidIn(dir_ / "coordinator.pid")};
@@ -758,7 +764,8 @@ class LocalClusterTest : public ::testing::Test {
     for (pid_t p : StandInPids()) {
       EXPECT_FALSE(p > 0 && ProcessLives(p)) << "pid " << p << " still runs";
     }
-    for (const char* f : {"pids", "coordinator", "ports", "worker-0.port", "worker-1.port", "prometheus-targets.json"}) {
+    for (const char* f :
+         {"pids", "coordinator", "ports", "worker-0.port", "worker-1.port", "prometheus-targets.json"}) {
       EXPECT_FALSE(fs::exists(fs::path(options_.state_dir) / f)) << f;
     }
     EXPECT_FALSE(LocalClusterAddress(options_.state_dir).ok());
@@ -822,12 +829,14 @@ TEST_F(LocalClusterTest, UpPassesAFreeStorePortRangeAndDownStopsEverything) {
   EXPECT_EQ(*LocalClusterAddress(options_.state_dir), *up);
   const std::vector<pid_t> pids = StandInPids();
   EXPECT_EQ(ReadAll(options_.state_dir + "/pids"), absl::StrCat(pids[0], "\n", pids[1], "\n", pids[2], "\n"));
-  EXPECT_THAT(ReadAll(options_.state_dir + "/prometheus-targets.json"), HasSubstr("\"127.0.0.1:19\"], \"labels\": {\"component\": \"worker\", \"worker\": \"local-1\"}"));
+  EXPECT_THAT(ReadAll(options_.state_dir + "/prometheus-targets.json"),
+              HasSubstr("\"127.0.0.1:19\"], \"labels\": {\"component\": \"worker\", \"worker\": \"local-1\"}"));
   // --store-port-range LO-HI: 64 ports inside [20000, 40000).
   const std::string args = ReadAll(dir_ / "coordinator.args");
   const size_t at = args.find("--store-port-range ");
   ASSERT_NE(at, std::string::npos) << args;
-  const std::vector<std::string> lohi = absl::StrSplit(args.substr(at + 19, args.find_first_of(" \n", at + 19) - at - 19), '-');
+  const std::vector<std::string> lohi =
+      absl::StrSplit(args.substr(at + 19, args.find_first_of(" \n", at + 19) - at - 19), '-');
   int lo = 0, hi = 0;
   ASSERT_EQ(lohi.size(), 2u);
   ASSERT_TRUE(absl::SimpleAtoi(lohi[0], &lo) && absl::SimpleAtoi(lohi[1], &hi));

@@ -17,7 +17,10 @@ TEST(FileUtilTest, AtomicWriteReplacesWholeFileAndLeavesNoTemp) {
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(*got, "second");
   int entries = 0;
-  for (auto& e : std::filesystem::directory_iterator(dir)) { (void)e; ++entries; }
+  for (auto& e : std::filesystem::directory_iterator(dir)) {
+    (void)e;
+    ++entries;
+  }
   EXPECT_EQ(entries, 1);
   std::filesystem::remove_all(dir);
 }

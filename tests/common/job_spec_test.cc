@@ -88,9 +88,9 @@ TEST(JobSpecTest, RefusesCrossFieldInconsistency) {
 }
 
 TEST(JobSpecTest, ShippedExamplesParse) {
-  for (const char* f : {"examples/spiral.yaml", "examples/checkerboard.yaml",
-                        "examples/spiral-dsm.yaml", "examples/checkerboard-dsm.yaml",
-                        "examples/spiral-vsmd.yaml", "examples/checkerboard-vsmd.yaml"}) {
+  for (const char* f :
+       {"examples/spiral.yaml", "examples/checkerboard.yaml", "examples/spiral-dsm.yaml",
+        "examples/checkerboard-dsm.yaml", "examples/spiral-vsmd.yaml", "examples/checkerboard-vsmd.yaml"}) {
     auto s = LoadJobSpecFile(f);
     EXPECT_TRUE(s.ok()) << f << ": " << s.status();
   }
@@ -100,8 +100,8 @@ TEST(JobSpecTest, ShippedExamplesParse) {
 
 TEST(JobSpecTest, OverridesSetScalarsListsAndNewSections) {
   auto s = ParseJobSpecYaml("train: {rounds: 7, lr: 2e-4}\n",
-                            {"train.rounds=10", "resources.trainers=3", "variational.async=true",
-                             "name=my-job", "problem.scale=[2, 8]", "momentum.beta=7.5"});
+                            {"train.rounds=10", "resources.trainers=3", "variational.async=true", "name=my-job",
+                             "problem.scale=[2, 8]", "momentum.beta=7.5"});
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->train.rounds, 10);
   EXPECT_DOUBLE_EQ(s->train.lr, 2e-4);  // the rest of the section stays
@@ -134,8 +134,7 @@ TEST(JobSpecTest, OverridesApplyInOrderAndToAnEmptySpec) {
 TEST(JobSpecTest, OverridesOfAFileKeepTheRestOfTheFile) {
   auto plain = LoadJobSpecFile("examples/spiral.yaml");
   ASSERT_TRUE(plain.ok()) << plain.status();
-  auto s = LoadJobSpecFile("examples/spiral.yaml",
-                           {"train.rounds=10", "sample.n=2000", "method=dsm"});
+  auto s = LoadJobSpecFile("examples/spiral.yaml", {"train.rounds=10", "sample.n=2000", "method=dsm"});
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->train.rounds, 10);
   EXPECT_EQ(s->sample.n, 2000);
@@ -145,8 +144,7 @@ TEST(JobSpecTest, OverridesOfAFileKeepTheRestOfTheFile) {
   want.sample.n = 2000;
   want.method = "dsm";
   EXPECT_EQ(JobSpecToJson(*s), JobSpecToJson(want));
-  EXPECT_EQ(LoadJobSpecFile("no/such/spec.yaml", {"train.rounds=1"}).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadJobSpecFile("no/such/spec.yaml", {"train.rounds=1"}).status().code(), absl::StatusCode::kNotFound);
 }
 
 void ExpectOverrideRefused(const std::vector<std::string>& overrides, const std::string& message) {
@@ -160,11 +158,9 @@ TEST(JobSpecTest, OverridesAreRefusedWithTheMessagesOfAFile) {
   ExpectOverrideRefused({"train.batch_pointz=5"}, "train.batch_pointz: unknown key");
   ExpectOverrideRefused({"trian.rounds=5"}, "trian: unknown key");
   ExpectOverrideRefused({"problem.x=[1,2]"}, "problem.x: unknown key");
-  ExpectOverrideRefused({"train.batch_points=0"},
-                        "train.batch_points: must be in [1, 1048576], got 0");
+  ExpectOverrideRefused({"train.batch_points=0"}, "train.batch_points: must be in [1, 1048576], got 0");
   ExpectOverrideRefused({"train.rounds=many"}, "train.rounds: must be an integer, got \"many\"");
-  ExpectOverrideRefused({"variational.async=maybe"},
-                        "variational.async: must be true or false, got \"maybe\"");
+  ExpectOverrideRefused({"variational.async=maybe"}, "variational.async: must be true or false, got \"maybe\"");
   ExpectOverrideRefused({"problem.scale=3"}, "problem.scale: must be a list of numbers");
   ExpectOverrideRefused({"train.rounds=[1, 2]"}, "train.rounds: must be a single value, not a list");
   ExpectOverrideRefused({"train=5"}, "train: must be a mapping");
@@ -184,8 +180,7 @@ TEST(JobSpecTest, MalformedOverrideIsRefused) {
   auto s = ParseJobSpecYaml("", {"name=[unclosed"});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StartsWith(s.status().message(), "name: not a valid YAML value in --set"))
-      << s.status();
+  EXPECT_TRUE(absl::StartsWith(s.status().message(), "name: not a valid YAML value in --set")) << s.status();
 }
 
 // --- every field ---
@@ -219,8 +214,7 @@ class NonDefaultSetter : public JobSpecVisitor {
     ASSERT_NE(it, choices.end()) << "default not among the choices";
     v = choices[(it - choices.begin() + 1) % choices.size()];
   }
-  void DoubleList(const char*, std::vector<double>& v, size_t, size_t max_len, double lo,
-                  double hi) override {
+  void DoubleList(const char*, std::vector<double>& v, size_t, size_t max_len, double lo, double hi) override {
     const double f = Frac();
     v.assign(max_len, 0.0);
     for (size_t i = 0; i < max_len; ++i) v[i] = lo + (hi - lo) * f / static_cast<double>(i + 1);
@@ -240,11 +234,8 @@ class FieldRecorder : public JobSpecVisitor {
   void Double(const char* p, double& v, double, double) override { fields.emplace_back(p, v); }
   void Bool(const char* p, bool& v) override { fields.emplace_back(p, v); }
   void String(const char* p, std::string& v, size_t) override { fields.emplace_back(p, v); }
-  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override {
-    fields.emplace_back(p, v);
-  }
-  void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double,
-                  double) override {
+  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override { fields.emplace_back(p, v); }
+  void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double, double) override {
     fields.emplace_back(p, v);
   }
 };

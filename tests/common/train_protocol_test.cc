@@ -21,8 +21,10 @@ Record EveryFieldSet() {
   Record::VisitFields(r, [&](const char*, auto& v) {
     ++i;
     using T = std::decay_t<decltype(v)>;
-    if constexpr (std::is_integral_v<T>) v = static_cast<T>(1000 + i);
-    else v = 0.25 + i;
+    if constexpr (std::is_integral_v<T>)
+      v = static_cast<T>(1000 + i);
+    else
+      v = 0.25 + i;
   });
   return r;
 }
@@ -171,8 +173,8 @@ TEST(TrainProtocolTest, ArgvErrorsNameTheFlag) {
   auto no_store = ParseTrainArgs({"vsdm-train", "--spec", "s", "--out", "o", "--rank", "0"});
   ASSERT_FALSE(no_store.ok());
   EXPECT_NE(no_store.status().message().find("--store"), std::string::npos);
-  auto timeout = ParseTrainArgs({"vsdm-train", "--spec", "s", "--out", "o", "--rank", "0", "--store", "h:1",
-                                 "--pg-timeout", "0"});
+  auto timeout =
+      ParseTrainArgs({"vsdm-train", "--spec", "s", "--out", "o", "--rank", "0", "--store", "h:1", "--pg-timeout", "0"});
   ASSERT_FALSE(timeout.ok());
   EXPECT_NE(timeout.status().message().find("--pg-timeout"), std::string::npos);
   auto no_spec = ParseTrainArgs({"vsdm-train", "--out", "o", "--standalone"});

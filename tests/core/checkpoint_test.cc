@@ -21,7 +21,8 @@ class CheckpointTest : public ::testing::Test {
 };
 
 TEST_F(CheckpointTest, RoundTripRestoresEverythingARoundNeeds) {
-  KernelTable tab = BuildKernelTable(BetaSchedule{}, {0.001, 20}, torch::zeros({2, 2}, torch::kFloat64), torch::Tensor());
+  KernelTable tab =
+      BuildKernelTable(BetaSchedule{}, {0.001, 20}, torch::zeros({2, 2}, torch::kFloat64), torch::Tensor());
   torch::manual_seed(1);
   DsmTrainer a(ScoreNet("mlp", 2, 32), {});
   VariationalOptions vo;
@@ -90,9 +91,7 @@ TEST_F(CheckpointTest, MismatchedModelIsRefused) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(CheckpointTest, NoCheckpointInMissingDir) {
-  EXPECT_FALSE(FindLatestCheckpoint(dir_ + "/nope").has_value());
-}
+TEST_F(CheckpointTest, NoCheckpointInMissingDir) { EXPECT_FALSE(FindLatestCheckpoint(dir_ + "/nope").has_value()); }
 
 }  // namespace
 }  // namespace vsdm::core

@@ -18,8 +18,8 @@ TEST(DsmPairTest, MatchesVectorExample) {
   torch::Tensor A = torch::tensor({0.15, 0.05, 0.05, -0.35}, kF64).reshape({2, 2});
   KernelMoments k = OuKernelFull(torch::eye(2, kF64) - 2 * A, torch::tensor({s.Integral(0.5)}, kF64));
   torch::Tensor linv_t = torch::linalg_solve_triangular(k.chol.transpose(1, 2), torch::eye(2, kF64).unsqueeze(0), true);
-  DsmPair p = MakeDsmPair(torch::tensor({{1.0, -2.0}}, kF64), torch::tensor({{0.3, -0.7}}, kF64), k.mean,
-                          k.chol, linv_t, torch::tensor({std::sqrt(s.Beta(0.5))}, kF64), A);
+  DsmPair p = MakeDsmPair(torch::tensor({{1.0, -2.0}}, kF64), torch::tensor({{0.3, -0.7}}, kF64), k.mean, k.chol,
+                          linv_t, torch::tensor({std::sqrt(s.Beta(0.5))}, kF64), A);
   auto near = [](const torch::Tensor& a, std::vector<double> b) {
     EXPECT_LT((a.reshape(-1) - torch::tensor(b, kF64)).abs().max().item<double>(), 1e-10) << a;
   };
@@ -81,8 +81,7 @@ void ExpectEmaSteps(double ema) {
     for (size_t i = 0; i < w.size(); ++i) {
       const torch::Tensor want = d * prev[i] + (1.0 - d) * w[i];
       EXPECT_TRUE(torch::allclose(e[i], want, /*rtol=*/1e-5, /*atol=*/1e-6))
-          << "step " << n << ", parameter " << i << ": max |ema - want| = "
-          << (e[i] - want).abs().max().item<double>();
+          << "step " << n << ", parameter " << i << ": max |ema - want| = " << (e[i] - want).abs().max().item<double>();
       moved = std::max(moved, (w[i] - prev[i]).abs().max().item<double>());
     }
     EXPECT_GT(moved, 1e-3) << "the weights did not move at step " << n;  // else the check is void

@@ -14,7 +14,9 @@ namespace {
 
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
-torch::Tensor Mat(std::initializer_list<double> v) { return torch::tensor(std::vector<double>(v), kF64).reshape({2, 2}); }
+torch::Tensor Mat(std::initializer_list<double> v) {
+  return torch::tensor(std::vector<double>(v), kF64).reshape({2, 2});
+}
 double MaxAbs(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
 
 // official-code-notes §8.4 / vectors/testvec-output.txt (beta 10, gamma 2, u 1).

@@ -8,7 +8,8 @@ namespace vsdm::core {
 namespace {
 
 TEST(NpyTest, RoundTripAndHeaderAlignment) {
-  std::string path = (std::filesystem::temp_directory_path() / ("vsdm_npy_" + std::to_string(::getpid()) + ".npy")).string();
+  std::string path =
+      (std::filesystem::temp_directory_path() / ("vsdm_npy_" + std::to_string(::getpid()) + ".npy")).string();
   torch::Tensor t = torch::arange(12, torch::kFloat32).reshape({4, 3});
   std::string bytes = EncodeNpy(t);
   EXPECT_EQ(bytes.size() % 16, (12 * 4) % 16);  // header padded to 64

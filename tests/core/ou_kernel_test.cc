@@ -10,16 +10,17 @@ namespace vsdm::core {
 namespace {
 
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
-torch::Tensor M2(double a, double b, double c, double d) {
-  return torch::tensor({a, b, c, d}, kF64).reshape({2, 2});
-}
+torch::Tensor M2(double a, double b, double c, double d) { return torch::tensor({a, b, c, d}, kF64).reshape({2, 2}); }
 void ExpectNear(const torch::Tensor& got, const torch::Tensor& want, double tol) {
   ASSERT_EQ(got.sizes(), want.sizes());
   double err = (got - want).abs().max().item<double>();
   EXPECT_LT(err, tol) << "got\n" << got << "\nwant\n" << want;
 }
 
-struct Vec { double t; torch::Tensor M, S, L; };
+struct Vec {
+  double t;
+  torch::Tensor M, S, L;
+};
 
 TEST(BetaScheduleTest, MatchesVectors) {
   BetaSchedule s;
@@ -82,11 +83,15 @@ TEST(OuKernelTest, ZeroAIsVariancePreserving) {
 TEST(OuKernelTest, DiagonalMatchesVectorsIncludingZeroAndNegativeD) {
   BetaSchedule s;
   torch::Tensor d = torch::tensor({1.0, 0.3, 0.0, -0.5, 2.2}, kF64);
-  struct { double t; std::vector<double> mean, var; } cases[] = {
-      {0.5, {0.7355496314118485, 0.9119763890728315, 1.0, 1.1659878069306242, 0.5087991309168315},
-       {0.458966739729894, 0.5609968859122648, 0.6142745227830866, 0.719055131821773, 0.3368742928992168}},
-      {1.0, {0.15208231885270754, 0.5683601467575405, 1.0, 2.564251611532352, 0.015869863694908764},
-       {0.9768709682923834, 2.2565558119258236, 3.7666666666666666, 11.150772654492531, 0.45443097610286587}}};
+  struct {
+    double t;
+    std::vector<double> mean, var;
+  } cases[] = {{0.5,
+                {0.7355496314118485, 0.9119763890728315, 1.0, 1.1659878069306242, 0.5087991309168315},
+                {0.458966739729894, 0.5609968859122648, 0.6142745227830866, 0.719055131821773, 0.3368742928992168}},
+               {1.0,
+                {0.15208231885270754, 0.5683601467575405, 1.0, 2.564251611532352, 0.015869863694908764},
+                {0.9768709682923834, 2.2565558119258236, 3.7666666666666666, 11.150772654492531, 0.45443097610286587}}};
   for (const auto& c : cases) {
     torch::Tensor B = torch::tensor({s.Integral(c.t)}, kF64);
     KernelMoments k = OuKernelDiagonal(d, B);

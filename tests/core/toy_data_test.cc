@@ -51,9 +51,7 @@ TEST(ToyDataTest, GaussianHasItsMoments) {
   EXPECT_NEAR(c[1][1].item<double>(), 5.0, 0.1);
 }
 
-TEST(ToyDataTest, UnknownNameRefused) {
-  EXPECT_FALSE(ToyDataset::Create("donut", {1.0}).ok());
-}
+TEST(ToyDataTest, UnknownNameRefused) { EXPECT_FALSE(ToyDataset::Create("donut", {1.0}).ok()); }
 
 }  // namespace
 }  // namespace vsdm::core

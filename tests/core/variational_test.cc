@@ -60,7 +60,8 @@ TEST(VariationalTest, SaStepMatchesVector) {
   o.interact = 0.75;
   VariationalUpdater u(2, o);
   u.Apply(TinyStats(1));  // round 0: eta = 1e-3 * 1^-0.6
-  ExpectNear(u.A(), {-1.696008057152488e-05, -1.079408491587136e-06, -2.211670143304733e-06, -2.0650368541613724e-05}, 1e-15);
+  ExpectNear(u.A(), {-1.696008057152488e-05, -1.079408491587136e-06, -2.211670143304733e-06, -2.0650368541613724e-05},
+             1e-15);
 }
 
 TEST(VariationalTest, ExactUpdateWithRhoOneLandsOnMinimizer) {
@@ -136,16 +137,16 @@ TEST(VariationalTest, ExactScoreAndTrueMarginalGiveNoDrift) {
   std::vector<double> ts;
   for (int64_t k = 0; k <= grid.steps; ++k) ts.push_back(s.Integral(grid.At(k)));
   KernelMoments km = OuKernelFull(torch::eye(2, kF64) - 2 * A, torch::tensor(ts, kF64));
-  torch::Tensor mean = torch::matmul(km.mean, mu);                                      // [N+1, 2]
+  torch::Tensor mean = torch::matmul(km.mean, mu);  // [N+1, 2]
   torch::Tensor cov = torch::matmul(torch::matmul(km.mean, C0), km.mean.transpose(1, 2)) + km.cov;
   torch::Tensor prec = torch::linalg_inv(cov).to(torch::kFloat32);
   torch::Tensor meanf = mean.to(torch::kFloat32);
-  ScoreFn score = [&](const torch::Tensor& x, int64_t k) {
-    return -torch::matmul(x - meanf[k], prec[k].t());
-  };
+  ScoreFn score = [&](const torch::Tensor& x, int64_t k) { return -torch::matmul(x - meanf[k], prec[k].t()); };
   torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(3);
   const int64_t K = 10000;
-  torch::Tensor xT = (torch::matmul(torch::randn({K, 2}, g, torch::kFloat64), torch::linalg_cholesky(cov[-1]).t()) + mean[-1]).to(torch::kFloat32);
+  torch::Tensor xT =
+      (torch::matmul(torch::randn({K, 2}, g, torch::kFloat64), torch::linalg_cholesky(cov[-1]).t()) + mean[-1])
+          .to(torch::kFloat32);
   VariationalStats st = ComputeVariationalStats(tab, score, xT, 1000, g);
   torch::Tensor astar = VariationalMinimizer(st, 1.0, false);
   const double drift_true = (astar - A).abs().max().item<double>();

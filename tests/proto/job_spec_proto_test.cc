@@ -50,8 +50,7 @@ class NonDefaultSetter : public JobSpecVisitor {
     ASSERT_NE(it, choices.end()) << "default not among the choices";
     v = choices[(it - choices.begin() + 1) % choices.size()];
   }
-  void DoubleList(const char*, std::vector<double>& v, size_t, size_t max_len, double lo,
-                  double hi) override {
+  void DoubleList(const char*, std::vector<double>& v, size_t, size_t max_len, double lo, double hi) override {
     const double f = Frac();
     v.assign(max_len, 0.0);
     for (size_t i = 0; i < max_len; ++i) v[i] = lo + (hi - lo) * f / static_cast<double>(i + 1);
@@ -70,11 +69,8 @@ class FieldRecorder : public JobSpecVisitor {
   void Double(const char* p, double& v, double, double) override { fields.emplace_back(p, v); }
   void Bool(const char* p, bool& v) override { fields.emplace_back(p, v); }
   void String(const char* p, std::string& v, size_t) override { fields.emplace_back(p, v); }
-  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override {
-    fields.emplace_back(p, v);
-  }
-  void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double,
-                  double) override {
+  void Choice(const char* p, std::string& v, const std::vector<std::string>&) override { fields.emplace_back(p, v); }
+  void DoubleList(const char* p, std::vector<double>& v, size_t, size_t, double, double) override {
     fields.emplace_back(p, v);
   }
 };
@@ -135,9 +131,7 @@ class EditedSchema {
     pool_.BuildFile(proto);
   }
   bool edited() const { return edited_; }
-  const google::protobuf::Descriptor* job_spec() const {
-    return pool_.FindMessageTypeByName("vsdm.v1.JobSpec");
-  }
+  const google::protobuf::Descriptor* job_spec() const { return pool_.FindMessageTypeByName("vsdm.v1.JobSpec"); }
 
  private:
   void Add(const google::protobuf::FileDescriptor& f) {
@@ -150,15 +144,13 @@ class EditedSchema {
   bool edited_ = false;
 };
 
-google::protobuf::DescriptorProto* FindMessage(google::protobuf::FileDescriptorProto& f,
-                                               const std::string& name) {
+google::protobuf::DescriptorProto* FindMessage(google::protobuf::FileDescriptorProto& f, const std::string& name) {
   for (auto& m : *f.mutable_message_type())
     if (m.name() == name) return &m;
   return nullptr;
 }
 
-google::protobuf::FieldDescriptorProto* FindField(google::protobuf::FileDescriptorProto& f,
-                                                  const std::string& message,
+google::protobuf::FieldDescriptorProto* FindField(google::protobuf::FileDescriptorProto& f, const std::string& message,
                                                   const std::string& field) {
   google::protobuf::DescriptorProto* m = FindMessage(f, message);
   if (m == nullptr) return nullptr;
@@ -168,8 +160,7 @@ google::protobuf::FieldDescriptorProto* FindField(google::protobuf::FileDescript
 }
 
 // Takes `optional` off message.field (drops its synthetic oneof); false when it has none.
-bool DropOptional(google::protobuf::FileDescriptorProto& f, const std::string& message,
-                  const std::string& field) {
+bool DropOptional(google::protobuf::FileDescriptorProto& f, const std::string& message, const std::string& field) {
   google::protobuf::FieldDescriptorProto* x = FindField(f, message, field);
   if (x == nullptr || !x->proto3_optional()) return false;
   google::protobuf::DescriptorProto* m = FindMessage(f, message);
@@ -183,14 +174,12 @@ bool DropOptional(google::protobuf::FileDescriptorProto& f, const std::string& m
 }
 
 // Deletes message.field; false when there is none.
-bool RemoveField(google::protobuf::FileDescriptorProto& f, const std::string& message,
-                 const std::string& field) {
+bool RemoveField(google::protobuf::FileDescriptorProto& f, const std::string& message, const std::string& field) {
   google::protobuf::FieldDescriptorProto* x = FindField(f, message, field);
   if (x == nullptr) return false;
   if (x->proto3_optional()) DropOptional(f, message, field);
   auto* fields = FindMessage(f, message)->mutable_field();
-  fields->erase(std::find_if(fields->begin(), fields->end(),
-                             [&](const auto& y) { return y.name() == field; }));
+  fields->erase(std::find_if(fields->begin(), fields->end(), [&](const auto& y) { return y.name() == field; }));
   return true;
 }
 
@@ -199,9 +188,7 @@ void ExpectSchemaRefused(const EditedSchema& schema, const std::string& path) {
   ASSERT_NE(schema.job_spec(), nullptr);
   absl::Status s = CheckJobSpecProtoSchema(*schema.job_spec());
   EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << s;
-  EXPECT_NE(std::string(s.message()).find(absl::StrCat("vsdm.v1.JobSpec.", path, " ")),
-            std::string::npos)
-      << s;
+  EXPECT_NE(std::string(s.message()).find(absl::StrCat("vsdm.v1.JobSpec.", path, " ")), std::string::npos) << s;
 }
 
 TEST(JobSpecProtoTest, AJobSpecFieldMissingFromJobProtoFailsNamingIt) {
@@ -209,10 +196,8 @@ TEST(JobSpecProtoTest, AJobSpecFieldMissingFromJobProtoFailsNamingIt) {
   ASSERT_NE(unchanged.job_spec(), nullptr);
   EXPECT_TRUE(CheckJobSpecProtoSchema(*unchanged.job_spec()).ok());
   // A field forgotten in a section; a whole section forgotten.
-  ExpectSchemaRefused(EditedSchema([](auto& f) { return RemoveField(f, "TrainSpec", "ema"); }),
-                      "train.ema");
-  ExpectSchemaRefused(EditedSchema([](auto& f) { return RemoveField(f, "JobSpec", "momentum"); }),
-                      "momentum.beta");
+  ExpectSchemaRefused(EditedSchema([](auto& f) { return RemoveField(f, "TrainSpec", "ema"); }), "train.ema");
+  ExpectSchemaRefused(EditedSchema([](auto& f) { return RemoveField(f, "JobSpec", "momentum"); }), "momentum.beta");
   // A field of the wrong type.
   ExpectSchemaRefused(EditedSchema([](auto& f) {
                         auto* x = FindField(f, "TrainSpec", "rounds");
@@ -222,8 +207,7 @@ TEST(JobSpecProtoTest, AJobSpecFieldMissingFromJobProtoFailsNamingIt) {
                       }),
                       "train.rounds");
   // A scalar without `optional`: a 0 on the wire could not be told from unset.
-  ExpectSchemaRefused(EditedSchema([](auto& f) { return DropOptional(f, "SampleSpec", "n"); }),
-                      "sample.n");
+  ExpectSchemaRefused(EditedSchema([](auto& f) { return DropOptional(f, "SampleSpec", "n"); }), "sample.n");
 }
 
 TEST(JobSpecProtoTest, BadMomentumValueNamesTheField) {

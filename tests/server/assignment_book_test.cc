@@ -118,7 +118,7 @@ TEST(AssignmentBookTest, WhenEveryPortIsHeldNoneIsHandedOutUntilOneIsReleased) {
 TEST(AssignmentBookTest, HoldPortReservesARecoveredAttemptsPort) {
   AssignmentBook book(PortRange{40000, 40002});
   EXPECT_TRUE(book.HoldPort("old/3", 40000));
-  EXPECT_TRUE(book.HoldPort("old/3", 40000));   // idempotent
+  EXPECT_TRUE(book.HoldPort("old/3", 40000));     // idempotent
   EXPECT_FALSE(book.HoldPort("other/1", 40000));  // held
   EXPECT_FALSE(book.HoldPort("other/1", 39999));  // outside the range
   EXPECT_EQ(book.TakePort("new/1"), 40001);

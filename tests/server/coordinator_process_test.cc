@@ -1,8 +1,8 @@
 // A real vsdm-coordinator process on loopback (port 0, the bound port read back), driven through
 // the generated gRPC stubs: the job API end to end, health, /metrics, and durability across a
 // kill -9. Label `integration`.
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 

@@ -34,7 +34,8 @@ class JobEventHubTest : public ::testing::Test {
   // Subscribes to `job`, collecting into `got`; returns the subscription.
   int64_t Collect(const std::string& job, int64_t after, const std::vector<v1::JobEvent>& stored,
                   std::vector<v1::JobEvent>* got, std::vector<v1::JobEvent>* replay) {
-    return hub_.Subscribe(job, after, stored, [got](const v1::JobEvent& e) { got->push_back(e); }, replay);
+    return hub_.Subscribe(
+        job, after, stored, [got](const v1::JobEvent& e) { got->push_back(e); }, replay);
   }
 
   JobEventHub hub_;
@@ -124,7 +125,8 @@ TEST_F(JobEventHubTest, CallbacksRunWithNoLockHeldAndMayCallBackIntoTheHub) {
 TEST_F(JobEventHubTest, ConcurrentPublishersAndFlushersDeliverEveryEventOnceInPublishOrder) {
   std::vector<int64_t> got;  // written by whichever thread delivers: one at a time
   std::vector<v1::JobEvent> replay;
-  hub_.Subscribe("j", 0, {}, [&](const v1::JobEvent& e) { got.push_back(e.sequence()); }, &replay);
+  hub_.Subscribe(
+      "j", 0, {}, [&](const v1::JobEvent& e) { got.push_back(e.sequence()); }, &replay);
   constexpr int kThreads = 4, kPerThread = 500;
   std::atomic<int64_t> next{1};
   std::mutex publish_mu;  // sequences are published in increasing order, as JobManager does
@@ -148,8 +150,7 @@ TEST_F(JobEventHubTest, WhenFlushReturnsEverythingPublishedBeforeItHasBeenDelive
   std::atomic<int64_t> delivered{0};
   std::vector<v1::JobEvent> replay;
   hub_.Subscribe(
-      "j", 0, {},
-      [&](const v1::JobEvent&) { ++delivered; }, &replay);
+      "j", 0, {}, [&](const v1::JobEvent&) { ++delivered; }, &replay);
   std::atomic<int64_t> seq{1};
   std::vector<std::thread> threads;
   std::atomic<int> violations{0};

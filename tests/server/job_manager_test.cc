@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 
-
 #include "proto/job_spec_proto.h"
 #include "server/attempt_id.h"
 
@@ -313,7 +312,8 @@ TEST_F(JobManagerTest, PaginationEdges) {
 TEST_F(JobManagerTest, WatchReplaysThenStreamsEveryEventOnce) {
   v1::Job j = Submit(Spec(1));
   std::vector<v1::JobEvent> got, replay;
-  auto sub = mgr_->Watch(j.job_id(), 0, [&](const v1::JobEvent& e) { got.push_back(e); }, &replay);
+  auto sub = mgr_->Watch(
+      j.job_id(), 0, [&](const v1::JobEvent& e) { got.push_back(e); }, &replay);
   ASSERT_TRUE(sub.ok());
   ASSERT_EQ(replay.size(), 1u);
   EXPECT_EQ(replay[0].kind(), "submitted");
@@ -338,9 +338,14 @@ TEST_F(JobManagerTest, WatchReplaysThenStreamsEveryEventOnce) {
   EXPECT_EQ(got[2].state(), v1::JOB_STATE_SUCCEEDED);
   mgr_->Unwatch(*sub);
   std::vector<v1::JobEvent> replay2;
-  ASSERT_TRUE(mgr_->Watch(j.job_id(), 1, [](const v1::JobEvent&) {}, &replay2).ok());
+  ASSERT_TRUE(mgr_->Watch(
+                      j.job_id(), 1, [](const v1::JobEvent&) {}, &replay2)
+                  .ok());
   ASSERT_EQ(replay2.size(), 2u);  // stored events after 1: scheduled, succeeded
-  EXPECT_EQ(mgr_->Watch("job-x", 0, [](const v1::JobEvent&) {}, &replay2).status().code(),
+  EXPECT_EQ(mgr_->Watch(
+                    "job-x", 0, [](const v1::JobEvent&) {}, &replay2)
+                .status()
+                .code(),
             absl::StatusCode::kNotFound);
 }
 

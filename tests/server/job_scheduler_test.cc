@@ -10,7 +10,8 @@ namespace {
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
 
-QueuedJob Job(const std::string& id, int trainers, int64_t priority = 0, absl::Duration submitted = absl::ZeroDuration()) {
+QueuedJob Job(const std::string& id, int trainers, int64_t priority = 0,
+              absl::Duration submitted = absl::ZeroDuration()) {
   QueuedJob j;
   j.job_id = id;
   j.trainers = trainers;
@@ -20,7 +21,8 @@ QueuedJob Job(const std::string& id, int trainers, int64_t priority = 0, absl::D
   return j;
 }
 
-WorkerCapacity Worker(const std::string& id, int free_slots, int total_slots, int free_devices = 0, int total_devices = 0) {
+WorkerCapacity Worker(const std::string& id, int free_slots, int total_slots, int free_devices = 0,
+                      int total_devices = 0) {
   return {id, free_slots, free_devices, total_slots, total_devices};
 }
 
@@ -71,8 +73,8 @@ TEST(JobSchedulerTest, HigherPriorityFirstThenEarlierSubmit) {
   EXPECT_EQ(Placed(plan), std::vector<std::string>{"new-high"});
   EXPECT_NE(plan.pending_reasons.at("older-low").find("queue position 2 of 3"), std::string::npos);
   EXPECT_NE(plan.pending_reasons.at("old-low").find("queue position 3 of 3"), std::string::npos);
-  plan = s.Plan({Job("old-low", 1, 0, absl::Seconds(1)), Job("older-low", 1, 0, absl::Seconds(0))},
-                {Worker("w", 2, 2)}, {}, kT0 + absl::Seconds(10));
+  plan = s.Plan({Job("old-low", 1, 0, absl::Seconds(1)), Job("older-low", 1, 0, absl::Seconds(0))}, {Worker("w", 2, 2)},
+                {}, kT0 + absl::Seconds(10));
   EXPECT_EQ(Placed(plan), std::vector<std::string>{"older-low"});
 }
 
@@ -155,8 +157,8 @@ TEST(PendingKindTest, EveryKindIsListedOnceInOrderWithItsOwnLabel) {
     EXPECT_TRUE(names.insert(name).second) << name;
     for (char c : name) EXPECT_TRUE(std::islower(static_cast<unsigned char>(c)) || c == '_') << name;
   }
-  EXPECT_EQ(names, (std::set<std::string>{"backoff", "quota", "behind_holder", "no_room", "holding_queue",
-                                          "never_fits", "no_store_port"}));
+  EXPECT_EQ(names, (std::set<std::string>{"backoff", "quota", "behind_holder", "no_room", "holding_queue", "never_fits",
+                                          "no_store_port"}));
 }
 
 }  // namespace

@@ -91,9 +91,8 @@ TEST_F(DistributedTest, BucketedAllReduceSumsGradientsAcrossRanksInSeveralBucket
 
 // Must-show 1: two trainers on half a batch each take the same step as one trainer on all of it.
 TEST_F(DistributedTest, TwoTrainersOnHalfBatchesMatchOneTrainerOnTheWholeBatch) {
-  core::KernelTable table = core::BuildKernelTable(core::BetaSchedule{}, {0.001, 50},
-                                                   torch::tensor({{-0.3, 0.1}, {0.0, -0.2}}, torch::kFloat64),
-                                                   torch::Tensor());
+  core::KernelTable table = core::BuildKernelTable(
+      core::BetaSchedule{}, {0.001, 50}, torch::tensor({{-0.3, 0.1}, {0.0, -0.2}}, torch::kFloat64), torch::Tensor());
   torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(5);
   const int64_t B = 256;
   torch::Tensor x0 = torch::randn({B, 2}, g) * 3.0;
@@ -233,7 +232,8 @@ class TinyJobTest : public DistributedTest, public ::testing::WithParamInterface
 name: tiny
 problem: {dataset: spiral, scale: [1.0, 4.0]}
 diffusion: {steps: 20}
-variational: {trajectories: 64, async: )" + std::string(async ? "true" : "false") + R"(}
+variational: {trajectories: 64, async: )" +
+                       std::string(async ? "true" : "false") + R"(}
 model: {arch: mlp, hidden: 32}
 train: {rounds: 4, steps_per_round: 5, batch_points: 96, checkpoint_every: 2}
 sample: {n: 400}

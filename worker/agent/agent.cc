@@ -55,7 +55,8 @@ void Agent::Start(const v1::Assignment& a) {
   r.out_dir = (fs::path(options_.work_dir) / "jobs" / a.job_id()).string();
   std::error_code ec;
   fs::create_directories(fs::path(r.out_dir) / train_protocol::kLogsDir, ec);
-  r.log_path = (fs::path(r.out_dir) / train_protocol::kLogsDir / train_protocol::RankLogName(a.attempt(), a.rank())).string();
+  r.log_path =
+      (fs::path(r.out_dir) / train_protocol::kLogsDir / train_protocol::RankLogName(a.attempt(), a.rank())).string();
   v1::CompleteRequest failed;
   failed.set_worker_id(options_.worker_id);
   failed.set_attempt_id(a.attempt_id());
@@ -121,8 +122,8 @@ void Agent::OnExit(const Rank& r, const ChildExit& e) {
   c.set_rank(r.assignment.rank());
   c.set_exit_code(e.exit_code);
   if (e.exit_code != 0) {
-    c.set_message(absl::StrCat(e.signal ? absl::StrCat("killed by signal ", e.signal, "; ") : "", "last lines:\n",
-                               e.log_tail));
+    c.set_message(
+        absl::StrCat(e.signal ? absl::StrCat("killed by signal ", e.signal, "; ") : "", "last lines:\n", e.log_tail));
   } else if (r.assignment.rank() == 0) {
     const auto m = nlohmann::json::parse(ReadFileOrEmpty((fs::path(r.out_dir) / train_protocol::kMetricsFile).string()),
                                          nullptr, /*allow_exceptions=*/false);

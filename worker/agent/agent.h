@@ -19,14 +19,14 @@
 namespace vsdm::worker {
 
 struct AgentOptions {
-  std::string worker_id;       // stable id of this agent
-  int slots = 1;               // ranks it runs at once
-  int devices = 0;             // GPUs
+  std::string worker_id;  // stable id of this agent
+  int slots = 1;          // ranks it runs at once
+  int devices = 0;        // GPUs
   int64_t memory_bytes = 0;
   std::string host = "127.0.0.1";  // address other ranks reach this one at (rank 0's store)
-  std::string work_dir;        // jobs/<job_id>/ out dirs (share it between agents for cross-agent resume)
-  std::string train_bin;       // the vsdm-train binary
-  int threads_per_rank = 1;    // vsdm-train --threads
+  std::string work_dir;            // jobs/<job_id>/ out dirs (share it between agents for cross-agent resume)
+  std::string train_bin;           // the vsdm-train binary
+  int threads_per_rank = 1;        // vsdm-train --threads
   double pg_timeout_seconds = 60;
   absl::Duration kill_grace = absl::Seconds(10);  // SIGTERM -> SIGKILL
 };
@@ -35,8 +35,7 @@ struct AgentOptions {
 class Agent {
  public:
   // `metrics` may be null.
-  Agent(AgentOptions options, CoordinatorClient& client, ProcessSupervisor& processes,
-        AgentMetrics* metrics = nullptr);
+  Agent(AgentOptions options, CoordinatorClient& client, ProcessSupervisor& processes, AgentMetrics* metrics = nullptr);
 
   // One turn: (re-)register if needed, heartbeat (start assignments, stop aborted attempts),
   // reap exited children and report them, forward rank 0's progress. Returns how long to wait
@@ -76,9 +75,9 @@ class Agent {
   AgentMetrics* metrics_;
   bool registered_ = false;
   absl::Duration heartbeat_ = absl::Seconds(1);
-  std::map<int64_t, Rank> ranks_;                 // by child id
-  std::set<std::string> started_;                 // "attempt#rank" ever started (assignments repeat)
-  std::deque<v1::CompleteRequest> unreported_;  // exits to report once the coordinator answers
+  std::map<int64_t, Rank> ranks_;                           // by child id
+  std::set<std::string> started_;                           // "attempt#rank" ever started (assignments repeat)
+  std::deque<v1::CompleteRequest> unreported_;              // exits to report once the coordinator answers
   std::deque<std::pair<Rank, ChildExit>> pending_uploads_;  // rank 0 successes, artifacts not yet up
 };
 

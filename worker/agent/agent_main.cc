@@ -25,18 +25,18 @@ volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
 
 struct Options {
-  std::string coordinator;          // HOST:PORT; default $VSDM_COORDINATOR, then 127.0.0.1:50051
-  std::string id;                   // stable worker id; default the hostname
-  int slots = 1;                    // ranks it runs at once
-  int devices = 0;                  // GPUs it offers
-  std::string work_dir = "vsdm-work";  // jobs' out dirs (jobs/<job_id>/)
-  std::string host = "127.0.0.1";   // address other ranks reach this node at
-  std::string train_bin;            // default: vsdm-train beside this binary
-  int threads_per_rank = 1;         // torch/BLAS threads of each rank
-  double pg_timeout = 60;           // seconds, passed to vsdm-train --pg-timeout
-  double kill_grace = 10;           // seconds between SIGTERM and SIGKILL on abort
+  std::string coordinator;                        // HOST:PORT; default $VSDM_COORDINATOR, then 127.0.0.1:50051
+  std::string id;                                 // stable worker id; default the hostname
+  int slots = 1;                                  // ranks it runs at once
+  int devices = 0;                                // GPUs it offers
+  std::string work_dir = "vsdm-work";             // jobs' out dirs (jobs/<job_id>/)
+  std::string host = "127.0.0.1";                 // address other ranks reach this node at
+  std::string train_bin;                          // default: vsdm-train beside this binary
+  int threads_per_rank = 1;                       // torch/BLAS threads of each rank
+  double pg_timeout = 60;                         // seconds, passed to vsdm-train --pg-timeout
+  double kill_grace = 10;                         // seconds between SIGTERM and SIGKILL on abort
   std::string metrics_listen = "127.0.0.1:9465";  // Prometheus /metrics of this node; "" = off; port 0 = any
-  std::string port_file;            // written once listening (common/port_file.h)
+  std::string port_file;                          // written once listening (common/port_file.h)
 };
 
 }  // namespace
@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   app.add_option("--host", opt.host, "address other ranks reach this node at");
   app.add_option("--train-bin", opt.train_bin, "vsdm-train binary");
   app.add_option("--threads-per-rank", opt.threads_per_rank, "threads of each rank")->check(CLI::Range(1, 1024));
-  app.add_option("--pg-timeout", opt.pg_timeout, "collective timeout of the ranks, seconds")->check(CLI::Range(1.0, 3600.0));
+  app.add_option("--pg-timeout", opt.pg_timeout, "collective timeout of the ranks, seconds")
+      ->check(CLI::Range(1.0, 3600.0));
   app.add_option("--kill-grace", opt.kill_grace, "SIGTERM to SIGKILL on abort, seconds")->check(CLI::Range(0.0, 600.0));
   app.add_option("--metrics-listen", opt.metrics_listen, "Prometheus /metrics address (\"\" = off)");
   app.add_option("--port-file", opt.port_file, "write the bound metrics port here");

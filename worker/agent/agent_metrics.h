@@ -40,11 +40,10 @@ class AgentMetrics {
  private:
   struct JobSeries {
     prometheus::Gauge *progress = nullptr, *eta = nullptr, *round = nullptr, *loss = nullptr, *a_norm = nullptr,
-                      *step_seconds = nullptr, *round_seconds = nullptr, *ckpt_round = nullptr,
-                      *ckpt_seconds = nullptr, *ckpt_time = nullptr, *straightness = nullptr,
-                      *startup_rendezvous = nullptr, *startup_restore = nullptr;
-    prometheus::Counter *steps = nullptr, *samples = nullptr, *allreduce_bytes = nullptr,
-                        *broadcast_bytes = nullptr;
+                      *step_seconds = nullptr, *round_seconds = nullptr, *ckpt_round = nullptr, *ckpt_seconds = nullptr,
+                      *ckpt_time = nullptr, *straightness = nullptr, *startup_rendezvous = nullptr,
+                      *startup_restore = nullptr;
+    prometheus::Counter *steps = nullptr, *samples = nullptr, *allreduce_bytes = nullptr, *broadcast_bytes = nullptr;
     std::map<std::string, prometheus::Gauge*> phase;
     prometheus::Gauge* device_memory = nullptr;  // only on CUDA
     double steps_seen = 0, samples_seen = 0;

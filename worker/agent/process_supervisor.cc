@@ -25,8 +25,8 @@ absl::StatusOr<int64_t> PosixProcessSupervisor::Start(const std::vector<std::str
                                                       const std::string& log_path) {
   SpawnOptions o;
   o.log_path = log_path;
-  o.stdin_devnull = false;       // as before: ranks inherit the agent's stdin
-  o.new_process_group = true;    // its own group: a stop reaches its children too
+  o.stdin_devnull = false;     // as before: ranks inherit the agent's stdin
+  o.new_process_group = true;  // its own group: a stop reaches its children too
   VSDM_ASSIGN_OR_RETURN(const pid_t pid, Spawn(argv, o));
   const int64_t id = next_id_++;
   children_[id] = {pid, log_path, std::nullopt};

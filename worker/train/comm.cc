@@ -1,10 +1,10 @@
 #include "worker/train/comm.h"
 
+#include <torch/version.h>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/version.h>
 #ifdef VSDM_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
 #include <cuda_runtime_api.h>
@@ -54,8 +54,8 @@ absl::Status ClassifyCommError(const std::string& where, std::string msg) {
   if (absl::StrContains(lower, "timed out") || absl::StrContains(lower, "timeout"))
     return absl::DeadlineExceededError(text);
   // What Gloo's TCP pairs and the TCPStore say when the other end is gone or unreachable.
-  for (const char* peer_gone : {"connection", "peer", "socket", "broken pipe", "recv", "send", "eof",
-                                "network", "unreachable", "refused", "reset by", "failed to connect"}) {
+  for (const char* peer_gone : {"connection", "peer", "socket", "broken pipe", "recv", "send", "eof", "network",
+                                "unreachable", "refused", "reset by", "failed to connect"}) {
     if (absl::StrContains(lower, peer_gone)) return absl::UnavailableError(text);
   }
   // Anything else is this process's own fault (a bad root, a shape or dtype mismatch): a bug, not a
@@ -106,9 +106,7 @@ struct Comm::Impl {
   bool on_cuda = false;  // nccl: collectives run on device copies
 
   // NCCL needs device tensors; Gloo takes the CPU tensors as they are.
-  torch::Tensor Stage(const torch::Tensor& t) const {
-    return on_cuda ? t.to(torch::kCUDA) : t.contiguous();
-  }
+  torch::Tensor Stage(const torch::Tensor& t) const { return on_cuda ? t.to(torch::kCUDA) : t.contiguous(); }
 };
 
 Comm::Comm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -117,8 +115,8 @@ int Comm::rank() const { return impl_->rank; }
 int Comm::size() const { return impl_->size; }
 const std::string& Comm::backend() const { return impl_->backend; }
 
-absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const std::string& prefix, int rank,
-                                                   int size, const CommOptions& options) {
+absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const std::string& prefix, int rank, int size,
+                                                   const CommOptions& options) {
   if (rank < 0 || rank >= size)
     return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " not in [0, ", size, ")"));
   auto impl = std::make_unique<Impl>();
@@ -148,7 +146,8 @@ absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const 
       impl->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, size, o);
       impl->on_cuda = true;
 #else
-      return absl::FailedPreconditionError("backend nccl: this build has no CUDA (configure with -DVSDM_WITH_CUDA=ON against a CUDA LibTorch)");
+      return absl::FailedPreconditionError(
+          "backend nccl: this build has no CUDA (configure with -DVSDM_WITH_CUDA=ON against a CUDA LibTorch)");
 #endif
     } else {
       return absl::InvalidArgumentError(absl::StrCat("backend: must be gloo or nccl, got ", options.backend));
@@ -210,9 +209,8 @@ absl::Status Comm::BroadcastBytes(std::string& bytes, int root) {
     bytes.clear();
     return absl::OkStatus();
   }
-  torch::Tensor buf = impl_->rank == root
-                          ? torch::from_blob(bytes.data(), {size}, torch::kUInt8).clone()
-                          : torch::empty({size}, torch::kUInt8);
+  torch::Tensor buf = impl_->rank == root ? torch::from_blob(bytes.data(), {size}, torch::kUInt8).clone()
+                                          : torch::empty({size}, torch::kUInt8);
   if (auto s = Broadcast(buf, root); !s.ok()) return s;
   if (impl_->rank != root) bytes.assign(reinterpret_cast<const char*>(buf.data_ptr<uint8_t>()), size);
   return absl::OkStatus();

@@ -23,8 +23,8 @@ using StorePtr = std::shared_ptr<StoreHandle>;
 
 // The TCPStore of one attempt: hosted by the process with is_server (trainer rank 0), joined by
 // the others. Clients retry the connection until `timeout`.
-absl::StatusOr<StorePtr> ConnectTcpStore(const std::string& host, int port, bool is_server,
-                                         int world_size, std::chrono::milliseconds timeout);
+absl::StatusOr<StorePtr> ConnectTcpStore(const std::string& host, int port, bool is_server, int world_size,
+                                         std::chrono::milliseconds timeout);
 // A c10d exception's message as a Status: DEADLINE_EXCEEDED for a timeout, UNAVAILABLE when the
 // peer or the store is gone or unreachable (retrying the attempt may help), INTERNAL for
 // anything else (a local error such as a bad root or mismatched tensors: exit 1, not "peer lost").
@@ -34,10 +34,10 @@ absl::Status ClassifyCommError(const std::string& where, std::string message);
 StorePtr MakeInProcessStore();
 
 struct CommOptions {
-  std::string backend = "gloo";             // gloo | nccl
+  std::string backend = "gloo";              // gloo | nccl
   std::chrono::milliseconds timeout{60000};  // every collective fails after this, never hangs
-  std::string bind;       // gloo: address to bind (wins over `interface`)
-  std::string interface;  // gloo: network interface to bind; both empty = the hostname's address
+  std::string bind;                          // gloo: address to bind (wins over `interface`)
+  std::string interface;                     // gloo: network interface to bind; both empty = the hostname's address
 };
 
 // "nccl" when this build has the NCCL backend and a CUDA device is visible, else "gloo".
@@ -54,8 +54,8 @@ class Comm {
  public:
   // Joins the group `prefix` (its own key space in `store`) as `rank` of `size`. Blocks until
   // every member has joined, or fails after the timeout.
-  static absl::StatusOr<std::unique_ptr<Comm>> Create(const StorePtr& store, const std::string& prefix,
-                                                      int rank, int size, const CommOptions& options);
+  static absl::StatusOr<std::unique_ptr<Comm>> Create(const StorePtr& store, const std::string& prefix, int rank,
+                                                      int size, const CommOptions& options);
   ~Comm();
 
   int rank() const;

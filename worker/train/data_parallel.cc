@@ -37,7 +37,10 @@ absl::Status GradientBuckets::AllReduce(Comm& comm, double scale, std::vector<do
       const int64_t n = params_[i].numel();
       torch::Tensor dst = buffers_[b].narrow(0, off, n);
       const torch::Tensor& g = params_[i].grad();
-      if (g.defined()) dst.copy_(g.reshape({-1})); else dst.zero_();
+      if (g.defined())
+        dst.copy_(g.reshape({-1}));
+      else
+        dst.zero_();
       off += n;
     }
     if (scale != 1.0) buffers_[b].narrow(0, 0, off).mul_(scale);
@@ -53,7 +56,10 @@ absl::Status GradientBuckets::AllReduce(Comm& comm, double scale, std::vector<do
       torch::Tensor& p = params_[i];
       const int64_t n = p.numel();
       torch::Tensor src = buffers_[b].narrow(0, off, n).view(p.sizes());
-      if (p.grad().defined()) p.mutable_grad().copy_(src); else p.mutable_grad() = src.clone();
+      if (p.grad().defined())
+        p.mutable_grad().copy_(src);
+      else
+        p.mutable_grad() = src.clone();
       off += n;
     }
   }

@@ -46,12 +46,12 @@ namespace vsdm::worker {
 // Random draws come from MakeRoundGenerator(seed, stream, rank, round): no RNG state to save.
 
 struct DistributedOptions {
-  std::string out_dir;  // trainer 0: artifacts and checkpoint/ (the checkpoint is read there too)
-  int trainers = 1;     // W
-  int rank = 0;         // 0..W-1 trainer, W variational
-  int attempt = 0;      // for logs and the store prefix
-  int64_t bucket_bytes = 25 << 20;                  // gradient all-reduce bucket size
-  double rendezvous_seconds = 0;  // how long this attempt's rendezvous took (reported by trainer 0)
+  std::string out_dir;              // trainer 0: artifacts and checkpoint/ (the checkpoint is read there too)
+  int trainers = 1;                 // W
+  int rank = 0;                     // 0..W-1 trainer, W variational
+  int attempt = 0;                  // for logs and the store prefix
+  int64_t bucket_bytes = 25 << 20;  // gradient all-reduce bucket size
+  double rendezvous_seconds = 0;    // how long this attempt's rendezvous took (reported by trainer 0)
   std::function<void(const std::string&)> on_line;   // per-round progress lines (may be empty)
   std::function<void(const std::string&)> on_event;  // resumes and other one-off news (may be empty)
 };
@@ -71,9 +71,9 @@ absl::StatusOr<RankComms> Rendezvous(const std::string& host, int port, const Di
 absl::StatusOr<RankComms> JoinGroups(const StorePtr& store, const DistributedOptions& options,
                                      const CommOptions& comm_options);
 
-// Runs this rank's role (TrainerRank or VariationalRank) to the end of the job. Trainer 0 returns the final metrics (also
-// written to out_dir/metrics.json); the other ranks return their own timing summary. A failed
-// collective (dead or stuck peer) returns UNAVAILABLE or DEADLINE_EXCEEDED.
+// Runs this rank's role (TrainerRank or VariationalRank) to the end of the job. Trainer 0 returns the final metrics
+// (also written to out_dir/metrics.json); the other ranks return their own timing summary. A failed collective (dead or
+// stuck peer) returns UNAVAILABLE or DEADLINE_EXCEEDED.
 absl::StatusOr<nlohmann::json> RunRank(const JobSetup& setup, RankComms& comms, const DistributedOptions& options);
 
 }  // namespace vsdm::worker

@@ -53,16 +53,14 @@ absl::Status WritePlot(const JobSpec& spec, const std::string& param_name, const
                        const torch::Tensor& data, const torch::Tensor& samples, const torch::Tensor& trajectory,
                        const std::string& path) {
   core::ScatterPlot plot;
-  plot.title = absl::StrFormat("%s: %s %s, %s", spec.name, spec.problem.dataset, spec.method,
-                               spec.sample.solver);
-  plot.caption.push_back(absl::StrFormat(
-      "energy distance %.3f (data vs data %.4f)   PMF-RMSE %.2e (floor %.2e)   SW1 %.3f",
-      m["energy_distance"].get<double>(), m["energy_distance_floor"].get<double>(),
-      m["pmf_rmse"].get<double>(), m["pmf_rmse_floor"].get<double>(), m["sliced_w1"].get<double>()));
-  plot.caption.push_back(absl::StrFormat(
-      "ODE straightness %.3f (1 = straight)   transport cost %.2f   %s = %s",
-      m["ode_straightness"].get<double>(), m["ode_transport_cost"].get<double>(), param_name,
-      m[param_name].dump()));
+  plot.title = absl::StrFormat("%s: %s %s, %s", spec.name, spec.problem.dataset, spec.method, spec.sample.solver);
+  plot.caption.push_back(
+      absl::StrFormat("energy distance %.3f (data vs data %.4f)   PMF-RMSE %.2e (floor %.2e)   SW1 %.3f",
+                      m["energy_distance"].get<double>(), m["energy_distance_floor"].get<double>(),
+                      m["pmf_rmse"].get<double>(), m["pmf_rmse_floor"].get<double>(), m["sliced_w1"].get<double>()));
+  plot.caption.push_back(absl::StrFormat("ODE straightness %.3f (1 = straight)   transport cost %.2f   %s = %s",
+                                         m["ode_straightness"].get<double>(), m["ode_transport_cost"].get<double>(),
+                                         param_name, m[param_name].dump()));
   plot.data = data;
   plot.samples = samples;
   plot.trajectories = trajectory.slice(1, 0, 48);
@@ -71,8 +69,7 @@ absl::Status WritePlot(const JobSpec& spec, const std::string& param_name, const
 }  // namespace
 
 absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::ScoreNet& ema_net,
-                                                   const core::Process& process,
-                                                   const std::string& out_dir,
+                                                   const core::Process& process, const std::string& out_dir,
                                                    const nlohmann::json& extra) {
   const JobSpec& spec = setup.spec;
   const auto t_eval = std::chrono::steady_clock::now();
@@ -84,8 +81,7 @@ absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::
   torch::Tensor prior = process.SamplePrior(n, /*adaptive=*/true, gen);
   core::Solver solver = core::ParseSolver(spec.sample.solver);
   core::SampleResult ode = process.Sample(ema_net, prior, core::Solver::kHeun, gen, /*keep_trajectory=*/true);
-  torch::Tensor samples =
-      solver == core::Solver::kHeun ? ode.x : process.Sample(ema_net, prior, solver, gen, false).x;
+  torch::Tensor samples = solver == core::Solver::kHeun ? ode.x : process.Sample(ema_net, prior, solver, gen, false).x;
 
   torch::Tensor data = setup.dataset->Sample(n, gen);
   torch::Tensor data2 = setup.dataset->Sample(n, gen);

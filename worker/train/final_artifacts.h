@@ -14,8 +14,7 @@ namespace vsdm::worker {
 // artifacts. `extra` is merged into metrics.json (timings, per-round history). Returns the
 // metrics written.
 absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::ScoreNet& ema_net,
-                                                   const core::Process& process,
-                                                   const std::string& out_dir,
+                                                   const core::Process& process, const std::string& out_dir,
                                                    const nlohmann::json& extra);
 
 }  // namespace vsdm::worker

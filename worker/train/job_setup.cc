@@ -5,8 +5,8 @@
 namespace vsdm::worker {
 
 torch::Generator MakeGenerator(const JobSpec& spec, Stream s, int64_t rank) {
-  const uint64_t seed = static_cast<uint64_t>(spec.train.seed) * 1000003ULL +
-                        static_cast<uint64_t>(s) * 7919ULL + static_cast<uint64_t>(rank) * 104729ULL;
+  const uint64_t seed = static_cast<uint64_t>(spec.train.seed) * 1000003ULL + static_cast<uint64_t>(s) * 7919ULL +
+                        static_cast<uint64_t>(rank) * 104729ULL;
   return at::make_generator<at::CPUGeneratorImpl>(seed);
 }
 

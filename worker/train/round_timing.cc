@@ -36,10 +36,14 @@ nlohmann::json RankSummary(const std::string& role, int rank, const std::vector<
     wt += r.wait_trainers;
     rs.push_back(r.ToJson());
   }
-  s["totals"] = {{"round_sec", tot},          {"compute_sec", comp},
-                 {"allreduce_sec", ar},       {"broadcast_sec", bc},
-                 {"wait_for_a_sec", wa},      {"variational_sec", var},
-                 {"wait_for_trainers_sec", wt}, {"wait_for_a_fraction", tot > 0 ? wa / tot : 0.0}};
+  s["totals"] = {{"round_sec", tot},
+                 {"compute_sec", comp},
+                 {"allreduce_sec", ar},
+                 {"broadcast_sec", bc},
+                 {"wait_for_a_sec", wa},
+                 {"variational_sec", var},
+                 {"wait_for_trainers_sec", wt},
+                 {"wait_for_a_fraction", tot > 0 ? wa / tot : 0.0}};
   s["rounds"] = std::move(rs);
   return s;
 }

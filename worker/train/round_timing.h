@@ -20,18 +20,18 @@ namespace vsdm::worker {
 
 // One rank's timings for one round (seconds) and what it saw.
 struct RoundTiming {
-  int64_t round = 0;          // 1-based
-  double round_sec = 0;       // the whole round on this rank
-  double compute = 0;         // trainer: data, forward/backward, optimiser, EMA (+ the checkpoint-round straightness sample)
-  double allreduce = 0;       // trainer: gradient all-reduce [2]
-  double broadcast = 0;       // EMA [3] and variational state [4]; variational rank: also [1]
-  double wait_a = 0;          // trainer: blocked in [1] for A
-  double variational = 0;     // variational rank: trajectories + statistics + update
-  double wait_trainers = 0;   // variational rank: blocked in [3] for the trainers' round
-  double broadcast_bytes = 0; // trainer: bytes this rank received or sent in [1], [3], [4]
+  int64_t round = 0;     // 1-based
+  double round_sec = 0;  // the whole round on this rank
+  double compute = 0;    // trainer: data, forward/backward, optimiser, EMA (+ the checkpoint-round straightness sample)
+  double allreduce = 0;  // trainer: gradient all-reduce [2]
+  double broadcast = 0;  // EMA [3] and variational state [4]; variational rank: also [1]
+  double wait_a = 0;     // trainer: blocked in [1] for A
+  double variational = 0;      // variational rank: trajectories + statistics + update
+  double wait_trainers = 0;    // variational rank: blocked in [3] for the trainers' round
+  double broadcast_bytes = 0;  // trainer: bytes this rank received or sent in [1], [3], [4]
   double loss = 0, a_norm = 0;
-  bool projected = false;     // the update hit the PD floor
-  std::string a_checksum;     // TensorChecksum of the A this rank held this round
+  bool projected = false;  // the update hit the PD floor
+  std::string a_checksum;  // TensorChecksum of the A this rank held this round
 
   nlohmann::json ToJson() const;
 };

@@ -22,8 +22,8 @@ double Seconds(SteadyClock::time_point a, SteadyClock::time_point b) {
 
 std::string FormatRoundLine(const RoundReport& r) {
   return absl::StrFormat("round %d/%d  loss %.4f  |A| %.4f  %.0f steps/s  train %.1fs  A-update %.2fs%s  ETA %s",
-                         r.round, r.rounds, r.loss, r.a_norm, r.steps_per_sec, r.train_sec,
-                         r.variational_sec, r.projected ? " (PD floor)" : "", FormatDuration(r.eta_sec));
+                         r.round, r.rounds, r.loss, r.a_norm, r.steps_per_sec, r.train_sec, r.variational_sec,
+                         r.projected ? " (PD floor)" : "", FormatDuration(r.eta_sec));
 }
 
 absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const StandaloneOptions& options) {
@@ -62,8 +62,7 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
     // No update after the last round: the final model keeps the A its network was trained on.
     if (setup.learn_a && r + 1 < rounds) {
       torch::Tensor prior = process->SamplePrior(spec.variational.trajectories, adaptive, gen_var);
-      core::VariationalStats stats = process->Stats(
-          trainer.ema_net(), prior, spec.variational.adam_batch, gen_var);
+      core::VariationalStats stats = process->Stats(trainer.ema_net(), prior, spec.variational.adam_batch, gen_var);
       core::UpdateInfo info = updater.Apply(stats);
       rep.projected = info.projected;
       process = setup.Process(updater.A());
@@ -81,8 +80,11 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
     steps_done += spec.train.steps_per_round;
     const double per_round = (train_total + var_total) / static_cast<double>(r + 1 - start_round);
     rep.eta_sec = per_round * static_cast<double>(rounds - r - 1);
-    history.push_back({{"round", rep.round}, {"loss", rep.loss}, {"a_norm", rep.a_norm},
-                       {"train_sec", rep.train_sec}, {"variational_sec", rep.variational_sec},
+    history.push_back({{"round", rep.round},
+                       {"loss", rep.loss},
+                       {"a_norm", rep.a_norm},
+                       {"train_sec", rep.train_sec},
+                       {"variational_sec", rep.variational_sec},
                        {"A", std::vector<double>(updater.A().data_ptr<double>(),
                                                  updater.A().data_ptr<double>() + updater.A().numel())}});
     if (options.on_round) options.on_round(rep);

@@ -13,15 +13,15 @@
 namespace vsdm::worker {
 
 struct RoundReport {
-  int64_t round = 0;       // 1-based, completed rounds
+  int64_t round = 0;  // 1-based, completed rounds
   int64_t rounds = 0;
-  double loss = 0.0;       // mean DSM loss over the round
-  double a_norm = 0.0;     // Frobenius norm of A after the round
+  double loss = 0.0;    // mean DSM loss over the round
+  double a_norm = 0.0;  // Frobenius norm of A after the round
   double steps_per_sec = 0.0;
   double eta_sec = 0.0;
-  double train_sec = 0.0;       // DSM compute time this round
-  double variational_sec = 0.0; // trajectory simulation + update time this round
-  bool projected = false;       // the PD floor bound on this round's update
+  double train_sec = 0.0;        // DSM compute time this round
+  double variational_sec = 0.0;  // trajectory simulation + update time this round
+  bool projected = false;        // the PD floor bound on this round's update
 };
 
 struct StandaloneOptions {

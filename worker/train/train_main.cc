@@ -39,8 +39,7 @@ int Fail(TrainExit code, const std::string& msg) {
 [[noreturn]] void ExitCollectiveFailure(const std::string& who, const absl::Status& s) {
   std::cerr << "vsdm-train[" << who << "]: " << s << "\n"
             << "vsdm-train[" << who << "]: a peer rank is gone or stuck; this attempt cannot continue"
-            << " (start every rank again on the same --out to resume from the last checkpoint)"
-            << std::endl;
+            << " (start every rank again on the same --out to resume from the last checkpoint)" << std::endl;
   std::cout.flush();
   std::_Exit(ExitCode(TrainExit::kPeerLost));
 }
@@ -62,9 +61,8 @@ void PrintDistributedDone(const TrainArgs& opt, const std::string& who, const nl
   std::cout << absl::StrFormat(
       "done in %.0fs: energy distance %.4f (data floor %.4f), straightness %.3f, trainer wait-for-A %.1f%%\n"
       "artifacts: %s/{samples.npy,samples.png,metrics.json,model.pt}\n",
-      m["wall_seconds"].get<double>(), m["energy_distance"].get<double>(),
-      m["energy_distance_floor"].get<double>(), m["ode_straightness"].get<double>(),
-      100.0 * m["distributed"]["wait_for_a_fraction"].get<double>(), opt.out_dir);
+      m["wall_seconds"].get<double>(), m["energy_distance"].get<double>(), m["energy_distance_floor"].get<double>(),
+      m["ode_straightness"].get<double>(), 100.0 * m["distributed"]["wait_for_a_fraction"].get<double>(), opt.out_dir);
 }
 
 int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::worker::JobSetup& setup) {
@@ -73,8 +71,8 @@ int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::
   const std::string who = opt.rank < W ? absl::StrCat("trainer ", opt.rank) : std::string("variational");
   const auto colon = opt.store.rfind(':');
   int port = 0;
-  if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(opt.store.substr(colon + 1), &port) ||
-      port <= 0 || port > 65535)
+  if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(opt.store.substr(colon + 1), &port) || port <= 0 ||
+      port > 65535)
     return Fail(TrainExit::kBadInput, "--store: must be HOST:PORT with a port in [1, 65535], got '" + opt.store + "'");
   const std::string host = opt.store.substr(0, colon);
   DistributedOptions d;
@@ -85,10 +83,11 @@ int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::
   if (!opt.quiet) d.on_line = [](const std::string& line) { std::cout << line << std::endl; };
   d.on_event = [](const std::string& line) { std::cout << line << std::endl; };
   const CommOptions co = MakeCommOptions(opt, spec, host);
-  std::cout << absl::StrFormat("vsdm-train[%s]: attempt %d, %d trainers + 1 variational rank, store %s, %s, "
-                               "timeout %.0fs%s\n",
-                               who, opt.attempt, W, opt.store, co.backend, opt.pg_timeout_seconds,
-                               spec.variational.async ? ", async A" : "")
+  std::cout << absl::StrFormat(
+                   "vsdm-train[%s]: attempt %d, %d trainers + 1 variational rank, store %s, %s, "
+                   "timeout %.0fs%s\n",
+                   who, opt.attempt, W, opt.store, co.backend, opt.pg_timeout_seconds,
+                   spec.variational.async ? ", async A" : "")
             << std::flush;
   const vsdm::Stopwatch rendezvous;
   auto comms = Rendezvous(host, port, d, co);
@@ -112,7 +111,9 @@ int RunStandaloneJob(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm
   vsdm::worker::StandaloneOptions so;
   so.out_dir = opt.out_dir;
   if (!opt.quiet)
-    so.on_round = [](const vsdm::worker::RoundReport& r) { std::cout << vsdm::worker::FormatRoundLine(r) << std::endl; };
+    so.on_round = [](const vsdm::worker::RoundReport& r) {
+      std::cout << vsdm::worker::FormatRoundLine(r) << std::endl;
+    };
   auto metrics = vsdm::worker::RunStandalone(setup, so);
   if (!metrics.ok()) return Fail(TrainExit::kFailed, metrics.status().ToString());
   const auto& m = *metrics;
@@ -160,7 +161,8 @@ int main(int argc, char** argv) {
     if (absl::Status s = CheckWorld(opt, *spec); !s.ok()) return Fail(TrainExit::kBadInput, std::string(s.message()));
   }
   // --threads goes to the BLAS; torch's own intra-op pool gets 1 (core/threading.h).
-  const int threads = opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads =
+      opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::string thread_desc = vsdm::core::ConfigureThreads(threads);
   std::error_code ec;
   std::filesystem::create_directories(opt.out_dir, ec);

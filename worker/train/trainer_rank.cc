@@ -34,7 +34,8 @@ absl::StatusOr<int64_t> TrainerRank::Resume() {
   const auto t0 = SteadyClock::now();
   std::string ckpt;
   if (rank_ == 0) {
-    if (auto latest = core::FindLatestCheckpoint((fs::path(options_.out_dir) / train_protocol::kCheckpointDir).string())) {
+    if (auto latest =
+            core::FindLatestCheckpoint((fs::path(options_.out_dir) / train_protocol::kCheckpointDir).string())) {
       VSDM_ASSIGN_OR_RETURN(ckpt, ReadFile(latest->second));
       struct stat st;
       if (::stat(latest->second.c_str(), &st) == 0) last_checkpoint_unix_ = static_cast<double>(st.st_mtime);
@@ -111,8 +112,8 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
 double TrainerRank::MeasureStraightness(int64_t k) {
   torch::Generator g = MakeRoundGenerator(setup_.spec, Stream::kEval, rank_, k);
   trainer_.ema_net()->eval();
-  core::SampleResult r = process_->Sample(trainer_.ema_net(), process_->SamplePrior(256, true, g),
-                                          core::Solver::kHeun, g, /*keep_trajectory=*/true);
+  core::SampleResult r = process_->Sample(trainer_.ema_net(), process_->SamplePrior(256, true, g), core::Solver::kHeun,
+                                          g, /*keep_trajectory=*/true);
   trainer_.net()->train();
   return core::Straightness(r.trajectory);
 }
@@ -127,11 +128,11 @@ absl::Status TrainerRank::Checkpoint(int64_t k, RoundTiming& t) {
   const auto t0 = SteadyClock::now();
   VSDM_ASSIGN_OR_RETURN(std::string bytes,
                         core::SerializeCheckpoint(k + 1, {&trainer_, &shadow_, {}, {{"a_train", &a_train_}}}));
-  VSDM_RETURN_IF_ERROR(core::WriteCheckpointFile((fs::path(options_.out_dir) / train_protocol::kCheckpointDir).string(), k + 1, bytes));
+  VSDM_RETURN_IF_ERROR(
+      core::WriteCheckpointFile((fs::path(options_.out_dir) / train_protocol::kCheckpointDir).string(), k + 1, bytes));
   last_checkpoint_round_ = k + 1;
   last_checkpoint_seconds_ = SecondsSince(t0);
-  last_checkpoint_unix_ =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  last_checkpoint_unix_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   return absl::OkStatus();
 }
 
@@ -194,8 +195,8 @@ absl::StatusOr<nlohmann::json> TrainerRank::Run() {
       options_.on_line(absl::StrFormat(
           "[trainer %d] round %d/%d  loss %.4f  |A| %.4f  %.0f steps/s  compute %.2fs  all-reduce %.2fs  "
           "bcast %.2fs  wait-A %.2fs (%.0f%%)  ETA %s",
-          rank_, k + 1, K, t.loss, t.a_norm, spec.train.steps_per_round / std::max(1e-9, t.round_sec),
-          t.compute, t.allreduce, t.broadcast, t.wait_a, 100.0 * t.wait_a / std::max(1e-9, t.round_sec),
+          rank_, k + 1, K, t.loss, t.a_norm, spec.train.steps_per_round / std::max(1e-9, t.round_sec), t.compute,
+          t.allreduce, t.broadcast, t.wait_a, 100.0 * t.wait_a / std::max(1e-9, t.round_sec),
           EtaString(timings, K - k - 1)));
   }
   return Finish(start, timings, history);
@@ -215,8 +216,8 @@ absl::StatusOr<nlohmann::json> TrainerRank::Finish(int64_t start, const std::vec
   const auto& tot = mine["totals"];
   extra["train_seconds"] = tot["compute_sec"].get<double>() + tot["allreduce_sec"].get<double>();
   extra["steps_per_sec"] = timings.empty() ? 0.0
-                           : static_cast<double>(timings.size() * spec.train.steps_per_round) /
-                                 std::max(1e-9, tot["round_sec"].get<double>());
+                                           : static_cast<double>(timings.size() * spec.train.steps_per_round) /
+                                                 std::max(1e-9, tot["round_sec"].get<double>());
   extra["distributed"] = {{"trainers", W_},
                           {"backend", world_.backend()},
                           {"async", spec.variational.async},

@@ -31,13 +31,14 @@ class TrainerRank {
   absl::StatusOr<nlohmann::json> Run();
 
  private:
-  absl::StatusOr<int64_t> Resume();                   // [S]; returns the first round to run
-  absl::Status RunRound(int64_t k, RoundTiming& t);   // [1]-[4]
+  absl::StatusOr<int64_t> Resume();                    // [S]; returns the first round to run
+  absl::Status RunRound(int64_t k, RoundTiming& t);    // [1]-[4]
   absl::Status Checkpoint(int64_t k, RoundTiming& t);  // [4]
   // Trainer 0, checkpoint rounds: straightness of a small Heun-ODE sample of the EMA model.
   double MeasureStraightness(int64_t k);
   // Trainer 0's progress record after round k (0-based); adds the round's bytes to the totals.
-  train_protocol::TrainerProgress MakeProgress(int64_t k, const RoundTiming& t, const std::vector<RoundTiming>& timings);
+  train_protocol::TrainerProgress MakeProgress(int64_t k, const RoundTiming& t,
+                                               const std::vector<RoundTiming>& timings);
   absl::StatusOr<nlohmann::json> Finish(int64_t start, const std::vector<RoundTiming>& timings,
                                         const nlohmann::json& history);  // [E] + artifacts
 
@@ -54,13 +55,13 @@ class TrainerRank {
   std::unique_ptr<core::Process> process_;
   GradientBuckets buckets_;
   SteadyClock::time_point start_time_;
-  int64_t last_checkpoint_round_ = 0;      // trainer 0: newest checkpoint written (progress file)
-  double last_checkpoint_seconds_ = 0;     // its write time
-  double last_checkpoint_unix_ = 0;        // when it was written (Unix seconds; 0: none yet)
-  double restore_seconds_ = 0;             // this attempt's checkpoint read + broadcast + load
-  double straightness_ = 0;                // trainer 0: newest MeasureStraightness
-  int64_t allreduce_bytes_total_ = 0;      // trainer 0: this attempt's gradient all-reduce bytes
-  int64_t broadcast_bytes_total_ = 0;      // trainer 0: this attempt's [1], [3], [4] bytes
+  int64_t last_checkpoint_round_ = 0;   // trainer 0: newest checkpoint written (progress file)
+  double last_checkpoint_seconds_ = 0;  // its write time
+  double last_checkpoint_unix_ = 0;     // when it was written (Unix seconds; 0: none yet)
+  double restore_seconds_ = 0;          // this attempt's checkpoint read + broadcast + load
+  double straightness_ = 0;             // trainer 0: newest MeasureStraightness
+  int64_t allreduce_bytes_total_ = 0;   // trainer 0: this attempt's gradient all-reduce bytes
+  int64_t broadcast_bytes_total_ = 0;   // trainer 0: this attempt's [1], [3], [4] bytes
 };
 
 }  // namespace vsdm::worker

@@ -41,8 +41,7 @@ void VariationalRank::Update(int64_t k, RoundTiming& t) {
   torch::Generator gen = MakeRoundGenerator(spec, Stream::kVariational, W_, k);
   holder_.ema_net()->eval();
   torch::Tensor prior = process->SamplePrior(spec.variational.trajectories, spec.variational.prior == "adaptive", gen);
-  core::VariationalStats stats =
-      process->Stats(holder_.ema_net(), prior, spec.variational.adam_batch, gen);
+  core::VariationalStats stats = process->Stats(holder_.ema_net(), prior, spec.variational.adam_batch, gen);
   t.projected = updater_.Apply(stats).projected;
   t.variational += SecondsSince(c);
 }
@@ -100,13 +99,14 @@ absl::StatusOr<nlohmann::json> VariationalRank::Run() {
     p.wait_for_trainers_seconds = t.wait_trainers;
     p.a_norm = updater_.A().norm().item<double>();
     p.a_staleness_rounds = setup_.spec.variational.async ? 1 : 0;
-    const std::string path = (std::filesystem::path(options_.out_dir) / train_protocol::kVariationalProgressFile).string();
+    const std::string path =
+        (std::filesystem::path(options_.out_dir) / train_protocol::kVariationalProgressFile).string();
     AtomicWriteFile(path, p.ToJson() + "\n").IgnoreError();
     if (options_.on_line)
       options_.on_line(absl::StrFormat(
-          "[variational] round %d/%d  |A| %.4f -> %.4f%s  update %.2fs  wait-for-trainers %.2fs  bcast %.2fs",
-          k + 1, K, t.a_norm, updater_.A().norm().item<double>(), t.projected ? " (PD floor)" : "",
-          t.variational, t.wait_trainers, t.broadcast));
+          "[variational] round %d/%d  |A| %.4f -> %.4f%s  update %.2fs  wait-for-trainers %.2fs  bcast %.2fs", k + 1, K,
+          t.a_norm, updater_.A().norm().item<double>(), t.projected ? " (PD floor)" : "", t.variational,
+          t.wait_trainers, t.broadcast));
   }
   // [E]
   nlohmann::json mine = RankSummary("variational", options_.rank, timings);

@@ -29,8 +29,8 @@ class VariationalRank {
   const torch::Tensor& A() const { return updater_.A(); }
 
  private:
-  absl::StatusOr<int64_t> Resume();                   // [S]
-  absl::Status RunRound(int64_t k, RoundTiming& t);   // [1], [3], [4] and the update
+  absl::StatusOr<int64_t> Resume();                  // [S]
+  absl::Status RunRound(int64_t k, RoundTiming& t);  // [1], [3], [4] and the update
   // Trajectories from the held EMA net under a_train_, statistics, one update of A.
   void Update(int64_t k, RoundTiming& t);
 
