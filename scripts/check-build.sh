@@ -24,7 +24,7 @@ targets=(vsdm-coordinator vsdmctl vsdm-worker vsdm_common_tests vsdm_proto_tests
 args=(); for t in "${targets[@]}"; do args+=(--target "$t"); done
 cmake --build "$dir" -j "${VSDM_BUILD_JOBS:-2}" "${args[@]}"
 for b in vsdm-coordinator vsdmctl vsdm-worker; do
-  if ldd "$dir/bin/$b" | grep -Ei 'torch|c10|gloo'; then echo "check-build: $b links LibTorch"; exit 1; fi
+  if ldd "$dir/bin/$b" | awk '{print $1}' | grep -E '^lib(torch|c10|gloo)'; then echo "check-build: $b links LibTorch"; exit 1; fi
 done
 echo "check-build: ldd vsdm-coordinator vsdmctl vsdm-worker: no torch, c10 or gloo library"
 for t in vsdm_common_tests vsdm_proto_tests vsdm_server_tests vsdm_agent_tests vsdm_client_tests; do
