@@ -11,7 +11,7 @@ work=$(mktemp -d)
 cleanup() { pkill -9 -f -- "--out $work/out" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 # Sync A, so that the same quality bar as the standalone run applies (an async resume is
-# checked to reproduce the uninterrupted run exactly in tests/train/distributed_test.cc).
+# checked to reproduce the uninterrupted run exactly in tests/worker/train/distributed_test.cc).
 spec=$SRC/examples/spiral.yaml
 sets=(--set train.rounds=30 --set sample.n=5000 --set train.checkpoint_every=5)
 out=$work/out
