@@ -31,12 +31,10 @@ absl::StatusOr<Record> RecordFromJson(const std::string& text, const char* what)
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError(absl::StrCat(what, ": not a JSON object"));
   Record r;
-  size_t known = 0;
-  absl::Status status;
+  absl::Status status;  // each known key is read, then erased: what is left in `j` is unknown
   Record::VisitFields(r, [&](const char* key, auto& value) {
     auto it = j.find(key);
     if (it == j.end() || !status.ok()) return;
-    ++known;
     using T = std::decay_t<decltype(value)>;
     if constexpr (std::is_integral_v<T>) {
       if (!it->is_number_integer()) {
@@ -48,15 +46,10 @@ absl::StatusOr<Record> RecordFromJson(const std::string& text, const char* what)
       return;
     }
     value = it->template get<T>();
+    j.erase(it);
   });
   if (!status.ok()) return status;
-  if (known != j.size()) {
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      bool found = false;
-      Record::VisitFields(r, [&](const char* key, const auto&) { found = found || it.key() == key; });
-      if (!found) return absl::InvalidArgumentError(absl::StrCat(what, ": ", it.key(), ": unknown key"));
-    }
-  }
+  if (!j.empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": ", j.begin().key(), ": unknown key"));
   return r;
 }
 

@@ -48,9 +48,7 @@ void ExpectEveryFieldRoundTrips(absl::StatusOr<Record> (*parse)(const std::strin
   EXPECT_EQ(j.size(), keys.size());
   EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), keys.size()) << "duplicate key";
   Record copy = want;
-  int i = 0;
   Record::VisitFields(copy, [&](const char* k, auto& v) {
-    ++i;
     ASSERT_TRUE(j.contains(k)) << k;
     EXPECT_EQ(j[k].template get<std::decay_t<decltype(v)>>(), v) << k;
   });
