@@ -20,6 +20,8 @@ PKGS=(
   libgtest-dev libgmock-dev
   libyaml-cpp-dev libcli11-dev libsqlite3-dev sqlite3 libpng-dev zlib1g-dev
   libcairo2-dev nlohmann-json3-dev fonts-dejavu-core
+  # the real image set of the image example and its tests (/usr/share/datasets/fashion-mnist)
+  dataset-fashion-mnist
   # Python side of the TorchScript export check (torch.jit.load) and .npy checks
   python3-torch python3-numpy
   # a real Prometheus server for the observability integration test

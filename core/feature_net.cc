@@ -1,0 +1,3 @@
+#include "core/feature_net.h"
+
+namespace vsdm::core {}  // namespace vsdm::core

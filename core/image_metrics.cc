@@ -1,0 +1,3 @@
+#include "core/image_metrics.h"
+
+namespace vsdm::core {}  // namespace vsdm::core

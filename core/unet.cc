@@ -1,0 +1,3 @@
+#include "core/unet.h"
+
+namespace vsdm::core {}  // namespace vsdm::core

@@ -1,0 +1,3 @@
+#include "core/feature_net.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "core/image_data.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "core/image_metrics.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "core/image_plot.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "core/unet.h"
+
+#include <gtest/gtest.h>
