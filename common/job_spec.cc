@@ -19,8 +19,11 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.String("name", s.name, 128);
   v.String("owner", s.owner, 64);
   v.Int("priority", s.priority, -1000, 1000);
-  v.Choice("problem.dataset", s.problem.dataset, {"spiral", "checkerboard", "gaussian", "moons", "eight_gaussians"});
+  v.Choice("problem.dataset", s.problem.dataset,
+           {"spiral", "checkerboard", "gaussian", "moons", "eight_gaussians", "fashion_mnist", "digits", "images:"});
   v.DoubleList("problem.scale", s.problem.scale, 1, 2, 1e-3, 1e3);
+  v.Double("problem.test_fraction", s.problem.test_fraction, 0.01, 0.5);
+  v.Int("problem.train_limit", s.problem.train_limit, 0, int64_t{1} << 40);
   v.Choice("method", s.method, {"vsdm", "dsm", "vsmd"});
   v.Double("diffusion.beta_min", s.diffusion.beta_min, 1e-4, 100.0);
   v.Double("diffusion.beta_max", s.diffusion.beta_max, 1e-3, 1000.0);
@@ -42,10 +45,15 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.Double("momentum.gamma", s.momentum.gamma, 0.01, 100.0);
   v.Double("momentum.damping", s.momentum.damping, 0.05, 1.0);
   v.Double("momentum.c_init", s.momentum.c_init, -2.0, 0.5);
-  v.Choice("model.arch", s.model.arch, {"toy_resnet", "mlp"});
+  v.Choice("model.arch", s.model.arch, {"toy_resnet", "mlp", "unet"});
   v.Int("model.hidden", s.model.hidden, 8, 4096);
   v.Choice("model.parameterization", s.model.parameterization, {"policy", "eps"});
   v.Bool("model.input_scaling", s.model.input_scaling);
+  v.Int("model.channels", s.model.channels, 4, 1024);
+  v.DoubleList("model.channel_mult", s.model.channel_mult, 1, 5, 1, 16);
+  v.Int("model.res_blocks", s.model.res_blocks, 1, 8);
+  v.Bool("model.attention", s.model.attention);
+  v.Double("model.dropout", s.model.dropout, 0.0, 0.9);
   v.Int("train.rounds", s.train.rounds, 1, 1000000);
   v.Int("train.steps_per_round", s.train.steps_per_round, 1, 10000000);
   v.Int("train.batch_points", s.train.batch_points, 1, 1048576);
@@ -54,8 +62,10 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.Double("train.ema", s.train.ema, 0.0, 0.999999);
   v.Int("train.seed", s.train.seed, 0, (int64_t{1} << 62));
   v.Int("train.checkpoint_every", s.train.checkpoint_every, 1, 1000000);
+  v.Double("train.grad_clip", s.train.grad_clip, 0.0, 1e6);
   v.Int("sample.n", s.sample.n, 1, 10000000);
   v.Choice("sample.solver", s.sample.solver, {"heun", "euler", "sde"});
+  v.String("sample.classifier", s.sample.classifier, 4096);
   v.Int("resources.trainers", s.resources.trainers, 1, 1024);
   v.Choice("resources.device", s.resources.device, {"cpu", "cuda"});
   v.Int("resources.max_restarts", s.resources.max_restarts, 0, 100);
@@ -82,10 +92,14 @@ class RangeChecker : public JobSpecVisitor {
     if (v.size() > max_len) Fail(absl::StrCat(path, ": must be at most ", max_len, " characters, got ", v.size()));
   }
   void Choice(const char* path, std::string& v, const std::vector<std::string>& choices) override {
+    std::vector<std::string> shown;
     for (const auto& c : choices) {
-      if (v == c) return;
+      const bool prefix = !c.empty() && c.back() == ':';
+      if (v == c && !prefix) return;
+      if (prefix && absl::StartsWith(v, c) && v.size() > c.size() && v.size() <= 4096) return;
+      shown.push_back(prefix ? c + "<path>" : c);
     }
-    Fail(absl::StrCat(path, ": must be one of ", absl::StrJoin(choices, " | "), ", got \"", v, "\""));
+    Fail(absl::StrCat(path, ": must be one of ", absl::StrJoin(shown, " | "), ", got \"", v, "\""));
   }
   void DoubleList(const char* path, std::vector<double>& v, size_t min_len, size_t max_len, double lo,
                   double hi) override {
@@ -250,6 +264,31 @@ class JsonWriter : public JobSpecVisitor {
 
 }  // namespace
 
+bool IsImageDatasetName(const std::string& dataset) {
+  return dataset == "fashion_mnist" || dataset == "digits" || absl::StartsWith(dataset, "images:");
+}
+
+namespace {
+// The rules between the model and the data.
+absl::Status ValidateModelForData(const JobSpec& spec) {
+  const bool images = IsImageDatasetName(spec.problem.dataset);
+  for (size_t i = 0; i < spec.model.channel_mult.size(); ++i) {
+    const double m = spec.model.channel_mult[i];
+    if (m != static_cast<double>(static_cast<int64_t>(m)))
+      return absl::InvalidArgumentError(
+          absl::StrCat("model.channel_mult[", i, "]: must be a whole number, got ", FormatDouble(m)));
+  }
+  if (spec.model.arch == "unet" && !images)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.arch: unet needs an image dataset (problem.dataset fashion_mnist | digits | images:<path>), got \"",
+        spec.problem.dataset, "\""));
+  if (images && spec.method == "vsmd")
+    return absl::InvalidArgumentError(
+        "method: vsmd is not supported on image datasets yet (use vsdm or dsm with variational.form: diagonal)");
+  return absl::OkStatus();
+}
+}  // namespace
+
 absl::Status ValidateJobSpec(const JobSpec& spec) {
   JobSpec copy = spec;
   RangeChecker checker;
@@ -272,7 +311,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat(
         "momentum.c_init: must be <= (1 - variational.d_min)/2 = ", FormatDouble(0.5 * (1.0 - spec.variational.d_min)),
         " so the process stays damped, got ", FormatDouble(spec.momentum.c_init)));
-  return absl::OkStatus();
+  return ValidateModelForData(spec);
 }
 
 namespace {

@@ -14,8 +14,13 @@
 namespace vsdm {
 
 struct ProblemSpec {
-  std::string dataset = "spiral";          // spiral | checkerboard | gaussian | moons | eight_gaussians
+  // 2-D toy sets: spiral | checkerboard | gaussian | moons | eight_gaussians; images:
+  // fashion_mnist (Debian dataset-fashion-mnist) | digits (8x8, vendored) | images:<path> (IDX,
+  // .npy or a folder of PNG files on the worker).
+  std::string dataset = "spiral";
   std::vector<double> scale = {1.0, 1.0};  // per-axis scale for toy sets
+  double test_fraction = 0.1;              // images without an official split: held-out share
+  int64_t train_limit = 0;                 // images: use only the first N training images (0: all)
 };
 
 struct DiffusionSpec {
@@ -50,10 +55,16 @@ struct MomentumSpec {
 };
 
 struct ModelSpec {
-  std::string arch = "toy_resnet";  // toy_resnet | mlp
-  int64_t hidden = 256;
+  std::string arch = "toy_resnet";          // toy_resnet | mlp (points) | unet (images)
+  int64_t hidden = 256;                     // toy_resnet / mlp width
   std::string parameterization = "policy";  // policy | eps
   bool input_scaling = true;                // scale net input per axis by 1/std(x_t) (EDM c_in)
+  // unet only (core/unet.h):
+  int64_t channels = 32;                         // width of the first level
+  std::vector<double> channel_mult = {1, 2, 2};  // whole-number width multiplier per level
+  int64_t res_blocks = 1;                        // residual blocks per level
+  bool attention = true;                         // self-attention at the lowest resolution
+  double dropout = 0.1;
 };
 
 struct TrainSpec {
@@ -65,11 +76,15 @@ struct TrainSpec {
   double ema = 0.99;
   int64_t seed = 42;
   int64_t checkpoint_every = 10;
+  double grad_clip = 0.0;  // clip the global gradient norm to this (0: off)
 };
 
 struct SampleSpec {
   int64_t n = 10000;
   std::string solver = "heun";  // heun | euler | sde
+  // images: the feature-net weights for the quality figures (vsdm-featnet writes them); empty:
+  // the worker's cache (trained there on first use, then reused).
+  std::string classifier;
 };
 
 struct ResourcesSpec {
@@ -102,7 +117,8 @@ class JobSpecVisitor {
   virtual void Bool(const char* path, bool& v) = 0;
   // Free text of at most `max_len` characters.
   virtual void String(const char* path, std::string& v, size_t max_len) = 0;
-  // Exactly one of `choices`.
+  // Exactly one of `choices`; a choice that ends in ':' (e.g. "images:") stands for that prefix
+  // followed by any non-empty text (the whole value at most 4096 characters).
   virtual void Choice(const char* path, std::string& v, const std::vector<std::string>& choices) = 0;
   // A list of `min_len`..`max_len` numbers each in [lo, hi].
   virtual void DoubleList(const char* path, std::vector<double>& v, size_t min_len, size_t max_len, double lo,
@@ -111,6 +127,9 @@ class JobSpecVisitor {
 
 // Calls `v` once for every field of `spec`, in a fixed order, with its range.
 void VisitJobSpecFields(JobSpec& spec, JobSpecVisitor& v);
+
+// Whether `dataset` names an image source (fashion_mnist, digits, images:<path>).
+bool IsImageDatasetName(const std::string& dataset);
 
 // Parses YAML text into a spec, starting from the defaults. Refuses (INVALID_ARGUMENT, the
 // message naming the key path) an unknown key, a wrong type or a value out of range, and

@@ -48,6 +48,9 @@ class NonDefaultSetter : public JobSpecVisitor {
     const double f = Frac();
     v.assign(max_len, 0.0);
     for (size_t i = 0; i < max_len; ++i) v[i] = lo + (hi - lo) * f / static_cast<double>(i + 1);
+    // Whole-number bounds mark a list of counts (model.channel_mult): keep the values whole.
+    if (lo == static_cast<double>(static_cast<int64_t>(lo)) && hi == static_cast<double>(static_cast<int64_t>(hi)))
+      for (size_t i = 0; i < max_len; ++i) v[i] = std::max(lo, static_cast<double>(static_cast<int64_t>(v[i] + 0.5)));
   }
 
  private:

@@ -89,6 +89,34 @@ TEST(JobSpecTest, RefusesCrossFieldInconsistency) {
   EXPECT_NE(std::string(s.status().message()).find("diffusion.beta_max"), std::string::npos);
 }
 
+// The message of the spec `yaml` is refused with (empty when it is accepted).
+std::string Refusal(const std::string& yaml) {
+  auto s = ParseJobSpecYaml(yaml);
+  if (s.ok()) return "";
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(s.status().message());
+}
+
+TEST(JobSpecTest, ImageDatasetsAndTheirPathForm) {
+  EXPECT_EQ(Refusal("problem: {dataset: fashion_mnist}\nmodel: {arch: unet}\nvariational: {form: diagonal}"), "");
+  EXPECT_EQ(Refusal("problem: {dataset: digits}"), "");
+  EXPECT_EQ(Refusal("problem: {dataset: 'images:/data/my faces'}\nmodel: {arch: unet}"), "");
+  EXPECT_TRUE(IsImageDatasetName("images:/x") && IsImageDatasetName("digits") && !IsImageDatasetName("spiral"));
+  const std::string bare = Refusal("problem: {dataset: 'images:'}");
+  EXPECT_TRUE(absl::StrContains(bare, "problem.dataset: must be one of") && absl::StrContains(bare, "images:<path>"))
+      << bare;
+  EXPECT_TRUE(absl::StrContains(Refusal("problem: {dataset: cifar10}"), "got \"cifar10\""));
+  EXPECT_TRUE(absl::StartsWith(Refusal("problem: {test_fraction: 0.9}"), "problem.test_fraction: must be in"));
+}
+
+TEST(JobSpecTest, RefusesAModelThatDoesNotFitTheData) {
+  EXPECT_TRUE(absl::StartsWith(Refusal("model: {arch: unet}"), "model.arch: unet needs an image dataset"));
+  EXPECT_TRUE(absl::StartsWith(Refusal("problem: {dataset: digits}\nmodel: {arch: unet, channel_mult: [1, 2.5]}"),
+                               "model.channel_mult[1]: must be a whole number"));
+  EXPECT_TRUE(absl::StartsWith(Refusal("problem: {dataset: digits}\nmethod: vsmd"), "method: vsmd is not supported"));
+  EXPECT_TRUE(absl::StartsWith(Refusal("model: {dropout: 1.5}"), "model.dropout: must be in"));
+}
+
 TEST(JobSpecTest, ShippedExamplesParse) {
   for (const char* f :
        {"examples/spiral.yaml", "examples/checkerboard.yaml", "examples/spiral-dsm.yaml",
