@@ -89,6 +89,9 @@ std::vector<std::string> TrainArgs::ToArgv(const std::string& binary) const {
   if (pg_timeout_seconds != d.pg_timeout_seconds)
     a.insert(a.end(), {"--pg-timeout", absl::StrFormat("%.17g", pg_timeout_seconds)});
   if (!bind.empty()) a.insert(a.end(), {"--bind", bind});
+  if (!data_dir.empty()) a.insert(a.end(), {"--data-dir", data_dir});
+  if (!fashion_mnist_dir.empty()) a.insert(a.end(), {"--fashion-mnist-dir", fashion_mnist_dir});
+  if (!cache_dir.empty()) a.insert(a.end(), {"--cache-dir", cache_dir});
   return a;
 }
 
@@ -111,6 +114,11 @@ absl::StatusOr<ParsedTrainArgs> ParseTrainArgs(const std::vector<std::string>& a
   app.add_option("--bind", o.bind,
                  "distributed: address Gloo binds (default: 127.0.0.1 for a loopback store, "
                  "else $GLOO_SOCKET_IFNAME or the hostname)");
+  app.add_option("--data-dir", o.data_dir,
+                 "built-in datasets (data/images/digits8x8.csv.gz); default: the source tree's data/");
+  app.add_option("--fashion-mnist-dir", o.fashion_mnist_dir,
+                 "Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)");
+  app.add_option("--cache-dir", o.cache_dir, "feature-net cache (default $XDG_CACHE_HOME/vsdm or ~/.cache/vsdm)");
   app.set_version_flag("--version", std::string("vsdm-train ") + VSDM_VERSION);
   std::vector<std::string> rev(argv.rbegin(), argv.rend());  // CLI11 takes them last first
   if (!rev.empty()) rev.pop_back();                          // argv[0]

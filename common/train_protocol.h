@@ -64,6 +64,12 @@ struct TrainArgs {
   int attempt = 0;                 // --attempt: attempt number (logs, store prefix)
   double pg_timeout_seconds = 60;  // --pg-timeout: before a collective with a dead peer fails
   std::string bind;                // --bind: the address Gloo binds
+  // Where the built-in datasets and the feature-net cache live on this worker (empty: the
+  // defaults vsdm-train resolves: the source tree's data/, /usr/share/datasets/fashion-mnist,
+  // $XDG_CACHE_HOME/vsdm or ~/.cache/vsdm).
+  std::string data_dir;           // --data-dir
+  std::string fashion_mnist_dir;  // --fashion-mnist-dir
+  std::string cache_dir;          // --cache-dir
 
   // argv for exec: `binary` first, then every field that differs from its default.
   std::vector<std::string> ToArgv(const std::string& binary) const;

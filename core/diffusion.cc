@@ -5,7 +5,7 @@
 namespace vsdm::core {
 
 KernelTable BuildKernelTable(const BetaSchedule& schedule, const TimeGrid& grid, const torch::Tensor& A,
-                             const torch::Tensor& data_cov) {
+                             const torch::Tensor& data_cov, torch::ScalarType dtype) {
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const int64_t n = grid.steps + 1;
   std::vector<double> ts(n), betas(n), bints(n);
@@ -30,20 +30,21 @@ KernelTable BuildKernelTable(const BetaSchedule& schedule, const TimeGrid& grid,
 
   KernelTable tab;
   tab.grid = grid;
-  tab.t = torch::tensor(ts, f64).to(torch::kFloat32);
-  tab.beta = torch::tensor(betas, f64).to(torch::kFloat32);
-  tab.sqrt_beta = torch::tensor(betas, f64).sqrt().to(torch::kFloat32);
-  tab.mean = km.mean.to(torch::kFloat32);
-  tab.chol = km.chol.to(torch::kFloat32);
+  tab.t = torch::tensor(ts, f64).to(dtype);
+  tab.beta = torch::tensor(betas, f64).to(dtype);
+  tab.sqrt_beta = torch::tensor(betas, f64).sqrt().to(dtype);
+  tab.mean = km.mean.to(dtype);
+  tab.chol = km.chol.to(dtype);
   torch::Tensor eye = torch::eye(d, f64).expand({n, d, d});
   // L^{-T}: solve L^T X = I.
-  tab.chol_inv_t = torch::linalg_solve_triangular(km.chol.transpose(1, 2), eye, /*upper=*/true).to(torch::kFloat32);
-  tab.input_scale = data_cov.defined() ? marg_var.rsqrt().to(torch::kFloat32) : torch::ones({n, d}, torch::kFloat32);
-  tab.A = A64.to(torch::kFloat32);
-  tab.D = D64.to(torch::kFloat32);
+  tab.chol_inv_t = torch::linalg_solve_triangular(km.chol.transpose(1, 2), eye, /*upper=*/true).to(dtype);
+  tab.input_scale =
+      data_cov.defined() ? marg_var.rsqrt().to(dtype) : torch::ones({n, d}, torch::TensorOptions().dtype(dtype));
+  tab.A = A64.to(dtype);
+  tab.D = D64.to(dtype);
   tab.A64 = A64;
   tab.prior_cov64 = km.cov[n - 1];
-  tab.prior_chol = km.chol[n - 1].to(torch::kFloat32);
+  tab.prior_chol = km.chol[n - 1].to(dtype);
   return tab;
 }
 

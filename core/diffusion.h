@@ -44,7 +44,8 @@ struct KernelTable {
 // Builds the table for `A` (float64; [d, d] full, or [d] for the diagonal form).
 // `data_cov` ([d, d] float64, may be undefined) is the data covariance used for the input
 // scale: std of x_t per axis = sqrt(diag(M C0 M^T + Sigma)).
+// `dtype`: the tables' type (float32 for training; float64 for the tests that compare paths).
 KernelTable BuildKernelTable(const BetaSchedule& schedule, const TimeGrid& grid, const torch::Tensor& A,
-                             const torch::Tensor& data_cov);
+                             const torch::Tensor& data_cov, torch::ScalarType dtype = torch::kFloat32);
 
 }  // namespace vsdm::core

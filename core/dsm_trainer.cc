@@ -66,6 +66,7 @@ double DsmTrainer::ComputeGradients(const torch::Tensor& x0, const torch::Tensor
 }
 
 void DsmTrainer::ApplyGradients() {
+  if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(net_->parameters(), options_.grad_clip);
   opt_->step();
   ++steps_;
   torch::NoGradGuard guard;

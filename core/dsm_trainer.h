@@ -17,6 +17,7 @@ struct DsmTrainerOptions {
   double lr = 1e-3;   // AdamW learning rate
   double ema = 0.99;  // EMA decay (with warm-up min(ema, (1+n)/(10+n)))
   int64_t times_per_point = 1;
+  double grad_clip = 0.0;  // clip the global gradient norm before each step (0: off)
 };
 
 // The DSM pair of spec §2 for data x0 [n, d] and noise eps [n, d] with per-row kernel
@@ -51,7 +52,8 @@ class DsmTrainer {
                           const KernelTable& table);
   // The same under any forward process (its own loss and draws).
   double ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const Process& process);
-  // One AdamW step with the current gradients, then the EMA update.
+  // One AdamW step with the current gradients (norm-clipped to grad_clip when set), then the EMA
+  // update.
   void ApplyGradients();
 
   ScoreNet& net() { return net_; }

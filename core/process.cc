@@ -1,5 +1,6 @@
 #include "core/process.h"
 
+#include "core/diagonal_process.h"
 #include "core/dsm_trainer.h"
 #include "core/torchscript_export.h"
 
@@ -137,7 +138,19 @@ std::unique_ptr<ProcessFamily> MakeVsmdFamily(int64_t dim, const VsmdProcessOpti
   return std::make_unique<VsmdFamily>(dim, o);
 }
 
-std::unique_ptr<ProcessFamily> MakeProcessFamily(const JobSpec& spec, int64_t dim, const torch::Tensor& data_cov) {
+std::unique_ptr<ProcessFamily> MakeProcessFamily(const JobSpec& spec, const DataMoments& data) {
+  const int64_t dim = data.dim;
+  const torch::Tensor& data_cov = data.cov;
+  const BetaSchedule schedule{spec.diffusion.beta_min, spec.diffusion.beta_max, spec.diffusion.beta_r};
+  if (spec.method != "vsmd" && spec.variational.form == "diagonal") {
+    DiagonalProcessOptions o;
+    o.schedule = schedule;
+    o.param = ParseParameterization(spec.model.parameterization);
+    o.times_per_point = spec.train.times_per_point;
+    o.second_moment = data.second_moment;
+    o.image = data.image;
+    return MakeDiagonalVsdmFamily(dim, o);
+  }
   if (spec.method == "vsmd") {
     VsmdProcessOptions o;
     o.momentum = {spec.momentum.beta, spec.momentum.gamma, spec.momentum.damping};
@@ -147,10 +160,9 @@ std::unique_ptr<ProcessFamily> MakeProcessFamily(const JobSpec& spec, int64_t di
     return MakeVsmdFamily(dim, o);
   }
   VsdmProcessOptions o;
-  o.schedule = {spec.diffusion.beta_min, spec.diffusion.beta_max, spec.diffusion.beta_r};
+  o.schedule = schedule;
   o.param = ParseParameterization(spec.model.parameterization);
   o.times_per_point = spec.train.times_per_point;
-  o.diagonal = spec.variational.form == "diagonal";
   o.data_cov = data_cov;
   return MakeVsdmFamily(dim, o);
 }

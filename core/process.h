@@ -78,10 +78,25 @@ struct VsmdProcessOptions {
 };
 std::unique_ptr<ProcessFamily> MakeVsmdFamily(int64_t dim, const VsmdProcessOptions& o);
 
-// The family a validated spec asks for: VSMD for method vsmd, else VSDM (DSM is VSDM with A held
-// at 0 by the caller). The one place outside the job spec that reads `method`. `data_cov` is the
-// data's [d, d] float64 covariance when model.input_scaling is on, undefined otherwise.
-std::unique_ptr<ProcessFamily> MakeProcessFamily(const JobSpec& spec, int64_t dim, const torch::Tensor& data_cov);
+// An image shape for exports and pictures (all zero for point data).
+struct ImageShape {
+  int64_t channels = 0, height = 0, width = 0;
+  bool defined() const { return channels > 0; }
+};
+
+// What the forward process needs to know of the data (float64 moments only when
+// model.input_scaling is on; the dense form reads `cov`, the diagonal form `second_moment`).
+struct DataMoments {
+  int64_t dim = 0;
+  torch::Tensor cov;            // [d, d] centred covariance, or undefined
+  torch::Tensor second_moment;  // [d] E[x0^2] per coordinate, or undefined
+  ImageShape image;             // set for image data
+};
+
+// The family a validated spec asks for: VSMD for method vsmd; VSDM with a vector A for
+// variational.form diagonal (core/diagonal_process.h); else VSDM with a dense A (DSM is VSDM
+// with A held at 0 by the caller). The one place outside the job spec that reads `method`.
+std::unique_ptr<ProcessFamily> MakeProcessFamily(const JobSpec& spec, const DataMoments& data);
 // Whether the method learns the variational parameter (false for dsm: A stays 0).
 bool LearnsVariationalParam(const JobSpec& spec);
 

@@ -14,11 +14,38 @@ std::recursive_mutex& NetInitMutex() {
   return mu;
 }
 
+namespace {
+ScoreNetOptions PointOptions(std::string arch, int64_t dim, int64_t hidden, int64_t out_dim) {
+  ScoreNetOptions o;
+  o.arch = std::move(arch);
+  o.dim = dim;
+  o.hidden = hidden;
+  o.out_dim = out_dim;
+  return o;
+}
+}  // namespace
+
 ScoreNetImpl::ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden, int64_t out_dim)
-    : arch_(std::move(arch)), dim_(dim), hidden_(hidden), out_dim_(out_dim > 0 ? out_dim : dim) {
+    : ScoreNetImpl(PointOptions(std::move(arch), dim, hidden, out_dim)) {}
+
+ScoreNetImpl::ScoreNetImpl(const ScoreNetOptions& options)
+    : options_(options),
+      arch_(options.arch),
+      dim_(options.dim),
+      hidden_(options.hidden),
+      out_dim_(options.out_dim > 0 ? options.out_dim : options.dim) {
   std::lock_guard<std::recursive_mutex> lock(NetInitMutex());
-  TORCH_CHECK(arch_ == "toy_resnet" || arch_ == "mlp", "unknown arch ", arch_);
+  TORCH_CHECK(arch_ == "toy_resnet" || arch_ == "mlp" || arch_ == "unet", "unknown arch ", arch_);
   freqs_ = register_buffer("freqs", EmbeddingFrequencies());
+  if (arch_ == "unet") {
+    const UNetOptions& u = options_.unet;
+    TORCH_CHECK(u.channels * u.height * u.width == dim_ && (u.out_channels == 0 || u.out_channels == u.channels) &&
+                    out_dim_ == dim_,
+                "unet: dim ", dim_, " must equal C H W = ", u.channels * u.height * u.width);
+    unet_ = register_module("unet", UNet(u));
+    return;
+  }
+  const int64_t hidden = hidden_, dim = dim_;
   const bool resnet = arch_ == "toy_resnet";
   t_in_ = register_module("t_in", torch::nn::Linear(torch::nn::LinearOptions(kTimeEmbeddingDim, hidden).bias(resnet)));
   if (resnet) t_out_ = register_module("t_out", torch::nn::Linear(hidden, hidden));
@@ -31,6 +58,7 @@ ScoreNetImpl::ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden, int64_
 }
 
 torch::Tensor ScoreNetImpl::TimeFeatures(const torch::Tensor& t) {
+  if (unet_) return unet_->TimeEmbedding(t.reshape({-1}));
   torch::Tensor arg = (t.reshape({-1, 1}) * kTimeEmbeddingScale) * freqs_;
   torch::Tensor emb = torch::cat({torch::cos(arg), torch::sin(arg)}, 1);
   if (arch_ == "toy_resnet") return t_out_(torch::silu(t_in_(emb)));
@@ -38,6 +66,11 @@ torch::Tensor ScoreNetImpl::TimeFeatures(const torch::Tensor& t) {
 }
 
 torch::Tensor ScoreNetImpl::ForwardFeatures(const torch::Tensor& x, const torch::Tensor& tf) {
+  if (unet_) {
+    const UNetOptions& u = options_.unet;
+    const int64_t b = x.size(0);
+    return unet_->forward(x.reshape({b, u.channels, u.height, u.width}), tf).reshape({b, dim_});
+  }
   if (arch_ == "toy_resnet") {
     // x-branch: Linear, then 3 residual blocks of [Linear -> SiLU] x 3, h = (h + block(h))/sqrt2.
     torch::Tensor h = x_in_(x);
@@ -58,10 +91,12 @@ torch::Tensor ScoreNetImpl::forward(const torch::Tensor& x, const torch::Tensor&
 }
 
 ScoreNet CloneScoreNet(ScoreNet& net) {
-  ScoreNet copy(net->arch(), net->dim(), net->hidden(), net->out_dim());
+  ScoreNet copy(net->options());
   torch::NoGradGuard guard;
   auto src = net->named_parameters();
   for (auto& p : copy->named_parameters()) p.value().copy_(src[p.key()]);
+  auto bufs = net->named_buffers();
+  for (auto& b : copy->named_buffers()) b.value().copy_(bufs[b.key()]);
   return copy;
 }
 

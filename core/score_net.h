@@ -10,6 +10,8 @@
 
 #include <torch/torch.h>
 
+#include "core/unet.h"
+
 namespace vsdm::core {
 
 // Multiplies t in [0, 1] before the sinusoidal embedding (the reference feeds t_idx = t N
@@ -17,11 +19,21 @@ namespace vsdm::core {
 inline constexpr double kTimeEmbeddingScale = 100.0;
 inline constexpr int64_t kTimeEmbeddingDim = 128;
 
+struct ScoreNetOptions {
+  std::string arch = "toy_resnet";  // toy_resnet | mlp | unet
+  int64_t dim = 2;                  // input width (the state)
+  int64_t hidden = 256;             // toy_resnet / mlp width
+  int64_t out_dim = 0;              // output width (0: same as dim)
+  UNetOptions unet;                 // unet: image shape and widths; dim must equal C H W
+};
+
+// Every arch reads and writes flat rows [B, d]; the unet views them as [B, C, H, W] images.
 class ScoreNetImpl : public torch::nn::Module {
  public:
   // `arch`: toy_resnet | mlp. `dim`: input width (the state); `hidden`: width; `out_dim`: output
   // width (0: same as `dim`; VSMD reads (x, v) and outputs the velocity noise only).
   ScoreNetImpl(std::string arch, int64_t dim, int64_t hidden, int64_t out_dim = 0);
+  explicit ScoreNetImpl(const ScoreNetOptions& options);
 
   // Time features for times t ([m] in [0, 1]): [m, hidden].
   torch::Tensor TimeFeatures(const torch::Tensor& t);
@@ -35,13 +47,18 @@ class ScoreNetImpl : public torch::nn::Module {
   int64_t dim() const { return dim_; }
   int64_t out_dim() const { return out_dim_; }
   int64_t hidden() const { return hidden_; }
+  const ScoreNetOptions& options() const { return options_; }
+  // The image network when arch is unet, else null.
+  UNet unet() const { return unet_; }
 
   // The 64 embedding frequencies f_k = exp(-ln(10000) k / 64).
   static torch::Tensor EmbeddingFrequencies();
 
  private:
+  ScoreNetOptions options_;
   std::string arch_;
   int64_t dim_, hidden_, out_dim_;
+  UNet unet_{nullptr};
   torch::Tensor freqs_;  // buffer [64]
   torch::nn::Linear t_in_{nullptr}, t_out_{nullptr}, x_in_{nullptr};
   std::vector<torch::nn::Linear> blocks_;  // toy_resnet: 3 x 3; mlp: 2

@@ -17,6 +17,17 @@ std::string Lin(const std::string& name, const std::string& in) {
 
 // TorchScript source of the network body, mirroring ScoreNetImpl exactly.
 std::string NetSource(ScoreNet& net) {
+  if (net->unet()) {
+    const UNetOptions& u = net->options().unet;
+    return absl::StrCat(
+        "def time_features(self, t: Tensor) -> Tensor:\n"
+        "    return self.unet_time_embedding(t.reshape(-1))\n\n"
+        "def net(self, x: Tensor, tf: Tensor) -> Tensor:\n"
+        "    b = x.size(0)\n"
+        "    return self.unet_forward(x.reshape([b, ",
+        u.channels, ", ", u.height, ", ", u.width, "]), tf).reshape([b, -1])\n\n",
+        net->unet()->TorchScriptSource("unet_"));
+  }
   const bool resnet = net->arch() == "toy_resnet";
   std::string s;
   s += "def time_features(self, t: Tensor) -> Tensor:\n";
@@ -117,11 +128,50 @@ def sample(self, n: int, steps: int = 100) -> Tensor:
     return z[:, :self.dim]
 )TS";
 
+constexpr const char* kDiagonalSource = R"TS(
+def beta(self, t: Tensor) -> Tensor:
+    return self.beta_min + torch.pow(t, self.beta_r) * (self.beta_max - self.beta_min)
+
+def score_flat(self, x: Tensor, t: Tensor) -> Tensor:
+    t = t.reshape(-1).expand(x.size(0)).to(x.dtype)
+    out = self.net(x * self._grid_interp(self.input_scale, t), self.time_features(t))
+    if self.parameterization == "policy":
+        return out / torch.sqrt(self.beta(t)).unsqueeze(1) + x * self.a
+    return -out * self._grid_interp(self.inv_std, t)
+
+def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    """Score s(x, t) of the learned backward process. x: [B, ...] with d values per row; t: [B] or [1]."""
+    return self.score_flat(x.reshape(x.size(0), -1), t).reshape(x.shape)
+
+def ode_drift(self, x: Tensor, t: float) -> Tensor:
+    tt = torch.full([x.size(0)], t, dtype=x.dtype)
+    b = self.beta(tt).unsqueeze(1)
+    return 0.5 * b * (x * self.d + self.score_flat(x, tt))
+
+def sample(self, n: int, steps: int = 100) -> Tensor:
+    """n samples by the Heun probability-flow ODE from N(0, diag(sigma_T^2)) to t_min; images in [0, 1]."""
+    with torch.no_grad():
+        x = torch.randn([n, self.dim]) * self.prior_std
+        h = (1.0 - self.t_min) / steps
+        for i in range(steps):
+            t0 = 1.0 - i * h
+            f0 = self.ode_drift(x, t0)
+            xe = x + h * f0
+            x = x + 0.5 * h * (f0 + self.ode_drift(xe, t0 - h))
+    if self.channels > 0:
+        return ((x.reshape([n, self.channels, self.height, self.width]) + 1.0) * 0.5).clamp(0.0, 1.0)
+    return x
+)TS";
+
 // The parameters of `net` and the attributes every export has.
 void RegisterNet(torch::jit::Module& m, ScoreNet& net, const TimeGrid& grid, int64_t dim, const std::string& method) {
   for (const auto& p : net->named_parameters()) {
     std::string name = absl::StrReplaceAll(p.key(), {{".", "_"}});
     m.register_parameter(name, p.value().detach().clone(), /*is_buffer=*/false);
+  }
+  for (const auto& b : net->named_buffers()) {
+    if (b.key() == "freqs") continue;  // registered below
+    m.register_buffer(absl::StrReplaceAll(b.key(), {{".", "_"}}), b.value().detach().clone());
   }
   m.register_buffer("freqs", ScoreNetImpl::EmbeddingFrequencies());
   m.register_attribute("t_min", c10::FloatType::get(), grid.t_min);
@@ -151,6 +201,33 @@ absl::Status ExportTorchScript(const std::string& path, ScoreNet& net, const Ker
     m.register_attribute("parameterization", c10::StringType::get(),
                          std::string(info.param == Parameterization::kPolicy ? "policy" : "eps"));
     m.define(NetSource(net) + kInterpSource + kCommonSource);
+    std::ostringstream out;
+    m.save(out);
+    return AtomicWriteFile(path, out.str());
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("torchscript export: ", e.what()));
+  }
+}
+
+absl::Status ExportDiagonalTorchScript(const std::string& path, ScoreNet& net, const DiagonalKernelTable& table,
+                                       const DiagonalExportInfo& info) {
+  try {
+    torch::jit::Module m("VsdmDiagonalScoreModel");
+    RegisterNet(m, net, table.grid, table.dim(), info.method);
+    m.register_buffer("a", table.a.to(torch::kFloat32).clone());
+    m.register_buffer("d", table.dvec.to(torch::kFloat32).clone());
+    m.register_buffer("prior_std", table.prior_std.to(torch::kFloat32).clone());
+    m.register_buffer("input_scale", table.input_scale.to(torch::kFloat32).clone());
+    m.register_buffer("inv_std", table.inv_std.to(torch::kFloat32).clone());
+    m.register_attribute("beta_min", c10::FloatType::get(), info.schedule.beta_min);
+    m.register_attribute("beta_max", c10::FloatType::get(), info.schedule.beta_max);
+    m.register_attribute("beta_r", c10::FloatType::get(), info.schedule.r);
+    m.register_attribute("parameterization", c10::StringType::get(),
+                         std::string(info.param == Parameterization::kPolicy ? "policy" : "eps"));
+    m.register_attribute("channels", c10::IntType::get(), info.channels);
+    m.register_attribute("height", c10::IntType::get(), info.height);
+    m.register_attribute("width", c10::IntType::get(), info.width);
+    m.define(NetSource(net) + kInterpSource + kDiagonalSource);
     std::ostringstream out;
     m.save(out);
     return AtomicWriteFile(path, out.str());

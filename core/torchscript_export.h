@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "core/diagonal_process.h"
 #include "core/diffusion.h"
 #include "core/momentum.h"
 #include "core/score_model.h"
@@ -29,5 +30,19 @@ absl::Status ExportTorchScript(const std::string& path, ScoreNet& net, const Ker
 // correlation) and returns the x part; a, c, beta, gamma are attributes.
 absl::Status ExportMomentumTorchScript(const std::string& path, ScoreNet& net, const MomentumTable& table,
                                        const std::string& method);
+
+struct DiagonalExportInfo {
+  BetaSchedule schedule;
+  Parameterization param = Parameterization::kEps;
+  std::string method = "vsdm";
+  int64_t channels = 0, height = 0, width = 0;  // image data: sample() returns [n, C, H, W] in [0, 1]
+};
+
+// The diagonal-A export: forward(x, t) takes x of any shape [B, ...] (d values per row) and
+// returns the score in that shape; sample(n, steps) runs the Heun probability-flow ODE from
+// N(0, diag(sigma_T^2)) and, for image data, returns [n, C, H, W] mapped from [-1, 1] to [0, 1]
+// (else [n, d]); a, d, prior_std are attributes.
+absl::Status ExportDiagonalTorchScript(const std::string& path, ScoreNet& net, const DiagonalKernelTable& table,
+                                       const DiagonalExportInfo& info);
 
 }  // namespace vsdm::core

@@ -119,6 +119,9 @@ TrainArgs EveryArgSet() {
   a.attempt = 6;
   a.pg_timeout_seconds = 12.5;
   a.bind = "10.0.0.7";
+  a.data_dir = "/opt/vsdm/data";
+  a.fashion_mnist_dir = "/data/fm";
+  a.cache_dir = "/var/cache/vsdm";
   return a;
 }
 
@@ -136,6 +139,9 @@ void ExpectSameArgs(const TrainArgs& a, const TrainArgs& b) {
   EXPECT_EQ(a.attempt, b.attempt);
   EXPECT_EQ(a.pg_timeout_seconds, b.pg_timeout_seconds);
   EXPECT_EQ(a.bind, b.bind);
+  EXPECT_EQ(a.data_dir, b.data_dir);
+  EXPECT_EQ(a.fashion_mnist_dir, b.fashion_mnist_dir);
+  EXPECT_EQ(a.cache_dir, b.cache_dir);
 }
 
 TEST(TrainProtocolTest, ArgvRoundTripsEveryField) {

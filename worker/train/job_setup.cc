@@ -1,6 +1,9 @@
 #include "worker/train/job_setup.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "core/epoch_sampler.h"
+#include "core/unet.h"
 
 namespace vsdm::worker {
 
@@ -24,36 +27,124 @@ torch::Generator MakeRoundGenerator(const JobSpec& spec, Stream s, int64_t rank,
   return at::make_generator<at::CPUGeneratorImpl>(h);
 }
 
+namespace {
+
+core::UNetOptions UNetOptionsOf(const JobSpec& spec, const core::ImageShape& image) {
+  core::UNetOptions u;
+  u.channels = image.channels;
+  u.height = image.height;
+  u.width = image.width;
+  u.base = spec.model.channels;
+  u.mult.assign(spec.model.channel_mult.begin(), spec.model.channel_mult.end());
+  u.res_blocks = spec.model.res_blocks;
+  u.attention = spec.model.attention;
+  u.dropout = spec.model.dropout;
+  u.groups = std::min<int64_t>(8, spec.model.channels);
+  return u;
+}
+
+// Loads the spec's image set and checks that the model fits it.
+absl::Status LoadImages(const JobSpec& spec, const core::ImageDataPaths& paths, JobSetup& s) {
+  VSDM_ASSIGN_OR_RETURN(core::ImageData data,
+                        core::LoadImageData(spec.problem.dataset, paths, spec.problem.test_fraction,
+                                            static_cast<uint64_t>(spec.train.seed)));
+  // The whole training split stays loaded (the feature net trains on all of it); the job trains
+  // on the first train_limit images.
+  s.train_items =
+      spec.problem.train_limit > 0 ? std::min(spec.problem.train_limit, data.train.size()) : data.train.size();
+  if (s.train_items < spec.resources.trainers)
+    return absl::InvalidArgumentError(absl::StrCat("problem.dataset: ", data.train.source, ": ", s.train_items,
+                                                   " training images, fewer than resources.trainers (",
+                                                   spec.resources.trainers, ")"));
+  s.image = {data.train.channels(), data.train.height(), data.train.width()};
+  s.images = std::make_shared<const core::ImageData>(std::move(data));
+  if (spec.model.arch == "unet") {
+    const std::string why = core::CheckUNetOptions(UNetOptionsOf(spec, s.image));
+    if (!why.empty())
+      return absl::InvalidArgumentError(absl::StrCat("model: ", why, " (images are ", s.image.channels, "x",
+                                                     s.image.height, "x", s.image.width, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// The data's moments for the input scale (undefined when model.input_scaling is off).
+core::DataMoments MomentsOf(const JobSpec& spec, const JobSetup& s) {
+  core::DataMoments m;
+  m.dim = s.dim();
+  m.image = s.image;
+  if (!spec.model.input_scaling) return m;
+  if (s.images) {
+    torch::Tensor x =
+        s.images->train.images.slice(0, 0, s.train_items).reshape({s.train_items, -1}).to(torch::kFloat64);
+    m.second_moment = (x * x).mean(0);
+    return m;
+  }
+  torch::Generator g = MakeGenerator(spec, Stream::kDataCov);
+  torch::Tensor x = s.dataset->Sample(20000, g).to(torch::kFloat64);
+  torch::Tensor xc = x - x.mean(0, true);
+  m.cov = torch::matmul(xc.t(), xc) / static_cast<double>(x.size(0) - 1);
+  m.second_moment = (x * x).mean(0);
+  return m;
+}
+
+}  // namespace
+
+torch::Tensor JobSetup::TrainBatch(int64_t n, int64_t rank, int64_t world, int64_t step, torch::Generator& gen) const {
+  if (!images) return dataset->Sample(n, gen);
+  const uint64_t seed = static_cast<uint64_t>(spec.train.seed) * 1000003ULL + 0x5eedULL;
+  core::EpochSampler sampler(train_items, world, rank, seed);
+  torch::Tensor idx = sampler.Indices(step * n, n);
+  return images->train.images.index_select(0, idx).reshape({n, -1});
+}
+
 core::ScoreNet JobSetup::MakeNet() const {
   // Initialisation draws from the global generator: see core::NetInitMutex.
   std::lock_guard<std::recursive_mutex> lock(core::NetInitMutex());
   torch::manual_seed(static_cast<uint64_t>(spec.train.seed));
-  return core::ScoreNet(spec.model.arch, family->net_in_dim(), spec.model.hidden, family->net_out_dim());
+  core::ScoreNetOptions o;
+  o.arch = spec.model.arch;
+  o.dim = family->net_in_dim();
+  o.hidden = spec.model.hidden;
+  o.out_dim = family->net_out_dim();
+  if (o.arch == "unet") o.unet = UNetOptionsOf(spec, image);
+  return core::ScoreNet(o);
 }
 
 core::VariationalUpdater JobSetup::MakeUpdater() const {
   return core::VariationalUpdater(InitialParam(), variational_options, family->Objective(variational_options));
 }
 
-absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) {
+core::ImageDataPaths DefaultImageDataPaths() {
+  core::ImageDataPaths paths;
+#ifdef VSDM_DATA_DIR
+  paths.data_dir = VSDM_DATA_DIR;
+#endif
+  return paths;
+}
+
+absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) { return MakeJobSetup(spec, DefaultImageDataPaths()); }
+
+absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec, const core::ImageDataPaths& paths) {
   if (spec.resources.device == "cuda" && !torch::cuda::is_available())
     return absl::FailedPreconditionError("resources.device: cuda requested but no CUDA device");
   JobSetup s;
   s.spec = spec;
-  VSDM_ASSIGN_OR_RETURN(core::ToyDataset ds, core::ToyDataset::Create(spec.problem.dataset, spec.problem.scale));
-  s.dataset = std::make_unique<core::ToyDataset>(std::move(ds));
-  s.grid = {spec.diffusion.t_min, spec.diffusion.steps};
-  torch::Tensor data_cov;  // [d, d] float64 for the input scale, undefined when it is off
-  if (spec.model.input_scaling) {
-    torch::Generator g = MakeGenerator(spec, Stream::kDataCov);
-    torch::Tensor x = s.dataset->Sample(20000, g).to(torch::kFloat64);
-    torch::Tensor xc = x - x.mean(0, true);
-    data_cov = torch::matmul(xc.t(), xc) / static_cast<double>(x.size(0) - 1);
+  if (core::IsImageDataset(spec.problem.dataset)) {
+    VSDM_RETURN_IF_ERROR(LoadImages(spec, paths, s));
+  } else {
+    VSDM_ASSIGN_OR_RETURN(core::ToyDataset ds, core::ToyDataset::Create(spec.problem.dataset, spec.problem.scale));
+    s.dataset = std::make_unique<core::ToyDataset>(std::move(ds));
   }
+  constexpr int64_t kMaxDenseDim = 256;
+  if (spec.variational.form == "full" && spec.method != "vsmd" && s.dim() > kMaxDenseDim)
+    return absl::InvalidArgumentError(absl::StrCat("variational.form: full keeps d x d matrices; d = ", s.dim(),
+                                                   " is over ", kMaxDenseDim, ": use diagonal"));
+  s.grid = {spec.diffusion.t_min, spec.diffusion.steps};
   s.trainer_options.param = core::ParseParameterization(spec.model.parameterization);
   s.trainer_options.lr = spec.train.lr;
   s.trainer_options.ema = spec.train.ema;
   s.trainer_options.times_per_point = spec.train.times_per_point;
+  s.trainer_options.grad_clip = spec.train.grad_clip;
   s.learn_a = core::LearnsVariationalParam(spec);
   auto& v = s.variational_options;
   v.diagonal = spec.variational.form == "diagonal";
@@ -64,7 +155,7 @@ absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) {
   v.d_min = spec.variational.d_min;
   v.adam_steps = spec.variational.adam_steps;
   v.seed = static_cast<int64_t>(spec.train.seed) + 17;
-  s.family = core::MakeProcessFamily(spec, s.dim(), data_cov);
+  s.family = core::MakeProcessFamily(spec, MomentsOf(spec, s));
   return s;
 }
 

@@ -11,6 +11,7 @@
 #include "common/job_spec.h"
 #include "core/diffusion.h"
 #include "core/dsm_trainer.h"
+#include "core/image_data.h"
 #include "core/process.h"
 #include "core/score_net.h"
 #include "core/toy_data.h"
@@ -27,7 +28,11 @@ torch::Generator MakeRoundGenerator(const JobSpec& spec, Stream s, int64_t rank,
 
 struct JobSetup {
   JobSpec spec;
-  std::unique_ptr<core::ToyDataset> dataset;
+  std::unique_ptr<core::ToyDataset> dataset;      // 2-D toy sets (fresh points per draw), or null
+  std::shared_ptr<const core::ImageData> images;  // image sets (finite, with a test split), or null
+  core::ImageShape image;                         // the images' shape (zero for points)
+  int64_t train_items = 0;  // image jobs: the training images used (the first problem.train_limit, or all)
+  std::string cache_dir;    // image jobs: where the feature net is cached (set by main; empty: no cache)
   core::TimeGrid grid;
   core::DsmTrainerOptions trainer_options;
   core::VariationalOptions variational_options;
@@ -35,7 +40,12 @@ struct JobSetup {
   // The forward process (VSDM/DSM or VSMD): the one place the method matters.
   std::shared_ptr<const core::ProcessFamily> family;
 
-  int64_t dim() const { return dataset->dim(); }
+  int64_t dim() const { return images ? images->train.dim() : dataset->dim(); }
+  // The batch of trainer `rank` of `world` at its `step`-th step since the job began: n rows
+  // [n, dim] float32. Toy sets draw fresh points from `gen`; image sets read the rank's own
+  // shard of a per-epoch shuffle (core/epoch_sampler.h), a pure function of the step, so a
+  // resumed job reads what the uninterrupted one would have.
+  torch::Tensor TrainBatch(int64_t n, int64_t rank, int64_t world, int64_t step, torch::Generator& gen) const;
   // A fresh network initialised from the spec's seed (identical on every rank and thread).
   core::ScoreNet MakeNet() const;
   // The variational parameter at round 0 (A = 0 [d, d], or c [d] for VSMD; float64).
@@ -46,8 +56,14 @@ struct JobSetup {
   core::VariationalUpdater MakeUpdater() const;
 };
 
-// INVALID_ARGUMENT when the spec names a dataset this build does not know; FAILED_PRECONDITION
-// when it asks for resources.device cuda and no CUDA device is visible (vsdm-train: exit 2).
+// INVALID_ARGUMENT when the spec names a dataset this build does not know or a file that cannot be
+// read as one (the message names problem.dataset and the file), or a model that does not fit the
+// data; FAILED_PRECONDITION when it asks for resources.device cuda and no CUDA device is visible
+// (vsdm-train: exit 2). `paths`: where the built-in image sets live.
+absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec, const core::ImageDataPaths& paths);
+// The same with DefaultImageDataPaths() (tests, benchmarks).
 absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec);
+// core::ImageDataPaths' defaults with the source tree's data/ as data_dir.
+core::ImageDataPaths DefaultImageDataPaths();
 
 }  // namespace vsdm::worker

@@ -58,6 +58,16 @@ absl::StatusOr<nlohmann::json> GatherSummaries(Comm& world, const nlohmann::json
   return all;
 }
 
+void AddParamSummary(nlohmann::json& h, const torch::Tensor& param) {
+  torch::Tensor p = param.to(torch::kFloat64).contiguous().cpu();
+  if (p.numel() <= 64) {
+    h["A"] = std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+    return;
+  }
+  h["A_summary"] = {
+      {"min", p.min().item<double>()}, {"mean", p.mean().item<double>()}, {"max", p.max().item<double>()}};
+}
+
 std::string TensorChecksum(const torch::Tensor& t) {
   torch::Tensor c = t.contiguous().cpu();
   const auto* p = static_cast<const unsigned char*>(c.data_ptr());

@@ -42,6 +42,10 @@ nlohmann::json RankSummary(const std::string& role, int rank, const std::vector<
 // [E] of Note [Collective order]: every rank's summary to every rank, in rank order.
 absl::StatusOr<nlohmann::json> GatherSummaries(Comm& world, const nlohmann::json& mine);
 
+// Records the variational parameter of a round in history entry `h`: every value as "A" when it
+// has at most 64 (the toy problems), else "A_summary" {min, mean, max} (a per-pixel A).
+void AddParamSummary(nlohmann::json& h, const torch::Tensor& param);
+
 // Hex FNV-1a 64 of a tensor's bytes: how the ranks' copies of A are compared.
 std::string TensorChecksum(const torch::Tensor& t);
 

@@ -54,7 +54,7 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
     trainer.net()->train();
     double loss_sum = 0.0;
     for (int64_t s = 0; s < spec.train.steps_per_round; ++s) {
-      torch::Tensor x0 = setup.dataset->Sample(spec.train.batch_points, gen_data);
+      torch::Tensor x0 = setup.TrainBatch(spec.train.batch_points, 0, 1, r * spec.train.steps_per_round + s, gen_data);
       loss_sum += trainer.ComputeGradients(x0, gen_train, *process);
       trainer.ApplyGradients();
     }
@@ -80,13 +80,13 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
     steps_done += spec.train.steps_per_round;
     const double per_round = (train_total + var_total) / static_cast<double>(r + 1 - start_round);
     rep.eta_sec = per_round * static_cast<double>(rounds - r - 1);
-    history.push_back({{"round", rep.round},
-                       {"loss", rep.loss},
-                       {"a_norm", rep.a_norm},
-                       {"train_sec", rep.train_sec},
-                       {"variational_sec", rep.variational_sec},
-                       {"A", std::vector<double>(updater.A().data_ptr<double>(),
-                                                 updater.A().data_ptr<double>() + updater.A().numel())}});
+    nlohmann::json h = {{"round", rep.round},
+                        {"loss", rep.loss},
+                        {"a_norm", rep.a_norm},
+                        {"train_sec", rep.train_sec},
+                        {"variational_sec", rep.variational_sec}};
+    AddParamSummary(h, updater.A());
+    history.push_back(h);
     if (options.on_round) options.on_round(rep);
     if (IsCheckpointRound(spec, r)) {
       VSDM_RETURN_IF_ERROR(core::SaveCheckpoint(ckpt_dir, r + 1, refs));

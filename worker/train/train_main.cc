@@ -138,6 +138,13 @@ absl::Status CheckWorld(TrainArgs& opt, const vsdm::JobSpec& spec) {
   return absl::OkStatus();
 }
 
+// $XDG_CACHE_HOME/vsdm, else $HOME/.cache/vsdm, else empty (no cache).
+std::string DefaultCacheDir() {
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0') return std::string(x) + "/vsdm";
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') return std::string(h) + "/.cache/vsdm";
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -155,8 +162,12 @@ int main(int argc, char** argv) {
     std::cout << spec->resources.trainers + 1 << "\n";
     return ExitCode(TrainExit::kOk);
   }
-  auto setup = vsdm::worker::MakeJobSetup(*spec);
+  vsdm::core::ImageDataPaths paths = vsdm::worker::DefaultImageDataPaths();
+  if (!opt.data_dir.empty()) paths.data_dir = opt.data_dir;
+  if (!opt.fashion_mnist_dir.empty()) paths.fashion_mnist_dir = opt.fashion_mnist_dir;
+  auto setup = vsdm::worker::MakeJobSetup(*spec, paths);
   if (!setup.ok()) return Fail(TrainExit::kBadInput, std::string(setup.status().message()));
+  setup->cache_dir = opt.cache_dir.empty() ? DefaultCacheDir() : opt.cache_dir;
   if (!opt.standalone) {
     if (absl::Status s = CheckWorld(opt, *spec); !s.ok()) return Fail(TrainExit::kBadInput, std::string(s.message()));
   }

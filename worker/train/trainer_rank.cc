@@ -75,7 +75,7 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
   std::vector<double> extras(1);
   for (int64_t s = 0; s < spec.train.steps_per_round; ++s) {
     c = SteadyClock::now();
-    torch::Tensor x0 = setup_.dataset->Sample(shard, gen_data);
+    torch::Tensor x0 = setup_.TrainBatch(shard, rank_, W_, k * spec.train.steps_per_round + s, gen_data);
     extras[0] = trainer_.ComputeGradients(x0, gen_train, *process_) * weight;  // the global mean loss, summed
     t.compute += SecondsSince(c);
     c = SteadyClock::now();
@@ -112,8 +112,10 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
 double TrainerRank::MeasureStraightness(int64_t k) {
   torch::Generator g = MakeRoundGenerator(setup_.spec, Stream::kEval, rank_, k);
   trainer_.ema_net()->eval();
-  core::SampleResult r = process_->Sample(trainer_.ema_net(), process_->SamplePrior(256, true, g), core::Solver::kHeun,
-                                          g, /*keep_trajectory=*/true);
+  // 256 points for the toy problems; a few images (each path costs 2 N network calls).
+  const int64_t n = setup_.images ? 8 : 256;
+  core::SampleResult r = process_->Sample(trainer_.ema_net(), process_->SamplePrior(n, true, g), core::Solver::kHeun, g,
+                                          /*keep_trajectory=*/true);
   trainer_.net()->train();
   return core::Straightness(r.trajectory);
 }
@@ -185,7 +187,7 @@ absl::StatusOr<nlohmann::json> TrainerRank::Run() {
     timings.push_back(t);
     if (rank_ == 0) {
       nlohmann::json h = t.ToJson();
-      h["A"] = std::vector<double>(A_.data_ptr<double>(), A_.data_ptr<double>() + A_.numel());
+      AddParamSummary(h, A_);
       history.push_back(h);
       // For the worker agent, which forwards it to the coordinator (and `vsdmctl watch`).
       const std::string path = (fs::path(options_.out_dir) / train_protocol::kProgressFile).string();
