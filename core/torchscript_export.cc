@@ -150,14 +150,13 @@ def ode_drift(self, x: Tensor, t: float) -> Tensor:
 
 def sample(self, n: int, steps: int = 100) -> Tensor:
     """n samples by the Heun probability-flow ODE from N(0, diag(sigma_T^2)) to t_min; images in [0, 1]."""
-    with torch.no_grad():
-        x = torch.randn([n, self.dim]) * self.prior_std
-        h = (1.0 - self.t_min) / steps
-        for i in range(steps):
-            t0 = 1.0 - i * h
-            f0 = self.ode_drift(x, t0)
-            xe = x + h * f0
-            x = x + 0.5 * h * (f0 + self.ode_drift(xe, t0 - h))
+    x = torch.randn([n, self.dim]) * self.prior_std
+    h = (1.0 - self.t_min) / steps
+    for i in range(steps):
+        t0 = 1.0 - i * h
+        f0 = self.ode_drift(x, t0).detach()
+        xe = x + h * f0
+        x = (x + 0.5 * h * (f0 + self.ode_drift(xe, t0 - h))).detach()
     if self.channels > 0:
         return ((x.reshape([n, self.channels, self.height, self.width]) + 1.0) * 0.5).clamp(0.0, 1.0)
     return x

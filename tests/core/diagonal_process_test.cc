@@ -141,7 +141,8 @@ TEST(DiagonalFamilyTest, ImageSizedProcessHoldsOnlyVectorsAndExportsImages) {
   EXPECT_EQ(r.x.sizes(), (std::vector<int64_t>{3, 16}));
 
   std::string path = ::testing::TempDir() + "/diag_model.pt";
-  ASSERT_TRUE(process->Export(path, net, "vsdm").ok());
+  absl::Status exported = process->Export(path, net, "vsdm");
+  ASSERT_TRUE(exported.ok()) << exported;
   torch::jit::Module m = torch::jit::load(path);
   torch::Tensor x = torch::randn({4, 1, 4, 4});
   torch::Tensor t = torch::full({4}, process->grid().At(20), torch::kFloat32);
