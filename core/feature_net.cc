@@ -17,7 +17,7 @@ namespace vsdm::core {
 namespace {
 
 constexpr int64_t kFeatureDim = 128;
-constexpr int64_t kPooledSide = 4;
+constexpr int64_t kPooledSide = 7;
 constexpr int64_t kMinSide = 8;
 constexpr int64_t kEvalBatch = 1000;
 constexpr char kMagic[] = "vsdm-feature-net-v1";

@@ -34,15 +34,16 @@ class FeatureNetImpl : public torch::nn::Module {
 
  private:
   int64_t channels_, height_, width_, classes_;
-  // conv3x3(C->32) ReLU maxpool2, conv3x3(32->64) ReLU maxpool2, adaptive avg pool to 4x4,
-  // Linear(1024->128) ReLU = features; Linear(128->classes) = logits. No batch norm, so eval
+  // conv3x3(C->32) ReLU maxpool2, conv3x3(32->64) ReLU maxpool2, adaptive avg pool to 7x7,
+  // Linear(3136->128) ReLU = features; Linear(128->classes) = logits. No batch norm, so eval
   // and train mode compute the same features.
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
   torch::nn::Linear fc_{nullptr}, head_{nullptr};
 };
 TORCH_MODULE(FeatureNet);
 
-// Defaults: measured on Fashion-MNIST (60k train, 10k test) on a 2-core CPU (see featnet_main.cc).
+// Defaults: >= 90% test accuracy on Fashion-MNIST (60k train, 10k test) in about 4 minutes on a
+// 2-core CPU (measured: worker/train/featnet_main.cc).
 struct FeatureNetOptions {
   int64_t epochs = 3;
   int64_t batch = 128;
