@@ -45,6 +45,14 @@ std::string FinalSummary(const v1::Job& j) {
                                           get("energy_distance"), get("energy_distance_floor"), get("pmf_rmse"),
                                           get("pmf_rmse_floor"), get("ode_straightness"), get("wall_seconds")));
   }
+  if (j.state() == v1::JOB_STATE_SUCCEEDED && m.count("fd")) {
+    absl::StrAppend(
+        &out, absl::StrFormat("FD %.2f (floor %.2f, Gaussian %.1f, blurred %.2f), confident %.2f "
+                              "(real %.2f), class TV %.3f, memorisation ratio %.2f, %.0fs\n",
+                              get("fd"), get("fd_floor"), get("fd_gaussian"), get("fd_blur"), get("confident_fraction"),
+                              get("confident_fraction_test"), get("class_tv_from_uniform"), get("memorisation_ratio"),
+                              get("wall_seconds")));
+  }
   return out;
 }
 

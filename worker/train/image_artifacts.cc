@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int64_t kSweepSteps[] = {10, 20, 50, 100};
-constexpr int64_t kSweepSamples = 500;
+constexpr int64_t kSweepSamples = 200;
 constexpr int64_t kChunk = 250;  // samples per sampler call (cache-friendly batches)
 constexpr int64_t kPaths = 8;    // probability-flow paths in the picture
 
@@ -136,13 +136,15 @@ absl::Status WritePicture(const JobSetup& setup, const nlohmann::json& m, const 
 
 }  // namespace
 
-std::string FeatureNetCacheName(const std::string& dataset) {
-  std::string tag = dataset;
+std::string FeatureNetCacheName(const JobSpec& spec, const core::ImageData& data) {
+  std::string tag = spec.problem.dataset;
   if (tag.rfind("images:", 0) == 0) {
     uint64_t h = 1469598103934665603ULL;  // FNV-1a of the path
     for (unsigned char c : tag.substr(7)) h = (h ^ c) * 1099511628211ULL;
     tag = absl::StrFormat("images-%016x", h);
   }
+  if (data.split != "official")
+    absl::StrAppend(&tag, absl::StrFormat("-split%d-%g", spec.train.seed, spec.problem.test_fraction));
   return absl::StrCat("featnet-", absl::StrReplaceAll(tag, {{"/", "_"}}), ".pt");
 }
 
@@ -155,7 +157,7 @@ absl::StatusOr<core::FeatureNet> FeatureNetFor(const JobSetup& setup, core::Feat
   const std::string& given = setup.spec.sample.classifier;
   std::string path = given;
   if (path.empty() && !setup.cache_dir.empty())
-    path = (fs::path(setup.cache_dir) / FeatureNetCacheName(setup.spec.problem.dataset)).string();
+    path = (fs::path(setup.cache_dir) / FeatureNetCacheName(setup.spec, data)).string();
   if (!path.empty() && (!given.empty() || fs::exists(path))) {
     auto net = core::LoadFeatureNet(path, tr.channels(), tr.height(), tr.width(), data.classes, report);
     if (!given.empty() && !net.ok())
@@ -165,7 +167,9 @@ absl::StatusOr<core::FeatureNet> FeatureNetFor(const JobSetup& setup, core::Feat
       return net;
     }
   }
-  // Not cached yet (or unreadable): train it the way vsdm-featnet does, then cache it.
+  // Not cached yet (or unreadable): train it the way vsdm-featnet does, then cache it (with
+  // autograd on, whatever the caller's mode).
+  torch::AutoGradMode grad_on(true);
   VSDM_ASSIGN_OR_RETURN(core::FeatureNet net, core::TrainFeatureNet(data, core::FeatureNetOptions{}, report));
   *source = "trained in this job";
   if (!path.empty()) {
@@ -181,6 +185,8 @@ absl::StatusOr<nlohmann::json> WriteImageArtifacts(const JobSetup& setup, core::
                                                    const nlohmann::json& extra) {
   const JobSpec& spec = setup.spec;
   const auto t_eval = std::chrono::steady_clock::now();
+  // The evaluation runs on trainer 0 alone (the other ranks have finished): all its cores.
+  if (setup.eval_threads > 0) torch::set_num_threads(setup.eval_threads);
   torch::Generator gen = MakeGenerator(spec, Stream::kEval);
   ema_net->eval();
   torch::NoGradGuard no_grad;
@@ -202,7 +208,17 @@ absl::StatusOr<nlohmann::json> WriteImageArtifacts(const JobSetup& setup, core::
     // The memorisation check and the floor look at the images the model trained on.
     core::ImageData seen = *setup.images;
     seen.train = seen.train.Select(torch::arange(setup.train_items, torch::kLong));
-    m["quality"] = QualityJson(core::EvaluateImageQuality(*fnet, samples, seen, gen));
+    const core::ImageQuality q = core::EvaluateImageQuality(*fnet, samples, seen, gen);
+    m["quality"] = QualityJson(q);
+    // Flat copies of the headline figures: the scalars the agent forwards to the coordinator.
+    m["fd"] = q.fd;
+    m["fd_floor"] = q.fd_floor;
+    m["fd_gaussian"] = q.fd_gaussian;
+    m["fd_blur"] = q.fd_blur;
+    m["confident_fraction"] = q.samples.confident_fraction;
+    m["confident_fraction_test"] = q.test.confident_fraction;
+    m["class_tv_from_uniform"] = q.samples.tv_from_uniform;
+    m["memorisation_ratio"] = q.memorisation_ratio;
     StepsSweep(setup, process, ema_net, *fnet, m);
   } else if (fnet.status().code() == absl::StatusCode::kFailedPrecondition) {
     m["classifier"] = {{"source", std::string(fnet.status().message())}};

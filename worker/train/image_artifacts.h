@@ -20,8 +20,10 @@ namespace vsdm::worker {
 absl::StatusOr<core::FeatureNet> FeatureNetFor(const JobSetup& setup, core::FeatureNetReport* report,
                                                std::string* source);
 
-// The file name under the cache directory for `dataset` (problem.dataset): "featnet-<tag>.pt".
-std::string FeatureNetCacheName(const std::string& dataset);
+// The file name under the cache directory for a job's data: "featnet-<dataset tag>.pt", plus the
+// split ("-split<seed>-<test fraction>") for sources without an official one, so a cached net has
+// never seen the job's test images.
+std::string FeatureNetCacheName(const JobSpec& spec, const core::ImageData& data);
 
 // Evaluates `ema_net` under `process` and writes the artifacts into `out_dir`; `extra` is merged
 // into metrics.json. REQUIRES: setup.images is set.

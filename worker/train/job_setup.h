@@ -33,6 +33,7 @@ struct JobSetup {
   core::ImageShape image;                         // the images' shape (zero for points)
   int64_t train_items = 0;  // image jobs: the training images used (the first problem.train_limit, or all)
   std::string cache_dir;    // image jobs: where the feature net is cached (set by main; empty: no cache)
+  int eval_threads = 0;     // image jobs: torch threads for the final evaluation (set by main; 0: as is)
   core::TimeGrid grid;
   core::DsmTrainerOptions trainer_options;
   core::VariationalOptions variational_options;

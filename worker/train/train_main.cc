@@ -53,16 +53,32 @@ vsdm::worker::CommOptions MakeCommOptions(const TrainArgs& opt, const vsdm::JobS
   return co;
 }
 
+// The headline quality figures of metrics.json: image quality for image jobs, else the
+// energy distance and its floor.
+std::string Headline(const nlohmann::json& m) {
+  if (m.contains("quality") && m["quality"].contains("fd")) {
+    const auto& q = m["quality"];
+    return absl::StrFormat("FD %.2f (floor %.2f, Gaussian %.1f, blurred %.2f), confident %.2f (real %.2f)",
+                           q["fd"].get<double>(), q["fd_floor"].get<double>(), q["fd_gaussian"].get<double>(),
+                           q["fd_blur"].get<double>(), q["samples"]["confident_fraction"].get<double>(),
+                           q["test"]["confident_fraction"].get<double>());
+  }
+  if (!m.contains("energy_distance")) return "no quality figures (unlabelled images)";
+  return absl::StrFormat("energy distance %.4f (data floor %.4f), straightness %.3f",
+                         m["energy_distance"].get<double>(), m["energy_distance_floor"].get<double>(),
+                         m["ode_straightness"].get<double>());
+}
+
 void PrintDistributedDone(const TrainArgs& opt, const std::string& who, const nlohmann::json& m) {
   if (opt.rank != 0) {
     std::cout << absl::StrFormat("vsdm-train[%s]: done\n", who);
     return;
   }
   std::cout << absl::StrFormat(
-      "done in %.0fs: energy distance %.4f (data floor %.4f), straightness %.3f, trainer wait-for-A %.1f%%\n"
+      "done in %.0fs: %s, trainer wait-for-A %.1f%%\n"
       "artifacts: %s/{samples.npy,samples.png,metrics.json,model.pt}\n",
-      m["wall_seconds"].get<double>(), m["energy_distance"].get<double>(), m["energy_distance_floor"].get<double>(),
-      m["ode_straightness"].get<double>(), 100.0 * m["distributed"]["wait_for_a_fraction"].get<double>(), opt.out_dir);
+      m["wall_seconds"].get<double>(), Headline(m), 100.0 * m["distributed"]["wait_for_a_fraction"].get<double>(),
+      opt.out_dir);
 }
 
 int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::worker::JobSetup& setup) {
@@ -117,12 +133,12 @@ int RunStandaloneJob(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm
   auto metrics = vsdm::worker::RunStandalone(setup, so);
   if (!metrics.ok()) return Fail(TrainExit::kFailed, metrics.status().ToString());
   const auto& m = *metrics;
-  std::cout << absl::StrFormat(
-      "done in %.0fs: energy distance %.4f (data floor %.4f), PMF-RMSE %.3e (floor %.3e), "
-      "straightness %.3f, transport %.2f\nartifacts: %s/{samples.npy,samples.png,metrics.json,model.pt}\n",
-      m["wall_seconds"].get<double>(), m["energy_distance"].get<double>(), m["energy_distance_floor"].get<double>(),
-      m["pmf_rmse"].get<double>(), m["pmf_rmse_floor"].get<double>(), m["ode_straightness"].get<double>(),
-      m["ode_transport_cost"].get<double>(), opt.out_dir);
+  std::string extra;
+  if (m.contains("pmf_rmse"))
+    extra = absl::StrFormat(", PMF-RMSE %.3e (floor %.3e), transport %.2f", m["pmf_rmse"].get<double>(),
+                            m["pmf_rmse_floor"].get<double>(), m["ode_transport_cost"].get<double>());
+  std::cout << absl::StrFormat("done in %.0fs: %s%s\nartifacts: %s/{samples.npy,samples.png,metrics.json,model.pt}\n",
+                               m["wall_seconds"].get<double>(), Headline(m), extra, opt.out_dir);
   return ExitCode(TrainExit::kOk);
 }
 
@@ -148,6 +164,9 @@ std::string DefaultCacheDir() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Idle OpenMP threads sleep instead of spinning: ranks share cores, and a spinning pool
+  // slows its neighbours several-fold (measured with bench/unet_bench.cc). Before torch starts.
+  setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
   auto parsed = vsdm::train_protocol::ParseTrainArgs(std::vector<std::string>(argv, argv + argc));
   if (!parsed.ok()) return Fail(TrainExit::kBadInput, std::string(parsed.status().message()));
   if (!parsed->help.empty()) {
@@ -175,6 +194,7 @@ int main(int argc, char** argv) {
   const int threads =
       opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::string thread_desc = vsdm::core::ConfigureThreads(threads);
+  setup->eval_threads = threads;
   std::error_code ec;
   std::filesystem::create_directories(opt.out_dir, ec);
   if (ec) return Fail(TrainExit::kFailed, "cannot create " + opt.out_dir + ": " + ec.message());
