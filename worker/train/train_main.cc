@@ -5,6 +5,8 @@
 // Exit codes (train_protocol::TrainExit): 0 done; 1 failed (I/O, internal); 2 bad input (spec,
 // flags), nothing written; 3 a collective failed: a peer died, hung past --pg-timeout, or never
 // joined.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -164,9 +166,13 @@ std::string DefaultCacheDir() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Idle OpenMP threads sleep instead of spinning: ranks share cores, and a spinning pool
-  // slows its neighbours several-fold (measured with bench/unet_bench.cc). Before torch starts.
-  setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
+  // Idle OpenMP threads must sleep, not spin: ranks share cores, and a spinning pool slows its
+  // neighbours several-fold (bench/unet_bench.cc; an image job's evaluation measured 12x slower).
+  // libgomp reads the variable when it is loaded, before main, so set it and exec again.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: carry on, spinning
+  }
   auto parsed = vsdm::train_protocol::ParseTrainArgs(std::vector<std::string>(argv, argv + argc));
   if (!parsed.ok()) return Fail(TrainExit::kBadInput, std::string(parsed.status().message()));
   if (!parsed->help.empty()) {
@@ -194,7 +200,9 @@ int main(int argc, char** argv) {
   const int threads =
       opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::string thread_desc = vsdm::core::ConfigureThreads(threads);
-  setup->eval_threads = threads;
+  // An image job's final evaluation runs on trainer 0 after the other ranks have exited: it takes
+  // every core of the machine, whatever --threads the rank was given.
+  setup->eval_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::error_code ec;
   std::filesystem::create_directories(opt.out_dir, ec);
   if (ec) return Fail(TrainExit::kFailed, "cannot create " + opt.out_dir + ": " + ec.message());
