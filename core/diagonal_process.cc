@@ -93,35 +93,10 @@ torch::Tensor DiagonalPrior(const DiagonalKernelTable& table, int64_t n, bool ad
 
 SampleResult DiagonalSample(const DiagonalKernelTable& tab, const ScoreFn& score, const torch::Tensor& x_T,
                             Solver solver, torch::Generator& gen, bool keep_trajectory) {
-  torch::NoGradGuard no_grad;
-  const int64_t N = tab.grid.steps;
-  const double h = tab.grid.Step();
-  std::vector<torch::Tensor> traj;
-  torch::Tensor x = x_T.clone();
-  if (keep_trajectory) traj.push_back(x);
-  // Probability-flow drift in reverse time: dx/ds = 1/2 beta (D x + s(x, t)), s = T - t (spec §4).
-  auto ode_drift = [&](const torch::Tensor& y, int64_t k) {
-    return 0.5 * tab.beta_host[k] * (y * tab.dvec + score(y, k));
-  };
-  for (int64_t k = N; k >= 1; --k) {
-    const double beta = tab.beta_host[k];
-    if (solver == Solver::kSde) {
-      // x <- x + beta (1/2 D x + s) h + sqrt(beta h) xi.
-      x = x + h * (beta * (0.5 * (x * tab.dvec) + score(x, k)));
-      if (k > 1) x = x + std::sqrt(beta * h) * Noise(x, gen);
-    } else if (solver == Solver::kEuler) {
-      x = x + h * ode_drift(x, k);
-    } else {
-      torch::Tensor f0 = ode_drift(x, k);
-      torch::Tensor xe = x + h * f0;
-      x = x + 0.5 * h * (f0 + ode_drift(xe, k - 1));
-    }
-    if (keep_trajectory) traj.push_back(x);
-  }
-  SampleResult r;
-  r.x = x;
-  if (keep_trajectory) r.trajectory = torch::stack(traj, 0);
-  return r;
+  const torch::Tensor& d = tab.dvec;
+  return IntegrateReverse(
+      tab.grid, tab.beta_host, [&d](const torch::Tensor& y) { return y * d; }, score, x_T, solver, gen,
+      keep_trajectory);
 }
 
 VariationalStats DiagonalVariationalStats(const DiagonalKernelTable& tab, const ScoreFn& score_fn,

@@ -19,25 +19,22 @@ ScoreFn ScoreFnOf(const ScoreModel& model) {
   return [&model](const torch::Tensor& x, int64_t k) { return model.ScoreAt(x, k); };
 }
 
-SampleResult Sample(const KernelTable& tab, const ScoreFn& score, const torch::Tensor& x_T, Solver solver,
-                    torch::Generator& gen, bool keep_trajectory) {
+SampleResult IntegrateReverse(const TimeGrid& grid, const std::vector<double>& beta_k,
+                              const std::function<torch::Tensor(const torch::Tensor&)>& apply_d, const ScoreFn& score,
+                              const torch::Tensor& x_T, Solver solver, torch::Generator& gen, bool keep_trajectory) {
   torch::NoGradGuard no_grad;
-  const int64_t N = tab.grid.steps;
-  const double h = tab.grid.Step();
-  const torch::Tensor Dt = tab.D.t();
+  const int64_t N = grid.steps;
+  const double h = grid.Step();
   std::vector<torch::Tensor> traj;
   torch::Tensor x = x_T.clone();
   if (keep_trajectory) traj.push_back(x);
   // Probability-flow drift in reverse time: dx/ds = 1/2 beta (D x + s(x, t)), s = T - t.
-  auto ode_drift = [&](const torch::Tensor& y, int64_t k) {
-    return 0.5 * tab.beta[k].item<double>() * (torch::matmul(y, Dt) + score(y, k));
-  };
+  auto ode_drift = [&](const torch::Tensor& y, int64_t k) { return 0.5 * beta_k[k] * (apply_d(y) + score(y, k)); };
   for (int64_t k = N; k >= 1; --k) {
-    const double beta = tab.beta[k].item<double>();
+    const double beta = beta_k[k];
     if (solver == Solver::kSde) {
       // x <- x + beta (1/2 D x + s) h + sqrt(beta h) xi.
-      torch::Tensor drift = beta * (0.5 * torch::matmul(x, Dt) + score(x, k));
-      x = x + h * drift;
+      x = x + h * (beta * (0.5 * apply_d(x) + score(x, k)));
       if (k > 1) x = x + std::sqrt(beta * h) * torch::randn(x.sizes(), gen, torch::kFloat32);
     } else if (solver == Solver::kEuler) {
       x = x + h * ode_drift(x, k);
@@ -52,6 +49,16 @@ SampleResult Sample(const KernelTable& tab, const ScoreFn& score, const torch::T
   r.x = x;
   if (keep_trajectory) r.trajectory = torch::stack(traj, 0);
   return r;
+}
+
+SampleResult Sample(const KernelTable& tab, const ScoreFn& score, const torch::Tensor& x_T, Solver solver,
+                    torch::Generator& gen, bool keep_trajectory) {
+  torch::Tensor b = tab.beta.to(torch::kFloat64).contiguous().cpu();  // one host read per call
+  const std::vector<double> beta(b.data_ptr<double>(), b.data_ptr<double>() + b.numel());
+  const torch::Tensor Dt = tab.D.t();
+  return IntegrateReverse(
+      tab.grid, beta, [&Dt](const torch::Tensor& y) { return torch::matmul(y, Dt); }, score, x_T, solver, gen,
+      keep_trajectory);
 }
 
 }  // namespace vsdm::core

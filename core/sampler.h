@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -25,6 +26,13 @@ torch::Tensor SamplePrior(const KernelTable& table, int64_t n, bool adaptive, to
 // The score s(x, t_k) at grid index k, for states x [n, d].
 using ScoreFn = std::function<torch::Tensor(const torch::Tensor& x, int64_t k)>;
 ScoreFn ScoreFnOf(const ScoreModel& model);  // borrows `model`
+
+// The reverse-time loop of spec §4 shared by every linear-drift form: `apply_d(x)` is D x per row
+// (x D^T for a dense D, x * d for a diagonal one), `beta` holds beta(t_k) for k = 0..N on `grid`.
+// Noise is drawn in float32 and promoted. Runs without autograd.
+SampleResult IntegrateReverse(const TimeGrid& grid, const std::vector<double>& beta,
+                              const std::function<torch::Tensor(const torch::Tensor&)>& apply_d, const ScoreFn& score,
+                              const torch::Tensor& x_T, Solver solver, torch::Generator& gen, bool keep_trajectory);
 
 // Integrates from x_T ([n, d]) to t_min on `table`'s grid. The SDE adds no noise on its last
 // step. Runs without autograd.

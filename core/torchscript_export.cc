@@ -87,7 +87,12 @@ def ode_drift(self, x: Tensor, t: float) -> Tensor:
 
 def sample(self, n: int, steps: int = 100) -> Tensor:
     """n samples by the Heun probability-flow ODE from N(0, Sigma_T) to t_min."""
-    x = torch.matmul(torch.randn([n, self.dim]), self.prior_chol.t())
+    return self._heun(torch.matmul(torch.randn([n, self.dim]), self.prior_chol.t()), steps)
+)TS";
+
+// The Heun probability-flow ODE from T to t_min (spec §4) over the module's ode_drift.
+constexpr const char* kHeunSource = R"TS(
+def _heun(self, x: Tensor, steps: int) -> Tensor:
     h = (1.0 - self.t_min) / steps
     for i in range(steps):
         t0 = 1.0 - i * h
@@ -150,13 +155,7 @@ def ode_drift(self, x: Tensor, t: float) -> Tensor:
 
 def sample(self, n: int, steps: int = 100) -> Tensor:
     """n samples by the Heun probability-flow ODE from N(0, diag(sigma_T^2)) to t_min; images in [0, 1]."""
-    x = torch.randn([n, self.dim]) * self.prior_std
-    h = (1.0 - self.t_min) / steps
-    for i in range(steps):
-        t0 = 1.0 - i * h
-        f0 = self.ode_drift(x, t0).detach()
-        xe = x + h * f0
-        x = (x + 0.5 * h * (f0 + self.ode_drift(xe, t0 - h))).detach()
+    x = self._heun(torch.randn([n, self.dim]) * self.prior_std, steps)
     if self.channels > 0:
         return ((x.reshape([n, self.channels, self.height, self.width]) + 1.0) * 0.5).clamp(0.0, 1.0)
     return x
@@ -199,7 +198,7 @@ absl::Status ExportTorchScript(const std::string& path, ScoreNet& net, const Ker
     m.register_attribute("beta_r", c10::FloatType::get(), info.schedule.r);
     m.register_attribute("parameterization", c10::StringType::get(),
                          std::string(info.param == Parameterization::kPolicy ? "policy" : "eps"));
-    m.define(NetSource(net) + kInterpSource + kCommonSource);
+    m.define(NetSource(net) + kInterpSource + kHeunSource + kCommonSource);
     std::ostringstream out;
     m.save(out);
     return AtomicWriteFile(path, out.str());
@@ -226,7 +225,7 @@ absl::Status ExportDiagonalTorchScript(const std::string& path, ScoreNet& net, c
     m.register_attribute("channels", c10::IntType::get(), info.channels);
     m.register_attribute("height", c10::IntType::get(), info.height);
     m.register_attribute("width", c10::IntType::get(), info.width);
-    m.define(NetSource(net) + kInterpSource + kDiagonalSource);
+    m.define(NetSource(net) + kInterpSource + kHeunSource + kDiagonalSource);
     std::ostringstream out;
     m.save(out);
     return AtomicWriteFile(path, out.str());
