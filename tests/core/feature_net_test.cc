@@ -1,7 +1,5 @@
 #include "core/feature_net.h"
 
-#include <zlib.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +8,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "tests/core/digits_fixture.h"
 
 #include "common/file_util.h"
 #include "core/image_metrics.h"
@@ -26,46 +26,7 @@ ImageSet Rows(const ImageSet& s, const torch::Tensor& idx) {
   return out;
 }
 
-// The vendored sklearn digits (1797 8x8 images, 0..16) split 80/20 by a seeded permutation,
-// scaled to [-1, 1]. Parsed here with zlib so the test does not depend on the image loaders.
-ImageData LoadDigits() {
-  const std::string path = std::string(VSDM_SOURCE_DIR) + "/data/images/digits8x8.csv.gz";
-  gzFile f = gzopen(path.c_str(), "rb");
-  EXPECT_NE(f, nullptr) << path;
-  std::string text;
-  char buf[1 << 16];
-  for (int n; f != nullptr && (n = gzread(f, buf, sizeof buf)) > 0;) text.append(buf, n);
-  if (f != nullptr) gzclose(f);
-  std::vector<float> pixels;
-  std::vector<int64_t> labels;
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.empty()) continue;
-    std::istringstream fields(line);
-    std::string v;
-    for (int i = 0; std::getline(fields, v, ','); ++i) {
-      if (i < 64)
-        pixels.push_back(std::stof(v) / 8.0f - 1.0f);
-      else
-        labels.push_back(std::stoll(v));
-    }
-  }
-  const int64_t n = static_cast<int64_t>(labels.size());
-  ImageSet all;
-  all.images = torch::from_blob(pixels.data(), {n, 1, 8, 8}, torch::kFloat32).clone();
-  all.labels = torch::from_blob(labels.data(), {n}, torch::kLong).clone();
-  all.source = path;
-  torch::Generator gen = torch::make_generator<torch::CPUGeneratorImpl>(7);
-  torch::Tensor perm = torch::randperm(n, gen, torch::kLong);
-  const int64_t n_test = n / 5;
-  ImageData data;
-  data.test = Rows(all, perm.narrow(0, 0, n_test));
-  data.train = Rows(all, perm.narrow(0, n_test, n - n_test));
-  data.name = "digits";
-  data.classes = 10;
-  data.split = "seeded 0.2";
-  return data;
-}
+ImageData LoadDigits() { return LoadVendoredDigits(); }
 
 FeatureNetOptions DigitsOptions() {
   FeatureNetOptions o;

@@ -1,7 +1,5 @@
 #include "core/image_metrics.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -10,6 +8,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "tests/core/digits_fixture.h"
 
 #include "core/image_data.h"
 
@@ -179,43 +179,7 @@ TEST(ImageMetricsTest, MedianNearestDistanceEqualsBruteForce) {
   EXPECT_NEAR(MedianNearestDistance(b.narrow(0, 10, 50), b), 0.0, 1e-6);
 }
 
-// The vendored digits, 80/20 by a seeded permutation (parsed here: no dependency on the loaders).
-ImageData LoadDigits() {
-  const std::string path = std::string(VSDM_SOURCE_DIR) + "/data/images/digits8x8.csv.gz";
-  gzFile f = gzopen(path.c_str(), "rb");
-  EXPECT_NE(f, nullptr) << path;
-  std::string text;
-  char buf[1 << 16];
-  for (int n; f != nullptr && (n = gzread(f, buf, sizeof buf)) > 0;) text.append(buf, n);
-  if (f != nullptr) gzclose(f);
-  std::vector<float> pixels;
-  std::vector<int64_t> labels;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream fields(line);
-    std::string v;
-    for (int i = 0; std::getline(fields, v, ','); ++i) {
-      if (i < 64)
-        pixels.push_back(std::stof(v) / 8.0f - 1.0f);
-      else
-        labels.push_back(std::stoll(v));
-    }
-  }
-  const int64_t n = static_cast<int64_t>(labels.size());
-  const torch::Tensor images = torch::from_blob(pixels.data(), {n, 1, 8, 8}, torch::kFloat32).clone();
-  const torch::Tensor lab = torch::from_blob(labels.data(), {n}, torch::kLong).clone();
-  torch::Generator g = Gen(7);
-  const torch::Tensor perm = torch::randperm(n, g, torch::kLong);
-  ImageData data;
-  const torch::Tensor test_idx = perm.narrow(0, 0, n / 5), train_idx = perm.narrow(0, n / 5, n - n / 5);
-  data.test.images = images.index_select(0, test_idx);
-  data.test.labels = lab.index_select(0, test_idx);
-  data.train.images = images.index_select(0, train_idx);
-  data.train.labels = lab.index_select(0, train_idx);
-  data.name = "digits";
-  data.classes = 10;
-  return data;
-}
+ImageData LoadDigits() { return LoadVendoredDigits(); }
 
 TEST(ImageMetricsTest, EvaluateImageQualityOrdersTheReferencePoints) {
   const ImageData data = LoadDigits();
