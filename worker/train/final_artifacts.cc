@@ -18,15 +18,6 @@ namespace vsdm::worker {
 namespace fs = std::filesystem;
 
 namespace {
-// A tensor as nested JSON arrays (a scalar for a 0-d tensor).
-nlohmann::json ToJson(const torch::Tensor& m) {
-  torch::Tensor a = m.to(torch::kFloat64).contiguous();
-  if (a.dim() == 0) return a.item<double>();
-  nlohmann::json out = nlohmann::json::array();
-  for (int64_t i = 0; i < a.size(0); ++i) out.push_back(ToJson(a[i]));
-  return out;
-}
-
 // The sampler step counts of the quality-versus-steps sweep in metrics.json.
 constexpr int64_t kSweepSteps[] = {10, 20, 50, 100};
 constexpr int64_t kSweepPoints = 4000;
@@ -99,7 +90,7 @@ absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::
   m["ode_straightness"] = core::Straightness(ode.trajectory);
   m["ode_transport_cost"] = core::TransportCost(ode.trajectory);
   const auto described = process.Describe();  // A, D, prior_cov (VSMD: c, a, ...)
-  for (const auto& [name, value] : described) m[name] = ToJson(value);
+  for (const auto& [name, value] : described) m[name] = TensorToJson(value);
   StepsSweep(setup, process, ema_net, m);
   m["spec"] = JobSpecToJson(spec);
   for (auto it = extra.begin(); it != extra.end(); ++it) m[it.key()] = it.value();
@@ -111,11 +102,24 @@ absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::
 
   VSDM_RETURN_IF_ERROR(WritePlot(spec, described.front().first, m, data, samples, ode.trajectory,
                                  (fs::path(out_dir) / train_protocol::kSamplesPngFile).string()));
-  // Total wall time = the caller's training time (if given) + this evaluation.
-  m["eval_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count();
-  m["wall_seconds"] = extra.value("wall_seconds_training", 0.0) + m["eval_seconds"].get<double>();
-  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(out_dir) / train_protocol::kMetricsFile).string(), m.dump(2) + "\n"));
+  VSDM_RETURN_IF_ERROR(WriteMetricsFile(m, extra, t_eval, out_dir));
   return m;
+}
+
+nlohmann::json TensorToJson(const torch::Tensor& t) {
+  torch::Tensor a = t.to(torch::kFloat64).contiguous();
+  if (a.dim() == 0) return a.item<double>();
+  nlohmann::json out = nlohmann::json::array();
+  for (int64_t i = 0; i < a.size(0); ++i) out.push_back(TensorToJson(a[i]));
+  return out;
+}
+
+absl::Status WriteMetricsFile(nlohmann::json& m, const nlohmann::json& extra,
+                              std::chrono::steady_clock::time_point eval_start, const std::string& out_dir) {
+  // Total wall time = the caller's training time (if given) + this evaluation.
+  m["eval_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
+  m["wall_seconds"] = extra.value("wall_seconds_training", 0.0) + m["eval_seconds"].get<double>();
+  return AtomicWriteFile((fs::path(out_dir) / train_protocol::kMetricsFile).string(), m.dump(2) + "\n");
 }
 
 }  // namespace vsdm::worker

@@ -12,6 +12,7 @@
 #include "core/image_metrics.h"
 #include "core/image_plot.h"
 #include "core/npy.h"
+#include "worker/train/final_artifacts.h"
 #include "worker/train/round_timing.h"
 
 namespace vsdm::worker {
@@ -23,16 +24,6 @@ constexpr int64_t kSweepSteps[] = {10, 20, 50, 100};
 constexpr int64_t kSweepSamples = 200;
 constexpr int64_t kChunk = 250;  // samples per sampler call (cache-friendly batches)
 constexpr int64_t kPaths = 8;    // probability-flow paths in the picture
-
-// A tensor as nested JSON arrays (a scalar for a 0-d tensor).
-nlohmann::json ToJson(const torch::Tensor& m) {
-  torch::Tensor a = m.to(torch::kFloat64).contiguous();
-  if (a.dim() == 0) return a.item<double>();
-  if (a.dim() == 1) return std::vector<double>(a.data_ptr<double>(), a.data_ptr<double>() + a.numel());
-  nlohmann::json out = nlohmann::json::array();
-  for (int64_t i = 0; i < a.size(0); ++i) out.push_back(ToJson(a[i]));
-  return out;
-}
 
 torch::Tensor AsImages(const JobSetup& setup, const torch::Tensor& flat) {
   return flat.reshape({flat.size(0), setup.image.channels, setup.image.height, setup.image.width});
@@ -229,7 +220,7 @@ absl::StatusOr<nlohmann::json> WriteImageArtifacts(const JobSetup& setup, core::
     return fnet.status();
   }
   const auto described = process.Describe();  // a, d, prior_var
-  for (const auto& [name, value] : described) m[name] = ToJson(value);
+  for (const auto& [name, value] : described) m[name] = TensorToJson(value);
   torch::Tensor d_image = described.size() > 1
                               ? described[1]
                                     .second.to(torch::kFloat32)
@@ -247,9 +238,7 @@ absl::StatusOr<nlohmann::json> WriteImageArtifacts(const JobSetup& setup, core::
   torch::Tensor paths = PathStrip(setup, process, ema_net, &times);
   VSDM_RETURN_IF_ERROR(WritePicture(setup, m, samples01, paths, times, d_image,
                                     (fs::path(out_dir) / train_protocol::kSamplesPngFile).string()));
-  m["eval_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_eval).count();
-  m["wall_seconds"] = extra.value("wall_seconds_training", 0.0) + m["eval_seconds"].get<double>();
-  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(out_dir) / train_protocol::kMetricsFile).string(), m.dump(2) + "\n"));
+  VSDM_RETURN_IF_ERROR(WriteMetricsFile(m, extra, t_eval, out_dir));
   return m;
 }
 
