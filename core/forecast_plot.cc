@@ -1,0 +1,1 @@
+// Implements core/forecast_eval.h (being written).

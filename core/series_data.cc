@@ -1,0 +1,1 @@
+// Implements core/series_data.h (being written).

@@ -1,0 +1,3 @@
+#include "core/forecast_eval.h"
+
+#include <gtest/gtest.h>

@@ -1,0 +1,3 @@
+#include "core/series_data.h"
+
+#include <gtest/gtest.h>
