@@ -20,10 +20,17 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.String("owner", s.owner, 64);
   v.Int("priority", s.priority, -1000, 1000);
   v.Choice("problem.dataset", s.problem.dataset,
-           {"spiral", "checkerboard", "gaussian", "moons", "eight_gaussians", "fashion_mnist", "digits", "images:"});
+           {"spiral", "checkerboard", "gaussian", "moons", "eight_gaussians", "fashion_mnist", "digits", "images:",
+            "weather", "var1", "series:"});
   v.DoubleList("problem.scale", s.problem.scale, 1, 2, 1e-3, 1e3);
   v.Double("problem.test_fraction", s.problem.test_fraction, 0.01, 0.5);
   v.Int("problem.train_limit", s.problem.train_limit, 0, int64_t{1} << 40);
+  v.Int("problem.context", s.problem.context, 1, 100000);
+  v.Int("problem.horizon", s.problem.horizon, 1, 10000);
+  v.String("problem.columns", s.problem.columns, 4096);
+  v.String("problem.log1p", s.problem.log1p, 4096);
+  v.String("problem.test_start", s.problem.test_start, 64);
+  v.Int("problem.eval_stride", s.problem.eval_stride, 1, 1000000);
   v.Choice("method", s.method, {"vsdm", "dsm", "vsmd"});
   v.Double("diffusion.beta_min", s.diffusion.beta_min, 1e-4, 100.0);
   v.Double("diffusion.beta_max", s.diffusion.beta_max, 1e-3, 1000.0);
@@ -45,7 +52,7 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.Double("momentum.gamma", s.momentum.gamma, 0.01, 100.0);
   v.Double("momentum.damping", s.momentum.damping, 0.05, 1.0);
   v.Double("momentum.c_init", s.momentum.c_init, -2.0, 0.5);
-  v.Choice("model.arch", s.model.arch, {"toy_resnet", "mlp", "unet"});
+  v.Choice("model.arch", s.model.arch, {"toy_resnet", "mlp", "unet", "forecast"});
   v.Int("model.hidden", s.model.hidden, 8, 4096);
   v.Choice("model.parameterization", s.model.parameterization, {"policy", "eps"});
   v.Bool("model.input_scaling", s.model.input_scaling);
@@ -268,6 +275,10 @@ bool IsImageDatasetName(const std::string& dataset) {
   return dataset == "fashion_mnist" || dataset == "digits" || absl::StartsWith(dataset, "images:");
 }
 
+bool IsSeriesDatasetName(const std::string& dataset) {
+  return dataset == "weather" || dataset == "var1" || absl::StartsWith(dataset, "series:");
+}
+
 namespace {
 // The rules between the model and the data.
 absl::Status ValidateModelForData(const JobSpec& spec) {
@@ -285,6 +296,17 @@ absl::Status ValidateModelForData(const JobSpec& spec) {
   if (images && spec.method == "vsmd")
     return absl::InvalidArgumentError(
         "method: vsmd is not supported on image datasets yet (use vsdm or dsm with variational.form: diagonal)");
+  const bool series = IsSeriesDatasetName(spec.problem.dataset);
+  if (series != (spec.model.arch == "forecast"))
+    return absl::InvalidArgumentError(
+        series ? absl::StrCat("model.arch: a time series (problem.dataset \"", spec.problem.dataset,
+                              "\") needs model.arch: forecast (a context encoder and a score net over the horizon), got \"",
+                              spec.model.arch, "\"")
+               : absl::StrCat("model.arch: forecast needs a time series (problem.dataset series:<csv> | weather | "
+                              "var1), got \"",
+                              spec.problem.dataset, "\""));
+  if (series && spec.method == "vsmd")
+    return absl::InvalidArgumentError("method: vsmd is not supported on time series yet (use vsdm or dsm)");
   return absl::OkStatus();
 }
 }  // namespace

@@ -16,11 +16,19 @@ namespace vsdm {
 struct ProblemSpec {
   // 2-D toy sets: spiral | checkerboard | gaussian | moons | eight_gaussians; images:
   // fashion_mnist (Debian dataset-fashion-mnist) | digits (8x8, vendored) | images:<path> (IDX,
-  // .npy or a folder of PNG files on the worker).
+  // .npy or a folder of PNG files on the worker); time series (forecasting): series:<csv> (a wide
+  // CSV on the worker) | weather (vendored NOAA daily weather) | var1 (synthetic VAR(1), known law).
   std::string dataset = "spiral";
   std::vector<double> scale = {1.0, 1.0};  // per-axis scale for toy sets
   double test_fraction = 0.1;              // images without an official split: held-out share
   int64_t train_limit = 0;                 // images: use only the first N training images (0: all)
+  // time series only (core/series_data.h):
+  int64_t context = 28;         // C: steps the forecaster sees
+  int64_t horizon = 7;          // H: steps it forecasts
+  std::string columns;          // comma-separated column names; empty: every numeric column but the date
+  std::string log1p = "auto";   // auto (non-negative columns with >= 20% zeros) | none | column names
+  std::string test_start;       // first test row: a date YYYY-MM-DD or a row index; empty: last 20%
+  int64_t eval_stride = 7;      // one test forecast origin every eval_stride steps
 };
 
 struct DiffusionSpec {
@@ -55,12 +63,12 @@ struct MomentumSpec {
 };
 
 struct ModelSpec {
-  std::string arch = "toy_resnet";          // toy_resnet | mlp (points) | unet (images)
+  std::string arch = "toy_resnet";          // toy_resnet | mlp (points) | unet (images) | forecast (series)
   int64_t hidden = 256;                     // toy_resnet / mlp width
   std::string parameterization = "policy";  // policy | eps
   bool input_scaling = true;                // scale net input per axis by 1/std(x_t) (EDM c_in)
   // unet only (core/unet.h):
-  int64_t channels = 32;                         // width of the first level
+  int64_t channels = 32;                         // width of the first level (forecast: of the context encoder)
   std::vector<double> channel_mult = {1, 2, 2};  // whole-number width multiplier per level
   int64_t res_blocks = 1;                        // residual blocks per level
   bool attention = true;                         // self-attention at the lowest resolution
@@ -130,6 +138,8 @@ void VisitJobSpecFields(JobSpec& spec, JobSpecVisitor& v);
 
 // Whether `dataset` names an image source (fashion_mnist, digits, images:<path>).
 bool IsImageDatasetName(const std::string& dataset);
+// Whether `dataset` names a time series (series:<path>, weather, var1).
+bool IsSeriesDatasetName(const std::string& dataset);
 
 // Parses YAML text into a spec, starting from the defaults. Refuses (INVALID_ARGUMENT, the
 // message naming the key path) an unknown key, a wrong type or a value out of range, and

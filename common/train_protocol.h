@@ -28,11 +28,19 @@ inline constexpr char kMetricsFile[] = "metrics.json";
 inline constexpr char kSamplesNpyFile[] = "samples.npy";
 inline constexpr char kSamplesPngFile[] = "samples.png";
 inline constexpr char kModelFile[] = "model.pt";  // TorchScript: torch.jit.load(...)
+// Forecasting jobs (time series) write these instead of samples.npy / samples.png:
+inline constexpr char kForecastsNpyFile[] = "forecasts.npy";  // float32 [W, S, H, D], original units
+inline constexpr char kTargetsNpyFile[] = "targets.npy";      // float32 [W, H, D]
+inline constexpr char kContextsNpyFile[] = "contexts.npy";    // float32 [W, C, D]
+inline constexpr char kForecastPngFile[] = "forecast.png";    // fan charts and the learned A_D
 inline constexpr char kCheckpointDir[] = "checkpoint";
 inline constexpr char kLogsDir[] = "logs";
 // What rank 0 leaves for the user on success; the agent uploads these, `vsdmctl artifacts`
 // downloads them. metrics.json first: it is what the coordinator reads.
-inline constexpr std::array<const char*, 4> kArtifacts = {kMetricsFile, kSamplesNpyFile, kSamplesPngFile, kModelFile};
+// Each is uploaded when present.
+inline constexpr std::array<const char*, 8> kArtifacts = {kMetricsFile,      kSamplesNpyFile,  kSamplesPngFile,
+                                                          kModelFile,        kForecastsNpyFile, kTargetsNpyFile,
+                                                          kContextsNpyFile,  kForecastPngFile};
 
 // "attempt-<attempt>-rank-<rank>.log", under kLogsDir.
 std::string RankLogName(int64_t attempt, int64_t rank);

@@ -35,7 +35,8 @@ ScoreNetImpl::ScoreNetImpl(const ScoreNetOptions& options)
       hidden_(options.hidden),
       out_dim_(options.out_dim > 0 ? options.out_dim : options.dim) {
   std::lock_guard<std::recursive_mutex> lock(NetInitMutex());
-  TORCH_CHECK(arch_ == "toy_resnet" || arch_ == "mlp" || arch_ == "unet", "unknown arch ", arch_);
+  TORCH_CHECK(arch_ == "toy_resnet" || arch_ == "mlp" || arch_ == "unet" || arch_ == "forecast", "unknown arch ",
+              arch_);
   freqs_ = register_buffer("freqs", EmbeddingFrequencies());
   if (arch_ == "unet") {
     const UNetOptions& u = options_.unet;
@@ -45,8 +46,24 @@ ScoreNetImpl::ScoreNetImpl(const ScoreNetOptions& options)
     unet_ = register_module("unet", UNet(u));
     return;
   }
-  const int64_t hidden = hidden_, dim = dim_;
-  const bool resnet = arch_ == "toy_resnet";
+  const int64_t hidden = hidden_;
+  int64_t dim = dim_;
+  const bool resnet = arch_ == "toy_resnet" || arch_ == "forecast";
+  if (arch_ == "forecast") {
+    const ForecastNetOptions& f = options_.forecast;
+    const int64_t hd = f.horizon * f.series;
+    TORCH_CHECK(dim_ == (f.horizon + f.context) * f.series + f.covariates && out_dim_ == hd, "forecast: dim ", dim_,
+                " must equal (H + C) D + F and out_dim ", out_dim_, " H D");
+    for (int i = 0; i < 3; ++i) {
+      const int64_t dil = int64_t{1} << i;
+      enc_.push_back(register_module(
+          "enc" + std::to_string(i),
+          torch::nn::Conv1d(
+              torch::nn::Conv1dOptions(i == 0 ? f.series : f.channels, f.channels, 3).dilation(dil).padding(dil))));
+    }
+    enc_out_ = register_module("enc_out", torch::nn::Linear(f.channels * f.context + f.covariates, hidden));
+    dim = hd;  // the score branch reads the target block
+  }
   t_in_ = register_module("t_in", torch::nn::Linear(torch::nn::LinearOptions(kTimeEmbeddingDim, hidden).bias(resnet)));
   if (resnet) t_out_ = register_module("t_out", torch::nn::Linear(hidden, hidden));
   x_in_ = register_module("x_in", torch::nn::Linear(dim, hidden));
@@ -61,7 +78,7 @@ torch::Tensor ScoreNetImpl::TimeFeatures(const torch::Tensor& t) {
   if (unet_) return unet_->TimeEmbedding(t.reshape({-1}));
   torch::Tensor arg = (t.reshape({-1, 1}) * kTimeEmbeddingScale) * freqs_;
   torch::Tensor emb = torch::cat({torch::cos(arg), torch::sin(arg)}, 1);
-  if (arch_ == "toy_resnet") return t_out_(torch::silu(t_in_(emb)));
+  if (t_out_) return t_out_(torch::silu(t_in_(emb)));
   return t_in_(emb);
 }
 
@@ -71,6 +88,7 @@ torch::Tensor ScoreNetImpl::ForwardFeatures(const torch::Tensor& x, const torch:
     const int64_t b = x.size(0);
     return unet_->forward(x.reshape({b, u.channels, u.height, u.width}), tf).reshape({b, dim_});
   }
+  if (arch_ == "forecast") return ForecastForward(x, tf);
   if (arch_ == "toy_resnet") {
     // x-branch: Linear, then 3 residual blocks of [Linear -> SiLU] x 3, h = (h + block(h))/sqrt2.
     torch::Tensor h = x_in_(x);
@@ -84,6 +102,25 @@ torch::Tensor ScoreNetImpl::ForwardFeatures(const torch::Tensor& x, const torch:
   torch::Tensor h = torch::silu(x_in_(x) + tf);
   for (auto& l : blocks_) h = torch::silu(l(h));
   return head2_(h);
+}
+
+torch::Tensor ScoreNetImpl::ForecastForward(const torch::Tensor& x, const torch::Tensor& tf) {
+  const ForecastNetOptions& f = options_.forecast;
+  const int64_t b = x.size(0), hd = f.horizon * f.series, cd = f.context * f.series;
+  // The context [B, C, D] as channels-first [B, D, C] for the convolutions over time.
+  torch::Tensor c = x.slice(1, hd, hd + cd).reshape({b, f.context, f.series}).transpose(1, 2);
+  c = torch::silu(enc_[0](c));
+  for (size_t i = 1; i < enc_.size(); ++i) c = c + torch::silu(enc_[i](c));
+  torch::Tensor feats = c.reshape({b, -1});
+  if (f.covariates > 0) feats = torch::cat({feats, x.slice(1, hd + cd)}, 1);
+  torch::Tensor h = x_in_(x.slice(1, 0, hd)) + enc_out_(feats) + tf;
+  for (int k = 0; k < 3; ++k) {
+    torch::Tensor r = h;
+    for (int j = 0; j < 3; ++j) r = torch::silu(blocks_[3 * k + j](r));
+    if (f.dropout > 0) r = torch::dropout(r, f.dropout, is_training());
+    h = (h + r) * M_SQRT1_2;
+  }
+  return head2_(torch::silu(head1_(h + tf)));
 }
 
 torch::Tensor ScoreNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {

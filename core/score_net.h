@@ -19,12 +19,24 @@ namespace vsdm::core {
 inline constexpr double kTimeEmbeddingScale = 100.0;
 inline constexpr int64_t kTimeEmbeddingDim = 128;
 
+// The forecasting net (arch `forecast`): rows are packed windows [x_t target H*D | context C*D |
+// covariates F] (core/forecast_process.h). A temporal-convolution encoder (three causal-free 1-D
+// convolutions over the C context steps, dilations 1, 2, 4, residual, SiLU) flattens into a
+// condition embedding; the score branch is the toy_resnet over the H*D target with the condition
+// and the time added at its input, and the time again at its head.
+struct ForecastNetOptions {
+  int64_t horizon = 0, context = 0, series = 0, covariates = 0;  // H, C, D, F
+  int64_t channels = 32;                                          // encoder width
+  double dropout = 0.0;                                           // in the score branch's blocks
+};
+
 struct ScoreNetOptions {
-  std::string arch = "toy_resnet";  // toy_resnet | mlp | unet
+  std::string arch = "toy_resnet";  // toy_resnet | mlp | unet | forecast
   int64_t dim = 2;                  // input width (the state)
   int64_t hidden = 256;             // toy_resnet / mlp width
   int64_t out_dim = 0;              // output width (0: same as dim)
   UNetOptions unet;                 // unet: image shape and widths; dim must equal C H W
+  ForecastNetOptions forecast;      // forecast: dim must equal (H + C) D + F, out_dim H D
 };
 
 // Every arch reads and writes flat rows [B, d]; the unet views them as [B, C, H, W] images.
@@ -60,6 +72,9 @@ class ScoreNetImpl : public torch::nn::Module {
   int64_t dim_, hidden_, out_dim_;
   UNet unet_{nullptr};
   torch::Tensor freqs_;  // buffer [64]
+  std::vector<torch::nn::Conv1d> enc_;  // forecast: the context encoder
+  torch::nn::Linear enc_out_{nullptr};   // forecast: flattened encoder features + covariates -> hidden
+  torch::Tensor ForecastForward(const torch::Tensor& x, const torch::Tensor& tf);
   torch::nn::Linear t_in_{nullptr}, t_out_{nullptr}, x_in_{nullptr};
   std::vector<torch::nn::Linear> blocks_;  // toy_resnet: 3 x 3; mlp: 2
   torch::nn::Linear head1_{nullptr}, head2_{nullptr};

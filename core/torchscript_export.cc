@@ -28,7 +28,8 @@ std::string NetSource(ScoreNet& net) {
         u.channels, ", ", u.height, ", ", u.width, "]), tf).reshape([b, -1])\n\n",
         net->unet()->TorchScriptSource("unet_"));
   }
-  const bool resnet = net->arch() == "toy_resnet";
+  const bool forecast = net->arch() == "forecast";
+  const bool resnet = net->arch() == "toy_resnet" || forecast;
   std::string s;
   s += "def time_features(self, t: Tensor) -> Tensor:\n";
   s += "    arg = (t.reshape(-1, 1) * self.time_scale) * self.freqs\n";
@@ -40,8 +41,21 @@ std::string NetSource(ScoreNet& net) {
   }
   s += "\n";
   s += "def net(self, x: Tensor, tf: Tensor) -> Tensor:\n";
+  if (forecast) {
+    const ForecastNetOptions& f = net->options().forecast;
+    const int64_t hd = f.horizon * f.series, cd = f.context * f.series;
+    s += absl::StrCat("    b = x.size(0)\n    c = x[:, ", hd, ":", hd + cd, "].reshape([b, ", f.context, ", ", f.series,
+                      "]).transpose(1, 2)\n");
+    s += "    c = torch.silu(torch.conv1d(c, self.enc0_weight, self.enc0_bias, 1, 1, 1))\n";
+    s += "    c = c + torch.silu(torch.conv1d(c, self.enc1_weight, self.enc1_bias, 1, 2, 2))\n";
+    s += "    c = c + torch.silu(torch.conv1d(c, self.enc2_weight, self.enc2_bias, 1, 4, 4))\n";
+    s += "    feats = c.reshape([b, -1])\n";
+    if (f.covariates > 0) s += absl::StrCat("    feats = torch.cat([feats, x[:, ", hd + cd, ":]], 1)\n");
+    s += absl::StrCat("    h = ", Lin("x_in", absl::StrCat("x[:, :", hd, "]")), " + ", Lin("enc_out", "feats"),
+                      " + tf\n");
+  }
   if (resnet) {
-    s += "    h = " + Lin("x_in", "x") + "\n";
+    if (!forecast) s += "    h = " + Lin("x_in", "x") + "\n";
     for (int b = 0; b < 3; ++b) {
       s += "    r = h\n";
       for (int j = 0; j < 3; ++j) s += "    r = torch.silu(" + Lin(absl::StrCat("block", 3 * b + j), "r") + ")\n";
@@ -226,6 +240,87 @@ absl::Status ExportDiagonalTorchScript(const std::string& path, ScoreNet& net, c
     m.register_attribute("height", c10::IntType::get(), info.height);
     m.register_attribute("width", c10::IntType::get(), info.width);
     m.define(NetSource(net) + kInterpSource + kHeunSource + kDiagonalSource);
+    std::ostringstream out;
+    m.save(out);
+    return AtomicWriteFile(path, out.str());
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("torchscript export: ", e.what()));
+  }
+}
+
+constexpr const char* kForecastSource = R"TS(
+def beta(self, t: Tensor) -> Tensor:
+    return self.beta_min + torch.pow(t, self.beta_r) * (self.beta_max - self.beta_min)
+
+def forward(self, x: Tensor, cond: Tensor, t: Tensor) -> Tensor:
+    """Score of the standardised horizon block x [B, H*D] given cond [B, C*D + F]; t: [B] or [1]."""
+    b = x.size(0)
+    t = t.reshape(-1).expand(b).to(x.dtype)
+    xr = x.reshape([b, self.horizon, self.series])
+    xin = (xr * self._grid_interp(self.input_scale, t).unsqueeze(1)).reshape([b, -1])
+    out = self.net(torch.cat([xin, cond], 1), self.time_features(t)).reshape([b, self.horizon, self.series])
+    if self.parameterization == "policy":
+        s = out / torch.sqrt(self.beta(t)).reshape([b, 1, 1]) + torch.matmul(xr, self.A.t())
+        return s.reshape([b, -1])
+    linv_t = self._grid_interp(self.chol_inv_t, t)
+    return (-torch.bmm(out, linv_t.transpose(1, 2))).reshape([b, -1])
+
+def ode_drift(self, x: Tensor, cond: Tensor, t: float) -> Tensor:
+    b = x.size(0)
+    tt = torch.full([b], t, dtype=x.dtype)
+    bt = self.beta(tt).reshape([b, 1, 1])
+    xr = x.reshape([b, self.horizon, self.series])
+    s = self.forward(x, cond, tt).reshape([b, self.horizon, self.series])
+    return (0.5 * bt * (torch.matmul(xr, self.D.t()) + s)).reshape([b, -1])
+
+def forecast(self, context: Tensor, covariates: Tensor, samples: int = 100, steps: int = 100) -> Tensor:
+    """Sample paths [n, samples, H, D] in original units, given raw contexts [n, C, D] (original
+    units) and covariates [n, F] (sin, cos of the origin's day of year; [n, 0] when the data has none)."""
+    n = context.size(0)
+    z = context.to(torch.float32)
+    z = torch.where(self.log1p > 0.5, torch.log1p(z.clamp_min(0.0)), z)
+    z = (z - self.value_mean) / self.value_std
+    cond = torch.cat([z.reshape([n, -1]), covariates.to(torch.float32).reshape([n, -1])], 1)
+    cond = cond.repeat_interleave(samples, 0)
+    m = n * samples
+    x = torch.matmul(torch.randn([m * self.horizon, self.series]), self.prior_chol.t()).reshape([m, -1])
+    h = (1.0 - self.t_min) / steps
+    for i in range(steps):
+        t0 = 1.0 - i * h
+        f0 = self.ode_drift(x, cond, t0).detach()
+        xe = x + h * f0
+        x = (x + 0.5 * h * (f0 + self.ode_drift(xe, cond, t0 - h))).detach()
+    y = x.reshape([n, samples, self.horizon, self.series]) * self.value_std + self.value_mean
+    return torch.where(self.log1p > 0.5, torch.expm1(y).clamp_min(0.0), y)
+)TS";
+
+absl::Status ExportForecastTorchScript(const std::string& path, ScoreNet& net, const KernelTable& table,
+                                       const ForecastExportInfo& info) {
+  try {
+    torch::jit::Module m("VsdmForecastModel");
+    RegisterNet(m, net, table.grid, table.dim(), info.method);
+    m.register_buffer("A", table.A.clone());
+    m.register_buffer("D", table.D.clone());
+    m.register_buffer("prior_chol", table.prior_chol.clone());
+    m.register_buffer("input_scale", table.input_scale.clone());
+    m.register_buffer("chol_inv_t", table.chol_inv_t.clone());
+    const int64_t d = info.series;
+    auto vec = [d](const torch::Tensor& v, double fill) {
+      return v.defined() ? v.to(torch::kFloat32).reshape({d}).clone() : torch::full({d}, fill, torch::kFloat32);
+    };
+    m.register_buffer("value_mean", vec(info.value_mean, 0.0));
+    m.register_buffer("value_std", vec(info.value_std, 1.0));
+    m.register_buffer("log1p", vec(info.log1p, 0.0));
+    m.register_attribute("beta_min", c10::FloatType::get(), info.schedule.beta_min);
+    m.register_attribute("beta_max", c10::FloatType::get(), info.schedule.beta_max);
+    m.register_attribute("beta_r", c10::FloatType::get(), info.schedule.r);
+    m.register_attribute("parameterization", c10::StringType::get(),
+                         std::string(info.param == Parameterization::kPolicy ? "policy" : "eps"));
+    m.register_attribute("horizon", c10::IntType::get(), info.horizon);
+    m.register_attribute("context", c10::IntType::get(), info.context);
+    m.register_attribute("series", c10::IntType::get(), info.series);
+    m.register_attribute("covariates", c10::IntType::get(), info.covariates);
+    m.define(NetSource(net) + kInterpSource + kForecastSource);
     std::ostringstream out;
     m.save(out);
     return AtomicWriteFile(path, out.str());

@@ -45,4 +45,20 @@ struct DiagonalExportInfo {
 absl::Status ExportDiagonalTorchScript(const std::string& path, ScoreNet& net, const DiagonalKernelTable& table,
                                        const DiagonalExportInfo& info);
 
+struct ForecastExportInfo {
+  BetaSchedule schedule;
+  Parameterization param = Parameterization::kEps;
+  std::string method = "vsdm";
+  int64_t horizon = 0, context = 0, series = 0, covariates = 0;  // H, C, D, F
+  torch::Tensor value_mean, value_std, log1p;  // [D]: the series' transform (standardised = (f(y) - mean) / std)
+};
+
+// The forecasting export (core/forecast_process.h): forward(x, cond, t) returns the score of the
+// standardised horizon block x [B, H*D] given the packed condition cond [B, C*D + F];
+// forecast(context, covariates, samples, steps) takes raw contexts [n, C, D] in original units and
+// covariates [n, F] and returns sample paths [n, samples, H, D] in original units (Heun
+// probability-flow ODE from N(0, I_H (x) Sigma_T)); A, D and the transform are attributes.
+absl::Status ExportForecastTorchScript(const std::string& path, ScoreNet& net, const KernelTable& table,
+                                       const ForecastExportInfo& info);
+
 }  // namespace vsdm::core

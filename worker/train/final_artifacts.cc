@@ -12,6 +12,7 @@
 #include "core/plot.h"
 #include "core/sampler.h"
 #include "core/torchscript_export.h"
+#include "worker/train/forecast_artifacts.h"
 #include "worker/train/image_artifacts.h"
 
 namespace vsdm::worker {
@@ -64,6 +65,7 @@ absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::
                                                    const core::Process& process, const std::string& out_dir,
                                                    const nlohmann::json& extra) {
   if (setup.images) return WriteImageArtifacts(setup, ema_net, process, out_dir, extra);
+  if (setup.series) return WriteForecastArtifacts(setup, ema_net, process, out_dir, extra);
   const JobSpec& spec = setup.spec;
   const auto t_eval = std::chrono::steady_clock::now();
   torch::Generator gen = MakeGenerator(spec, Stream::kEval);

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "core/epoch_sampler.h"
+#include "core/forecast_process.h"
 #include "core/unet.h"
 
 namespace vsdm::worker {
@@ -67,6 +68,52 @@ absl::Status LoadImages(const JobSpec& spec, const core::ImageDataPaths& paths, 
   return absl::OkStatus();
 }
 
+// Loads the spec's time series and builds its forecasting family (core/forecast_process.h).
+absl::Status LoadSeries(const JobSpec& spec, const core::ImageDataPaths& paths, JobSetup& s) {
+  core::SeriesOptions so;
+  so.dataset = spec.problem.dataset;
+  so.data_dir = paths.data_dir;
+  so.context = spec.problem.context;
+  so.horizon = spec.problem.horizon;
+  so.columns = spec.problem.columns;
+  so.log1p = spec.problem.log1p;
+  so.test_start = spec.problem.test_start;
+  so.eval_stride = spec.problem.eval_stride;
+  so.seed = static_cast<uint64_t>(spec.train.seed);
+  VSDM_ASSIGN_OR_RETURN(core::SeriesData data, core::LoadSeriesData(so));
+  const int64_t n = static_cast<int64_t>(data.train_origins.size());
+  if (n < spec.resources.trainers)
+    return absl::InvalidArgumentError(absl::StrCat("problem.dataset: ", data.source, ": ", n,
+                                                   " training windows, fewer than resources.trainers (",
+                                                   spec.resources.trainers, ")"));
+  auto series = std::make_shared<const core::SeriesData>(std::move(data));
+  const int64_t H = series->horizon, D = series->dim();
+  core::ForecastProcessOptions o;
+  o.schedule = {spec.diffusion.beta_min, spec.diffusion.beta_max, spec.diffusion.beta_r};
+  o.param = core::ParseParameterization(spec.model.parameterization);
+  o.times_per_point = spec.train.times_per_point;
+  o.horizon = H;
+  o.context = series->context;
+  o.series = D;
+  o.covariates = series->covariates();
+  o.diagonal = spec.variational.form == "diagonal";
+  if (spec.model.input_scaling) {
+    torch::Tensor v = series->values.slice(0, 0, series->test_start);
+    torch::Tensor vc = v - v.mean(0, true);
+    o.data_cov = torch::matmul(vc.t(), vc) / static_cast<double>(v.size(0) - 1);
+  }
+  o.train_condition = series->Windows(series->train_origins).slice(1, H * D).contiguous();
+  o.value_mean = series->mean;
+  o.value_std = series->std;
+  std::vector<double> mask;
+  for (bool b : series->log1p) mask.push_back(b ? 1.0 : 0.0);
+  o.log1p = torch::tensor(mask, torch::kFloat64);
+  s.series = std::move(series);
+  s.train_items = n;
+  s.family = core::MakeForecastFamily(o);
+  return absl::OkStatus();
+}
+
 // The data's moments for the input scale (undefined when model.input_scaling is off).
 core::DataMoments MomentsOf(const JobSpec& spec, const JobSetup& s) {
   core::DataMoments m;
@@ -90,10 +137,14 @@ core::DataMoments MomentsOf(const JobSpec& spec, const JobSetup& s) {
 }  // namespace
 
 torch::Tensor JobSetup::TrainBatch(int64_t n, int64_t rank, int64_t world, int64_t step, torch::Generator& gen) const {
-  if (!images) return dataset->Sample(n, gen);
+  if (!images && !series) return dataset->Sample(n, gen);
   const uint64_t seed = static_cast<uint64_t>(spec.train.seed) * 1000003ULL + 0x5eedULL;
   core::EpochSampler sampler(train_items, world, rank, seed);
   torch::Tensor idx = sampler.Indices(step * n, n);
+  if (series) {
+    torch::Tensor origins = torch::tensor(series->train_origins, torch::kInt64).index_select(0, idx);
+    return series->Windows(origins);
+  }
   return images->train.images.index_select(0, idx).reshape({n, -1});
 }
 
@@ -107,6 +158,9 @@ core::ScoreNet JobSetup::MakeNet() const {
   o.hidden = spec.model.hidden;
   o.out_dim = family->net_out_dim();
   if (o.arch == "unet") o.unet = UNetOptionsOf(spec, image);
+  if (o.arch == "forecast")
+    o.forecast = {series->horizon, series->context,      series->dim(),
+                  series->covariates(), spec.model.channels, spec.model.dropout};
   return core::ScoreNet(o);
 }
 
@@ -131,12 +185,14 @@ absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec, const core::ImageData
   s.spec = spec;
   if (core::IsImageDataset(spec.problem.dataset)) {
     VSDM_RETURN_IF_ERROR(LoadImages(spec, paths, s));
+  } else if (core::IsSeriesDataset(spec.problem.dataset)) {
+    VSDM_RETURN_IF_ERROR(LoadSeries(spec, paths, s));
   } else {
     VSDM_ASSIGN_OR_RETURN(core::ToyDataset ds, core::ToyDataset::Create(spec.problem.dataset, spec.problem.scale));
     s.dataset = std::make_unique<core::ToyDataset>(std::move(ds));
   }
   constexpr int64_t kMaxDenseDim = 256;
-  if (spec.variational.form == "full" && spec.method != "vsmd" && s.dim() > kMaxDenseDim)
+  if (spec.variational.form == "full" && spec.method != "vsmd" && !s.series && s.dim() > kMaxDenseDim)
     return absl::InvalidArgumentError(absl::StrCat("variational.form: full keeps d x d matrices; d = ", s.dim(),
                                                    " is over ", kMaxDenseDim, ": use diagonal"));
   s.grid = {spec.diffusion.t_min, spec.diffusion.steps};
@@ -155,7 +211,7 @@ absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec, const core::ImageData
   v.d_min = spec.variational.d_min;
   v.adam_steps = spec.variational.adam_steps;
   v.seed = static_cast<int64_t>(spec.train.seed) + 17;
-  s.family = core::MakeProcessFamily(spec, MomentsOf(spec, s));
+  if (!s.series) s.family = core::MakeProcessFamily(spec, MomentsOf(spec, s));
   return s;
 }
 

@@ -14,6 +14,7 @@
 #include "core/image_data.h"
 #include "core/process.h"
 #include "core/score_net.h"
+#include "core/series_data.h"
 #include "core/toy_data.h"
 #include "core/variational.h"
 
@@ -31,6 +32,7 @@ struct JobSetup {
   std::unique_ptr<core::ToyDataset> dataset;      // 2-D toy sets (fresh points per draw), or null
   std::shared_ptr<const core::ImageData> images;  // image sets (finite, with a test split), or null
   core::ImageShape image;                         // the images' shape (zero for points)
+  std::shared_ptr<const core::SeriesData> series; // time series (forecasting windows), or null
   int64_t train_items = 0;  // image jobs: the training images used (the first problem.train_limit, or all)
   std::string cache_dir;    // image jobs: where the feature net is cached (set by main; empty: no cache)
   int eval_threads = 0;     // image jobs: torch threads for the final evaluation (set by main; 0: as is)
@@ -41,11 +43,15 @@ struct JobSetup {
   // The forward process (VSDM/DSM or VSMD): the one place the method matters.
   std::shared_ptr<const core::ProcessFamily> family;
 
-  int64_t dim() const { return images ? images->train.dim() : dataset->dim(); }
+  // The width of one training row: d for points and images, a packed window for series.
+  int64_t dim() const {
+    return images ? images->train.dim() : series ? series->packed_width() : dataset->dim();
+  }
   // The batch of trainer `rank` of `world` at its `step`-th step since the job began: n rows
   // [n, dim] float32. Toy sets draw fresh points from `gen`; image sets read the rank's own
   // shard of a per-epoch shuffle (core/epoch_sampler.h), a pure function of the step, so a
-  // resumed job reads what the uninterrupted one would have.
+  // resumed job reads what the uninterrupted one would have; series read packed training windows
+  // the same way.
   torch::Tensor TrainBatch(int64_t n, int64_t rank, int64_t world, int64_t step, torch::Generator& gen) const;
   // A fresh network initialised from the spec's seed (identical on every rank and thread).
   core::ScoreNet MakeNet() const;

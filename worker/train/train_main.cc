@@ -55,6 +55,12 @@ vsdm::worker::CommOptions MakeCommOptions(const TrainArgs& opt, const vsdm::JobS
   return co;
 }
 
+// The artifact names of a finished job (forecasting jobs write forecasts, not samples).
+std::string ArtifactList(const nlohmann::json& m) {
+  return m.contains("crps_sum") ? "{forecasts.npy,targets.npy,contexts.npy,forecast.png,metrics.json,model.pt}"
+                                : "{samples.npy,samples.png,metrics.json,model.pt}";
+}
+
 // The headline quality figures of metrics.json: image quality for image jobs, else the
 // energy distance and its floor.
 std::string Headline(const nlohmann::json& m) {
@@ -64,6 +70,12 @@ std::string Headline(const nlohmann::json& m) {
                            q["fd"].get<double>(), q["fd_floor"].get<double>(), q["fd_gaussian"].get<double>(),
                            q["fd_blur"].get<double>(), q["samples"]["confident_fraction"].get<double>(),
                            q["test"]["confident_fraction"].get<double>());
+  }
+  if (m.contains("crps_sum")) {
+    return absl::StrFormat("CRPS-sum %.4f (best baseline %s %.4f), CRPS %.4f, energy CRPS %.4f",
+                           m["crps_sum"].get<double>(), m["best_baseline"].get<std::string>(),
+                           m["best_baseline_crps_sum"].get<double>(), m["crps"].get<double>(),
+                           m["energy_crps"].get<double>());
   }
   if (!m.contains("energy_distance")) return "no quality figures (unlabelled images)";
   return absl::StrFormat("energy distance %.4f (data floor %.4f), straightness %.3f",
@@ -78,9 +90,9 @@ void PrintDistributedDone(const TrainArgs& opt, const std::string& who, const nl
   }
   std::cout << absl::StrFormat(
       "done in %.0fs: %s, trainer wait-for-A %.1f%%\n"
-      "artifacts: %s/{samples.npy,samples.png,metrics.json,model.pt}\n",
+      "artifacts: %s/%s\n",
       m["wall_seconds"].get<double>(), Headline(m), 100.0 * m["distributed"]["wait_for_a_fraction"].get<double>(),
-      opt.out_dir);
+      opt.out_dir, ArtifactList(m));
 }
 
 int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::worker::JobSetup& setup) {
@@ -139,8 +151,8 @@ int RunStandaloneJob(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm
   if (m.contains("pmf_rmse"))
     extra = absl::StrFormat(", PMF-RMSE %.3e (floor %.3e), transport %.2f", m["pmf_rmse"].get<double>(),
                             m["pmf_rmse_floor"].get<double>(), m["ode_transport_cost"].get<double>());
-  std::cout << absl::StrFormat("done in %.0fs: %s%s\nartifacts: %s/{samples.npy,samples.png,metrics.json,model.pt}\n",
-                               m["wall_seconds"].get<double>(), Headline(m), extra, opt.out_dir);
+  std::cout << absl::StrFormat("done in %.0fs: %s%s\nartifacts: %s/%s\n", m["wall_seconds"].get<double>(), Headline(m),
+                               extra, opt.out_dir, ArtifactList(m));
   return ExitCode(TrainExit::kOk);
 }
 
