@@ -277,10 +277,10 @@ def forecast(self, context: Tensor, covariates: Tensor, samples: int = 100, step
     """Sample paths [n, samples, H, D] in original units, given raw contexts [n, C, D] (original
     units) and covariates [n, F] (sin, cos of the origin's day of year; [n, 0] when the data has none)."""
     n = context.size(0)
-    z = context.to(torch.float32)
+    z = context.float()
     z = torch.where(self.log1p > 0.5, torch.log1p(z.clamp_min(0.0)), z)
     z = (z - self.value_mean) / self.value_std
-    cond = torch.cat([z.reshape([n, -1]), covariates.to(torch.float32).reshape([n, -1])], 1)
+    cond = torch.cat([z.reshape([n, -1]), covariates.float().reshape([n, -1])], 1)
     cond = cond.repeat_interleave(samples, 0)
     m = n * samples
     x = torch.matmul(torch.randn([m * self.horizon, self.series]), self.prior_chol.t()).reshape([m, -1])
