@@ -61,7 +61,7 @@ ScoreNetImpl::ScoreNetImpl(const ScoreNetOptions& options)
           torch::nn::Conv1d(
               torch::nn::Conv1dOptions(i == 0 ? f.series : f.channels, f.channels, 3).dilation(dil).padding(dil))));
     }
-    enc_out_ = register_module("enc_out", torch::nn::Linear(f.channels * f.context + f.covariates, hidden));
+    enc_out_ = register_module("enc_out", torch::nn::Linear(2 * f.channels + f.series + f.covariates, hidden));
     dim = hd;  // the score branch reads the target block
   }
   t_in_ = register_module("t_in", torch::nn::Linear(torch::nn::LinearOptions(kTimeEmbeddingDim, hidden).bias(resnet)));
@@ -111,7 +111,10 @@ torch::Tensor ScoreNetImpl::ForecastForward(const torch::Tensor& x, const torch:
   torch::Tensor c = x.slice(1, hd, hd + cd).reshape({b, f.context, f.series}).transpose(1, 2);
   c = torch::silu(enc_[0](c));
   for (size_t i = 1; i < enc_.size(); ++i) c = c + torch::silu(enc_[i](c));
-  torch::Tensor feats = c.reshape({b, -1});
+  // Pooled, not flattened: the last step's features, their mean over the window and the last
+  // observed values (a few hundred weights instead of C x channels x hidden, which memorise a
+  // small training span).
+  torch::Tensor feats = torch::cat({c.select(2, f.context - 1), c.mean(2), x.slice(1, hd + cd - f.series, hd + cd)}, 1);
   if (f.covariates > 0) feats = torch::cat({feats, x.slice(1, hd + cd)}, 1);
   torch::Tensor h = x_in_(x.slice(1, 0, hd)) + enc_out_(feats) + tf;
   for (int k = 0; k < 3; ++k) {

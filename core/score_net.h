@@ -21,8 +21,9 @@ inline constexpr int64_t kTimeEmbeddingDim = 128;
 
 // The forecasting net (arch `forecast`): rows are packed windows [x_t target H*D | context C*D |
 // covariates F] (core/forecast_process.h). A temporal-convolution encoder (three causal-free 1-D
-// convolutions over the C context steps, dilations 1, 2, 4, residual, SiLU) flattens into a
-// condition embedding; the score branch is the toy_resnet over the H*D target with the condition
+// convolutions over the C context steps, dilations 1, 2, 4, residual, SiLU) is pooled (the last
+// step's features, their mean, the last observed values, the covariates) into a condition
+// embedding; the score branch is the toy_resnet over the H*D target with the condition
 // and the time added at its input, and the time again at its head.
 struct ForecastNetOptions {
   int64_t horizon = 0, context = 0, series = 0, covariates = 0;  // H, C, D, F

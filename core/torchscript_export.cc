@@ -49,7 +49,8 @@ std::string NetSource(ScoreNet& net) {
     s += "    c = torch.silu(torch.conv1d(c, self.enc0_weight, self.enc0_bias, 1, 1, 1))\n";
     s += "    c = c + torch.silu(torch.conv1d(c, self.enc1_weight, self.enc1_bias, 1, 2, 2))\n";
     s += "    c = c + torch.silu(torch.conv1d(c, self.enc2_weight, self.enc2_bias, 1, 4, 4))\n";
-    s += "    feats = c.reshape([b, -1])\n";
+    s += absl::StrCat("    feats = torch.cat([c[:, :, -1], c.mean(2), x[:, ", hd + cd - f.series, ":", hd + cd,
+                      "]], 1)\n");
     if (f.covariates > 0) s += absl::StrCat("    feats = torch.cat([feats, x[:, ", hd + cd, ":]], 1)\n");
     s += absl::StrCat("    h = ", Lin("x_in", absl::StrCat("x[:, :", hd, "]")), " + ", Lin("enc_out", "feats"),
                       " + tf\n");

@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "client/call_unary.h"
 #include "client/commands.h"
+#include "common/train_protocol.h"
 #include "client/job_format.h"
 #include "client/local_cluster.h"
 #include "client/port_range.h"
@@ -592,7 +593,7 @@ v1::ArtifactChunk Chunk(const std::string& data) {
 TEST_F(CommandsTest, ArtifactsWritesTheFilesThatExistIntoTheOutDir) {
   std::vector<std::string> asked;
   EXPECT_CALL(stub_, GetArtifactRaw(_, _))
-      .Times(4)
+      .Times(static_cast<int>(vsdm::train_protocol::kArtifacts.size()))
       .WillRepeatedly(Invoke([&](grpc::ClientContext*, const v1::GetArtifactRequest& req) {
         EXPECT_EQ(req.job_id(), "j-1");
         asked.push_back(req.path());
@@ -602,7 +603,8 @@ TEST_F(CommandsTest, ArtifactsWritesTheFilesThatExistIntoTheOutDir) {
       }));
   const std::string out_dir = dir_ / "out/nested";
   ASSERT_TRUE(RunArtifacts(ArtifactsArgs{"j-1", out_dir}, stub_, out_).ok());
-  EXPECT_THAT(asked, ::testing::ElementsAre("metrics.json", "samples.npy", "samples.png", "model.pt"));
+  EXPECT_THAT(asked, ::testing::ElementsAre("metrics.json", "samples.npy", "samples.png", "model.pt", "forecasts.npy",
+                                            "targets.npy", "contexts.npy", "forecast.png"));
   EXPECT_EQ(ReadAll(out_dir + "/samples.png"), "abcd");
   EXPECT_EQ(ReadAll(out_dir + "/metrics.json"), "{}");
   EXPECT_FALSE(fs::exists(out_dir + "/model.pt"));
@@ -613,7 +615,7 @@ TEST_F(CommandsTest, ArtifactsWritesTheFilesThatExistIntoTheOutDir) {
 
 TEST_F(CommandsTest, ArtifactsOfAJobWithNoneExits1) {
   EXPECT_CALL(stub_, GetArtifactRaw(_, _))
-      .Times(4)
+      .Times(static_cast<int>(vsdm::train_protocol::kArtifacts.size()))
       .WillRepeatedly(Invoke([](grpc::ClientContext*, const v1::GetArtifactRequest&) {
         return Stream<v1::ArtifactChunk>({}, grpc::Status(grpc::StatusCode::NOT_FOUND, "no"));
       }));
