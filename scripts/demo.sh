@@ -26,6 +26,11 @@ rc=0
 ctl watch "$job" || rc=$?
 ctl artifacts "$job" --out "$out" > /dev/null || rc=$?
 echo
-echo "picture: $out/samples.png   metrics: $out/metrics.json   model: $out/model.pt (torch.jit.load)"
-echo "samples: $out/samples.npy   rank logs: $state/work/jobs/$job/logs/"
+if [ -e "$out/forecast.png" ]; then  # a forecasting job
+  echo "picture: $out/forecast.png   metrics: $out/metrics.json   model: $out/model.pt (torch.jit.load; .forecast(...))"
+  echo "forecasts: $out/{forecasts,targets,contexts}.npy   rank logs: $state/work/jobs/$job/logs/"
+else
+  echo "picture: $out/samples.png   metrics: $out/metrics.json   model: $out/model.pt (torch.jit.load)"
+  echo "samples: $out/samples.npy   rank logs: $state/work/jobs/$job/logs/"
+fi
 exit $rc
