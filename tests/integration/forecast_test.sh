@@ -16,13 +16,14 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
 # 1. refusals
 $PY - "$work" <<'PY'
-import sys
+import datetime, sys
 d = sys.argv[1]
-rows = ["date,a,b"] + [f"2020-01-{i % 28 + 1:02d},{i},{2 * i}" for i in range(200)]
+day = lambda i: (datetime.date(2020, 1, 1) + datetime.timedelta(days=i)).isoformat()
+rows = ["date,a,b"] + [f"{day(i)},{i},{2 * i}" for i in range(200)]
 open(f"{d}/ragged.csv", "w").write("\n".join(rows[:10] + ["2020-02-01,1"] + rows[10:]) + "\n")
-bad = list(rows); bad[7] = "2020-01-07,abc,3"
+bad = list(rows); bad[7] = f"{day(6)},abc,3"
 open(f"{d}/text.csv", "w").write("\n".join(bad) + "\n")
-nan = list(rows); nan[5] = "2020-01-05,nan,3"
+nan = list(rows); nan[5] = f"{day(4)},nan,3"
 open(f"{d}/nan.csv", "w").write("\n".join(nan) + "\n")
 open(f"{d}/short.csv", "w").write("\n".join(rows[:20]) + "\n")
 PY
@@ -35,7 +36,7 @@ refuse() {  # refuse WHAT_IN_MESSAGE SETTINGS...
   [ ! -e "$work/refused" ] || { echo "FAIL: a refused job wrote $work/refused"; exit 1; }
   echo "refused ($want): $(head -c 240 "$work/err")"
 }
-refuse "problem.dataset: $work/ragged.csv: line 12" --set "problem.dataset=series:$work/ragged.csv"
+refuse "problem.dataset: $work/ragged.csv: line 11" --set "problem.dataset=series:$work/ragged.csv"
 refuse "problem.dataset: $work/text.csv: line 8" --set "problem.dataset=series:$work/text.csv"
 refuse "problem.dataset: $work/nan.csv: line 6" --set "problem.dataset=series:$work/nan.csv"
 refuse "problem.dataset: $work/short.csv" --set "problem.dataset=series:$work/short.csv"
