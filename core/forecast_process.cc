@@ -32,7 +32,7 @@ class ForecastProcess : public Process {
   ForecastProcess(const ForecastProcessOptions& o, const torch::Tensor& A, const TimeGrid& grid)
       : o_(o),
         A_(A.to(torch::kFloat64).clone()),
-        table_(BuildKernelTable(o.schedule, grid, o.diagonal ? torch::diag(torch::diag(A_)) : A_, o.data_cov)) {}
+        table_(BuildKernelTable(o.schedule, grid, A_, o.data_cov)) {}
 
   // Spec §2 on each horizon row: x_t = M x0 + L eps with one time per window (Note: all H rows
   // of a window share t, as the net sees the block at one time).

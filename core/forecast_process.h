@@ -26,7 +26,6 @@ struct ForecastProcessOptions {
   Parameterization param = Parameterization::kEps;
   int64_t times_per_point = 1;
   int64_t horizon = 0, context = 0, series = 0, covariates = 0;  // H, C, D, F
-  bool diagonal = false;         // variational.form diagonal: A_D stays diagonal
   torch::Tensor data_cov;        // [D, D] float64 covariance of the standardised training values (input scale)
   torch::Tensor train_condition; // [N, C*D + F] float32: the training windows' conditions (SamplePrior draws)
   // The series' transform, for the export's forecast() in original units (may be undefined):
@@ -34,7 +33,8 @@ struct ForecastProcessOptions {
 };
 
 // The family of a forecasting job: net_in_dim = H*D + C*D + F, net_out_dim = H*D,
-// InitialParam() = zeros [D, D].
+// InitialParam() = zeros [D, D] (variational.form diagonal keeps A_D diagonal through the
+// objective, so the process needs no flag for it).
 std::unique_ptr<ProcessFamily> MakeForecastFamily(const ForecastProcessOptions& o);
 
 // Replaces the condition of packed rows `prior` ([n, packed]) by `condition` ([n, C*D + F]);

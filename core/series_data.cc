@@ -479,6 +479,12 @@ torch::Tensor SeriesData::Windows(const torch::Tensor& origins) const {
   return Windows(std::vector<int64_t>(o.data_ptr<int64_t>(), o.data_ptr<int64_t>() + o.numel()));
 }
 
+torch::Tensor SeriesData::TrainCovariance() const {
+  const torch::Tensor v = values.slice(0, 0, test_start);
+  const torch::Tensor vc = v - v.mean(0, true);
+  return torch::matmul(vc.t(), vc) / static_cast<double>(v.size(0) - 1);
+}
+
 torch::Tensor SeriesData::ToOriginal(const torch::Tensor& standardised) const {
   TORCH_CHECK(standardised.dim() >= 1 && standardised.size(-1) == dim(), "SeriesData::ToOriginal: last dim must be ",
               dim(), ", got shape ", standardised.sizes());

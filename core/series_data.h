@@ -61,6 +61,9 @@ struct SeriesData {
   // the context rows [o-C, o), each row-major [step][series], then the covariates of origin o.
   torch::Tensor Windows(const std::vector<int64_t>& origins) const;
   torch::Tensor Windows(const torch::Tensor& origins) const;  // [n] int64
+  // The covariance of `values` over the training span (float64 [D, D], divided by n - 1): the
+  // input scale's data covariance and, normalised, the correlation shown beside A_D.
+  torch::Tensor TrainCovariance() const;
   // Standardised transformed values [..., D] back to original units (undo standardisation, then
   // expm1 for log1p series, clamped at 0). float64.
   torch::Tensor ToOriginal(const torch::Tensor& standardised) const;

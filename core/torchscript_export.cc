@@ -1,5 +1,6 @@
 #include "core/torchscript_export.h"
 
+#include <functional>
 #include <sstream>
 
 #include <torch/script.h>
@@ -196,24 +197,35 @@ void RegisterNet(torch::jit::Module& m, ScoreNet& net, const TimeGrid& grid, int
   m.register_attribute("arch", c10::StringType::get(), net->arch());
 }
 
-}  // namespace
+// The schedule and parameterisation every VSDM export carries.
+void RegisterSchedule(torch::jit::Module& m, const BetaSchedule& schedule, Parameterization param) {
+  m.register_attribute("beta_min", c10::FloatType::get(), schedule.beta_min);
+  m.register_attribute("beta_max", c10::FloatType::get(), schedule.beta_max);
+  m.register_attribute("beta_r", c10::FloatType::get(), schedule.r);
+  m.register_attribute("parameterization", c10::StringType::get(),
+                       std::string(param == Parameterization::kPolicy ? "policy" : "eps"));
+}
 
-absl::Status ExportTorchScript(const std::string& path, ScoreNet& net, const KernelTable& table,
-                               const ExportInfo& info) {
+// The dense kernel table's buffers: A, D, the prior's Cholesky factor, the input scale, L^{-T}.
+void RegisterDenseTable(torch::jit::Module& m, const KernelTable& table) {
+  m.register_buffer("A", table.A.clone());
+  m.register_buffer("D", table.D.clone());
+  m.register_buffer("prior_chol", table.prior_chol.clone());
+  m.register_buffer("input_scale", table.input_scale.clone());
+  m.register_buffer("chol_inv_t", table.chol_inv_t.clone());
+}
+
+// Builds the module `name` with `net`'s weights and attributes, `fill`'s buffers and attributes
+// and `source` (TorchScript after NetSource(net)), and saves it to `path` atomically. INTERNAL on
+// a TorchScript error (compilation or serialisation) or a failed write.
+absl::Status SaveModule(const std::string& name, const std::string& path, ScoreNet& net, const TimeGrid& grid,
+                        int64_t dim, const std::string& method, const std::function<void(torch::jit::Module&)>& fill,
+                        const std::string& source) {
   try {
-    torch::jit::Module m("VsdmScoreModel");
-    RegisterNet(m, net, table.grid, table.dim(), info.method);
-    m.register_buffer("A", table.A.clone());
-    m.register_buffer("D", table.D.clone());
-    m.register_buffer("prior_chol", table.prior_chol.clone());
-    m.register_buffer("input_scale", table.input_scale.clone());
-    m.register_buffer("chol_inv_t", table.chol_inv_t.clone());
-    m.register_attribute("beta_min", c10::FloatType::get(), info.schedule.beta_min);
-    m.register_attribute("beta_max", c10::FloatType::get(), info.schedule.beta_max);
-    m.register_attribute("beta_r", c10::FloatType::get(), info.schedule.r);
-    m.register_attribute("parameterization", c10::StringType::get(),
-                         std::string(info.param == Parameterization::kPolicy ? "policy" : "eps"));
-    m.define(NetSource(net) + kInterpSource + kHeunSource + kCommonSource);
+    torch::jit::Module m(name);
+    RegisterNet(m, net, grid, dim, method);
+    fill(m);
+    m.define(NetSource(net) + kInterpSource + source);
     std::ostringstream out;
     m.save(out);
     return AtomicWriteFile(path, out.str());
@@ -222,31 +234,35 @@ absl::Status ExportTorchScript(const std::string& path, ScoreNet& net, const Ker
   }
 }
 
+}  // namespace
+
+absl::Status ExportTorchScript(const std::string& path, ScoreNet& net, const KernelTable& table,
+                               const ExportInfo& info) {
+  return SaveModule(
+      "VsdmScoreModel", path, net, table.grid, table.dim(), info.method,
+      [&](torch::jit::Module& m) {
+        RegisterDenseTable(m, table);
+        RegisterSchedule(m, info.schedule, info.param);
+      },
+      std::string(kHeunSource) + kCommonSource);
+}
+
 absl::Status ExportDiagonalTorchScript(const std::string& path, ScoreNet& net, const DiagonalKernelTable& table,
                                        const DiagonalExportInfo& info) {
-  try {
-    torch::jit::Module m("VsdmDiagonalScoreModel");
-    RegisterNet(m, net, table.grid, table.dim(), info.method);
-    m.register_buffer("a", table.a.to(torch::kFloat32).clone());
-    m.register_buffer("d", table.dvec.to(torch::kFloat32).clone());
-    m.register_buffer("prior_std", table.prior_std.to(torch::kFloat32).clone());
-    m.register_buffer("input_scale", table.input_scale.to(torch::kFloat32).clone());
-    m.register_buffer("inv_std", table.inv_std.to(torch::kFloat32).clone());
-    m.register_attribute("beta_min", c10::FloatType::get(), info.schedule.beta_min);
-    m.register_attribute("beta_max", c10::FloatType::get(), info.schedule.beta_max);
-    m.register_attribute("beta_r", c10::FloatType::get(), info.schedule.r);
-    m.register_attribute("parameterization", c10::StringType::get(),
-                         std::string(info.param == Parameterization::kPolicy ? "policy" : "eps"));
-    m.register_attribute("channels", c10::IntType::get(), info.channels);
-    m.register_attribute("height", c10::IntType::get(), info.height);
-    m.register_attribute("width", c10::IntType::get(), info.width);
-    m.define(NetSource(net) + kInterpSource + kHeunSource + kDiagonalSource);
-    std::ostringstream out;
-    m.save(out);
-    return AtomicWriteFile(path, out.str());
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("torchscript export: ", e.what()));
-  }
+  return SaveModule(
+      "VsdmDiagonalScoreModel", path, net, table.grid, table.dim(), info.method,
+      [&](torch::jit::Module& m) {
+        m.register_buffer("a", table.a.to(torch::kFloat32).clone());
+        m.register_buffer("d", table.dvec.to(torch::kFloat32).clone());
+        m.register_buffer("prior_std", table.prior_std.to(torch::kFloat32).clone());
+        m.register_buffer("input_scale", table.input_scale.to(torch::kFloat32).clone());
+        m.register_buffer("inv_std", table.inv_std.to(torch::kFloat32).clone());
+        RegisterSchedule(m, info.schedule, info.param);
+        m.register_attribute("channels", c10::IntType::get(), info.channels);
+        m.register_attribute("height", c10::IntType::get(), info.height);
+        m.register_attribute("width", c10::IntType::get(), info.width);
+      },
+      std::string(kHeunSource) + kDiagonalSource);
 }
 
 constexpr const char* kForecastSource = R"TS(
@@ -297,59 +313,41 @@ def forecast(self, context: Tensor, covariates: Tensor, samples: int = 100, step
 
 absl::Status ExportForecastTorchScript(const std::string& path, ScoreNet& net, const KernelTable& table,
                                        const ForecastExportInfo& info) {
-  try {
-    torch::jit::Module m("VsdmForecastModel");
-    RegisterNet(m, net, table.grid, table.dim(), info.method);
-    m.register_buffer("A", table.A.clone());
-    m.register_buffer("D", table.D.clone());
-    m.register_buffer("prior_chol", table.prior_chol.clone());
-    m.register_buffer("input_scale", table.input_scale.clone());
-    m.register_buffer("chol_inv_t", table.chol_inv_t.clone());
-    const int64_t d = info.series;
-    auto vec = [d](const torch::Tensor& v, double fill) {
-      return v.defined() ? v.to(torch::kFloat32).reshape({d}).clone() : torch::full({d}, fill, torch::kFloat32);
-    };
-    m.register_buffer("value_mean", vec(info.value_mean, 0.0));
-    m.register_buffer("value_std", vec(info.value_std, 1.0));
-    m.register_buffer("log1p", vec(info.log1p, 0.0));
-    m.register_attribute("beta_min", c10::FloatType::get(), info.schedule.beta_min);
-    m.register_attribute("beta_max", c10::FloatType::get(), info.schedule.beta_max);
-    m.register_attribute("beta_r", c10::FloatType::get(), info.schedule.r);
-    m.register_attribute("parameterization", c10::StringType::get(),
-                         std::string(info.param == Parameterization::kPolicy ? "policy" : "eps"));
-    m.register_attribute("horizon", c10::IntType::get(), info.horizon);
-    m.register_attribute("context", c10::IntType::get(), info.context);
-    m.register_attribute("series", c10::IntType::get(), info.series);
-    m.register_attribute("covariates", c10::IntType::get(), info.covariates);
-    m.define(NetSource(net) + kInterpSource + kForecastSource);
-    std::ostringstream out;
-    m.save(out);
-    return AtomicWriteFile(path, out.str());
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("torchscript export: ", e.what()));
-  }
+  const int64_t d = info.series;
+  auto vec = [d](const torch::Tensor& v, double fill) {
+    return v.defined() ? v.to(torch::kFloat32).reshape({d}).clone() : torch::full({d}, fill, torch::kFloat32);
+  };
+  return SaveModule(
+      "VsdmForecastModel", path, net, table.grid, table.dim(), info.method,
+      [&](torch::jit::Module& m) {
+        RegisterDenseTable(m, table);
+        m.register_buffer("value_mean", vec(info.value_mean, 0.0));
+        m.register_buffer("value_std", vec(info.value_std, 1.0));
+        m.register_buffer("log1p", vec(info.log1p, 0.0));
+        RegisterSchedule(m, info.schedule, info.param);
+        m.register_attribute("horizon", c10::IntType::get(), info.horizon);
+        m.register_attribute("context", c10::IntType::get(), info.context);
+        m.register_attribute("series", c10::IntType::get(), info.series);
+        m.register_attribute("covariates", c10::IntType::get(), info.covariates);
+      },
+      kForecastSource);
 }
 
 absl::Status ExportMomentumTorchScript(const std::string& path, ScoreNet& net, const MomentumTable& table,
                                        const std::string& method) {
-  try {
-    torch::jit::Module m("VsmdScoreModel");
-    RegisterNet(m, net, table.grid, table.dim(), method);
-    m.register_buffer("a", table.a.clone());
-    m.register_buffer("c", table.c.clone());
-    m.register_buffer("prior_chol", table.prior_chol.clone());
-    m.register_buffer("input_scale", table.input_scale.clone());
-    m.register_buffer("chol_vv", table.chol.select(2, 1).select(2, 1).contiguous());
-    m.register_attribute("beta_const", c10::FloatType::get(), table.options.beta);
-    m.register_attribute("gamma", c10::FloatType::get(), table.options.gamma);
-    m.register_attribute("damping", c10::FloatType::get(), table.options.damping);
-    m.define(NetSource(net) + kInterpSource + kMomentumSource);
-    std::ostringstream out;
-    m.save(out);
-    return AtomicWriteFile(path, out.str());
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("torchscript export: ", e.what()));
-  }
+  return SaveModule(
+      "VsmdScoreModel", path, net, table.grid, table.dim(), method,
+      [&](torch::jit::Module& m) {
+        m.register_buffer("a", table.a.clone());
+        m.register_buffer("c", table.c.clone());
+        m.register_buffer("prior_chol", table.prior_chol.clone());
+        m.register_buffer("input_scale", table.input_scale.clone());
+        m.register_buffer("chol_vv", table.chol.select(2, 1).select(2, 1).contiguous());
+        m.register_attribute("beta_const", c10::FloatType::get(), table.options.beta);
+        m.register_attribute("gamma", c10::FloatType::get(), table.options.gamma);
+        m.register_attribute("damping", c10::FloatType::get(), table.options.damping);
+      },
+      kMomentumSource);
 }
 
 }  // namespace vsdm::core

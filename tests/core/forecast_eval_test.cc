@@ -8,6 +8,8 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+
+#include "tests/core/temp_dir_test.h"
 #include <torch/special.h>
 
 namespace vsdm::core {
@@ -398,21 +400,7 @@ TEST(ForecastBaselinesTest, ClimatologyBeatsPersistenceOnASeasonalSeriesAtLongHo
 
 // ---- fan chart --------------------------------------------------------------------------------
 
-class ForecastFanChartTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string templ = (fs::temp_directory_path() / "forecast_plot_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string Path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
-
-  std::string dir_;
-};
+using ForecastFanChartTest = TempDirTest;
 
 // W windows of D series: a sine context, a truth, and S forecast paths spread around the truth.
 FanChart SyntheticChart(int64_t d, int64_t w, int64_t s, std::vector<int64_t> windows) {

@@ -13,6 +13,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/core/temp_dir_test.h"
+
 #include "absl/strings/str_cat.h"
 
 namespace vsdm::core {
@@ -58,26 +60,10 @@ std::string Raw(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
-class ImageDataTest : public ::testing::Test {
+class ImageDataTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    std::string templ = (fs::temp_directory_path() / "image_data_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  std::string Write(const std::string& name, const std::string& bytes) {
-    const std::string path = (fs::path(dir_) / name).string();
-    fs::create_directories(fs::path(path).parent_path());
-    std::ofstream(path, std::ios::binary) << bytes;
-    return path;
-  }
   std::string WriteGz(const std::string& name, const std::string& bytes) {
-    const std::string path = (fs::path(dir_) / name).string();
+    const std::string path = Path(name);
     gzFile f = gzopen(path.c_str(), "wb");
     EXPECT_NE(f, nullptr);
     EXPECT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
@@ -86,7 +72,7 @@ class ImageDataTest : public ::testing::Test {
   }
   // A PNG of w x h, grey (channels 1) or RGB (3), pixel bytes from `seed` upward.
   void WritePng(const std::string& name, int w, int h, int channels, int seed) {
-    const std::string path = (fs::path(dir_) / name).string();
+    const std::string path = Path(name);
     fs::create_directories(fs::path(path).parent_path());
     std::vector<uint8_t> px(static_cast<size_t>(w) * h * channels);
     for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((seed + i) % 256);
@@ -98,9 +84,6 @@ class ImageDataTest : public ::testing::Test {
     img.format = channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
     ASSERT_TRUE(png_image_write_to_file(&img, path.c_str(), 0, px.data(), 0, nullptr)) << img.message;
   }
-  std::string Path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
-
-  std::string dir_;
 };
 
 std::string Message(const absl::Status& s) { return std::string(s.message()); }

@@ -8,27 +8,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/core/temp_dir_test.h"
+
 namespace vsdm::core {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-class ImagePlotTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string templ = (fs::temp_directory_path() / "image_plot_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string Path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
-
-  std::string dir_;
-};
+using ImagePlotTest = TempDirTest;
 
 // A full report of 28x28 grey images.
 ImageReport GreyReport() {

@@ -13,6 +13,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/core/temp_dir_test.h"
+
 namespace vsdm::core {
 namespace {
 namespace fs = std::filesystem;
@@ -36,22 +38,8 @@ double SpanMean(const torch::Tensor& x, int64_t begin, int64_t end, int64_t d) {
   return x.slice(0, begin, end).select(1, d).mean().item<double>();
 }
 
-class SeriesDataTest : public ::testing::Test {
+class SeriesDataTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    std::string templ = (fs::temp_directory_path() / "series_data_test.XXXXXX").string();
-    ASSERT_NE(mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  // Writes `text` to <dir>/<name> and returns the path.
-  std::string Write(const std::string& name, const std::string& text) {
-    const std::string path = dir_ + "/" + name;
-    std::ofstream(path, std::ios::binary) << text;
-    return path;
-  }
-
   // Options for series:<path> with a small C and H.
   static SeriesOptions Csv(const std::string& path, int64_t context = 2, int64_t horizon = 1) {
     SeriesOptions o;
@@ -82,7 +70,6 @@ class SeriesDataTest : public ::testing::Test {
     return std::string(data.status().message());
   }
 
-  std::string dir_;
 };
 
 TEST_F(SeriesDataTest, LoadsVendoredWeatherWithDatesAndPicksOnlyPrecipitationForLog1p) {

@@ -27,15 +27,8 @@ nan = list(rows); nan[5] = f"{day(4)},nan,3"
 open(f"{d}/nan.csv", "w").write("\n".join(nan) + "\n")
 open(f"{d}/short.csv", "w").write("\n".join(rows[:20]) + "\n")
 PY
-refuse() {  # refuse WHAT_IN_MESSAGE SETTINGS...
-  local want=$1; shift
-  local rc=0
-  "$BIN" --standalone --quiet --spec "$SRC/examples/var1-forecast.yaml" "$@" --out "$work/refused" 2> "$work/err" || rc=$?
-  [ "$rc" = 2 ] || { echo "FAIL: exit $rc (want 2) for $*"; cat "$work/err"; exit 1; }
-  grep -q -- "$want" "$work/err" || { echo "FAIL: message lacks '$want':"; cat "$work/err"; exit 1; }
-  [ ! -e "$work/refused" ] || { echo "FAIL: a refused job wrote $work/refused"; exit 1; }
-  echo "refused ($want): $(head -c 240 "$work/err")"
-}
+REFUSE_SPEC="$SRC/examples/var1-forecast.yaml"
+source "$SRC/tests/integration/refuse.sh"
 refuse "problem.dataset: $work/ragged.csv: line 11" --set "problem.dataset=series:$work/ragged.csv"
 refuse "problem.dataset: $work/text.csv: line 8" --set "problem.dataset=series:$work/text.csv"
 refuse "problem.dataset: $work/nan.csv: line 6" --set "problem.dataset=series:$work/nan.csv"

@@ -32,15 +32,8 @@ def png(path, w, h):
 png(f"{d}/pngs/a.png", 8, 8)
 png(f"{d}/pngs/b.png", 6, 8)
 PY
-refuse() {  # refuse WHAT_IN_MESSAGE SETTINGS...
-  local want=$1; shift
-  local rc=0
-  "$BIN" --standalone --quiet --spec "$SRC/examples/digits.yaml" "$@" --out "$work/refused" 2> "$work/err" || rc=$?
-  [ "$rc" = 2 ] || { echo "FAIL: exit $rc (want 2) for $*"; cat "$work/err"; exit 1; }
-  grep -q -- "$want" "$work/err" || { echo "FAIL: message lacks '$want':"; cat "$work/err"; exit 1; }
-  [ ! -e "$work/refused" ] || { echo "FAIL: a refused job wrote $work/refused"; exit 1; }
-  echo "refused ($want): $(head -c 200 "$work/err")"
-}
+REFUSE_SPEC="$SRC/examples/digits.yaml"
+source "$SRC/tests/integration/refuse.sh"
 refuse "problem.dataset: $work/short-images-idx3-ubyte.gz: truncated" --set "problem.dataset=images:$work/short-images-idx3-ubyte.gz"
 refuse "problem.dataset: $work/ints.npy" --set "problem.dataset=images:$work/ints.npy"
 refuse "mixed sizes" --set "problem.dataset=images:$work/pngs"

@@ -11,6 +11,7 @@
 #include "core/forecast_process.h"
 #include "core/npy.h"
 #include "worker/train/final_artifacts.h"
+#include "worker/train/round_timing.h"
 
 namespace vsdm::worker {
 namespace fs = std::filesystem;
@@ -19,10 +20,6 @@ namespace {
 
 constexpr int64_t kRowsPerCall = 4096;  // sample paths per sampler call
 constexpr int64_t kChartWindows = 3;    // windows drawn in forecast.png
-
-double SecondsSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // Rows [o + offset, o + offset + len) of `v` ([T, D]) for every origin: [W, len, D].
 torch::Tensor Slices(const torch::Tensor& v, const std::vector<int64_t>& origins, int64_t offset, int64_t len) {
@@ -56,10 +53,8 @@ nlohmann::json ScoresJson(const core::ForecastScores& s, double seconds) {
 
 // The training span's correlation of the standardised values: [D, D].
 torch::Tensor TrainCorrelation(const core::SeriesData& data) {
-  torch::Tensor v = data.values.slice(0, 0, data.test_start);
-  torch::Tensor vc = v - v.mean(0, true);
-  torch::Tensor cov = torch::matmul(vc.t(), vc) / static_cast<double>(v.size(0) - 1);
-  torch::Tensor sd = cov.diagonal().sqrt();
+  const torch::Tensor cov = data.TrainCovariance();
+  const torch::Tensor sd = cov.diagonal().sqrt();
   return cov / torch::outer(sd, sd);
 }
 
@@ -107,7 +102,7 @@ absl::StatusOr<nlohmann::json> WriteForecastArtifacts(const JobSetup& setup, cor
                                                       const nlohmann::json& extra) {
   const JobSpec& spec = setup.spec;
   const core::SeriesData& data = *setup.series;
-  const auto t_eval = std::chrono::steady_clock::now();
+  const auto t_eval = SteadyClock::now();
   if (setup.eval_threads > 0) torch::set_num_threads(setup.eval_threads);
   torch::Generator gen = MakeGenerator(spec, Stream::kEval);
   ema_net->eval();
@@ -118,7 +113,7 @@ absl::StatusOr<nlohmann::json> WriteForecastArtifacts(const JobSetup& setup, cor
   torch::Tensor targets_std = Slices(data.values, origins, 0, H);
   torch::Tensor targets = Slices(data.raw, origins, 0, H);
   torch::Tensor contexts = Slices(data.raw, origins, -C, C);
-  auto t0 = std::chrono::steady_clock::now();
+  auto t0 = SteadyClock::now();
   torch::Tensor model_std = ModelForecast(setup, process, ema_net, origins, S, core::ParseSolver(spec.sample.solver), gen);
   torch::Tensor forecasts = data.ToOriginal(model_std);
   std::vector<Scored> table = {{spec.method, core::ScoreForecasts(forecasts, targets, model_std, targets_std)}};
@@ -135,7 +130,7 @@ absl::StatusOr<nlohmann::json> WriteForecastArtifacts(const JobSetup& setup, cor
   if (data.truth.phi.defined())
     baselines.push_back({"oracle", [&] { return core::OracleVar1Forecast(data, origins, S, gen); }});
   for (const auto& [name, run] : baselines) {
-    t0 = std::chrono::steady_clock::now();
+    t0 = SteadyClock::now();
     torch::Tensor f_std = run();
     table.push_back({name, core::ScoreForecasts(data.ToOriginal(f_std), targets, f_std, targets_std)});
     scores[name] = ScoresJson(table.back().scores, SecondsSince(t0));

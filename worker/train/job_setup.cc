@@ -96,12 +96,7 @@ absl::Status LoadSeries(const JobSpec& spec, const core::ImageDataPaths& paths, 
   o.context = series->context;
   o.series = D;
   o.covariates = series->covariates();
-  o.diagonal = spec.variational.form == "diagonal";
-  if (spec.model.input_scaling) {
-    torch::Tensor v = series->values.slice(0, 0, series->test_start);
-    torch::Tensor vc = v - v.mean(0, true);
-    o.data_cov = torch::matmul(vc.t(), vc) / static_cast<double>(v.size(0) - 1);
-  }
+  if (spec.model.input_scaling) o.data_cov = series->TrainCovariance();
   o.train_condition = series->Windows(series->train_origins).slice(1, H * D).contiguous();
   o.value_mean = series->mean;
   o.value_std = series->std;
@@ -142,7 +137,10 @@ torch::Tensor JobSetup::TrainBatch(int64_t n, int64_t rank, int64_t world, int64
   core::EpochSampler sampler(train_items, world, rank, seed);
   torch::Tensor idx = sampler.Indices(step * n, n);
   if (series) {
-    torch::Tensor origins = torch::tensor(series->train_origins, torch::kInt64).index_select(0, idx);
+    std::vector<int64_t> origins(n);
+    const torch::Tensor picked = idx.to(torch::kInt64).contiguous();
+    const int64_t* i = picked.data_ptr<int64_t>();
+    for (int64_t k = 0; k < n; ++k) origins[k] = series->train_origins[i[k]];
     return series->Windows(origins);
   }
   return images->train.images.index_select(0, idx).reshape({n, -1});
