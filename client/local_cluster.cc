@@ -1,9 +1,13 @@
 #include "client/local_cluster.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -15,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "client/call_unary.h"
 #include "common/file_util.h"
+#include "common/grpc_client.h"
 #include "common/port_file.h"
 #include "common/spawn.h"
 #include "common/status_macros.h"
@@ -33,6 +38,9 @@ std::string StatePath(const std::string& state_dir, const std::string& name) {
 }
 std::string LogPath(const LocalClusterOptions& o, const std::string& process) {
   return (fs::path(o.state_dir) / "logs" / (process + ".log")).string();
+}
+std::string AuthPath(const std::string& state_dir, const std::string& name) {
+  return (fs::path(state_dir) / "auth" / name).string();
 }
 std::string Bin(const LocalClusterOptions& o, const char* name) { return (fs::path(o.bin_dir) / name).string(); }
 std::string AgentName(int w) { return absl::StrCat("worker-", w); }
@@ -129,6 +137,43 @@ absl::Status CheckCanStart(const LocalClusterOptions& o) {
   return absl::OkStatus();
 }
 
+// Writes `text` to `path` readable by its owner only (a secret), not following a link there.
+absl::Status WriteSecretFile(const std::string& path, const std::string& text) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat(path, ": ", std::strerror(errno)));
+  const bool ok = fchmod(fd, 0600) == 0 && write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  fsync(fd) == 0;
+  close(fd);
+  return ok ? absl::OkStatus() : absl::InternalError(absl::StrCat(path, ": cannot write it"));
+}
+
+// 32 random hex characters.
+std::string NewToken(std::random_device& rd) {
+  std::string t;
+  for (int i = 0; i < 4; ++i) absl::StrAppend(&t, absl::Hex(rd(), absl::kZeroPad8));
+  return t;
+}
+
+// New tokens for this cluster (LocalClusterTokenFile says which files).
+absl::Status WriteTokens(const LocalClusterOptions& o) {
+  std::error_code ec;
+  fs::create_directories(fs::path(o.state_dir) / "auth", ec);
+  if (ec) return absl::InternalError(absl::StrCat(AuthPath(o.state_dir, ""), ": ", ec.message()));
+  fs::permissions(fs::path(o.state_dir) / "auth", fs::perms::owner_all, ec);
+  std::random_device rd;
+  const std::string admin = NewToken(rd), user = NewToken(rd);
+  std::string table = absl::StrCat("# vsdmctl local up: TOKEN PRINCIPAL ROLE\n", admin, " local-admin admin\n", user,
+                                   " local-user user\n");
+  for (int w = 0; w < o.workers; ++w) {
+    const std::string t = NewToken(rd);
+    absl::StrAppend(&table, t, " ", AgentName(w), " worker\n");
+    VSDM_RETURN_IF_ERROR(WriteSecretFile(AuthPath(o.state_dir, AgentName(w) + ".token"), t + "\n"));
+  }
+  VSDM_RETURN_IF_ERROR(WriteSecretFile(AuthPath(o.state_dir, "admin.token"), admin + "\n"));
+  VSDM_RETURN_IF_ERROR(WriteSecretFile(AuthPath(o.state_dir, "user.token"), user + "\n"));
+  return WriteSecretFile(AuthPath(o.state_dir, "tokens"), table);
+}
+
 // Spawns a daemon (own session, stdin /dev/null, output to `log`) and records it in `launch`.
 absl::StatusOr<pid_t> StartDaemon(const std::vector<std::string>& argv, const std::string& log, Launch& launch) {
   SpawnOptions so;
@@ -159,7 +204,8 @@ absl::StatusOr<BoundPorts> StartCoordinator(const LocalClusterOptions& o, const 
                         StartDaemon({Bin(o, "vsdm-coordinator"), "--listen", "127.0.0.1:0", "--metrics-listen",
                                      "127.0.0.1:0", "--data-dir", StatePath(o.state_dir, "data"), "--port-file", ports,
                                      "--lease-seconds", std::to_string(o.lease_seconds), "--restart-backoff-seconds",
-                                     "1", "--store-port-range", absl::StrCat(stores.lo, "-", stores.hi)},
+                                     "1", "--store-port-range", absl::StrCat(stores.lo, "-", stores.hi),
+                                     "--auth-tokens", AuthPath(o.state_dir, "tokens")},
                                     LogPath(o, "coordinator"), launch));
   auto bound = WaitForPorts(ports, pid, /*want_grpc=*/true, o.start_timeout);
   if (!bound.ok()) {
@@ -173,7 +219,8 @@ absl::Status StartAgents(const LocalClusterOptions& o, const std::string& addr, 
     VSDM_RETURN_IF_ERROR(StartDaemon({Bin(o, "vsdm-worker"), "--coordinator", addr, "--id", absl::StrCat("local-", w),
                                       "--slots", std::to_string(o.slots), "--work-dir", StatePath(o.state_dir, "work"),
                                       "--threads-per-rank", std::to_string(o.threads_per_rank), "--kill-grace", "5",
-                                      "--metrics-listen", "127.0.0.1:0", "--port-file", AgentPortFile(o, w)},
+                                      "--metrics-listen", "127.0.0.1:0", "--port-file", AgentPortFile(o, w),
+                                      "--token-file", AuthPath(o.state_dir, AgentName(w) + ".token")},
                                      LogPath(o, AgentName(w)), launch)
                              .status());
   }
@@ -208,7 +255,11 @@ absl::Status CheckStillRunning(const LocalClusterOptions& o, const std::vector<p
 
 absl::Status WaitForRegistration(const LocalClusterOptions& o, const std::string& addr,
                                  const std::vector<pid_t>& pids) {
-  auto stub = v1::JobService::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()));
+  VSDM_ASSIGN_OR_RETURN(const std::string token, ReadToken(AuthPath(o.state_dir, "admin.token"), nullptr));
+  ClientSecurity security;
+  security.token = token;
+  VSDM_ASSIGN_OR_RETURN(auto channel, MakeChannel(addr, security));
+  auto stub = v1::JobService::NewStub(channel);
   const absl::Time until = absl::Now() + o.register_timeout;
   for (;;) {
     VSDM_RETURN_IF_ERROR(CheckStillRunning(o, pids));
@@ -234,6 +285,8 @@ absl::StatusOr<std::string> LocalClusterAddress(const std::string& state_dir) {
   return addr;
 }
 
+std::string LocalClusterTokenFile(const std::string& state_dir) { return AuthPath(state_dir, "admin.token"); }
+
 std::string DefaultStateDir(const char* vsdm_home, const char* home) {
   if (vsdm_home && *vsdm_home) return vsdm_home;
   return (fs::path(home ? home : ".") / ".vsdm" / "local").string();
@@ -256,6 +309,7 @@ absl::StatusOr<std::string> LocalClusterUp(const LocalClusterOptions& o) {
   std::mt19937 rng(std::random_device{}());
   VSDM_ASSIGN_OR_RETURN(const PortRange stores, ChooseFreePortRange(o.store_ports, rng));
   RemoveStateFiles(o);  // a dead cluster's leftovers (CheckCanStart: none of it runs)
+  VSDM_RETURN_IF_ERROR(WriteTokens(o));
   Launch launch(o);     // from here on a failure stops what was started
   VSDM_ASSIGN_OR_RETURN(const BoundPorts ports, StartCoordinator(o, stores, launch));
   const std::string addr = absl::StrCat("127.0.0.1:", ports.grpc);

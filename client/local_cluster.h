@@ -38,6 +38,12 @@ absl::Status LocalClusterDown(const std::string& state_dir);
 // The address of the cluster running from `state_dir`, if any.
 absl::StatusOr<std::string> LocalClusterAddress(const std::string& state_dir);
 
+// The bearer token vsdmctl uses for the local cluster running from `state_dir` (role admin:
+// it is the user's own cluster). `local up` writes new tokens each time, 0600 under
+// <state_dir>/auth/: tokens (the coordinator's --auth-tokens), admin.token, user.token (principal
+// local-user, role user) and worker-N.token (one principal per agent, role worker).
+std::string LocalClusterTokenFile(const std::string& state_dir);
+
 // The state dir when none is given: `vsdm_home` ($VSDM_HOME) if set and not empty, else
 // `home`/.vsdm/local (`home` is $HOME; null = the current directory).
 std::string DefaultStateDir(const char* vsdm_home, const char* home);

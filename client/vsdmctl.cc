@@ -17,6 +17,7 @@
 #include "CLI/CLI.hpp"
 #include "client/commands.h"
 #include "client/local_cluster.h"
+#include "common/grpc_client.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -35,6 +36,8 @@ struct Options {
   vc::ArtifactsArgs artifacts;
   vc::WorkersArgs workers;
   vc::LocalClusterOptions local;  // local up
+  std::string token_file;         // --token-file; default $VSDM_TOKEN, then the local cluster's admin token
+  vsdm::ClientSecurity security;  // --tls-ca, --tls-cert/--tls-key, --tls-server-name
 };
 
 // The subcommands, to ask which one was given.
@@ -59,6 +62,12 @@ void AddGlobalOptions(CLI::App& app, Options& opt) {
                  "coordinator address (default $VSDM_COORDINATOR, the local cluster, 127.0.0.1:50051)");
   app.add_option("-o,--output", opt.output, "output format: json")->check(CLI::IsMember({"json", ""}));
   app.add_option("--state-dir", opt.state_dir, "local cluster state dir (default $VSDM_HOME or ~/.vsdm/local)");
+  app.add_option("--token-file", opt.token_file,
+                 "bearer token for the coordinator (default $VSDM_TOKEN, then the local cluster's own)");
+  app.add_option("--tls-ca", opt.security.tls_ca, "CA of the coordinator's certificate (PEM): use TLS");
+  app.add_option("--tls-cert", opt.security.tls_cert, "client certificate (PEM), for mTLS");
+  app.add_option("--tls-key", opt.security.tls_key, "its private key (PEM)");
+  app.add_option("--tls-server-name", opt.security.tls_server_name, "name to verify in the coordinator's certificate");
 }
 
 void AddJobCommands(CLI::App& app, Options& opt, Subcommands& cmd) {
@@ -116,7 +125,16 @@ absl::Status RunJobCommand(const Subcommands& cmd, Options& opt) {
   const std::string coordinator =
       vc::ResolveCoordinator(opt.coordinator, std::getenv("VSDM_COORDINATOR"), opt.state_dir);
   opt.logs.local_state_dir = vc::LocalClusterStateDirFor(coordinator, opt.state_dir);
-  auto stub = vsdm::v1::JobService::NewStub(grpc::CreateChannel(coordinator, grpc::InsecureChannelCredentials()));
+  // The local cluster's own token when talking to it and no other is given.
+  const char* env_token = std::getenv("VSDM_TOKEN");
+  if (opt.token_file.empty() && !(env_token && *env_token) && !opt.logs.local_state_dir.empty())
+    opt.token_file = vc::LocalClusterTokenFile(opt.logs.local_state_dir);
+  auto token = vsdm::ReadToken(opt.token_file, env_token);
+  if (!token.ok()) return token.status();
+  opt.security.token = *token;
+  auto channel = vsdm::MakeChannel(coordinator, opt.security);
+  if (!channel.ok()) return channel.status();
+  auto stub = vsdm::v1::JobService::NewStub(*channel);
   std::ostream& out = std::cout;
   if (cmd.submit->parsed()) return vc::RunSubmit(opt.submit, *stub, out);
   if (cmd.get->parsed()) return vc::RunGet(opt.get, *stub, out);

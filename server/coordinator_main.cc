@@ -2,15 +2,17 @@
 // scheduler and worker leases, and /metrics. Composition root: parses flags, builds objects,
 // wires them, runs the scheduling ticker until SIGINT/SIGTERM.
 #include <csignal>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <optional>
 #include <thread>
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
@@ -18,6 +20,8 @@
 #include "common/port_file.h"
 #include "server/artifact_store.h"
 #include "server/assignment_book.h"
+#include "server/audit_log.h"
+#include "server/auth.h"
 #include "server/coordinator_metrics.h"
 #include "server/job_manager.h"
 #include "server/job_service.h"
@@ -41,7 +45,40 @@ struct Options {
   int max_running_per_owner = 0;                  // quota; 0 = none
   std::string store_port_range = "29500-29999";   // TCPStore ports for attempts' rank 0, "LO-HI" inclusive
   std::string port_file;                          // written once listening: "grpc PORT\nmetrics PORT\n"
+  // Security (server/auth.h, DESIGN.md §Security).
+  std::string auth_tokens;     // TOKEN PRINCIPAL ROLE lines; "" = auth off (loopback only unless insecure)
+  bool insecure = false;       // allow a routable --listen without --auth-tokens
+  std::string tls_cert, tls_key;  // PEM; both or neither
+  std::string tls_client_ca;   // PEM CA: verify client certs; WorkerService then needs one (mTLS)
+  bool tls_require_client_cert = false;  // refuse every connection without a verified client cert
+  std::string audit_log;       // default <data-dir>/audit.log; "-" = off
+  int64_t priority_ceiling = 100;  // users may not submit above it
+  int max_queued_per_owner = 1000;  // quota on queued jobs per owner; 0 = none
+  int max_message_bytes = 8 << 20;  // gRPC receive limit (artifact chunks are 1 MiB)
 };
+
+// True for 127.0.0.0/8, ::1 and localhost (what only this machine can reach).
+bool IsLoopback(const std::string& listen) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host == "localhost" || host == "[::1]" || host == "::1") return true;
+  return absl::StartsWith(host, "127.");
+}
+
+// The secure default and the TLS flags that go together.
+absl::Status CheckSecurityFlags(const Options& o) {
+  if (o.tls_cert.empty() != o.tls_key.empty())
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  if (!o.tls_client_ca.empty() && o.tls_cert.empty())
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS first)");
+  if (o.tls_require_client_cert && o.tls_client_ca.empty())
+    return absl::InvalidArgumentError("--tls-require-client-cert needs --tls-client-ca");
+  if (o.auth_tokens.empty() && o.tls_client_ca.empty() && !o.insecure && !IsLoopback(o.listen))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "refusing to listen on ", o.listen, " without --auth-tokens: anyone who reaches it could submit, cancel "
+        "and read every job and pose as a worker. Give --auth-tokens FILE (and --tls-cert/--tls-key), listen on "
+        "127.0.0.1, or pass --insecure if the network is trusted"));
+  return absl::OkStatus();
+}
 
 // Fills `opt` from argv. nullopt to go on; else the exit code: 0 after --help or --version, 2
 // for a bad flag (CLI11 prints the flag and what is wrong).
@@ -69,12 +106,35 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* opt) {
           },
           "LO-HI"));
   app.add_option("--port-file", opt->port_file, "write the bound ports here once listening");
+  app.add_option("--auth-tokens", opt->auth_tokens,
+                 "bearer tokens, a line each: TOKEN PRINCIPAL ROLE (user|admin|worker); re-read on SIGHUP")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--insecure", opt->insecure, "allow a non-loopback --listen without --auth-tokens (anyone can do anything)");
+  app.add_option("--tls-cert", opt->tls_cert, "server certificate chain (PEM)")->check(CLI::ExistingFile);
+  app.add_option("--tls-key", opt->tls_key, "server private key (PEM)")->check(CLI::ExistingFile);
+  app.add_option("--tls-client-ca", opt->tls_client_ca, "verify client certificates against this CA; WorkerService then needs one")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--tls-require-client-cert", opt->tls_require_client_cert,
+               "refuse any connection without a client certificate signed by --tls-client-ca");
+  app.add_option("--audit-log", opt->audit_log, "audit log file (default <data-dir>/audit.log; - = off)");
+  app.add_option("--priority-ceiling", opt->priority_ceiling, "the highest priority a user may ask")
+      ->check(CLI::Range(-1000, 1000));
+  app.add_option("--max-queued-per-owner", opt->max_queued_per_owner, "queued jobs per owner (0 = no quota)")
+      ->check(CLI::Range(0, 1 << 24));
+  app.add_option("--max-message-bytes", opt->max_message_bytes, "largest gRPC message received")
+      ->check(CLI::Range(1 << 20, 64 << 20));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (opt->artifact_root.empty()) opt->artifact_root = opt->data_dir + "/artifacts";
+  if (opt->audit_log.empty()) opt->audit_log = opt->data_dir + "/audit.log";
+  if (opt->audit_log == "-") opt->audit_log.clear();
+  if (absl::Status s = CheckSecurityFlags(*opt); !s.ok()) {
+    std::cerr << "vsdm-coordinator: " << s.message() << "\n";
+    return 2;
+  }
   return std::nullopt;
 }
 
@@ -86,6 +146,7 @@ vsdm::server::JobManagerOptions ManagerOptions(const Options& opt) {
   mo.scheduler.max_running_per_owner = opt.max_running_per_owner;
   mo.artifact_root = opt.artifact_root;
   mo.store_ports = *vsdm::server::ParsePortRange(opt.store_port_range);  // validated by ParseFlags
+  mo.max_queued_per_owner = opt.max_queued_per_owner;
   return mo;
 }
 
@@ -96,14 +157,23 @@ sigset_t BlockStopSignals() {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   return sigs;
 }
 
-int WaitForStopSignal(const sigset_t& sigs) {
-  int sig = 0;
-  sigwait(&sigs, &sig);
-  return sig;
+// Waits for SIGINT or SIGTERM; each SIGHUP on the way re-reads the tokens file.
+int WaitForStopSignal(const sigset_t& sigs, vsdm::server::Authenticator& auth) {
+  for (;;) {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    if (sig != SIGHUP) return sig;
+    const absl::Status s = auth.Reload();
+    std::cout << "vsdm-coordinator: SIGHUP: "
+              << (s.ok() ? std::string(auth.enabled() ? "tokens re-read" : "no --auth-tokens to re-read")
+                         : absl::StrCat(s.message(), " (keeping the previous tokens)"))
+              << std::endl;
+  }
 }
 
 int Fail(const std::string& what) {
@@ -111,15 +181,53 @@ int Fail(const std::string& what) {
   return 1;
 }
 
-// The gRPC server with both services, health and reflection; null when it cannot listen.
-std::unique_ptr<grpc::Server> StartGrpc(const std::string& listen, std::vector<grpc::Service*> services, int* port) {
+std::optional<std::string> ReadPem(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// TLS (and mTLS) server credentials from the flags, insecure ones without --tls-cert; null with
+// the error in `*error` when a PEM file cannot be read.
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const Options& o, std::string* error) {
+  if (o.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  auto cert = ReadPem(o.tls_cert), key = ReadPem(o.tls_key);
+  std::optional<std::string> ca = o.tls_client_ca.empty() ? std::string() : ReadPem(o.tls_client_ca);
+  if (!cert || !key || !ca) {
+    *error = "cannot read --tls-cert, --tls-key or --tls-client-ca";
+    return nullptr;
+  }
+  grpc::SslServerCredentialsOptions so(o.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                       : o.tls_require_client_cert
+                                           ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                           : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  so.pem_root_certs = *ca;
+  so.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(so);
+}
+
+// The gRPC server with both services and health; null when it cannot listen. No server
+// reflection: gRPC 1.51's reflection service registers itself for every caller once linked
+// (a static initializer) and cannot be put behind our tokens.
+std::unique_ptr<grpc::Server> StartGrpc(const Options& o, std::vector<grpc::Service*> services, int* port,
+                                        std::string* error) {
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  std::shared_ptr<grpc::ServerCredentials> creds = ServerCredentials(o, error);
+  if (!creds) return nullptr;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), port);
+  builder.AddListeningPort(o.listen, creds, port);
+  builder.SetMaxReceiveMessageSize(o.max_message_bytes);
+  builder.SetMaxSendMessageSize(o.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 256);
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, 16 * 1024);
   for (grpc::Service* s : services) builder.RegisterService(s);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || *port == 0) return nullptr;
+  if (!server || *port == 0) {
+    *error = "cannot listen on " + o.listen;
+    return nullptr;
+  }
   server->GetHealthCheckService()->SetServingStatus(true);
   return server;
 }
@@ -180,16 +288,23 @@ int main(int argc, char** argv) {
   auto endpoint = vsdm::ServeMetrics(opt.metrics_listen, registry);
   if (!endpoint.ok()) return Fail(std::string(endpoint.status().message()));
 
+  auto auth = vsdm::server::Authenticator::Create(
+      {opt.auth_tokens, /*worker_cert_required=*/!opt.tls_client_ca.empty()});
+  if (!auth.ok()) return Fail(std::string(auth.status().message()));
+  auto audit = vsdm::server::AuditLog::Open(opt.audit_log);
+  if (!audit.ok()) return Fail(std::string(audit.status().message()));
   vsdm::server::ArtifactStore artifacts(opt.artifact_root);
-  vsdm::server::JobServiceImpl jobs(manager, artifacts, metrics);
-  vsdm::server::WorkerServiceImpl workers(manager, artifacts, metrics);
+  const vsdm::server::ServiceDeps deps{manager, artifacts, metrics, **auth, **audit, opt.priority_ceiling};
+  vsdm::server::JobServiceImpl jobs(deps);
+  vsdm::server::WorkerServiceImpl workers(deps);
   int port = 0;
-  std::unique_ptr<grpc::Server> server = StartGrpc(opt.listen, {&jobs, &workers}, &port);
-  if (!server) return Fail("cannot listen on " + opt.listen);
+  std::string error;
+  std::unique_ptr<grpc::Server> server = StartGrpc(opt, {&jobs, &workers}, &port, &error);
+  if (!server) return Fail(error);
   Announce(opt, manager, metrics, {port, endpoint->port});
   {
     Ticker ticker(manager, metrics, absl::Seconds(opt.tick_seconds));
-    const int sig = WaitForStopSignal(stop_signals);
+    const int sig = WaitForStopSignal(stop_signals, **auth);
     std::cout << "vsdm-coordinator: signal " << sig << ", shutting down" << std::endl;
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

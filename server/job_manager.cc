@@ -1,13 +1,16 @@
 #include "server/job_manager.h"
 
+#include <google/protobuf/util/message_differencer.h>
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <iterator>
+#include <random>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -70,6 +73,102 @@ std::optional<int> StorePortOf(const std::vector<v1::JobEvent>& events, int atte
   return std::nullopt;
 }
 
+// Caller input in a message: at most 64 characters, control characters as '?'.
+std::string Clip(absl::string_view s) {
+  std::string out(s.substr(0, 64));
+  for (char& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  if (s.size() > 64) absl::StrAppend(&out, "... (", s.size(), " bytes)");
+  return out;
+}
+
+// The same for a job that does not exist and one the caller may not see.
+absl::Status JobNotFound(const std::string& job_id) {
+  return absl::NotFoundError(absl::StrCat("job ", Clip(job_id), " not found"));
+}
+
+// Idempotency keys are scoped per owner.
+std::string RequestKey(const std::string& owner, const std::string& request_id) {
+  return absl::StrCat(owner, "\n", request_id);
+}
+
+// `bytes` random bytes as hex, from the OS's entropy source.
+std::string RandomHex(int bytes) {
+  static absl::Mutex mu(absl::kConstInit);
+  static std::random_device* rd = new std::random_device;
+  absl::MutexLock lock(&mu);
+  std::string out;
+  for (int i = 0; i < bytes; i += 4) absl::StrAppend(&out, absl::Hex((*rd)(), absl::kZeroPad8));
+  return out.substr(0, static_cast<size_t>(bytes) * 2);
+}
+
+bool IdChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+         c == '-';
+}
+
+// A registered host becomes rank 0's store address (and an argv value of every rank): an IPv4
+// address, a bracketed IPv6 address or a DNS name, nothing else.
+bool ValidHost(absl::string_view h) {
+  if (h.empty() || h.size() > 253) return false;
+  if (h.front() == '[') {
+    if (h.size() < 3 || h.back() != ']') return false;
+    for (char c : h.substr(1, h.size() - 2))
+      if (!(absl::ascii_isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.')) return false;
+    return true;
+  }
+  if (h.front() == '-' || h.front() == '.') return false;
+  for (char c : h)
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.')) return false;
+  return true;
+}
+
+// INVALID_ARGUMENT naming the field of a Register request that is out of bounds.
+absl::Status ValidateRegister(const v1::RegisterRequest& req) {
+  const std::string& id = req.worker_id();
+  if (id.empty() || id.size() > 64 || id.front() == '-' || id.front() == '.' ||
+      !std::all_of(id.begin(), id.end(), IdChar))
+    return absl::InvalidArgumentError(
+        absl::StrCat("worker_id: 1 to 64 letters, digits and . _ - (not first: . -), got \"", Clip(id), "\""));
+  const auto& r = req.resources();
+  if (r.slots() < 1 || r.slots() > 4096)
+    return absl::InvalidArgumentError(absl::StrCat("resources.slots: must be in [1, 4096], got ", r.slots()));
+  if (r.devices() < 0 || r.devices() > 1024)
+    return absl::InvalidArgumentError(absl::StrCat("resources.devices: must be in [0, 1024], got ", r.devices()));
+  if (r.memory_bytes() < 0 || r.memory_bytes() > (int64_t{1} << 50))
+    return absl::InvalidArgumentError(
+        absl::StrCat("resources.memory_bytes: must be in [0, 2^50], got ", r.memory_bytes()));
+  if (!r.host().empty() && !ValidHost(r.host()))
+    return absl::InvalidArgumentError(
+        absl::StrCat("resources.host: an IPv4 address, [IPv6] or a DNS name, got \"", Clip(r.host()), "\""));
+  if (req.running_size() > 4096)
+    return absl::InvalidArgumentError(absl::StrCat("running: at most 4096 ranks, got ", req.running_size()));
+  return absl::OkStatus();
+}
+
+bool Finite(double v) { return std::isfinite(v); }
+
+// INVALID_ARGUMENT for a metrics map that is too big or not finite.
+absl::Status ValidateMetrics(const google::protobuf::Map<std::string, double>& m, const char* field) {
+  if (m.size() > 64) return absl::InvalidArgumentError(absl::StrCat(field, ": at most 64 entries, got ", m.size()));
+  for (const auto& [k, v] : m) {
+    if (k.empty() || k.size() > 64 || !std::all_of(k.begin(), k.end(), IdChar))
+      return absl::InvalidArgumentError(absl::StrCat(field, ": key \"", Clip(k), "\" is not 1 to 64 of [A-Za-z0-9._-]"));
+    if (!Finite(v)) return absl::InvalidArgumentError(absl::StrCat(field, ".", k, ": not finite"));
+  }
+  return absl::OkStatus();
+}
+
+// A rank's exit message (its log tail) as stored: the last 4 KiB, control characters but newline
+// and tab as '?'.
+std::string ExitMessage(const std::string& m) {
+  constexpr size_t kMax = 4096;
+  std::string out = m.size() > kMax ? "..." + m.substr(m.size() - kMax) : m;
+  for (char& c : out)
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') || c == 0x7f) c = '?';
+  return out;
+}
+
 }  // namespace
 
 JobManager::JobManager(JobStore& store, const Clock& clock, JobManagerOptions options)
@@ -95,7 +194,7 @@ absl::Status JobManager::Recover() {
       r.events = std::move(*events);
       r.queued_since = now;
       if (r.stored.job.state() == v1::JOB_STATE_RUNNING) r.attempt = RecoveredAttempt(r, now);
-      if (!r.stored.request_id.empty()) by_request_[r.stored.request_id] = id;
+      if (!r.stored.request_id.empty()) by_request_[RequestKey(r.stored.job.owner(), r.stored.request_id)] = id;
       int64_t n = 0;
       if (absl::SimpleAtoi(absl::StripPrefix(id, "job-"), &n)) next_job_ = std::max(next_job_, n + 1);
       jobs_[id] = std::move(r);
@@ -190,13 +289,31 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
   absl::StatusOr<JobSpec> spec = JobSpecFromProto(proto_spec);
   if (!spec.ok()) return spec.status();
   if (!owner.empty()) spec->owner = owner;
+  const std::string key = RequestKey(spec->owner, request_id);
   std::string job_id;
   {
     absl::MutexLock lock(&mu_);
     if (!request_id.empty()) {
-      if (auto it = by_request_.find(request_id); it != by_request_.end()) return Visible(jobs_.at(it->second));
-      if (!requests_in_flight_.insert(request_id).second)
+      if (auto it = by_request_.find(key); it != by_request_.end()) {
+        const Record& first = jobs_.at(it->second);
+        if (!google::protobuf::util::MessageDifferencer::Equivalent(JobSpecToProto(*spec), first.stored.job.spec()))
+          return absl::AlreadyExistsError(absl::StrCat("request_id: already used for ", it->second,
+                                                       " with another spec (a retry must send the same spec)"));
+        return Visible(first);
+      }
+      if (!requests_in_flight_.insert(key).second)
         return absl::UnavailableError("request_id: a submit with this id is in progress; retry");
+    }
+    if (options_.max_queued_per_owner > 0) {
+      int queued = 0;
+      for (const auto& [id, r] : jobs_)
+        queued += r.stored.job.owner() == spec->owner && r.stored.job.state() == v1::JOB_STATE_QUEUED;
+      if (queued >= options_.max_queued_per_owner) {
+        requests_in_flight_.erase(key);
+        return absl::ResourceExhaustedError(absl::StrCat("quota --max-queued-per-owner: ", Clip(spec->owner),
+                                                         " already has ", queued, " queued jobs (the limit is ",
+                                                         options_.max_queued_per_owner, ")"));
+      }
     }
     job_id = absl::StrFormat("job-%08d", next_job_++);
   }
@@ -226,10 +343,10 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
   v1::Job out;
   {
     absl::MutexLock lock(&mu_);
-    requests_in_flight_.erase(request_id);
+    requests_in_flight_.erase(key);
     if (!written.ok()) return written;
     r.events.push_back(ev);
-    if (!request_id.empty()) by_request_[request_id] = job_id;
+    if (!request_id.empty()) by_request_[key] = job_id;
     jobs_[job_id] = std::move(r);
     events_.Publish(ev);
     out = Visible(jobs_.at(job_id));
@@ -238,14 +355,14 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
   return out;
 }
 
-absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id) const {
+absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id, const JobScope& scope) const {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  if (it == jobs_.end() || !scope.Sees(it->second.stored.job.owner())) return JobNotFound(job_id);
   return Visible(it->second);
 }
 
-absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest& req) const {
+absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest& req, const JobScope& scope) const {
   if (req.page_size() < 0)
     return absl::InvalidArgumentError(absl::StrCat("page_size: must be >= 0, got ", req.page_size()));
   const int size =
@@ -261,6 +378,7 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest&
     const v1::Job& j = r.stored.job;
     if (req.state() != v1::JOB_STATE_UNSPECIFIED && j.state() != req.state()) continue;
     if (!req.owner().empty() && j.owner() != req.owner()) continue;
+    if (!scope.Sees(j.owner())) continue;
     // Newest first: keep the ones strictly after the token's key in that order.
     if (paged) {
       const int64_t n = Nanos(j.submit_time());
@@ -278,16 +396,16 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest&
   return resp;
 }
 
-absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
+absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id, const JobScope& scope) {
   v1::Job out;
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job_id);
-    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    if (it == jobs_.end() || !scope.Sees(it->second.stored.job.owner())) return JobNotFound(job_id);
     Record& r = it->second;
     if (IsFinalState(r.stored.job.state()))
       return absl::FailedPreconditionError(
-          absl::StrCat("job ", job_id, " already ", JobStateName(r.stored.job.state()), "; nothing to cancel"));
+          absl::StrCat("job ", Clip(job_id), " already ", JobStateName(r.stored.job.state()), "; nothing to cancel"));
     Change c;
     c.job_id = job_id;
     c.job = r.stored.job;
@@ -311,10 +429,10 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
 }
 
 absl::StatusOr<int64_t> JobManager::Watch(const std::string& job_id, int64_t after, const EventCallback& cb,
-                                          std::vector<v1::JobEvent>* replay) {
+                                          std::vector<v1::JobEvent>* replay, const JobScope& scope) {
   absl::MutexLock lock(&mu_);  // no commit can publish between the replay and the subscription
   auto it = jobs_.find(job_id);
-  if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+  if (it == jobs_.end() || !scope.Sees(it->second.stored.job.owner())) return JobNotFound(job_id);
   return events_.Subscribe(job_id, after, it->second.events, cb, replay);
 }
 
@@ -491,6 +609,7 @@ std::optional<JobManager::Change> JobManager::MakeStartChange(const Placement& p
   a.number = r.stored.job.attempts() + 1;
   a.attempt_id = MakeAttemptId(p.job_id, a.number);
   a.ranks = p.ranks;
+  a.rendezvous_secret = RandomHex(16);
   const std::optional<int> port = book_.TakePort(a.attempt_id);
   if (!port) {
     const PortRange& range = book_.ports();
@@ -548,25 +667,62 @@ void JobManager::QueueAssignments(const Record& r, const Attempt& a, const std::
     as.set_store_addr(store_addr);
     *as.mutable_spec() = r.stored.job.spec();
     as.set_artifact_dir(absl::StrCat(options_.artifact_root, "/", r.stored.job.job_id()));
+    as.set_rendezvous_secret(a.rendezvous_secret);
     book_.Assign(rp.worker_id, std::move(as));
   }
 }
 
-absl::StatusOr<v1::RegisterResponse> JobManager::Register(const v1::RegisterRequest& req) {
+absl::StatusOr<v1::RegisterResponse> JobManager::Register(const v1::RegisterRequest& req, const std::string& principal) {
+  if (absl::Status s = ValidateRegister(req); !s.ok()) return s;
+  v1::RegisterResponse resp;
   {
     absl::MutexLock lock(&mu_);
+    auto bound = bindings_.find(req.worker_id());
+    if (bound != bindings_.end() && bound->second.principal != principal)
+      return absl::PermissionDeniedError(
+          absl::StrCat("worker_id: ", req.worker_id(), " is registered by another identity"));
     const auto& res = req.resources();
     if (absl::Status s =
             registry_.Register(req.worker_id(), {res.slots(), res.devices(), res.memory_bytes(), res.host()});
         !s.ok())
       return s;
+    WorkerBinding& b = bindings_[req.worker_id()];
+    b.principal = principal;
+    b.credential = RandomHex(16);  // the previous one, if any, is revoked
+    resp.set_worker_credential(b.credential);
     ReclaimRunningRanks(req);
   }
   Deliver();
-  v1::RegisterResponse resp;
   resp.set_lease_seconds(absl::ToDoubleSeconds(options_.lease));
   resp.set_heartbeat_seconds(absl::ToDoubleSeconds(options_.lease) / 3.0);
   return resp;
+}
+
+absl::Status JobManager::CheckWorker(const std::string& worker_id, const std::string& credential) const {
+  auto it = bindings_.find(worker_id);
+  const WorkerInfo* w = it == bindings_.end() ? nullptr : registry_.Find(worker_id);
+  if (w == nullptr) return absl::NotFoundError(absl::StrCat("worker ", Clip(worker_id), " is not registered"));
+  if (credential.empty() || credential.size() != it->second.credential.size() ||
+      !std::equal(credential.begin(), credential.end(), it->second.credential.begin()))
+    return absl::PermissionDeniedError(absl::StrCat(
+        "worker ", worker_id, ": the x-vsdm-worker-credential is not the one its current registration was given"));
+  if (w->state != WorkerState::kAlive)
+    return absl::NotFoundError(absl::StrCat("worker ", worker_id, " lost its lease; register again"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobManager::Record*> JobManager::HeldAttempt(const std::string& worker_id,
+                                                            const std::string& attempt_id, int64_t rank) {
+  Record* r = FindAttempt(attempt_id);
+  if (r == nullptr)
+    return absl::FailedPreconditionError(absl::StrCat("attempt ", Clip(attempt_id), " is not a running attempt"));
+  if (rank < 0 || rank >= static_cast<int64_t>(r->attempt->ranks.size()))
+    return absl::FailedPreconditionError(absl::StrCat("rank: ", rank, " is not a rank of ", attempt_id, " (0..",
+                                                      r->attempt->ranks.size() - 1, ")"));
+  if (r->attempt->ranks[static_cast<size_t>(rank)].worker_id != worker_id)
+    return absl::FailedPreconditionError(
+        absl::StrCat("rank ", rank, " of ", attempt_id, " is not placed on worker ", worker_id));
+  return r;
 }
 
 void JobManager::ReclaimRunningRanks(const v1::RegisterRequest& req) {
@@ -595,8 +751,12 @@ void JobManager::ReclaimRunningRanks(const v1::RegisterRequest& req) {
   }
 }
 
-absl::StatusOr<v1::HeartbeatResponse> JobManager::Heartbeat(const v1::HeartbeatRequest& req) {
+absl::StatusOr<v1::HeartbeatResponse> JobManager::Heartbeat(const v1::HeartbeatRequest& req,
+                                                           const std::string& credential) {
   absl::MutexLock lock(&mu_);
+  if (req.running_size() > 4096)
+    return absl::InvalidArgumentError(absl::StrCat("running: at most 4096 ranks, got ", req.running_size()));
+  if (absl::Status s = CheckWorker(req.worker_id(), credential); !s.ok()) return s;
   if (absl::Status s = registry_.Heartbeat(req.worker_id()); !s.ok()) return s;
   v1::HeartbeatResponse resp;
   std::set<std::pair<std::string, int>> running;
@@ -616,13 +776,23 @@ absl::StatusOr<v1::HeartbeatResponse> JobManager::Heartbeat(const v1::HeartbeatR
   return resp;
 }
 
-absl::Status JobManager::Report(const v1::ReportRequest& req) {
+absl::Status JobManager::Report(const v1::ReportRequest& req, const std::string& credential) {
   {
     absl::MutexLock lock(&mu_);
-    Record* r = FindAttempt(req.attempt_id());
-    if (r == nullptr) return absl::OkStatus();  // a stale attempt: nothing to record
-    if (req.rank() != 0) return absl::OkStatus();
+    if (absl::Status s = CheckWorker(req.worker_id(), credential); !s.ok()) return s;
+    absl::StatusOr<Record*> held = HeldAttempt(req.worker_id(), req.attempt_id(), req.rank());
+    if (!held.ok()) return held.status();
+    Record* r = *held;
+    if (req.rank() != 0) return absl::OkStatus();  // only rank 0's progress is the job's
     v1::Progress p = req.progress();
+    const int64_t rounds = r->stored.job.spec().train().rounds();
+    if (p.round() < r->attempt->last_round || p.round() > rounds)
+      return absl::InvalidArgumentError(absl::StrCat("progress.round: must be in [", r->attempt->last_round, ", ",
+                                                     rounds, "] (never lower than the last report), got ", p.round()));
+    if (!Finite(p.loss()) || !Finite(p.steps_per_second()) || p.steps_per_second() < 0 || !Finite(p.eta_seconds()))
+      return absl::InvalidArgumentError("progress: loss, steps_per_second and eta_seconds must be finite (rate >= 0)");
+    if (absl::Status s = ValidateMetrics(p.metrics(), "progress.metrics"); !s.ok()) return s;
+    r->attempt->last_round = p.round();
     const double since_submit = absl::ToDoubleSeconds(clock_.Now() - FromProto(r->stored.job.submit_time()));
     const double per_round =
         p.steps_per_second() > 0
@@ -642,16 +812,20 @@ absl::Status JobManager::Report(const v1::ReportRequest& req) {
   return absl::OkStatus();
 }
 
-absl::Status JobManager::Complete(const v1::CompleteRequest& req) {
+absl::Status JobManager::Complete(const v1::CompleteRequest& req, const std::string& credential) {
   absl::Status status;
   {
     absl::MutexLock lock(&mu_);
-    Record* r = FindAttempt(req.attempt_id());
-    if (r == nullptr) return absl::OkStatus();  // stale: the attempt already ended
+    if (absl::Status s = CheckWorker(req.worker_id(), credential); !s.ok()) return s;
+    absl::StatusOr<Record*> held = HeldAttempt(req.worker_id(), req.attempt_id(), req.rank());
+    if (!held.ok()) return held.status();
+    if (absl::Status s = ValidateMetrics(req.metrics(), "metrics"); !s.ok()) return s;
+    Record* r = *held;
     if (req.exit_code() != 0) {
+      const std::string message = ExitMessage(req.message());
       status = Commit({FailAttempt(*r,
                                    absl::StrFormat("rank %d on %s exited with code %d%s%s", req.rank(), req.worker_id(),
-                                                   req.exit_code(), req.message().empty() ? "" : ": ", req.message()),
+                                                   req.exit_code(), message.empty() ? "" : ": ", message),
                                    "rank_failed")});
     } else {
       r->attempt->done.insert(req.rank());
@@ -679,12 +853,13 @@ absl::Status JobManager::Complete(const v1::CompleteRequest& req) {
   return status;
 }
 
-absl::StatusOr<std::string> JobManager::CurrentJobOf(const std::string& attempt_id) {
+absl::StatusOr<std::string> JobManager::UploadTarget(const v1::UploadArtifactRequest& req,
+                                                     const std::string& credential) {
   absl::MutexLock lock(&mu_);
-  Record* r = FindAttempt(attempt_id);
-  if (r == nullptr)
-    return absl::FailedPreconditionError(absl::StrCat("attempt ", attempt_id, " is not a running attempt"));
-  return r->stored.job.job_id();
+  if (absl::Status s = CheckWorker(req.worker_id(), credential); !s.ok()) return s;
+  absl::StatusOr<Record*> held = HeldAttempt(req.worker_id(), req.attempt_id(), 0);
+  if (!held.ok()) return held.status();
+  return (*held)->stored.job.job_id();
 }
 
 v1::ListWorkersResponse JobManager::Workers() const {

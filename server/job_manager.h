@@ -41,6 +41,8 @@ struct JobManagerOptions {
   PortRange store_ports = {29500, 29999};
   int default_page_size = 50;
   int max_page_size = 500;
+  // Per-owner quota on jobs waiting in the queue (RESOURCE_EXHAUSTED naming it); 0 = none.
+  int max_queued_per_owner = 0;
   // Operational warnings (a start that could not be made, ranks that could not be booked), one
   // line each, called with no lock held, possibly from several threads at once. Empty =
   // "vsdm-coordinator: <line>" on stderr.
@@ -66,6 +68,13 @@ struct JobManagerStats {
   std::vector<double> queue_wait_seconds;  // of attempts started since the last call (drained)
 };
 
+// Which jobs a caller may see: every job (an admin, or auth off), or only those of `owner`. The
+// others are NOT_FOUND, never PERMISSION_DENIED, so job ids do not leak.
+struct JobScope {
+  std::optional<std::string> owner;  // nullopt = every job
+  bool Sees(const std::string& job_owner) const { return !owner || *owner == job_owner; }
+};
+
 class JobManager {
  public:
   using EventCallback = JobEventHub::EventCallback;
@@ -78,31 +87,46 @@ class JobManager {
   absl::Status Recover();
 
   // --- users
-  // INVALID_ARGUMENT naming the field for a bad spec or request_id; the same request_id returns
-  // the first job. Durable when it returns.
+  // INVALID_ARGUMENT naming the field for a bad spec or request_id. Idempotency keys are per
+  // owner (AIP-155): the same owner and request_id with the same spec returns the first job; with
+  // another spec it is ALREADY_EXISTS. RESOURCE_EXHAUSTED at max_queued_per_owner. `owner` is the
+  // authenticated principal (the spec's owner field is used only when auth is off and `owner` is
+  // ""). Durable when it returns.
   absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec, const std::string& request_id, const std::string& owner);
-  absl::StatusOr<v1::Job> Get(const std::string& job_id) const;  // NOT_FOUND
+  absl::StatusOr<v1::Job> Get(const std::string& job_id, const JobScope& scope = {}) const;  // NOT_FOUND
   // Newest first. INVALID_ARGUMENT for a negative page_size or a page_token not from ListJobs.
-  absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request) const;
+  // A scope with an owner lists only that owner's jobs (whatever the request's owner filter).
+  absl::StatusOr<v1::ListJobsResponse> List(const v1::ListJobsRequest& request, const JobScope& scope = {}) const;
   // QUEUED or RUNNING -> CANCELLED (running ranks are aborted). FAILED_PRECONDITION when the job
   // has already finished; NOT_FOUND.
-  absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
+  absl::StatusOr<v1::Job> Cancel(const std::string& job_id, const JobScope& scope = {});
   // The job's stored events after `after_sequence`, and from then on every new event to `cb`
   // (progress events included; stored ones exactly once, in order). Returns a subscription id.
   // `cb` runs on the thread that caused the event (or one delivering concurrently), with no lock
   // held; it must not block (JobEventHub).
   absl::StatusOr<int64_t> Watch(const std::string& job_id, int64_t after_sequence, const EventCallback& cb,
-                                std::vector<v1::JobEvent>* replay);
+                                std::vector<v1::JobEvent>* replay, const JobScope& scope = {});
   void Unwatch(int64_t subscription);
 
-  // --- agents
-  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
-  // NOT_FOUND for an unknown or lost worker (register again).
-  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
-  absl::Status Report(const v1::ReportRequest& request);
-  absl::Status Complete(const v1::CompleteRequest& request);
-  // The job of `attempt_id` if that is its current attempt; FAILED_PRECONDITION for a stale one.
-  absl::StatusOr<std::string> CurrentJobOf(const std::string& attempt_id);
+  // --- agents. Note [Workers speak for themselves]: a worker id is bound to the principal that
+  // first registered it; each Register issues a new session credential (revoking the last), and
+  // every other call for that id must present it. A call for a worker id, attempt or rank the
+  // caller does not hold is refused (PERMISSION_DENIED or FAILED_PRECONDITION) and changes nothing.
+  // INVALID_ARGUMENT naming the field for a bad worker id, slots, devices, memory or host;
+  // PERMISSION_DENIED when the id is bound to another principal.
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request, const std::string& principal = "");
+  // NOT_FOUND for an unknown or lost worker (register again); PERMISSION_DENIED for a credential
+  // that is not the worker's current one.
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request, const std::string& credential);
+  // Progress of rank 0 of the caller's attempt: round within [0, rounds] and never lower than the
+  // attempt's last report, finite figures, at most 64 metrics (INVALID_ARGUMENT otherwise).
+  absl::Status Report(const v1::ReportRequest& request, const std::string& credential);
+  // A rank of an attempt placed on the caller ended: FAILED_PRECONDITION for a rank or attempt
+  // it does not hold (stale ones included); the message is kept to its last 4 KiB.
+  absl::Status Complete(const v1::CompleteRequest& request, const std::string& credential);
+  // The job an artifact upload goes to: only the worker holding rank 0 of the job's current
+  // attempt may upload (FAILED_PRECONDITION otherwise).
+  absl::StatusOr<std::string> UploadTarget(const v1::UploadArtifactRequest& request, const std::string& credential);
 
   // One pass: lease expiry (fail, abort, requeue or fail for good), recovery deadlines, then a
   // scheduling pass. Call periodically.
@@ -119,6 +143,8 @@ class JobManager {
     int number = 0;
     std::vector<RankPlacement> ranks;  // by rank; empty worker_id = not yet re-reported after recovery
     std::set<int> done;                // ranks that exited 0
+    std::string rendezvous_secret;     // in its c10d store key prefix (Assignment.rendezvous_secret)
+    int64_t last_round = 0;            // of rank 0's last progress report
     std::optional<absl::Time> recovering_since;
   };
   struct Recovery {
@@ -161,6 +187,14 @@ class JobManager {
   // and store port are released.
   void EndAttempt(const Attempt& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Record* FindAttempt(const std::string& attempt_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // PERMISSION_DENIED unless `credential` is `worker_id`'s current session credential; NOT_FOUND
+  // for a worker that is not registered (or lost: register again).
+  absl::Status CheckWorker(const std::string& worker_id, const std::string& credential) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The running attempt `attempt_id` with `rank` placed on `worker_id`; FAILED_PRECONDITION
+  // otherwise (a stale attempt, a rank out of range or placed elsewhere).
+  absl::StatusOr<Record*> HeldAttempt(const std::string& worker_id, const std::string& attempt_id, int64_t rank)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- Tick's steps
   // Fails the attempts of workers whose lease ran out (each job once; adds it to `failing`).
@@ -197,7 +231,12 @@ class JobManager {
   mutable absl::Mutex mu_;
   WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Record> jobs_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> by_request_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> by_request_ ABSL_GUARDED_BY(mu_);  // RequestKey(owner, id) -> job
+  struct WorkerBinding {
+    std::string principal;
+    std::string credential;
+  };
+  std::map<std::string, WorkerBinding> bindings_ ABSL_GUARDED_BY(mu_);  // by worker id
   std::set<std::string> requests_in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t next_job_ ABSL_GUARDED_BY(mu_) = 1;
   AssignmentBook book_ ABSL_GUARDED_BY(mu_);

@@ -21,7 +21,7 @@ namespace {
 // other threads; `Shared` outlives the reactor so a late callback finds it gone, not freed.
 class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
-  WatchReactor(JobManager& manager, const v1::WatchJobRequest& req)
+  WatchReactor(JobManager& manager, const v1::WatchJobRequest& req, const JobScope& scope)
       : manager_(manager), shared_(std::make_shared<Shared>()) {
     // Held across the subscription so a live event cannot overtake the replay.
     absl::MutexLock lock(&shared_->mu);
@@ -33,7 +33,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
         [weak](const v1::JobEvent& e) {
           if (auto s = weak.lock()) s->Push(e);
         },
-        &replay);
+        &replay, scope);
     if (!sub.ok()) {
       shared_->FinishLocked(ToGrpcStatus(sub.status()));
       return;
@@ -78,9 +78,19 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
     bool finished ABSL_GUARDED_BY(mu) = false;
     bool end_after_queue ABSL_GUARDED_BY(mu) = false;
 
+    // A watcher that stops reading is not buffered for without bound: past kMaxQueued events its
+    // progress events are dropped, and a state change ends the stream (RESOURCE_EXHAUSTED; watch
+    // again with after_sequence to resume without loss).
+    static constexpr size_t kMaxQueued = 1024;
     void Push(const v1::JobEvent& e) {
       absl::MutexLock lock(&mu);
       if (reactor == nullptr || finished) return;
+      if (queue.size() >= kMaxQueued) {
+        if (e.kind() != "progress")
+          FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                    "this watcher fell 1024 events behind; watch again with after_sequence"));
+        return;
+      }
       queue.push_back(e);
       NextLocked();
     }
@@ -148,64 +158,114 @@ class ErrorReactor : public grpc::ServerWriteReactor<T> {
 
 }  // namespace
 
+namespace {
+
+// The jobs `c` may see: all for an admin (or with auth off), else its own.
+JobScope ScopeOf(const Caller& c) {
+  if (!c.authenticated || c.role == Role::kAdmin) return {};
+  return {c.principal};
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* req,
                                                     v1::Job* resp) {
   const auto t0 = RpcClock::now();
-  auto j = manager_.Submit(req->spec(), req->request_id(), /*owner=*/req->spec().owner());
-  metrics_.RecordSubmit(j.ok());
-  if (j.ok()) *resp = std::move(*j);
-  return FinishUnary(ctx, metrics_, "SubmitJob", t0, j.status());
+  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+  absl::Status status = caller.status();
+  if (status.ok() && caller->authenticated && caller->role != Role::kAdmin &&
+      req->spec().priority() > d_.priority_ceiling)
+    status = absl::PermissionDeniedError(absl::StrCat("priority: ", req->spec().priority(), " is above ",
+                                                      d_.priority_ceiling, ", the most a user may ask (admins only)"));
+  std::string job_id;
+  if (status.ok()) {
+    // The owner is who called; the spec's owner field counts only with auth off.
+    const std::string owner = caller->authenticated ? caller->principal : req->spec().owner();
+    auto j = d_.manager.Submit(req->spec(), req->request_id(), owner);
+    status = j.status();
+    if (j.ok()) {
+      job_id = j->job_id();
+      *resp = std::move(*j);
+    }
+  }
+  d_.metrics.RecordSubmit(status.ok());
+  d_.audit.Record(caller, "SubmitJob", job_id, status);
+  return FinishUnary(ctx, d_.metrics, "SubmitJob", t0, status);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* req,
                                                  v1::Job* resp) {
   const auto t0 = RpcClock::now();
-  auto j = manager_.Get(req->job_id());
-  if (j.ok()) *resp = std::move(*j);
-  return FinishUnary(ctx, metrics_, "GetJob", t0, j.status());
+  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+  absl::Status status = caller.status();
+  if (status.ok()) {
+    auto j = d_.manager.Get(req->job_id(), ScopeOf(*caller));
+    status = j.status();
+    if (j.ok()) *resp = std::move(*j);
+  }
+  return FinishUnary(ctx, d_.metrics, "GetJob", t0, status);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx, const v1::ListJobsRequest* req,
                                                    v1::ListJobsResponse* resp) {
   const auto t0 = RpcClock::now();
-  auto r = manager_.List(*req);
-  if (r.ok()) *resp = std::move(*r);
-  return FinishUnary(ctx, metrics_, "ListJobs", t0, r.status());
+  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+  absl::Status status = caller.status();
+  if (status.ok()) {
+    auto r = d_.manager.List(*req, ScopeOf(*caller));
+    status = r.status();
+    if (r.ok()) *resp = std::move(*r);
+  }
+  return FinishUnary(ctx, d_.metrics, "ListJobs", t0, status);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* req,
                                                     v1::Job* resp) {
   const auto t0 = RpcClock::now();
-  auto j = manager_.Cancel(req->job_id());
-  if (j.ok()) *resp = std::move(*j);
-  return FinishUnary(ctx, metrics_, "CancelJob", t0, j.status());
+  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+  absl::Status status = caller.status();
+  if (status.ok()) {
+    auto j = d_.manager.Cancel(req->job_id(), ScopeOf(*caller));
+    status = j.status();
+    if (j.ok()) *resp = std::move(*j);
+  }
+  d_.audit.Record(caller, "CancelJob", req->job_id(), status);
+  return FinishUnary(ctx, d_.metrics, "CancelJob", t0, status);
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest*,
                                                       v1::ListWorkersResponse* resp) {
   const auto t0 = RpcClock::now();
-  *resp = manager_.Workers();
-  return FinishUnary(ctx, metrics_, "ListWorkers", t0, absl::OkStatus());
+  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+  absl::Status status = caller.status();
+  if (status.ok() && caller->authenticated && caller->role != Role::kAdmin)
+    status = absl::PermissionDeniedError("the worker list is for admins (it names every node and its address)");
+  if (status.ok()) *resp = d_.manager.Workers();
+  return FinishUnary(ctx, d_.metrics, "ListWorkers", t0, status);
 }
 
-grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(grpc::CallbackServerContext* ctx,
                                                                  const v1::WatchJobRequest* req) {
-  metrics_.RecordRpc("WatchJob", 0, 0.0);
-  return new WatchReactor(manager_, *req);
+  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+  d_.metrics.RecordRpc("WatchJob", static_cast<int>(caller.status().code()), 0.0);
+  if (!caller.ok()) return new ErrorReactor<v1::JobEvent>(caller.status());
+  return new WatchReactor(d_.manager, *req, ScopeOf(*caller));
 }
 
-grpc::ServerWriteReactor<v1::ArtifactChunk>* JobServiceImpl::GetArtifact(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<v1::ArtifactChunk>* JobServiceImpl::GetArtifact(grpc::CallbackServerContext* ctx,
                                                                          const v1::GetArtifactRequest* req) {
   auto fail = [&](const absl::Status& s) {
-    metrics_.RecordRpc("GetArtifact", static_cast<int>(s.code()), 0.0);
+    d_.metrics.RecordRpc("GetArtifact", static_cast<int>(s.code()), 0.0);
     return new ErrorReactor<v1::ArtifactChunk>(s);
   };
-  auto job = manager_.Get(req->job_id());
+  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+  if (!caller.ok()) return fail(caller.status());
+  auto job = d_.manager.Get(req->job_id(), ScopeOf(*caller));
   if (!job.ok()) return fail(job.status());
-  auto full = artifacts_.Resolve(req->job_id(), req->path());
+  auto full = d_.artifacts.Resolve(req->job_id(), req->path());
   if (!full.ok()) return fail(full.status());
   std::error_code ec;
-  metrics_.RecordRpc("GetArtifact", 0, 0.0);
+  d_.metrics.RecordRpc("GetArtifact", 0, 0.0);
   return new ArtifactReactor(*full, static_cast<int64_t>(fs::file_size(*full, ec)));
 }
 

@@ -4,18 +4,16 @@
 
 #include <string>
 
-#include "server/artifact_store.h"
-#include "server/coordinator_metrics.h"
-#include "server/job_manager.h"
+#include "server/rpc_util.h"
 #include "vsdm/v1/service.grpc.pb.h"
 
 namespace vsdm::server {
 
-// `manager`, `artifacts` and `metrics` must outlive the service.
+// Every call is authorized first: roles user (its own jobs; others' are NOT_FOUND) and admin
+// (every job, the worker list); a worker's token is PERMISSION_DENIED here.
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  JobServiceImpl(JobManager& manager, const ArtifactStore& artifacts, CoordinatorMetrics& metrics)
-      : manager_(manager), artifacts_(artifacts), metrics_(metrics) {}
+  explicit JobServiceImpl(const ServiceDeps& deps) : d_(deps) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* req,
                                       v1::Job* resp) override;
@@ -33,9 +31,7 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                                         v1::ListWorkersResponse* resp) override;
 
  private:
-  JobManager& manager_;
-  const ArtifactStore& artifacts_;
-  CoordinatorMetrics& metrics_;
+  ServiceDeps d_;
 };
 
 }  // namespace vsdm::server

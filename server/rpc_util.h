@@ -7,11 +7,34 @@
 
 #include "absl/status/status.h"
 #include "common/grpc_status.h"
+#include "server/artifact_store.h"
+#include "server/audit_log.h"
+#include "server/auth.h"
 #include "server/coordinator_metrics.h"
+#include "server/job_manager.h"
 
 namespace vsdm::server {
 
 using RpcClock = std::chrono::steady_clock;
+
+// What both services stand on; every member must outlive them.
+struct ServiceDeps {
+  JobManager& manager;
+  ArtifactStore& artifacts;
+  CoordinatorMetrics& metrics;
+  const Authenticator& auth;
+  AuditLog& audit;
+  int64_t priority_ceiling = 100;  // a `user` may not submit above it (PERMISSION_DENIED naming priority)
+};
+
+// The metadata key of a worker's session credential (RegisterResponse.worker_credential).
+inline constexpr char kWorkerCredentialKey[] = "x-vsdm-worker-credential";
+
+// The value of `key` in `ctx`'s client metadata, "" when absent.
+inline std::string MetadataValue(const grpc::CallbackServerContext& ctx, const char* key) {
+  auto it = ctx.client_metadata().find(key);
+  return it == ctx.client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());
+}
 
 // Finishes `ctx`'s unary call with `s` and records it (method, code, time since `t0`).
 inline grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, CoordinatorMetrics& m,

@@ -1,45 +1,58 @@
 #include "server/worker_service.h"
 
-#include "server/rpc_util.h"
-
 namespace vsdm::server {
+
+// Authorize, call, audit (`audit_ok`: also successful calls), finish.
+#define VSDM_WORKER_CALL(method, job, audit_ok, body)                                        \
+  const auto t0 = RpcClock::now();                                                            \
+  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kWorkers);             \
+  absl::Status status = caller.status();                                                      \
+  if (status.ok()) {                                                                          \
+    const std::string credential = MetadataValue(*ctx, kWorkerCredentialKey);                 \
+    body                                                                                      \
+  }                                                                                           \
+  if ((audit_ok) || !status.ok()) d_.audit.Record(caller, method, job, status);               \
+  return FinishUnary(ctx, d_.metrics, method, t0, status)
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContext* ctx, const v1::RegisterRequest* req,
                                                       v1::RegisterResponse* resp) {
-  const auto t0 = RpcClock::now();
-  auto r = manager_.Register(*req);
-  if (r.ok()) *resp = std::move(*r);
-  return FinishUnary(ctx, metrics_, "Register", t0, r.status());
+  VSDM_WORKER_CALL("Register", req->worker_id(), true, {
+    (void)credential;
+    auto r = d_.manager.Register(*req, caller->principal);
+    status = r.status();
+    if (r.ok()) *resp = std::move(*r);
+  });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
                                                        const v1::HeartbeatRequest* req, v1::HeartbeatResponse* resp) {
-  const auto t0 = RpcClock::now();
-  auto r = manager_.Heartbeat(*req);
-  if (r.ok()) *resp = std::move(*r);
-  return FinishUnary(ctx, metrics_, "Heartbeat", t0, r.status());
+  VSDM_WORKER_CALL("Heartbeat", req->worker_id(), false, {
+    auto r = d_.manager.Heartbeat(*req, credential);
+    status = r.status();
+    if (r.ok()) *resp = std::move(*r);
+  });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Report(grpc::CallbackServerContext* ctx, const v1::ReportRequest* req,
                                                     v1::ReportResponse*) {
-  const auto t0 = RpcClock::now();
-  return FinishUnary(ctx, metrics_, "Report", t0, manager_.Report(*req));
+  VSDM_WORKER_CALL("Report", req->attempt_id(), false, { status = d_.manager.Report(*req, credential); });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Complete(grpc::CallbackServerContext* ctx, const v1::CompleteRequest* req,
                                                       v1::CompleteResponse*) {
-  const auto t0 = RpcClock::now();
-  return FinishUnary(ctx, metrics_, "Complete", t0, manager_.Complete(*req));
+  VSDM_WORKER_CALL("Complete", req->attempt_id(), true, { status = d_.manager.Complete(*req, credential); });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::UploadArtifact(grpc::CallbackServerContext* ctx,
                                                             const v1::UploadArtifactRequest* req,
                                                             v1::UploadArtifactResponse*) {
-  const auto t0 = RpcClock::now();
-  auto job = manager_.CurrentJobOf(req->attempt_id());
-  absl::Status s = job.status();
-  if (job.ok()) s = artifacts_.AppendChunk(*job, req->path(), req->offset(), req->data(), req->last());
-  return FinishUnary(ctx, metrics_, "UploadArtifact", t0, s);
+  VSDM_WORKER_CALL("UploadArtifact", req->attempt_id(), req->last(), {
+    auto job = d_.manager.UploadTarget(*req, credential);
+    status = job.status();
+    if (job.ok()) status = d_.artifacts.AppendChunk(*job, req->path(), req->offset(), req->data(), req->last());
+  });
 }
+
+#undef VSDM_WORKER_CALL
 
 }  // namespace vsdm::server

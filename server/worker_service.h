@@ -3,18 +3,16 @@
 // JobManager.
 #pragma once
 
-#include "server/artifact_store.h"
-#include "server/coordinator_metrics.h"
-#include "server/job_manager.h"
+#include "server/rpc_util.h"
 #include "vsdm/v1/service.grpc.pb.h"
 
 namespace vsdm::server {
 
-// `manager`, `artifacts` and `metrics` must outlive the service.
+// Every call is authorized first (role worker; Note [Workers speak for themselves] in
+// job_manager.h for what a worker may say).
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  WorkerServiceImpl(JobManager& manager, ArtifactStore& artifacts, CoordinatorMetrics& metrics)
-      : manager_(manager), artifacts_(artifacts), metrics_(metrics) {}
+  explicit WorkerServiceImpl(const ServiceDeps& deps) : d_(deps) {}
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx, const v1::RegisterRequest* req,
                                      v1::RegisterResponse* resp) override;
@@ -28,9 +26,7 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
                                            v1::UploadArtifactResponse* resp) override;
 
  private:
-  JobManager& manager_;
-  ArtifactStore& artifacts_;
-  CoordinatorMetrics& metrics_;
+  ServiceDeps d_;
 };
 
 }  // namespace vsdm::server

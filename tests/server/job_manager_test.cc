@@ -33,12 +33,28 @@ class JobManagerTest : public ::testing::Test {
     r.set_worker_id(id);
     r.mutable_resources()->set_slots(slots);
     r.mutable_resources()->set_host("h-" + id);
-    ASSERT_TRUE(mgr_->Register(r).ok());
+    ASSERT_TRUE(RegisterOk(r));
+  }
+  // Registers `r`, keeping the worker's session credential for its later calls.
+  bool RegisterOk(const v1::RegisterRequest& r) {
+    auto resp = mgr_->Register(r);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    if (!resp.ok()) return false;
+    creds_[r.worker_id()] = resp->worker_credential();
+    return true;
+  }
+  // The worker that holds rank 0 of `attempt_id`.
+  std::string WorkerOfRank0(const std::string& attempt_id) {
+    const v1::ListWorkersResponse workers = mgr_->Workers();
+    for (const auto& w : workers.workers())
+      for (const auto& rr : w.ranks())
+        if (rr.attempt_id() == attempt_id && rr.rank() == 0) return w.worker_id();
+    return "";
   }
   v1::HeartbeatResponse Heartbeat(const std::string& id) {
     v1::HeartbeatRequest r;
     r.set_worker_id(id);
-    auto resp = mgr_->Heartbeat(r);
+    auto resp = mgr_->Heartbeat(r, creds_[id]);
     EXPECT_TRUE(resp.ok()) << resp.status();
     return resp.ok() ? *resp : v1::HeartbeatResponse();
   }
@@ -54,7 +70,9 @@ class JobManagerTest : public ::testing::Test {
     c.set_attempt_id(attempt);
     c.set_rank(rank);
     c.set_exit_code(code);
-    ASSERT_TRUE(mgr_->Complete(c).ok());
+    const absl::Status s = mgr_->Complete(c, creds_[worker]);
+    // Late news from an attempt that has ended is refused and changes nothing.
+    ASSERT_TRUE(s.ok() || s.code() == absl::StatusCode::kFailedPrecondition) << s;
   }
 
   // The store ports of the attempts `w`'s heartbeat assigns, by attempt id.
@@ -69,20 +87,29 @@ class JobManagerTest : public ::testing::Test {
   InMemoryJobStore store_;
   PortRange ports_;  // set before mgr_ is (re)built to change the range
   std::vector<std::string> logs_;
+  std::map<std::string, std::string> creds_;  // worker id -> its session credential
   std::unique_ptr<JobManager> mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
 };
 
-TEST_F(JobManagerTest, SubmitIsIdempotentPerRequestId) {
+TEST_F(JobManagerTest, SubmitIsIdempotentPerOwnerAndRequestIdAndBoundToTheSpec) {
   v1::Job a = Submit(Spec(), "req-1");
-  v1::Job b = Submit(Spec(2), "req-1");
+  v1::Job b = Submit(Spec(), "req-1");
   EXPECT_EQ(a.job_id(), b.job_id());
-  EXPECT_EQ(b.spec().resources().trainers(), 1);  // the first submit's spec
+  // The same key with another spec is refused (AIP-155), and changes nothing.
+  auto other = mgr_->Submit(Spec(2), "req-1", "alice");
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kAlreadyExists) << other.status();
+  EXPECT_NE(other.status().message().find("request_id"), std::string::npos);
+  // Keys are per owner: bob's req-1 is a job of its own, and does not see alice's.
+  auto bobs = mgr_->Submit(Spec(), "req-1", "bob");
+  ASSERT_TRUE(bobs.ok()) << bobs.status();
+  EXPECT_NE(bobs->job_id(), a.job_id());
+  EXPECT_EQ(bobs->owner(), "bob");
   v1::Job c = Submit(Spec(), "req-2");
   EXPECT_NE(c.job_id(), a.job_id());
   v1::Job d = Submit(Spec());
   v1::Job e = Submit(Spec());  // no request id: two jobs
   EXPECT_NE(d.job_id(), e.job_id());
-  EXPECT_EQ(mgr_->List({})->jobs_size(), 4);
+  EXPECT_EQ(mgr_->List({})->jobs_size(), 5);  // a, bob's, c, d, e
 }
 
 TEST_F(JobManagerTest, ABadSpecIsRefusedNamingTheFieldAndNothingIsStored) {
@@ -144,7 +171,7 @@ TEST_F(JobManagerTest, GangStartsOnlyWhenAllRanksFitAndAssignmentsReachTheAgents
     rr->set_attempt_id(a.attempt_id());
     rr->set_rank(a.rank());
   }
-  EXPECT_EQ(mgr_->Heartbeat(hb)->assignments_size(), 0);
+  EXPECT_EQ(mgr_->Heartbeat(hb, creds_["w1"])->assignments_size(), 0);
 }
 
 TEST_F(JobManagerTest, ALostWorkerRequeuesItsJobWithBackoffThenFailsAfterMaxRestarts) {
@@ -183,8 +210,9 @@ TEST_F(JobManagerTest, ALostWorkerRequeuesItsJobWithBackoffThenFailsAfterMaxRest
   clock_.Advance(absl::Seconds(3));
   v1::ReportRequest rep;
   rep.set_attempt_id(j.job_id() + "/2");
+  rep.set_worker_id(WorkerOfRank0(rep.attempt_id()));
   rep.mutable_progress()->set_round(1);
-  ASSERT_TRUE(mgr_->Report(rep).ok());
+  ASSERT_TRUE(mgr_->Report(rep, creds_[rep.worker_id()]).ok());
   auto phases = mgr_->TakeStats().recovery;
   ASSERT_EQ(phases.size(), 3u);
   EXPECT_EQ(phases[0].first, "detect");
@@ -218,7 +246,7 @@ TEST_F(JobManagerTest, RankZeroExitingCleanlySucceedsTheJobAndStaleReportsAreIgn
   c.set_attempt_id(att);
   c.set_rank(0);
   (*c.mutable_metrics())["energy_distance"] = 0.04;
-  ASSERT_TRUE(mgr_->Complete(c).ok());
+  ASSERT_TRUE(mgr_->Complete(c, creds_["w"]).ok());
   v1::Job done = *mgr_->Get(j.job_id());
   EXPECT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_DOUBLE_EQ(done.progress().metrics().at("energy_distance"), 0.04);
@@ -325,7 +353,8 @@ TEST_F(JobManagerTest, WatchReplaysThenStreamsEveryEventOnce) {
   rep.set_attempt_id(j.job_id() + "/1");
   rep.mutable_progress()->set_round(3);
   rep.mutable_progress()->set_steps_per_second(50);
-  ASSERT_TRUE(mgr_->Report(rep).ok());
+  rep.set_worker_id("w");
+  ASSERT_TRUE(mgr_->Report(rep, creds_["w"]).ok());
   EXPECT_NEAR(mgr_->Get(j.job_id())->progress().goodput_ratio(), 0.5, 1e-9);
   EXPECT_NEAR(mgr_->TakeStats().goodput[j.job_id()], 0.5, 1e-9);
   Complete("w", j.job_id() + "/1", 0, 0);
@@ -362,7 +391,7 @@ TEST_F(JobManagerTest, ARestartedManagerReloadsJobsAndRunningAttemptsWaitForThei
   mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
   ASSERT_TRUE(mgr_->Recover().ok());
   EXPECT_EQ(State(q.job_id()), v1::JOB_STATE_QUEUED);
-  EXPECT_EQ(Submit(Spec(), "keep-me").job_id(), q.job_id());  // idempotency survives
+  EXPECT_EQ(Submit(Spec(4), "keep-me").job_id(), q.job_id());  // idempotency survives
   EXPECT_NE(Submit().job_id(), gone.job_id());                // ids are not reused
   // w1 re-registers with the ranks of r it still runs; nobody reports `gone`'s ranks.
   v1::RegisterRequest reg;
@@ -373,7 +402,7 @@ TEST_F(JobManagerTest, ARestartedManagerReloadsJobsAndRunningAttemptsWaitForThei
     rr->set_attempt_id(r.job_id() + "/1");
     rr->set_rank(rank);
   }
-  ASSERT_TRUE(mgr_->Register(reg).ok());
+  ASSERT_TRUE(RegisterOk(reg));
   Register("w2", 2);
   mgr_->Tick();
   EXPECT_EQ(State(r.job_id()), v1::JOB_STATE_RUNNING);
@@ -396,7 +425,7 @@ TEST_F(JobManagerTest, LiveAttemptsGetDistinctStorePortsEvenOnOneHostAndEndingOn
     r.set_worker_id(w);
     r.mutable_resources()->set_slots(2);
     r.mutable_resources()->set_host("127.0.0.1");
-    ASSERT_TRUE(mgr_->Register(r).ok());
+    ASSERT_TRUE(RegisterOk(r));
   }
   v1::Job a = Submit(Spec(1)), b = Submit(Spec(1));
   mgr_->Tick();
@@ -492,7 +521,7 @@ TEST_F(JobManagerTest, ARankThatCannotBeBookedOnReRegisterIsAbortedAndTheAttempt
     rr->set_attempt_id(j.job_id() + "/1");
     rr->set_rank(rank);
   }
-  ASSERT_TRUE(mgr_->Register(reg).ok());
+  ASSERT_TRUE(RegisterOk(reg));
   ASSERT_EQ(logs_.size(), 1u);
   EXPECT_NE(logs_[0].find("rank 1 of " + j.job_id() + "/1"), std::string::npos) << logs_[0];
   v1::ListWorkersResponse workers = mgr_->Workers();
@@ -519,8 +548,12 @@ TEST_F(JobManagerTest, AssignmentsCarryTheAttemptIdThatParsesBackToTheJob) {
   ASSERT_TRUE(ref.has_value());
   EXPECT_EQ(ref->job_id, j.job_id());
   EXPECT_EQ(ref->attempt, 1);
-  EXPECT_EQ(*mgr_->CurrentJobOf(hb.assignments(0).attempt_id()), j.job_id());
-  EXPECT_EQ(mgr_->CurrentJobOf(j.job_id() + "/01").status().code(), absl::StatusCode::kFailedPrecondition);
+  v1::UploadArtifactRequest up;
+  up.set_worker_id("w");
+  up.set_attempt_id(hb.assignments(0).attempt_id());
+  EXPECT_EQ(*mgr_->UploadTarget(up, creds_["w"]), j.job_id());
+  up.set_attempt_id(j.job_id() + "/01");
+  EXPECT_EQ(mgr_->UploadTarget(up, creds_["w"]).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(AttemptIdTest, MakeAndParseRoundTrip) {

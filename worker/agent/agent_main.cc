@@ -37,6 +37,8 @@ struct Options {
   double kill_grace = 10;                         // seconds between SIGTERM and SIGKILL on abort
   std::string metrics_listen = "127.0.0.1:9465";  // Prometheus /metrics of this node; "" = off; port 0 = any
   std::string port_file;                          // written once listening (common/port_file.h)
+  std::string token_file;                         // bearer token of role worker; default $VSDM_TOKEN
+  vsdm::ClientSecurity security;                  // TLS: --tls-ca, --tls-cert/--tls-key (mTLS)
 };
 
 }  // namespace
@@ -66,6 +68,11 @@ int main(int argc, char** argv) {
   app.add_option("--kill-grace", opt.kill_grace, "SIGTERM to SIGKILL on abort, seconds")->check(CLI::Range(0.0, 600.0));
   app.add_option("--metrics-listen", opt.metrics_listen, "Prometheus /metrics address (\"\" = off)");
   app.add_option("--port-file", opt.port_file, "write the bound metrics port here");
+  app.add_option("--token-file", opt.token_file, "bearer token (role worker) for the coordinator; default $VSDM_TOKEN");
+  app.add_option("--tls-ca", opt.security.tls_ca, "CA of the coordinator's certificate (PEM): use TLS");
+  app.add_option("--tls-cert", opt.security.tls_cert, "this worker's client certificate (PEM), for mTLS");
+  app.add_option("--tls-key", opt.security.tls_key, "its private key (PEM)");
+  app.add_option("--tls-server-name", opt.security.tls_server_name, "name to verify in the coordinator's certificate");
   app.set_version_flag("--version", std::string("vsdm-worker ") + VSDM_VERSION);
   try {
     app.parse(argc, argv);
@@ -99,7 +106,19 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  vsdm::worker::GrpcCoordinatorClient client(opt.coordinator, absl::Seconds(5));
+  auto token = vsdm::ReadToken(opt.token_file, std::getenv("VSDM_TOKEN"));
+  if (!token.ok()) {
+    std::cerr << "vsdm-worker: " << token.status().message() << "\n";
+    return 2;
+  }
+  opt.security.token = *token;
+  unsetenv("VSDM_TOKEN");  // the ranks this agent starts must not inherit it
+  auto client_or = vsdm::worker::GrpcCoordinatorClient::Create(opt.coordinator, absl::Seconds(5), opt.security);
+  if (!client_or.ok()) {
+    std::cerr << "vsdm-worker: " << client_or.status().message() << "\n";
+    return 2;
+  }
+  vsdm::worker::GrpcCoordinatorClient& client = **client_or;
   vsdm::RealClock clock;
   vsdm::worker::PosixProcessSupervisor processes(clock);
   vsdm::worker::AgentOptions ao;
