@@ -1,10 +1,17 @@
 #include "common/train_protocol.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <type_traits>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 
 namespace vsdm::train_protocol {
@@ -59,6 +66,71 @@ std::string RankLogName(int64_t attempt, int64_t rank) {
   return absl::StrCat("attempt-", attempt, "-rank-", rank, ".log");
 }
 
+absl::Status CheckJobId(const std::string& id) {
+  const auto word = [](char c) { return absl::ascii_isalnum(c) || c == '_'; };
+  bool ok = !id.empty() && id.size() <= kMaxJobIdLength && word(id[0]);
+  for (char c : id) ok = ok && (word(c) || c == '.' || c == '-');
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("job_id: must be 1 to ", kMaxJobIdLength,
+                   " characters of [A-Za-z0-9._-] starting with a letter, digit or '_', got \"",
+                   absl::CHexEscape(id.substr(0, 64)), id.size() > 64 ? "...\"" : "\""));
+}
+
+absl::Status CheckRendezvousSecret(const std::string& secret) {
+  bool ok = secret.size() <= kMaxRendezvousSecretLength;
+  for (char c : secret) ok = ok && absl::ascii_isxdigit(c);
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("rendezvous_secret: must be at most ", kMaxRendezvousSecretLength,
+                                                 " hex digits (", secret.size(), " characters, not all hex)"));
+}
+
+namespace {
+
+bool IsDnsName(const std::string& h) {
+  if (h.empty() || h.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(h, '.')) {
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label)
+      if (!absl::ascii_isalnum(c) && c != '-') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<HostPort> ParseHostPort(const std::string& value, const std::string& what) {
+  const auto bad = [&](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": must be HOST:PORT (HOST an IPv4 address, [IPv6] or a DNS name; PORT in [1, 65535]), got \"",
+        absl::CHexEscape(value.substr(0, 300)), "\": ", why));
+  };
+  const size_t colon = value.rfind(':');
+  if (colon == std::string::npos) return bad("no ':'");
+  const std::string host = value.substr(0, colon), port_text = value.substr(colon + 1);
+  HostPort hp;
+  if (port_text.empty() || port_text.size() > 5 ||
+      !std::all_of(port_text.begin(), port_text.end(), absl::ascii_isdigit) || !absl::SimpleAtoi(port_text, &hp.port) ||
+      hp.port < 1 || hp.port > 65535)
+    return bad("the port is not a decimal number in [1, 65535]");
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    hp.host = host.substr(1, host.size() - 2);
+    in6_addr a6{};
+    if (inet_pton(AF_INET6, hp.host.c_str(), &a6) != 1) return bad("not an IPv6 address inside []");
+    return hp;
+  }
+  hp.host = host;
+  // All digits and dots: it must be an IPv4 address (999.1.1.1 is no name either).
+  if (!host.empty() &&
+      std::all_of(host.begin(), host.end(), [](char c) { return absl::ascii_isdigit(c) || c == '.'; })) {
+    in_addr a4{};
+    if (inet_pton(AF_INET, host.c_str(), &a4) != 1) return bad("not an IPv4 address");
+    return hp;
+  }
+  if (!IsDnsName(host)) return bad("the host is not an IPv4 address, [IPv6] or a DNS name");
+  return hp;
+}
+
 std::string DescribeExit(int code) {
   switch (code) {
     case 0:
@@ -84,7 +156,9 @@ std::vector<std::string> TrainArgs::ToArgv(const std::string& binary) const {
   if (quiet) a.push_back("--quiet");
   if (rank != d.rank) a.insert(a.end(), {"--rank", std::to_string(rank)});
   if (trainers != d.trainers) a.insert(a.end(), {"--trainers", std::to_string(trainers)});
-  if (!store.empty()) a.insert(a.end(), {"--store", store});
+  // One element each: a value starting with '-' cannot be read as another flag.
+  if (!store.empty()) a.push_back("--store=" + store);
+  if (!job_id.empty()) a.push_back("--job-id=" + job_id);
   if (attempt != d.attempt) a.insert(a.end(), {"--attempt", std::to_string(attempt)});
   if (pg_timeout_seconds != d.pg_timeout_seconds)
     a.insert(a.end(), {"--pg-timeout", absl::StrFormat("%.17g", pg_timeout_seconds)});
@@ -109,6 +183,7 @@ absl::StatusOr<ParsedTrainArgs> ParseTrainArgs(const std::vector<std::string>& a
   app.add_option("--rank", o.rank, "distributed: this rank (0..W-1 trainers, W the variational rank)");
   app.add_option("--trainers", o.trainers, "distributed: trainer ranks W (default: resources.trainers)");
   app.add_option("--store", o.store, "distributed: HOST:PORT of the TCPStore (trainer 0 hosts it)");
+  app.add_option("--job-id", o.job_id, "distributed: the job's id in the store key prefix (default: the spec's name)");
   app.add_option("--attempt", o.attempt, "distributed: attempt number (logs, store prefix)");
   app.add_option("--pg-timeout", o.pg_timeout_seconds, "distributed: seconds before a collective fails (default 60)");
   app.add_option("--bind", o.bind,

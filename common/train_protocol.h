@@ -1,7 +1,8 @@
 // The contract between the node agent (worker/agent/, vsdm-worker) and the training runtime
 // (worker/train/, vsdm-train): the only things the two programs share. No LibTorch, no gRPC.
 //
-//   agent -> runtime   argv (TrainArgs), spec.json in the out dir
+//   agent -> runtime   argv (TrainArgs), spec.json in the out dir, the attempt's rendezvous
+//                      secret in the environment (kRendezvousSecretEnv; never in argv)
 //   runtime -> agent   progress.json (trainer 0, TrainerProgress), progress-variational.json
 //                      (the variational rank, VariationalProgress), the artifacts of
 //                      kArtifacts (rank 0, on success), the exit code (TrainExit)
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace vsdm::train_protocol {
@@ -45,6 +47,30 @@ inline constexpr std::array<const char*, 8> kArtifacts = {kMetricsFile,      kSa
 // "attempt-<attempt>-rank-<rank>.log", under kLogsDir.
 std::string RankLogName(int64_t attempt, int64_t rank);
 
+// OK when `job_id` can name a directory under <work dir>/jobs/: 1 to kMaxJobIdLength characters
+// of [A-Za-z0-9._-], the first one a letter, digit or '_' (so never ".", "..", a hidden name or
+// something that reads as a flag). INVALID_ARGUMENT naming job_id and the rule otherwise.
+inline constexpr size_t kMaxJobIdLength = 128;
+absl::Status CheckJobId(const std::string& job_id);
+
+// ---- The rendezvous --------------------------------------------------------------------------
+// The environment variable the agent hands a rank its attempt's rendezvous secret in (hex, from
+// the coordinator's Assignment); unset or empty = no secret (standalone runs, tests).
+inline constexpr char kRendezvousSecretEnv[] = "VSDM_RENDEZVOUS_SECRET";
+inline constexpr size_t kMaxRendezvousSecretLength = 256;
+// OK for "" or up to kMaxRendezvousSecretLength hex digits; INVALID_ARGUMENT otherwise.
+absl::Status CheckRendezvousSecret(const std::string& secret);
+
+// A --store value split: `host` without the brackets of an IPv6 literal.
+struct HostPort {
+  std::string host;
+  int port = 0;
+};
+// Parses HOST:PORT. HOST is a dotted IPv4 address, a bracketed IPv6 address ("[::1]") or a DNS
+// name (labels of [A-Za-z0-9-], 1 to 63 characters, no leading or trailing '-', 253 in all);
+// PORT is decimal in [1, 65535]. INVALID_ARGUMENT naming `what` and the rule otherwise.
+absl::StatusOr<HostPort> ParseHostPort(const std::string& value, const std::string& what = "--store");
+
 // ---- Exit codes of vsdm-train ------------------------------------------------------------------
 enum class TrainExit : int {
   kOk = 0,
@@ -68,7 +94,8 @@ struct TrainArgs {
   // One rank of a distributed attempt.
   int rank = -1;                   // --rank: 0..W-1 trainer, W the variational rank
   int trainers = 0;                // --trainers: W (0 = resources.trainers of the spec)
-  std::string store;               // --store: HOST:PORT of the TCPStore trainer 0 hosts
+  std::string store;               // --store: HOST:PORT of the TCPStore trainer 0 hosts (argv: "--store=V")
+  std::string job_id;              // --job-id: the store key prefix's job (empty: the spec's name)
   int attempt = 0;                 // --attempt: attempt number (logs, store prefix)
   double pg_timeout_seconds = 60;  // --pg-timeout: before a collective with a dead peer fails
   std::string bind;                // --bind: the address Gloo binds
@@ -90,7 +117,8 @@ struct ParsedTrainArgs {
 };
 
 // argv[0] is skipped. INVALID_ARGUMENT naming the flag for a bad or missing one (--spec and --out
-// are required; --rank and --store without --standalone; --pg-timeout in (0, 3600]).
+// are required; --rank and --store without --standalone; --pg-timeout in (0, 3600]; --store is
+// not checked here: see ParseHostPort).
 absl::StatusOr<ParsedTrainArgs> ParseTrainArgs(const std::vector<std::string>& argv);
 
 // ---- Progress records ----------------------------------------------------------------------------

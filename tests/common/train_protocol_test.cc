@@ -2,6 +2,7 @@
 // to a value other than its default; the parsers refuse unknown keys and wrong types by name.
 #include "common/train_protocol.h"
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <type_traits>
@@ -116,6 +117,7 @@ TrainArgs EveryArgSet() {
   a.rank = 2;
   a.trainers = 4;
   a.store = "10.0.0.5:29517";
+  a.job_id = "job-00000042";
   a.attempt = 6;
   a.pg_timeout_seconds = 12.5;
   a.bind = "10.0.0.7";
@@ -136,6 +138,7 @@ void ExpectSameArgs(const TrainArgs& a, const TrainArgs& b) {
   EXPECT_EQ(a.rank, b.rank);
   EXPECT_EQ(a.trainers, b.trainers);
   EXPECT_EQ(a.store, b.store);
+  EXPECT_EQ(a.job_id, b.job_id);
   EXPECT_EQ(a.attempt, b.attempt);
   EXPECT_EQ(a.pg_timeout_seconds, b.pg_timeout_seconds);
   EXPECT_EQ(a.bind, b.bind);
@@ -168,6 +171,92 @@ TEST(TrainProtocolTest, ArgvRoundTripsEveryField) {
   auto dd = ParseTrainArgs(d.ToArgv("b"));
   ASSERT_TRUE(dd.ok()) << dd.status();
   ExpectSameArgs(dd->args, d);
+}
+
+// M3: a value the coordinator chose travels as one "--flag=value" element, so one that starts
+// with '-' stays a value instead of becoming another flag.
+TEST(TrainProtocolTest, StoreAndJobIdAreOneArgvElementEach) {
+  TrainArgs t;
+  t.spec_path = "s.yaml";
+  t.out_dir = "o";
+  t.rank = 0;
+  t.store = "--standalone";
+  t.job_id = "--print-world-size";
+  const auto argv = t.ToArgv("b");
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "--store=--standalone"), argv.end());
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "--job-id=--print-world-size"), argv.end());
+  auto back = ParseTrainArgs(argv);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->args.store, "--standalone");
+  EXPECT_FALSE(back->args.standalone);
+  EXPECT_FALSE(back->args.print_world_size);
+  EXPECT_EQ(back->args.job_id, "--print-world-size");
+}
+
+TEST(TrainProtocolTest, HostPortAcceptsIpv4BracketedIpv6AndDnsNamesOnly) {
+  struct Want {
+    std::string in, host;
+    int port;
+  };
+  for (const Want& w : std::vector<Want>{{"127.0.0.1:29500", "127.0.0.1", 29500},
+                                         {"[::1]:1", "::1", 1},
+                                         {"[2001:db8::7]:65535", "2001:db8::7", 65535},
+                                         {"node-7.cluster.local:29517", "node-7.cluster.local", 29517},
+                                         {"localhost:80", "localhost", 80}}) {
+    auto hp = ParseHostPort(w.in);
+    ASSERT_TRUE(hp.ok()) << w.in << ": " << hp.status();
+    EXPECT_EQ(hp->host, w.host);
+    EXPECT_EQ(hp->port, w.port);
+  }
+  for (const std::string& bad : std::vector<std::string>{"",
+                                                         "host",
+                                                         ":29500",
+                                                         "host:",
+                                                         "host:0",
+                                                         "host:65536",
+                                                         "host:+80",
+                                                         "host:0x50",
+                                                         "host:123456",
+                                                         "-host:1",
+                                                         "host-:1",
+                                                         "a..b:1",
+                                                         "a b:1",
+                                                         "a_b:1",
+                                                         "999.0.0.1:1",
+                                                         "1.2.3:1",
+                                                         "[::1:1",
+                                                         "[zz]:1",
+                                                         "::1:29500",
+                                                         "[::1]]:1",
+                                                         std::string(254, 'a') + ":1",
+                                                         std::string(64, 'a') + ".b:1",
+                                                         "h\n:1"}) {
+    auto hp = ParseHostPort(bad, "store_addr");
+    ASSERT_FALSE(hp.ok()) << bad;
+    EXPECT_EQ(hp.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(hp.status().message().rfind("store_addr: must be HOST:PORT", 0), 0u) << hp.status();
+  }
+}
+
+TEST(TrainProtocolTest, JobIdsAndSecretsThatCanBeUsedAsTheyAre) {
+  for (const std::string& ok :
+       std::vector<std::string>{"job-00000001", "a", "J_1.x-2", std::string(kMaxJobIdLength, 'j'), "_x"})
+    EXPECT_TRUE(CheckJobId(ok).ok()) << ok;
+  for (const std::string& bad :
+       std::vector<std::string>{"", ".", "..", "../x", ".hidden", "-x", "a/b", "a\\b", "a b", "\xc3\xa9",
+                                std::string("a\0b", 3), std::string(kMaxJobIdLength + 1, 'j')}) {
+    absl::Status s = CheckJobId(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(s.message().rfind("job_id: ", 0), 0u) << s;
+  }
+  EXPECT_TRUE(CheckRendezvousSecret("").ok());
+  EXPECT_TRUE(CheckRendezvousSecret("0123456789abcdefABCDEF").ok());
+  EXPECT_TRUE(CheckRendezvousSecret(std::string(kMaxRendezvousSecretLength, 'f')).ok());
+  EXPECT_FALSE(CheckRendezvousSecret("abc/").ok());
+  EXPECT_FALSE(CheckRendezvousSecret("g").ok());
+  EXPECT_FALSE(CheckRendezvousSecret(std::string(kMaxRendezvousSecretLength + 1, 'f')).ok());
+  // The refusal does not echo the secret.
+  EXPECT_EQ(CheckRendezvousSecret("s3cr3t-value").message().find("s3cr3t"), std::string::npos);
 }
 
 TEST(TrainProtocolTest, ArgvErrorsNameTheFlag) {

@@ -1,10 +1,13 @@
 #include "worker/agent/agent.h"
 
 #include <filesystem>
+#include <iostream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/retry.h"
+#include "common/status_macros.h"
 #include "common/train_protocol.h"
 #include "nlohmann/json.hpp"
 #include "proto/job_spec_proto.h"
@@ -15,6 +18,52 @@ namespace {
 
 // Progress files may not exist yet, and artifacts may be absent: "" then.
 std::string ReadFileOrEmpty(const std::string& path) { return ReadFile(path).value_or(""); }
+
+// Note [What the agent takes from an assignment]
+// The coordinator's Assignment becomes paths and argv here, so a compromised or impersonated
+// coordinator must not be able to steer them: the job id names <work dir>/jobs/<job_id>/
+// (train_protocol::CheckJobId: no '/', no "..", no hidden names), attempt and rank name the log
+// file (bounded integers), the store address is one "--store=HOST:PORT" argv element of a checked
+// shape (train_protocol::ParseHostPort), and the rendezvous secret is hex that travels in the
+// rank's environment, never in argv (`ps` shows argv to every local user). All of it is checked
+// before anything is created.
+constexpr int kMaxAttempt = 1000000;
+constexpr int kMaxTrainers = 1 << 16;
+
+absl::Status CheckAssignment(const v1::Assignment& a) {
+  VSDM_RETURN_IF_ERROR(train_protocol::CheckJobId(a.job_id()));
+  if (a.attempt() < 0 || a.attempt() > kMaxAttempt)
+    return absl::InvalidArgumentError(absl::StrCat("attempt: must be in [0, ", kMaxAttempt, "], got ", a.attempt()));
+  if (a.trainers() < 1 || a.trainers() > kMaxTrainers)
+    return absl::InvalidArgumentError(absl::StrCat("trainers: must be in [1, ", kMaxTrainers, "], got ", a.trainers()));
+  if (a.rank() < 0 || a.rank() > a.trainers())
+    return absl::InvalidArgumentError(absl::StrCat("rank: must be in [0, ", a.trainers(), "], got ", a.rank()));
+  VSDM_RETURN_IF_ERROR(train_protocol::ParseHostPort(a.store_addr(), "store_addr").status());
+  return train_protocol::CheckRendezvousSecret(a.rendezvous_secret());
+}
+
+// Creates `base` (the operator's, trusted: as a plain create_directories), then
+// base/parts[0]/parts[1]/... one level at a time. INTERNAL naming the path when a level exists
+// as anything but a directory: a symlink planted in a shared work dir is refused, never followed
+// (mkdir does not follow one, and each level is checked before the next is made under it).
+absl::Status MakeDirsNoFollow(const fs::path& base, const std::vector<std::string>& parts) {
+  std::error_code base_ec;
+  fs::create_directories(base, base_ec);
+  if (base_ec) return absl::InternalError(absl::StrCat("create ", base.string(), ": ", base_ec.message()));
+  fs::path p = base;
+  for (const std::string& part : parts) {
+    p /= part;
+    std::error_code ec;
+    fs::create_directory(p, ec);
+    const fs::file_status st = fs::symlink_status(p, ec);
+    if (ec) return absl::InternalError(absl::StrCat("create ", p.string(), ": ", ec.message()));
+    if (st.type() != fs::file_type::directory)
+      return absl::InternalError(absl::StrCat(p.string(), ": exists and is ",
+                                              st.type() == fs::file_type::symlink ? "a symlink" : "not a directory",
+                                              "; refused"));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -41,6 +90,7 @@ std::vector<std::string> Agent::TrainArgv(const v1::Assignment& a, const std::st
   t.rank = a.rank();
   t.trainers = a.trainers();
   t.store = a.store_addr();
+  t.job_id = a.job_id();
   t.attempt = a.attempt();
   t.threads = options_.threads_per_rank;
   t.pg_timeout_seconds = options_.pg_timeout_seconds;
@@ -50,33 +100,49 @@ std::vector<std::string> Agent::TrainArgv(const v1::Assignment& a, const std::st
 
 void Agent::Start(const v1::Assignment& a) {
   if (!started_.insert(absl::StrCat(a.attempt_id(), "#", a.rank())).second) return;  // a repeat
-  Rank r;
-  r.assignment = a;
-  r.out_dir = (fs::path(options_.work_dir) / "jobs" / a.job_id()).string();
-  std::error_code ec;
-  fs::create_directories(fs::path(r.out_dir) / train_protocol::kLogsDir, ec);
-  r.log_path =
-      (fs::path(r.out_dir) / train_protocol::kLogsDir / train_protocol::RankLogName(a.attempt(), a.rank())).string();
   v1::CompleteRequest failed;
   failed.set_worker_id(options_.worker_id);
   failed.set_attempt_id(a.attempt_id());
   failed.set_rank(a.rank());
   failed.set_exit_code(train_protocol::ExitCode(train_protocol::TrainExit::kBadInput));
+  if (absl::Status s = CheckAssignment(a); !s.ok()) {
+    std::cerr << "vsdm-worker " << options_.worker_id << ": refused the assignment of attempt \""
+              << absl::CHexEscape(a.attempt_id().substr(0, 64)) << "\" rank " << a.rank() << ": " << s.message()
+              << std::endl;
+    failed.set_message(absl::StrCat("agent: refused the assignment: ", s.message()));
+    unreported_.push_back(failed);
+    return;
+  }
   auto spec = JobSpecFromProto(a.spec());
   if (!spec.ok()) {
     failed.set_message(absl::StrCat("agent: the assignment's spec is invalid: ", spec.status().message()));
     unreported_.push_back(failed);
     return;
   }
+  Rank r;
+  r.assignment = a;
+  r.out_dir = (fs::path(options_.work_dir) / "jobs" / a.job_id()).string();
+  r.log_path =
+      (fs::path(r.out_dir) / train_protocol::kLogsDir / train_protocol::RankLogName(a.attempt(), a.rank())).string();
+  failed.set_exit_code(train_protocol::ExitCode(train_protocol::TrainExit::kFailed));
+  if (absl::Status s = MakeDirsNoFollow(options_.work_dir, {"jobs", a.job_id(), train_protocol::kLogsDir}); !s.ok()) {
+    failed.set_message(absl::StrCat("agent: ", s.message()));
+    unreported_.push_back(failed);
+    return;
+  }
   // JSON is YAML: vsdm-train reads it as a spec file.
   const std::string spec_path = (fs::path(r.out_dir) / train_protocol::kSpecFile).string();
-  failed.set_exit_code(train_protocol::ExitCode(train_protocol::TrainExit::kFailed));
   if (auto s = AtomicWriteFile(spec_path, JobSpecToJson(*spec).dump(2) + "\n"); !s.ok()) {
     failed.set_message(absl::StrCat("agent: ", s.message()));
     unreported_.push_back(failed);
     return;
   }
-  auto child = processes_.Start(TrainArgv(a, spec_path, r.out_dir), r.log_path);
+  ChildOptions child_options;
+  child_options.log_path = r.log_path;
+  if (!a.rendezvous_secret().empty()) child_options.env[train_protocol::kRendezvousSecretEnv] = a.rendezvous_secret();
+  child_options.max_open_files = options_.rank_max_open_files;
+  child_options.max_address_space_bytes = options_.rank_max_address_space_bytes;
+  auto child = processes_.Start(TrainArgv(a, spec_path, r.out_dir), child_options);
   if (!child.ok()) {
     failed.set_message(absl::StrCat("agent: ", child.status().message()));
     unreported_.push_back(failed);

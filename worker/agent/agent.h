@@ -29,6 +29,9 @@ struct AgentOptions {
   int threads_per_rank = 1;        // vsdm-train --threads
   double pg_timeout_seconds = 60;
   absl::Duration kill_grace = absl::Seconds(10);  // SIGTERM -> SIGKILL
+  // Resource limits of each rank (ChildOptions; RLIMIT_CORE is always 0).
+  int64_t rank_max_open_files = 65536;       // RLIMIT_NOFILE, clamped to the agent's hard limit; 0 = that limit
+  int64_t rank_max_address_space_bytes = 0;  // RLIMIT_AS; 0 = unlimited (CUDA reserves far more than it uses)
 };
 
 // Not thread-safe: one loop calls Step(). `client`, `processes` and `metrics` must outlive the agent.
@@ -53,6 +56,9 @@ class Agent {
     bool aborted = false;
     std::string last_progress;
   };
+  // Starts one assigned rank, or reports it failed: an assignment whose job id, attempt, rank,
+  // store address or secret is refused (Note [What the agent takes from an assignment]) creates
+  // nothing and is reported as bad input.
   void Start(const v1::Assignment& a);
   // The argv of one rank's vsdm-train (common/train_protocol.h).
   std::vector<std::string> TrainArgv(const v1::Assignment& a, const std::string& spec_path,

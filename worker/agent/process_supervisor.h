@@ -1,5 +1,6 @@
-// Child processes of the worker agent: started with their output in a log file, polled for
-// exit without blocking, and stopped with SIGTERM then SIGKILL after a grace period.
+// Child processes of the worker agent: started with their output in a log file, an allow-listed
+// environment and resource limits, polled for exit without blocking, and stopped with SIGTERM
+// then SIGKILL after a grace period.
 // ProcessSupervisor is the seam the agent's logic sees (tests put a fake behind it);
 // PosixProcessSupervisor is the real one. Not thread-safe; the agent's loop owns it.
 #pragma once
@@ -24,12 +25,44 @@ struct ChildExit {
   std::string log_tail;  // the last lines of its log
 };
 
+// What a child starts with, besides its argv.
+struct ChildOptions {
+  // stdout and stderr appended here. A symlink (or a second hard link) at this path fails the
+  // start instead of being written through; a new file is created 0600.
+  std::string log_path;
+  // Set in the child's environment on top of the allowed part of the supervisor's own
+  // (ChildEnvironment); how the agent hands a rank its secrets without putting them in argv.
+  std::map<std::string, std::string> env;
+  // RLIMIT_NOFILE of the child (soft = hard), clamped to the supervisor's hard limit; 0 = that
+  // hard limit.
+  int64_t max_open_files = 65536;
+  // RLIMIT_AS of the child; 0 = unlimited. CUDA and LibTorch's allocator reserve far more
+  // address space than they touch, so this bounds virtual, not resident, memory.
+  int64_t max_address_space_bytes = 0;
+};
+
+// The environment a child gets: the entries of `parent` ("KEY=VALUE") whose names pass
+// IsAllowedChildVariable, in their order, then `set` (which replaces a parent entry of the same
+// name). Nothing else of the parent reaches the child.
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& parent,
+                                          const std::map<std::string, std::string>& set);
+
+// Note [Child environment allow-list]
+// A rank needs the process basics (PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_*, TZ, TMPDIR),
+// the loader's LD_LIBRARY_PATH, XDG_CACHE_HOME (vsdm-train's feature-net cache), the thread pools'
+// OMP_*, KMP_*, MKL_*, OPENBLAS_*, GOTO_NUM_THREADS, the device and collective settings CUDA_*,
+// NCCL_*, GLOO_* (GLOO_SOCKET_IFNAME, read by vsdm-train), TORCH_*, sanitizer *SAN_OPTIONS, and
+// the operator's VSDM_*. A name containing TOKEN, SECRET, PASSW, CREDENTIAL or PRIVATE, or ending
+// in _KEY, never passes (VSDM_TOKEN, the agent's bearer token, included): a child gets a secret
+// only through ChildOptions::env.
+bool IsAllowedChildVariable(const std::string& name);
+
 class ProcessSupervisor {
  public:
   virtual ~ProcessSupervisor() = default;
-  // Starts argv[0] with `argv`, stdout and stderr appended to `log_path`, in its own process
-  // group. Returns an id for the other calls; INTERNAL naming argv[0] if it cannot start.
-  virtual absl::StatusOr<int64_t> Start(const std::vector<std::string>& argv, const std::string& log_path) = 0;
+  // Starts argv[0] with `argv` as `options` say, in its own process group. Returns an id for the
+  // other calls; INTERNAL naming argv[0] (or the log file) if it cannot start.
+  virtual absl::StatusOr<int64_t> Start(const std::vector<std::string>& argv, const ChildOptions& options) = 0;
   // SIGTERM now (to the child's process group), SIGKILL once `grace` has passed (see Poll).
   // Unknown ids and repeated stops are ignored.
   virtual void Stop(int64_t id, absl::Duration grace) = 0;
@@ -43,7 +76,10 @@ class PosixProcessSupervisor : public ProcessSupervisor {
   explicit PosixProcessSupervisor(const Clock& clock) : clock_(clock) {}
   ~PosixProcessSupervisor() override;  // kills whatever is still running (SIGKILL) and reaps it
 
-  absl::StatusOr<int64_t> Start(const std::vector<std::string>& argv, const std::string& log_path) override;
+  // The child gets ChildEnvironment(this process's environment, options.env), no core dumps
+  // (RLIMIT_CORE 0), the file and memory limits of `options`, none of this process's descriptors
+  // but stdin, and stdout/stderr to the log.
+  absl::StatusOr<int64_t> Start(const std::vector<std::string>& argv, const ChildOptions& options) override;
   void Stop(int64_t id, absl::Duration grace) override;
   std::vector<ChildExit> Poll() override;
 

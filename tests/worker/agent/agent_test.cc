@@ -4,19 +4,28 @@
 // FakeClock, on a real child that ignores SIGTERM.
 #include "worker/agent/agent.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/clock.h"
 #include "common/file_util.h"
 #include "common/job_spec.h"
+#include "common/spawn.h"
 #include "common/train_protocol.h"
 #include "proto/job_spec_proto.h"
 #include "worker/agent/process_supervisor.h"
@@ -76,9 +85,9 @@ class FakeCoordinatorClient : public CoordinatorClient {
 
 class FakeProcessSupervisor : public ProcessSupervisor {
  public:
-  absl::StatusOr<int64_t> Start(const std::vector<std::string>& argv, const std::string& log_path) override {
+  absl::StatusOr<int64_t> Start(const std::vector<std::string>& argv, const ChildOptions& options) override {
     if (fail_start) return absl::InternalError("start vsdm-train: No such file or directory");
-    started.push_back({argv, log_path});
+    started.push_back({argv, options});
     return next_id++;
   }
   void Stop(int64_t id, absl::Duration grace) override { stopped.push_back({id, grace}); }
@@ -91,10 +100,26 @@ class FakeProcessSupervisor : public ProcessSupervisor {
 
   bool fail_start = false;
   int64_t next_id = 1;
-  std::vector<std::pair<std::vector<std::string>, std::string>> started;
+  std::vector<std::pair<std::vector<std::string>, ChildOptions>> started;
   std::vector<std::pair<int64_t, absl::Duration>> stopped;
   std::vector<ChildExit> exits;
 };
+
+ChildOptions LogTo(const std::string& path) {
+  ChildOptions o;
+  o.log_path = path;
+  return o;
+}
+
+// Polls `sup` until one child has exited (a few seconds at most).
+std::vector<ChildExit> WaitForExit(ProcessSupervisor& sup) {
+  std::vector<ChildExit> exits;
+  for (int i = 0; i < 500 && exits.empty(); ++i) {
+    exits = sup.Poll();
+    if (exits.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return exits;
+}
 
 class AgentTest : public ::testing::Test {
  protected:
@@ -163,7 +188,16 @@ TEST_F(AgentTest, StartsEachAssignedRankOnceWithTheProtocolsArgvAndSpecFile) {
   EXPECT_FALSE(t.standalone);
   EXPECT_EQ(t.out_dir, OutDir());
   EXPECT_EQ(t.spec_path, (fs::path(OutDir()) / tp::kSpecFile).string());
-  EXPECT_EQ(processes_.started[0].second, (fs::path(OutDir()) / tp::kLogsDir / tp::RankLogName(2, 0)).string());
+  EXPECT_EQ(t.job_id, "job-1");
+  EXPECT_EQ(processes_.started[0].second.log_path,
+            (fs::path(OutDir()) / tp::kLogsDir / tp::RankLogName(2, 0)).string());
+  // The store address is one argv element: a value starting with '-' could not become a flag.
+  const auto& argv = processes_.started[0].first;
+  EXPECT_NE(std::find(argv.begin(), argv.end(), "--store=10.1.2.3:29517"), argv.end());
+  EXPECT_EQ(std::find(argv.begin(), argv.end(), "--store"), argv.end());
+  // The rank's limits are the agent's options.
+  EXPECT_EQ(processes_.started[0].second.max_open_files, options_.rank_max_open_files);
+  EXPECT_EQ(processes_.started[0].second.max_address_space_bytes, 0);
   // The spec file is a spec vsdm-train accepts, and it is the assigned one.
   auto spec = LoadJobSpecFile(t.spec_path);
   ASSERT_TRUE(spec.ok()) << spec.status();
@@ -303,13 +337,140 @@ TEST_F(AgentTest, ForwardsEachNewTrainerProgressRecordOnceAndIgnoresAGarbledOne)
   EXPECT_EQ(client_.reports[1].progress().round(), 4);
 }
 
+// M3: the coordinator's assignment names a directory, a log file and an argv element. Each bad
+// field is refused by name, reported as bad input, and nothing is created or started.
+TEST_F(AgentTest, RefusesAnAssignmentWhoseJobIdAttemptRankStoreOrSecretItCannotTrust) {
+  struct Case {
+    std::string field;
+    std::function<void(v1::Assignment&)> spoil;
+  };
+  const std::vector<Case> cases = {
+      {"job_id", [](v1::Assignment& a) { a.set_job_id("../escaped"); }},
+      {"job_id", [](v1::Assignment& a) { a.set_job_id("../../../../../../tmp/vsdm-agent-escape"); }},
+      {"job_id", [](v1::Assignment& a) { a.set_job_id(".."); }},
+      {"job_id", [](v1::Assignment& a) { a.set_job_id(".hidden"); }},
+      {"job_id", [](v1::Assignment& a) { a.set_job_id("-rf"); }},
+      {"job_id", [](v1::Assignment& a) { a.set_job_id("a/b"); }},
+      {"job_id", [](v1::Assignment& a) { a.set_job_id(""); }},
+      {"job_id", [](v1::Assignment& a) { a.set_job_id(std::string("job\0x", 5)); }},
+      {"job_id", [](v1::Assignment& a) { a.set_job_id(std::string(129, 'j')); }},
+      {"attempt", [](v1::Assignment& a) { a.set_attempt(-1); }},
+      {"rank", [](v1::Assignment& a) { a.set_rank(3); }},
+      {"rank", [](v1::Assignment& a) { a.set_rank(-1); }},
+      {"trainers", [](v1::Assignment& a) { a.set_trainers(0); }},
+      {"store_addr", [](v1::Assignment& a) { a.set_store_addr("--spec=/etc/shadow"); }},
+      {"store_addr", [](v1::Assignment& a) { a.set_store_addr("-h:29500"); }},
+      {"store_addr", [](v1::Assignment& a) { a.set_store_addr("10.1.2.3:0"); }},
+      {"store_addr", [](v1::Assignment& a) { a.set_store_addr("10.1.2.3:65536"); }},
+      {"store_addr", [](v1::Assignment& a) { a.set_store_addr("10.1.2.3"); }},
+      {"store_addr", [](v1::Assignment& a) { a.set_store_addr("a b:29500"); }},
+      {"store_addr", [](v1::Assignment& a) { a.set_store_addr("999.1.2.3:29500"); }},
+      {"store_addr", [](v1::Assignment& a) { a.set_store_addr("[not-v6]:29500"); }},
+      {"rendezvous_secret", [](v1::Assignment& a) { a.set_rendezvous_secret("abc/def"); }},
+      {"rendezvous_secret", [](v1::Assignment& a) { a.set_rendezvous_secret(std::string(257, 'a')); }},
+  };
+  Agent agent(options_, client_, processes_);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    v1::Assignment a = MakeAssignment(1, "bad/" + std::to_string(i));
+    cases[i].spoil(a);
+    Assign({a});
+    agent.Step();
+    ASSERT_EQ(client_.completes.size(), i + 1) << cases[i].field;
+    const auto& c = client_.completes.back();
+    EXPECT_EQ(c.attempt_id(), "bad/" + std::to_string(i));
+    EXPECT_EQ(c.exit_code(), tp::ExitCode(tp::TrainExit::kBadInput)) << cases[i].field;
+    EXPECT_NE(c.message().find(cases[i].field + ":"), std::string::npos) << c.message();
+  }
+  EXPECT_TRUE(processes_.started.empty());
+  EXPECT_EQ(agent.running(), 0u);
+  EXPECT_FALSE(fs::exists(work_)) << "a refused assignment created something";
+  EXPECT_FALSE(fs::exists("/tmp/vsdm-agent-escape"));
+  // The shapes a real coordinator sends are accepted.
+  for (const std::string store : {"127.0.0.1:1", "[::1]:29500", "node-7.cluster.local:65535"}) {
+    v1::Assignment a = MakeAssignment(0, "ok/" + store);
+    a.set_store_addr(store);
+    a.set_rendezvous_secret("00ff00ff00ff00ff00ff00ff00ff00ff");
+    Assign({a});
+    agent.Step();
+  }
+  EXPECT_EQ(processes_.started.size(), 3u);
+  EXPECT_EQ(client_.completes.size(), cases.size());
+}
+
+// H1: the secret reaches the rank through its environment; argv (which `ps` shows every local
+// user) carries neither it nor a way to name it.
+TEST_F(AgentTest, HandsTheRendezvousSecretToTheRankInItsEnvironmentNotItsArgv) {
+  Agent agent(options_, client_, processes_);
+  v1::Assignment a = MakeAssignment(0);
+  a.set_rendezvous_secret("5eC2e7a1b2c3d4e5f60718293a4b5c6d");
+  v1::Assignment b = MakeAssignment(1);  // an older coordinator: no secret
+  Assign({a, b});
+  agent.Step();
+  ASSERT_EQ(processes_.started.size(), 2u);
+  const auto& [argv, options] = processes_.started[0];
+  for (const auto& arg : argv) EXPECT_EQ(arg.find(a.rendezvous_secret()), std::string::npos) << arg;
+  ASSERT_EQ(options.env.count(tp::kRendezvousSecretEnv), 1u);
+  EXPECT_EQ(options.env.at(tp::kRendezvousSecretEnv), a.rendezvous_secret());
+  EXPECT_TRUE(processes_.started[1].second.env.empty());
+}
+
+// M3: a symlink planted in a shared work dir is refused, not followed: nothing is created
+// where it points, and the rank is reported failed.
+TEST_F(AgentTest, RefusesASymlinkPlantedForTheJobDirectory) {
+  const std::string elsewhere = work_ + "-elsewhere";
+  fs::remove_all(elsewhere);
+  fs::create_directories(elsewhere);
+  fs::create_directories(fs::path(work_) / "jobs");
+  fs::create_directory_symlink(elsewhere, fs::path(work_) / "jobs" / "job-1");
+  Agent agent(options_, client_, processes_);
+  Assign({MakeAssignment(0)});
+  agent.Step();
+  ASSERT_EQ(client_.completes.size(), 1u);
+  EXPECT_EQ(client_.completes[0].exit_code(), tp::ExitCode(tp::TrainExit::kFailed));
+  EXPECT_NE(client_.completes[0].message().find("symlink"), std::string::npos) << client_.completes[0].message();
+  EXPECT_TRUE(processes_.started.empty());
+  EXPECT_TRUE(fs::is_empty(elsewhere));
+  fs::remove_all(elsewhere);
+}
+
+// M3/L4 with the real supervisor: the rank's log path is a planted symlink to a file the agent
+// could write. The start fails, the target is untouched, the failure is reported.
+TEST_F(AgentTest, ARankLogPlantedAsASymlinkFailsTheStartAndLeavesItsTargetUntouched) {
+  FakeClock clock;
+  PosixProcessSupervisor real(clock);
+  options_.train_bin = "/bin/true";
+  const std::string target = work_ + "-target";
+  ASSERT_TRUE(AtomicWriteFile(target, "precious\n").ok());
+  const fs::path logs = fs::path(OutDir()) / tp::kLogsDir;
+  fs::create_directories(logs);
+  fs::create_symlink(target, logs / tp::RankLogName(2, 0));
+  Agent agent(options_, client_, real);
+  Assign({MakeAssignment(0)});
+  agent.Step();
+  ASSERT_EQ(client_.completes.size(), 1u);
+  EXPECT_EQ(client_.completes[0].exit_code(), tp::ExitCode(tp::TrainExit::kFailed));
+  EXPECT_NE(client_.completes[0].message().find("symlink"), std::string::npos) << client_.completes[0].message();
+  EXPECT_EQ(agent.running(), 0u);
+  EXPECT_EQ(ReadFile(target).value_or(""), "precious\n");
+  // Without the planted link the same rank starts, and its new log is the agent's alone (0600).
+  fs::remove(logs / tp::RankLogName(2, 0));
+  Assign({MakeAssignment(0, "job-1/3")});
+  agent.Step();
+  EXPECT_EQ(agent.running(), 1u);
+  struct stat st {};
+  ASSERT_EQ(::stat((logs / tp::RankLogName(2, 0)).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(WaitForExit(real).size(), 1u);
+  fs::remove(target);
+}
+
 // The real supervisor on a real child that ignores SIGTERM: SIGKILL comes only once the grace
 // has passed on the (fake) clock, however much wall time goes by.
 TEST(PosixProcessSupervisorTest, EscalatesToSigkillWhenTheGraceHasPassedOnItsClock) {
   FakeClock clock;
   PosixProcessSupervisor sup(clock);
   const std::string log = (fs::temp_directory_path() / ("vsdm_sup_" + std::to_string(::getpid()) + ".log")).string();
-  auto id = sup.Start({"/bin/sh", "-c", "trap '' TERM; echo started; while true; do sleep 0.05; done"}, log);
+  auto id = sup.Start({"/bin/sh", "-c", "trap '' TERM; echo started; while true; do sleep 0.05; done"}, LogTo(log));
   ASSERT_TRUE(id.ok()) << id.status();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   sup.Stop(*id, absl::Seconds(10));
@@ -334,7 +495,7 @@ TEST(PosixProcessSupervisorTest, EscalatesToSigkillWhenTheGraceHasPassedOnItsClo
 TEST(PosixProcessSupervisorTest, ReportsExitCodesAndAStartFailureNamesTheBinary) {
   FakeClock clock;
   PosixProcessSupervisor sup(clock);
-  auto id = sup.Start({"/bin/sh", "-c", "exit 3"}, "/dev/null");
+  auto id = sup.Start({"/bin/sh", "-c", "exit 3"}, LogTo("/dev/null"));
   ASSERT_TRUE(id.ok());
   std::vector<ChildExit> exits;
   for (int i = 0; i < 200 && exits.empty(); ++i) {
@@ -344,9 +505,83 @@ TEST(PosixProcessSupervisorTest, ReportsExitCodesAndAStartFailureNamesTheBinary)
   ASSERT_EQ(exits.size(), 1u);
   EXPECT_EQ(exits[0].exit_code, 3);
   EXPECT_EQ(exits[0].signal, 0);
-  auto bad = sup.Start({"/nonexistent/vsdm-train"}, "/dev/null");
+  auto bad = sup.Start({"/nonexistent/vsdm-train"}, LogTo("/dev/null"));
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("/nonexistent/vsdm-train"), std::string::npos);
+}
+
+// M3: a rank gets the allow-listed part of the agent's environment plus what it is handed; the
+// agent's bearer token and other secrets never reach it.
+TEST(PosixProcessSupervisorTest, AChildGetsOnlyTheAllowListedEnvironmentAndWhatItIsHanded) {
+  const std::vector<std::pair<std::string, std::string>> set = {{"VSDM_TOKEN", "agent-bearer-token"},
+                                                                {"AWS_SECRET_ACCESS_KEY", "aws"},
+                                                                {"VSDM_RENDEZVOUS_SECRET", "stale"},
+                                                                {"GITHUB_TOKEN", "gh"},
+                                                                {"LD_PRELOAD", "/tmp/evil.so"},
+                                                                {"VSDM_OPERATOR_NOTE", "kept"},
+                                                                {"OMP_NUM_THREADS", "3"},
+                                                                {"GLOO_SOCKET_IFNAME", "lo"},
+                                                                {"LC_ALL", "C"},
+                                                                {"XDG_CACHE_HOME", "/tmp/cache"}};
+  for (const auto& [k, v] : set) ::setenv(k.c_str(), v.c_str(), 1);
+  FakeClock clock;
+  PosixProcessSupervisor sup(clock);
+  const std::string log = (fs::temp_directory_path() / ("vsdm_env_" + std::to_string(::getpid()) + ".log")).string();
+  fs::remove(log);
+  ChildOptions o = LogTo(log);
+  o.env[tp::kRendezvousSecretEnv] = "00ff";
+  auto id = sup.Start({"/usr/bin/env"}, o);
+  for (const auto& [k, v] : set) ::unsetenv(k.c_str());
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_EQ(WaitForExit(sup).size(), 1u);
+  const std::string env = ReadFile(log).value_or("");
+  std::set<std::string> lines;
+  for (const auto& line : absl::StrSplit(env, '\n')) lines.insert(std::string(line));
+  for (const char* kept : {"VSDM_OPERATOR_NOTE=kept", "OMP_NUM_THREADS=3", "GLOO_SOCKET_IFNAME=lo", "LC_ALL=C",
+                           "XDG_CACHE_HOME=/tmp/cache", "VSDM_RENDEZVOUS_SECRET=00ff"})
+    EXPECT_EQ(lines.count(kept), 1u) << kept << " missing from:\n" << env;
+  if (::getenv("PATH") != nullptr) {
+    EXPECT_EQ(lines.count(absl::StrCat("PATH=", ::getenv("PATH"))), 1u) << env;
+  }
+  for (const char* gone : {"VSDM_TOKEN", "agent-bearer-token", "AWS_SECRET", "GITHUB_TOKEN", "LD_PRELOAD", "stale"})
+    EXPECT_EQ(env.find(gone), std::string::npos) << gone << " leaked into:\n" << env;
+  fs::remove(log);
+}
+
+TEST(PosixProcessSupervisorTest, ChildEnvironmentKeepsTheParentsOrderAndLetsHandedValuesWin) {
+  EXPECT_EQ(ChildEnvironment({"PATH=/bin", "SSH_AUTH_SOCK=/tmp/a", "HOME=/h", "VSDM_X=1", "NOEQUALS", "=bad"},
+                             {{"VSDM_X", "2"}, {"VSDM_RENDEZVOUS_SECRET", "ab"}}),
+            (std::vector<std::string>{"PATH=/bin", "HOME=/h", "VSDM_RENDEZVOUS_SECRET=ab", "VSDM_X=2"}));
+  for (const char* allowed : {"PATH", "HOME", "LANG", "LC_CTYPE", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "OMP_WAIT_POLICY",
+                              "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "NCCL_SOCKET_IFNAME",
+                              "GLOO_SOCKET_IFNAME", "TORCH_DISTRIBUTED_DEBUG", "VSDM_COORDINATOR", "XDG_CACHE_HOME"})
+    EXPECT_TRUE(IsAllowedChildVariable(allowed)) << allowed;
+  for (const char* denied : {"VSDM_TOKEN", "VSDM_WORKER_TOKEN", "VSDM_TLS_KEY", "VSDM_RENDEZVOUS_SECRET", "NCCL_SECRET",
+                             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "GOOGLE_APPLICATION_CREDENTIALS",
+                             "LD_PRELOAD", "SSH_AUTH_SOCK", "PYTHONPATH", "http_proxy", "MYSQL_PWD", "DB_PASSWORD"})
+    EXPECT_FALSE(IsAllowedChildVariable(denied)) << denied;
+}
+
+// M3/H2: no core dumps (a rank's memory holds the secret and the model), bounded descriptors and,
+// when configured, bounded address space; and none of the agent's own descriptors.
+TEST(PosixProcessSupervisorTest, AChildRunsWithoutCoreDumpsWithItsLimitsAndWithoutTheAgentsDescriptors) {
+  const int leaked = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC: a plain spawn would pass it on
+  ASSERT_GE(leaked, 3);
+  FakeClock clock;
+  PosixProcessSupervisor sup(clock);
+  const std::string log = (fs::temp_directory_path() / ("vsdm_lim_" + std::to_string(::getpid()) + ".log")).string();
+  fs::remove(log);
+  ChildOptions o = LogTo(log);
+  o.max_open_files = 256;
+  o.max_address_space_bytes = int64_t{8} << 30;
+  const std::string script = "ulimit -c; ulimit -n; ulimit -v; [ -e /proc/$$/fd/" + std::to_string(leaked) +
+                             " ] && echo leaked || echo closed";
+  auto id = sup.Start({"/bin/sh", "-c", script}, o);
+  ::close(leaked);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_EQ(WaitForExit(sup).size(), 1u);
+  EXPECT_EQ(ReadFile(log).value_or(""), absl::StrCat("0\n256\n", (int64_t{8} << 30) / 1024, "\nclosed\n"));
+  fs::remove(log);
 }
 
 }  // namespace
