@@ -282,6 +282,31 @@ void JobManager::Deliver() {
   }
 }
 
+absl::StatusOr<std::optional<v1::Job>> JobManager::AdmitSubmit(const JobSpec& spec, const std::string& request_id,
+                                                               const std::string& key) {
+  if (!request_id.empty()) {
+    if (auto it = by_request_.find(key); it != by_request_.end()) {
+      const Record& first = jobs_.at(it->second);
+      if (!google::protobuf::util::MessageDifferencer::Equivalent(JobSpecToProto(spec), first.stored.job.spec()))
+        return absl::AlreadyExistsError(absl::StrCat("request_id: already used for ", it->second,
+                                                     " with another spec (a retry must send the same spec)"));
+      return std::optional<v1::Job>(Visible(first));
+    }
+  }
+  if (options_.max_queued_per_owner > 0) {
+    int queued = 0;
+    for (const auto& [id, r] : jobs_)
+      queued += r.stored.job.owner() == spec.owner && r.stored.job.state() == v1::JOB_STATE_QUEUED;
+    if (queued >= options_.max_queued_per_owner)
+      return absl::ResourceExhaustedError(absl::StrCat("quota --max-queued-per-owner: ", Clip(spec.owner),
+                                                       " already has ", queued, " queued jobs (the limit is ",
+                                                       options_.max_queued_per_owner, ")"));
+  }
+  if (!request_id.empty() && !requests_in_flight_.insert(key).second)
+    return absl::UnavailableError("request_id: a submit with this id is in progress; retry");
+  return std::optional<v1::Job>();
+}
+
 absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const std::string& request_id,
                                            const std::string& owner) {
   if (request_id.size() > 128)
@@ -293,28 +318,9 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
   std::string job_id;
   {
     absl::MutexLock lock(&mu_);
-    if (!request_id.empty()) {
-      if (auto it = by_request_.find(key); it != by_request_.end()) {
-        const Record& first = jobs_.at(it->second);
-        if (!google::protobuf::util::MessageDifferencer::Equivalent(JobSpecToProto(*spec), first.stored.job.spec()))
-          return absl::AlreadyExistsError(absl::StrCat("request_id: already used for ", it->second,
-                                                       " with another spec (a retry must send the same spec)"));
-        return Visible(first);
-      }
-      if (!requests_in_flight_.insert(key).second)
-        return absl::UnavailableError("request_id: a submit with this id is in progress; retry");
-    }
-    if (options_.max_queued_per_owner > 0) {
-      int queued = 0;
-      for (const auto& [id, r] : jobs_)
-        queued += r.stored.job.owner() == spec->owner && r.stored.job.state() == v1::JOB_STATE_QUEUED;
-      if (queued >= options_.max_queued_per_owner) {
-        requests_in_flight_.erase(key);
-        return absl::ResourceExhaustedError(absl::StrCat("quota --max-queued-per-owner: ", Clip(spec->owner),
-                                                         " already has ", queued, " queued jobs (the limit is ",
-                                                         options_.max_queued_per_owner, ")"));
-      }
-    }
+    absl::StatusOr<std::optional<v1::Job>> first = AdmitSubmit(*spec, request_id, key);
+    if (!first.ok()) return first.status();
+    if (*first) return **first;
     job_id = absl::StrFormat("job-%08d", next_job_++);
   }
   const absl::Time now = clock_.Now();

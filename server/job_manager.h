@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "common/job_spec.h"
 #include "server/assignment_book.h"
 #include "server/job_event_hub.h"
 #include "server/job_scheduler.h"
@@ -187,6 +188,11 @@ class JobManager {
   // and store port are released.
   void EndAttempt(const Attempt& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Record* FindAttempt(const std::string& attempt_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Submit's checks under the lock: the first job when `key` (owner, request_id) was submitted
+  // with the same spec, ALREADY_EXISTS with another spec, RESOURCE_EXHAUSTED at the queue quota;
+  // else nullopt, with `key` marked in flight (when there is a request_id).
+  absl::StatusOr<std::optional<v1::Job>> AdmitSubmit(const JobSpec& spec, const std::string& request_id,
+                                                     const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // PERMISSION_DENIED unless `credential` is `worker_id`'s current session credential; NOT_FOUND
   // for a worker that is not registered (or lost: register again).
   absl::Status CheckWorker(const std::string& worker_id, const std::string& credential) const

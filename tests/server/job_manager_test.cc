@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
+
 #include "proto/job_spec_proto.h"
 #include "server/attempt_id.h"
 
@@ -571,6 +574,207 @@ TEST(AttemptIdTest, ParseRefusesWhatMakeCannotBuild) {
                           "job-1/ 2", "job-1/99999999999"}) {
     EXPECT_FALSE(ParseAttemptId(bad).has_value()) << bad;
   }
+}
+
+}  // namespace
+}  // namespace vsdm::server
+
+namespace vsdm::server {
+namespace {
+
+// Review finding C3: what a Register may claim.
+TEST_F(JobManagerTest, RegisterRefusesOutOfBoundResourcesAndHostsThatAreNotAddresses) {
+  auto refused = [&](const std::function<void(v1::RegisterRequest&)>& edit, const std::string& field) {
+    v1::RegisterRequest r;
+    r.set_worker_id("w");
+    r.mutable_resources()->set_slots(1);
+    r.mutable_resources()->set_host("10.0.0.1");
+    edit(r);
+    auto resp = mgr_->Register(r);
+    EXPECT_EQ(resp.status().code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(resp.status().message().find(field), std::string::npos) << resp.status();
+  };
+  refused([](auto& r) { r.mutable_resources()->set_slots(2147483647); }, "resources.slots");
+  refused([](auto& r) { r.mutable_resources()->set_slots(0); }, "resources.slots");
+  refused([](auto& r) { r.mutable_resources()->set_memory_bytes(-1); }, "resources.memory_bytes");
+  refused([](auto& r) { r.mutable_resources()->set_devices(-3); }, "resources.devices");
+  refused([](auto& r) { r.mutable_resources()->set_host("--store=evil:1"); }, "resources.host");
+  refused([](auto& r) { r.mutable_resources()->set_host("a b"); }, "resources.host");
+  refused([](auto& r) { r.mutable_resources()->set_host("10.0.0.1:29500"); }, "resources.host");
+  refused([](auto& r) { r.set_worker_id(std::string(100000, 'x')); }, "worker_id");
+  refused([](auto& r) { r.set_worker_id("../etc"); }, "worker_id");
+  EXPECT_TRUE(mgr_->Workers().workers().empty());
+  for (const char* host : {"node-7.cluster.local", "192.168.1.20", "[fe80::1]", ""}) {
+    v1::RegisterRequest r;
+    r.set_worker_id("ok");
+    r.mutable_resources()->set_slots(1);
+    r.mutable_resources()->set_host(host);
+    EXPECT_TRUE(mgr_->Register(r).ok()) << host;
+  }
+}
+
+// C3: an id is bound to who registered it; an impostor can neither re-register it nor beat for it.
+TEST_F(JobManagerTest, AWorkerIdIsBoundToItsPrincipalAndOnlyItsCurrentCredentialSpeaksForIt) {
+  v1::Job j = Submit(Spec(1));
+  v1::RegisterRequest r;
+  r.set_worker_id("w");
+  r.mutable_resources()->set_slots(2);
+  auto first = mgr_->Register(r, "node-a");
+  ASSERT_TRUE(first.ok());
+  mgr_->Tick();
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  // Another principal may not take the id over, even with more slots.
+  r.mutable_resources()->set_slots(4096);
+  EXPECT_EQ(mgr_->Register(r, "node-b").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(mgr_->Workers().workers(0).resources().slots(), 2);
+  // A heartbeat without the credential (or with another) is refused and drains nothing.
+  v1::HeartbeatRequest hb;
+  hb.set_worker_id("w");
+  EXPECT_EQ(mgr_->Heartbeat(hb, "").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(mgr_->Heartbeat(hb, "0123456789abcdef0123456789abcdef").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto real = mgr_->Heartbeat(hb, first->worker_credential());
+  ASSERT_TRUE(real.ok());
+  EXPECT_EQ(real->assignments_size(), 2);  // still there for the real worker
+  // Re-registering (same principal: an agent restart) issues a new credential, revoking the old.
+  r.mutable_resources()->set_slots(2);
+  auto again = mgr_->Register(r, "node-a");
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->worker_credential(), first->worker_credential());
+  EXPECT_EQ(mgr_->Heartbeat(hb, first->worker_credential()).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(mgr_->Heartbeat(hb, again->worker_credential()).ok());
+}
+
+// C2: Complete and UploadArtifact only from the worker holding the rank; ranks range-checked.
+TEST_F(JobManagerTest, ForgedCompletesAndUploadsAreRefusedAndChangeNothing) {
+  v1::Job j = Submit(Spec(1));
+  Register("w1", 2);  // both ranks land here
+  mgr_->Tick();
+  Register("w2", 2);
+  const std::string attempt = j.job_id() + "/1";
+  ASSERT_EQ(WorkerOfRank0(attempt), "w1");
+  auto complete = [&](const std::string& as_worker, const std::string& cred, int rank, int code) {
+    v1::CompleteRequest c;
+    c.set_worker_id(as_worker);
+    c.set_attempt_id(attempt);
+    c.set_rank(rank);
+    c.set_exit_code(code);
+    (*c.mutable_metrics())["energy_distance"] = 0.0;
+    return mgr_->Complete(c, cred).code();
+  };
+  // w2 forges success and failure for ranks it does not hold; ranks out of range; w1's id with
+  // w2's credential.
+  EXPECT_EQ(complete("w2", creds_["w2"], 0, 0), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(complete("w2", creds_["w2"], 1, 3), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(complete("w1", creds_["w2"], 0, 0), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(complete("w1", creds_["w1"], 7, 0), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(complete("w1", creds_["w1"], -1, 1), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(mgr_->Get(j.job_id())->attempts(), 1);
+  v1::UploadArtifactRequest up;
+  up.set_worker_id("w2");
+  up.set_attempt_id(attempt);
+  EXPECT_EQ(mgr_->UploadTarget(up, creds_["w2"]).status().code(), absl::StatusCode::kFailedPrecondition);
+  up.set_worker_id("w1");
+  EXPECT_EQ(mgr_->UploadTarget(up, creds_["w2"]).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(mgr_->UploadTarget(up, creds_["w1"]).ok());
+  // The real rank 0 succeeds.
+  EXPECT_EQ(complete("w1", creds_["w1"], 0, 0), absl::StatusCode::kOk);
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_SUCCEEDED);
+}
+
+// L3 / C2: progress is validated, monotonic within an attempt, and only from rank 0's worker.
+TEST_F(JobManagerTest, ProgressMustComeFromRankZerosWorkerBeInRangeAndNeverGoBack) {
+  v1::JobSpec spec = Spec(1);
+  spec.mutable_train()->set_rounds(10);
+  v1::Job j = Submit(spec);
+  Register("w1", 2);
+  mgr_->Tick();
+  Register("w2", 2);
+  auto report = [&](const std::string& w, int64_t round, double loss = 1.0) {
+    v1::ReportRequest rep;
+    rep.set_worker_id(w);
+    rep.set_attempt_id(j.job_id() + "/1");
+    rep.set_rank(0);
+    rep.mutable_progress()->set_round(round);
+    rep.mutable_progress()->set_loss(loss);
+    return mgr_->Report(rep, creds_[w]).code();
+  };
+  EXPECT_EQ(report("w1", 4), absl::StatusCode::kOk);
+  EXPECT_EQ(report("w2", 9), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(report("w1", 3), absl::StatusCode::kInvalidArgument);   // regression
+  EXPECT_EQ(report("w1", 11), absl::StatusCode::kInvalidArgument);  // past rounds
+  EXPECT_EQ(report("w1", 5, std::nan("")), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(mgr_->Get(j.job_id())->progress().round(), 4);
+}
+
+// M1: a rank's exit message is kept to its last 4 KiB.
+TEST_F(JobManagerTest, AHugeExitMessageIsStoredAsItsLastFourKibibytes) {
+  v1::Job j = Submit(Spec(1, /*max_restarts=*/0));
+  Register("w", 2);
+  mgr_->Tick();
+  v1::CompleteRequest c;
+  c.set_worker_id("w");
+  c.set_attempt_id(j.job_id() + "/1");
+  c.set_rank(1);
+  c.set_exit_code(1);
+  c.set_message(std::string(4 << 20, 'x') + "\x1b[2Jthe end");
+  ASSERT_TRUE(mgr_->Complete(c, creds_["w"]).ok());
+  v1::Job failed = *mgr_->Get(j.job_id());
+  EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
+  EXPECT_LT(failed.message().size(), 4400u);
+  EXPECT_NE(failed.message().find("the end"), std::string::npos);
+  EXPECT_EQ(failed.message().find('\x1b'), std::string::npos);  // no terminal escapes
+}
+
+// H1: every attempt's ranks get one random rendezvous secret, a new one per attempt.
+TEST_F(JobManagerTest, EachAttemptsAssignmentsCarryItsOwnRandomRendezvousSecret) {
+  v1::Job j = Submit(Spec(1));
+  Register("w", 2);
+  mgr_->Tick();
+  v1::HeartbeatResponse hb = Heartbeat("w");
+  ASSERT_EQ(hb.assignments_size(), 2);
+  const std::string secret = hb.assignments(0).rendezvous_secret();
+  EXPECT_EQ(secret.size(), 32u);
+  EXPECT_EQ(hb.assignments(1).rendezvous_secret(), secret);
+  Complete("w", j.job_id() + "/1", 1, 1);  // attempt 1 fails; attempt 2 after the backoff
+  clock_.Advance(absl::Seconds(6));
+  Heartbeat("w");
+  mgr_->Tick();
+  hb = Heartbeat("w");
+  ASSERT_GE(hb.assignments_size(), 1);
+  EXPECT_EQ(hb.assignments(0).attempt_id(), j.job_id() + "/2");
+  EXPECT_EQ(hb.assignments(0).rendezvous_secret().size(), 32u);
+  EXPECT_NE(hb.assignments(0).rendezvous_secret(), secret);
+}
+
+// M1 / C1: the per-owner queue quota.
+TEST_F(JobManagerTest, TheQueueQuotaIsPerOwnerAndNamesItself) {
+  JobManagerOptions o = Options();
+  o.max_queued_per_owner = 2;
+  mgr_ = std::make_unique<JobManager>(store_, clock_, o);
+  ASSERT_TRUE(mgr_->Submit(Spec(), "", "alice").ok());
+  ASSERT_TRUE(mgr_->Submit(Spec(), "", "alice").ok());
+  auto third = mgr_->Submit(Spec(), "", "alice");
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(third.status().message().find("max-queued-per-owner"), std::string::npos);
+  EXPECT_TRUE(mgr_->Submit(Spec(), "", "bob").ok());
+}
+
+// C1: a scope hides other owners' jobs as NOT_FOUND, with the message of a missing job.
+TEST_F(JobManagerTest, AScopedCallerSeesOnlyItsOwnJobsAndOthersAreNotFound) {
+  v1::Job a = *mgr_->Submit(Spec(), "", "alice");
+  v1::Job b = *mgr_->Submit(Spec(), "", "bob");
+  const JobScope bob{std::string("bob")};
+  EXPECT_EQ(mgr_->Get(a.job_id(), bob).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(mgr_->Get(a.job_id(), bob).status().message(), "job " + a.job_id() + " not found");
+  EXPECT_EQ(mgr_->Cancel(a.job_id(), bob).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(State(a.job_id()), v1::JOB_STATE_QUEUED);
+  v1::ListJobsRequest all;
+  all.set_owner("alice");  // a filter cannot widen the scope
+  EXPECT_EQ(mgr_->List(all, bob)->jobs_size(), 0);
+  EXPECT_EQ(mgr_->List({}, bob)->jobs_size(), 1);
+  EXPECT_TRUE(mgr_->Cancel(b.job_id(), bob).ok());
 }
 
 }  // namespace
