@@ -28,6 +28,8 @@ PKGS=(
   prometheus
   # misc used by tests and scripts
   curl procps
+  # the CA and certificates of the TLS / mTLS test (tests/integration/tls_test.sh)
+  openssl
 )
 
 SUDO=""
