@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   fs::create_directories(dir);
   std::vector<std::string> args = {bin,          "--listen",       "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
                                    "--data-dir", dir + "/data",    "--port-file", dir + "/ports",     "--lease-seconds",
-                                   "3600",       "--tick-seconds", "0.2"};
+                                   "3600",       "--tick-seconds", "0.2", "--max-queued-per-owner", "0"};
   vsdm::SpawnOptions so;
   so.log_path = "/dev/null";
   auto spawned = vsdm::Spawn(args, so);

@@ -182,6 +182,7 @@ JobManager::JobManager(JobStore& store, const Clock& clock, JobManagerOptions op
 absl::Status JobManager::Recover() {
   auto loaded = store_.LoadJobs();
   if (!loaded.ok()) return loaded.status();
+  std::vector<StoredJob> failed;  // jobs whose stored spec does not validate
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_.Now();
@@ -193,12 +194,28 @@ absl::Status JobManager::Recover() {
       if (!events.ok()) return events.status();
       r.events = std::move(*events);
       r.queued_since = now;
+      // A stored spec is validated again (a bit flip, or a bound this version added): a job
+      // whose spec does not pass is failed, never scheduled from unchecked fields.
+      if (absl::StatusOr<JobSpec> ok = JobSpecFromProto(r.stored.job.spec());
+          !ok.ok() && !IsFinalState(r.stored.job.state())) {
+        r.stored.job.set_state(v1::JOB_STATE_FAILED);
+        r.stored.job.set_message(absl::StrCat("its stored spec does not validate: ", ok.status().message()));
+        *r.stored.job.mutable_end_time() = ToProto(now);
+        failed.push_back(r.stored);
+      }
       if (r.stored.job.state() == v1::JOB_STATE_RUNNING) r.attempt = RecoveredAttempt(r, now);
       if (!r.stored.request_id.empty()) by_request_[RequestKey(r.stored.job.owner(), r.stored.request_id)] = id;
       int64_t n = 0;
       if (absl::SimpleAtoi(absl::StripPrefix(id, "job-"), &n)) next_job_ = std::max(next_job_, n + 1);
       jobs_[id] = std::move(r);
     }
+  }
+  if (!failed.empty()) {
+    StoreWrite w;
+    w.jobs = failed;
+    if (absl::Status s = store_.Write(std::move(w)); !s.ok()) return s;
+    for (const StoredJob& sj : failed)
+      Warn(absl::StrCat("recovering ", sj.job.job_id(), ": ", sj.job.message(), "; failed it"));
   }
   Deliver();
   return absl::OkStatus();
@@ -343,7 +360,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
   ev.set_message(absl::StrFormat("%s: %s on %s, %d trainers + 1 variational rank", spec->name, spec->method,
                                  spec->problem.dataset, spec->resources.trainers));
   // The write happens outside the lock so concurrent submits share a group commit.
-  absl::Status written = store_.Write({{r.stored}, {ev}});
+  absl::Status written = store_.Write({{r.stored}, {ev}, {}});
   if (!written.ok())
     written = absl::UnavailableError(absl::StrCat("job store: ", written.message(), " (not submitted; retry)"));
   v1::Job out;
@@ -520,8 +537,29 @@ void JobManager::Tick() {
       pending_lost_.clear();
       RunSchedulingPass();
     }  // else pending_lost_ is kept: retried on the next tick
+    PruneFinished();
   }
   Deliver();
+}
+
+void JobManager::PruneFinished() {
+  if (options_.retain_finished <= 0) return;
+  std::vector<std::pair<int64_t, std::string>> finished;  // (end time, id)
+  for (const auto& [id, r] : jobs_)
+    if (IsFinalState(r.stored.job.state())) finished.emplace_back(Nanos(r.stored.job.end_time()), id);
+  const size_t keep = static_cast<size_t>(options_.retain_finished);
+  if (finished.size() <= keep) return;
+  std::sort(finished.begin(), finished.end());
+  StoreWrite w;
+  for (size_t i = 0; i < finished.size() - keep && i < 1000; ++i) w.deleted.push_back(finished[i].second);
+  if (!store_.Write(w).ok()) return;
+  for (const std::string& id : w.deleted) {
+    const StoredJob& sj = jobs_.at(id).stored;
+    if (!sj.request_id.empty()) by_request_.erase(RequestKey(sj.job.owner(), sj.request_id));
+    pending_reasons_.erase(id);
+    pending_kinds_.erase(id);
+    jobs_.erase(id);
+  }
 }
 
 std::vector<JobManager::Change> JobManager::ExpireLeases(std::set<std::string>* failing) {

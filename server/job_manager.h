@@ -44,6 +44,9 @@ struct JobManagerOptions {
   int max_page_size = 500;
   // Per-owner quota on jobs waiting in the queue (RESOURCE_EXHAUSTED naming it); 0 = none.
   int max_queued_per_owner = 0;
+  // Retention: beyond this many finished jobs the oldest (by end time) are deleted with their
+  // events, from memory and the store, at most 1000 a tick (their artifacts stay on disk); 0 = keep all.
+  int retain_finished = 0;
   // Operational warnings (a start that could not be made, ranks that could not be booked), one
   // line each, called with no lock held, possibly from several threads at once. Empty =
   // "vsdm-coordinator: <line>" on stderr.
@@ -208,6 +211,9 @@ class JobManager {
   // Ends the recovery wait of attempts whose ranks are all reported back, and fails those still
   // missing ranks after recovery_grace (skipping jobs in `failing`; adds the ones it fails).
   std::vector<Change> ExpireRecoveries(std::set<std::string>* failing) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Retention (options_.retain_finished): deletes the oldest finished jobs past the limit; on a
+  // failed store write nothing is deleted (retried next tick).
+  void PruneFinished() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Snapshot of the queue, plan, durable starts; records the pending reasons and the pass time.
   void RunSchedulingPass() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The queued jobs for the scheduler; `running` gets the running jobs per owner.

@@ -1,5 +1,7 @@
 #include "server/job_store.h"
 
+#include <algorithm>
+
 #include <sqlite3.h>
 
 #include <deque>
@@ -103,6 +105,18 @@ struct SqliteJobStore::Impl {
       ev.Blob(3, body);
       if (sqlite3_step(ev.get()) != SQLITE_DONE) return SqlError(db, "insert event");
       sqlite3_reset(ev.get());
+    }
+    if (w.deleted.empty()) return absl::OkStatus();
+    Stmt del_job(db, "DELETE FROM jobs WHERE job_id = ?");
+    Stmt del_ev(db, "DELETE FROM events WHERE job_id = ?");
+    if (!del_job.ok() || !del_ev.ok()) return SqlError(db, "prepare delete");
+    for (const std::string& id : w.deleted) {
+      del_job.Text(1, id);
+      del_ev.Text(1, id);
+      if (sqlite3_step(del_job.get()) != SQLITE_DONE || sqlite3_step(del_ev.get()) != SQLITE_DONE)
+        return SqlError(db, "delete job");
+      sqlite3_reset(del_job.get());
+      sqlite3_reset(del_ev.get());
     }
     return absl::OkStatus();
   }
@@ -266,6 +280,11 @@ absl::Status InMemoryJobStore::Write(StoreWrite w) {
     state_->jobs[id] = std::move(j);
   }
   for (auto& e : w.events) state_->events[e.job_id()][e.sequence()] = std::move(e);
+  for (const std::string& id : w.deleted) {
+    state_->jobs.erase(id);
+    state_->events.erase(id);
+    state_->order.erase(std::remove(state_->order.begin(), state_->order.end(), id), state_->order.end());
+  }
   return absl::OkStatus();
 }
 

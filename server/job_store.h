@@ -18,10 +18,12 @@ struct StoredJob {
   std::string request_id;  // the submit's idempotency key ("" = none)
 };
 
-// One atomic write: jobs inserted or replaced (by job_id), events appended.
+// One atomic write: jobs inserted or replaced (by job_id), events appended, and jobs deleted
+// with their events (retention of finished jobs).
 struct StoreWrite {
   std::vector<StoredJob> jobs;
   std::vector<v1::JobEvent> events;
+  std::vector<std::string> deleted;
 };
 
 class JobStore {

@@ -779,3 +779,61 @@ TEST_F(JobManagerTest, AScopedCallerSeesOnlyItsOwnJobsAndOthersAreNotFound) {
 
 }  // namespace
 }  // namespace vsdm::server
+
+namespace vsdm::server {
+namespace {
+
+// M1: finished jobs are kept up to a limit; the oldest go, with their events, from the store too.
+TEST_F(JobManagerTest, RetentionDeletesTheOldestFinishedJobsBeyondTheLimitAndNeverAQueuedOne) {
+  JobManagerOptions o = Options();
+  o.retain_finished = 2;
+  mgr_ = std::make_unique<JobManager>(store_, clock_, o);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(mgr_->Submit(Spec(), "r" + std::to_string(i), "alice")->job_id());
+    clock_.Advance(absl::Seconds(1));
+    ASSERT_TRUE(mgr_->Cancel(ids.back()).ok());
+  }
+  const std::string queued = mgr_->Submit(Spec(), "", "alice")->job_id();
+  mgr_->Tick();
+  EXPECT_EQ(mgr_->Get(ids[0]).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(mgr_->Get(ids[1]).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(mgr_->Get(ids[2]).ok());
+  EXPECT_TRUE(mgr_->Get(ids[3]).ok());
+  EXPECT_EQ(State(queued), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(store_.LoadJobs()->size(), 3u);
+  EXPECT_TRUE(store_.LoadEvents(ids[0], 0)->empty());
+  // A pruned job's idempotency key is free again; a kept one's still returns its job.
+  EXPECT_NE(mgr_->Submit(Spec(), "r0", "alice")->job_id(), ids[0]);
+  EXPECT_EQ(mgr_->Submit(Spec(), "r3", "alice")->job_id(), ids[3]);
+}
+
+}  // namespace
+}  // namespace vsdm::server
+
+namespace vsdm::server {
+namespace {
+
+// M4: Recover validates stored specs again; one that does not pass fails its job, no crash.
+TEST_F(JobManagerTest, RecoverFailsAJobWhoseStoredSpecNoLongerValidates) {
+  v1::Job ok = Submit(Spec(1));
+  StoredJob bad;
+  bad.job.set_job_id("job-00000077");
+  bad.job.set_state(v1::JOB_STATE_RUNNING);
+  bad.job.set_attempts(1);
+  *bad.job.mutable_spec() = Spec(1);
+  bad.job.mutable_spec()->mutable_resources()->set_trainers(2000000000);  // a bit flip
+  ASSERT_TRUE(store_.Write({{bad}, {}, {}}).ok());
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  ASSERT_TRUE(mgr_->Recover().ok());
+  v1::Job j = *mgr_->Get("job-00000077");
+  EXPECT_EQ(j.state(), v1::JOB_STATE_FAILED);
+  EXPECT_NE(j.message().find("resources.trainers"), std::string::npos) << j.message();
+  EXPECT_EQ(State(ok.job_id()), v1::JOB_STATE_QUEUED);
+  Register("w", 2);
+  mgr_->Tick();
+  EXPECT_EQ(State(ok.job_id()), v1::JOB_STATE_RUNNING);
+}
+
+}  // namespace
+}  // namespace vsdm::server

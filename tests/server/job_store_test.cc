@@ -31,7 +31,7 @@ TEST(SqliteJobStoreTest, WritesSurviveReopeningAndConcurrentWritersShareCommits)
           e.set_job_id(j.job.job_id());
           e.set_sequence(1);
           e.set_kind("submitted");
-          ASSERT_TRUE((*store)->Write({{j}, {e}}).ok());
+          ASSERT_TRUE((*store)->Write({{j}, {e}, {}}).ok());
         }
       });
     for (auto& th : threads) th.join();
@@ -46,6 +46,16 @@ TEST(SqliteJobStoreTest, WritesSurviveReopeningAndConcurrentWritersShareCommits)
   auto ev = (*store)->LoadEvents("job-705", 0);
   ASSERT_EQ(ev->size(), 1u);
   EXPECT_EQ((*ev)[0].kind(), "submitted");
+  // Retention: a deleted job goes with its events, durably.
+  StoreWrite del;
+  del.deleted = {"job-705", "job-0"};
+  ASSERT_TRUE((*store)->Write(del).ok());
+  store->reset();
+  store = SqliteJobStore::Open(dir);
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->LoadJobs()->size(), 198u);
+  EXPECT_TRUE((*store)->LoadEvents("job-705", 0)->empty());
+  EXPECT_EQ((*store)->LoadEvents("job-706", 0)->size(), 1u);
   fs::remove_all(dir);
 }
 
