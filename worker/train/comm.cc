@@ -72,6 +72,13 @@ absl::StatusOr<StorePtr> ConnectTcpStore(const std::string& host, int port, bool
   o.numWorkers = static_cast<std::size_t>(world_size);
   o.waitWorkers = false;  // the process groups wait for their members themselves
   o.timeout = timeout;
+  // Note [TCPStore binds every interface]
+  // LibTorch 1.13's TCPStoreOptions has no bind address (later releases can adopt a pre-bound
+  // listening socket, TCPStoreOptions::masterListenFd; 1.13 cannot), so trainer 0's store
+  // listens on the wildcard address of `port`, even for a loopback-only cluster. What keeps other jobs and other hosts
+  // out is the attempt's key prefix (Note [Store key prefix], distributed_job.h) and the
+  // operator's network policy (README, "Network policy"): the coordinator's --store-port-range
+  // and Gloo's ephemeral ports reachable between workers only.
   try {
     auto h = std::make_shared<StoreHandle>();
     h->store = c10::make_intrusive<c10d::TCPStore>(host, o);
@@ -81,9 +88,10 @@ absl::StatusOr<StorePtr> ConnectTcpStore(const std::string& host, int port, bool
   }
 }
 
-StorePtr MakeInProcessStore() {
+StorePtr MakeInProcessStore(std::chrono::milliseconds timeout) {
   auto h = std::make_shared<StoreHandle>();
   h->store = c10::make_intrusive<c10d::HashStore>();
+  h->store->setTimeout(timeout);
   return h;
 }
 
@@ -120,7 +128,7 @@ absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const 
   if (rank < 0 || rank >= size)
     return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " not in [0, ", size, ")"));
   auto impl = std::make_unique<Impl>();
-  impl->name = prefix;
+  impl->name = options.name.empty() ? prefix : options.name;
   impl->backend = options.backend;
   impl->rank = rank;
   impl->size = size;
@@ -153,7 +161,7 @@ absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const 
       return absl::InvalidArgumentError(absl::StrCat("backend: must be gloo or nccl, got ", options.backend));
     }
   } catch (const std::exception& e) {
-    return FromException(absl::StrCat("join process group '", prefix, "' as rank ", rank, "/", size), e);
+    return FromException(absl::StrCat("join process group '", impl->name, "' as rank ", rank, "/", size), e);
   }
   return std::unique_ptr<Comm>(new Comm(std::move(impl)));
 }
@@ -201,10 +209,14 @@ absl::Status Comm::AllReduceSum(std::vector<torch::Tensor>& buckets) {
   return absl::OkStatus();
 }
 
-absl::Status Comm::BroadcastBytes(std::string& bytes, int root) {
+absl::Status Comm::BroadcastBytes(std::string& bytes, int root, int64_t max_bytes) {
   torch::Tensor n = torch::tensor({static_cast<int64_t>(bytes.size())}, torch::kLong);
   if (auto s = Broadcast(n, root); !s.ok()) return s;
   const int64_t size = n.item<int64_t>();
+  // Every rank checks the same size, so all refuse together and none posts the payload.
+  if (size < 0 || size > max_bytes)
+    return absl::OutOfRangeError(absl::StrCat(impl_->name, " broadcast of bytes from rank ", root, ": size ", size,
+                                              " is outside [0, ", max_bytes, "]; refused, nothing allocated"));
   if (size == 0) {
     bytes.clear();
     return absl::OkStatus();

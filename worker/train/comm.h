@@ -22,7 +22,8 @@ struct StoreHandle;
 using StorePtr = std::shared_ptr<StoreHandle>;
 
 // The TCPStore of one attempt: hosted by the process with is_server (trainer rank 0), joined by
-// the others. Clients retry the connection until `timeout`.
+// the others. Clients retry the connection until `timeout`. The server listens on every
+// interface (LibTorch 1.13 cannot bind one; see the note at its creation in comm.cc).
 absl::StatusOr<StorePtr> ConnectTcpStore(const std::string& host, int port, bool is_server, int world_size,
                                          std::chrono::milliseconds timeout);
 // A c10d exception's message as a Status: DEADLINE_EXCEEDED for a timeout, UNAVAILABLE when the
@@ -31,14 +32,20 @@ absl::StatusOr<StorePtr> ConnectTcpStore(const std::string& host, int port, bool
 absl::Status ClassifyCommError(const std::string& where, std::string message);
 
 // An in-process store (c10d::HashStore), for ranks that are threads of one test process.
-StorePtr MakeInProcessStore();
+// `timeout` bounds every wait on it, a group's join included (c10d's default is 5 minutes).
+StorePtr MakeInProcessStore(std::chrono::milliseconds timeout = std::chrono::minutes(5));
 
 struct CommOptions {
   std::string backend = "gloo";              // gloo | nccl
   std::chrono::milliseconds timeout{60000};  // every collective fails after this, never hangs
   std::string bind;                          // gloo: address to bind (wins over `interface`)
   std::string interface;                     // gloo: network interface to bind; both empty = the hostname's address
+  std::string name;                          // how errors name the group; "" = its store prefix
 };
+
+// The most BroadcastBytes accepts by default: the size comes from the wire (root's peer), and a
+// receiver allocates it.
+inline constexpr int64_t kMaxBroadcastBytes = int64_t{2} << 30;  // 2 GiB
 
 // "nccl" when this build has the NCCL backend and a CUDA device is visible, else "gloo".
 std::string DefaultBackend(bool want_cuda);
@@ -67,8 +74,10 @@ class Comm {
   // In place, sum over ranks; one collective per tensor, all posted before the first wait, so
   // buckets travel concurrently.
   absl::Status AllReduceSum(std::vector<torch::Tensor>& buckets);
-  // Root's bytes to every rank (size first, then the payload).
-  absl::Status BroadcastBytes(std::string& bytes, int root);
+  // Root's bytes to every rank (size first, then the payload). A size outside [0, max_bytes]
+  // (root's own, or one read from the wire) is OUT_OF_RANGE on every rank, before anything is
+  // allocated and before the payload is posted, so no rank is left waiting for it.
+  absl::Status BroadcastBytes(std::string& bytes, int root, int64_t max_bytes = kMaxBroadcastBytes);
 
  private:
   struct Impl;

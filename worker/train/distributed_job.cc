@@ -7,13 +7,23 @@
 
 namespace vsdm::worker {
 
+std::string StoreKeyPrefix(const DistributedOptions& o) {
+  return absl::StrCat(o.job_id, "/attempt-", o.attempt, "/",
+                      o.rendezvous_secret.empty() ? "" : absl::StrCat(o.rendezvous_secret, "/"));
+}
+
 absl::StatusOr<RankComms> JoinGroups(const StorePtr& store, const DistributedOptions& o, const CommOptions& co) {
   RankComms rc;
   rc.store = store;
-  const std::string prefix = absl::StrCat("attempt-", o.attempt, "/");
-  VSDM_ASSIGN_OR_RETURN(rc.world, Comm::Create(store, prefix + "world", o.rank, o.trainers + 1, co));
+  const std::string prefix = StoreKeyPrefix(o);
+  // Errors name the group without the secret: they end up in logs and in the coordinator's events.
+  const std::string shown = absl::StrCat(o.job_id, "/attempt-", o.attempt, "/");
+  CommOptions world = co, trainers = co;
+  world.name = shown + "world";
+  trainers.name = shown + "trainers";
+  VSDM_ASSIGN_OR_RETURN(rc.world, Comm::Create(store, prefix + "world", o.rank, o.trainers + 1, world));
   if (o.rank < o.trainers) {
-    VSDM_ASSIGN_OR_RETURN(rc.trainers, Comm::Create(store, prefix + "trainers", o.rank, o.trainers, co));
+    VSDM_ASSIGN_OR_RETURN(rc.trainers, Comm::Create(store, prefix + "trainers", o.rank, o.trainers, trainers));
   }
   return rc;
 }

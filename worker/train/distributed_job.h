@@ -50,6 +50,8 @@ struct DistributedOptions {
   int trainers = 1;                 // W
   int rank = 0;                     // 0..W-1 trainer, W variational
   int attempt = 0;                  // for logs and the store prefix
+  std::string job_id;               // the store prefix's job (vsdm-train: --job-id, else the spec's name)
+  std::string rendezvous_secret;    // the attempt's secret in the store prefix ("" = none); never logged
   int64_t bucket_bytes = 25 << 20;  // gradient all-reduce bucket size
   double rendezvous_seconds = 0;    // how long this attempt's rendezvous took (reported by trainer 0)
   std::function<void(const std::string&)> on_line;   // per-round progress lines (may be empty)
@@ -63,6 +65,16 @@ struct RankComms {
   std::unique_ptr<Comm> world;
   std::unique_ptr<Comm> trainers;
 };
+
+// Note [Store key prefix]
+// Every key of an attempt lives under "<job_id>/attempt-<n>/<secret>/" ("<job_id>/attempt-<n>/"
+// without a secret), then the group ("world", "trainers"). The job id keeps two jobs' attempt n
+// apart on a store port that was reused; the secret, which only the attempt's ranks get (from the
+// coordinator through their agents' environment), means a process that can reach the store but
+// does not know it can neither read nor set the attempt's keys: the TCPStore has no call that
+// lists keys, and Gloo's rendezvous and pair addresses are all under the prefix. It is no
+// authentication: the store and Gloo still accept any connection (see ConnectTcpStore).
+std::string StoreKeyPrefix(const DistributedOptions& options);
 
 // Connects to (trainer 0: hosts) the TCPStore at host:port and joins both groups.
 absl::StatusOr<RankComms> Rendezvous(const std::string& host, int port, const DistributedOptions& options,

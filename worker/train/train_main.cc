@@ -14,7 +14,7 @@
 
 #include <torch/torch.h>
 
-#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/job_spec.h"
 #include "common/retry.h"
@@ -95,21 +95,23 @@ void PrintDistributedDone(const TrainArgs& opt, const std::string& who, const nl
       opt.out_dir, ArtifactList(m));
 }
 
-int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::worker::JobSetup& setup) {
+// `secret`: the attempt's rendezvous secret, from the environment (train_protocol.h).
+int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::worker::JobSetup& setup,
+                   const std::string& secret) {
   using namespace vsdm::worker;
   const int W = opt.trainers;
   const std::string who = opt.rank < W ? absl::StrCat("trainer ", opt.rank) : std::string("variational");
-  const auto colon = opt.store.rfind(':');
-  int port = 0;
-  if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(opt.store.substr(colon + 1), &port) || port <= 0 ||
-      port > 65535)
-    return Fail(TrainExit::kBadInput, "--store: must be HOST:PORT with a port in [1, 65535], got '" + opt.store + "'");
-  const std::string host = opt.store.substr(0, colon);
+  auto store = vsdm::train_protocol::ParseHostPort(opt.store);
+  if (!store.ok()) return Fail(TrainExit::kBadInput, std::string(store.status().message()));
+  const std::string& host = store->host;
+  const int port = store->port;
   DistributedOptions d;
   d.out_dir = opt.out_dir;
   d.trainers = W;
   d.rank = opt.rank;
   d.attempt = opt.attempt;
+  d.job_id = opt.job_id.empty() ? spec.name : opt.job_id;
+  d.rendezvous_secret = secret;
   if (!opt.quiet) d.on_line = [](const std::string& line) { std::cout << line << std::endl; };
   d.on_event = [](const std::string& line) { std::cout << line << std::endl; };
   const CommOptions co = MakeCommOptions(opt, spec, host);
@@ -192,6 +194,10 @@ int main(int argc, char** argv) {
     return ExitCode(TrainExit::kOk);
   }
   TrainArgs opt = parsed->args;
+  const char* secret_env = std::getenv(vsdm::train_protocol::kRendezvousSecretEnv);
+  const std::string secret = secret_env != nullptr ? secret_env : "";
+  if (absl::Status s = vsdm::train_protocol::CheckRendezvousSecret(secret); !s.ok())
+    return Fail(TrainExit::kBadInput, absl::StrCat("$", vsdm::train_protocol::kRendezvousSecretEnv, ": ", s.message()));
   // Validate everything before touching the out dir: a refused spec writes nothing.
   auto spec = vsdm::LoadJobSpecFile(opt.spec_path, opt.overrides);
   if (!spec.ok()) return Fail(TrainExit::kBadInput, std::string(spec.status().message()));
@@ -207,6 +213,8 @@ int main(int argc, char** argv) {
   setup->cache_dir = opt.cache_dir.empty() ? DefaultCacheDir() : opt.cache_dir;
   if (!opt.standalone) {
     if (absl::Status s = CheckWorld(opt, *spec); !s.ok()) return Fail(TrainExit::kBadInput, std::string(s.message()));
+    if (auto store = vsdm::train_protocol::ParseHostPort(opt.store); !store.ok())
+      return Fail(TrainExit::kBadInput, std::string(store.status().message()));
   }
   // --threads goes to the BLAS; torch's own intra-op pool gets 1 (core/threading.h).
   const int threads =
@@ -218,6 +226,6 @@ int main(int argc, char** argv) {
   std::error_code ec;
   std::filesystem::create_directories(opt.out_dir, ec);
   if (ec) return Fail(TrainExit::kFailed, "cannot create " + opt.out_dir + ": " + ec.message());
-  if (!opt.standalone) return RunDistributed(opt, *spec, *setup);
+  if (!opt.standalone) return RunDistributed(opt, *spec, *setup, secret);
   return RunStandaloneJob(opt, *spec, *setup, thread_desc);
 }

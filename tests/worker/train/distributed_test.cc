@@ -167,6 +167,102 @@ TEST_F(DistributedTest, BroadcastGivesEveryRankBitIdenticalA) {
   EXPECT_NE(sums[0], TensorChecksum(torch::zeros({6, 6}, torch::kFloat64)));
 }
 
+// H1: the payload size comes from the wire. A root that lies (a size no one can allocate, a
+// negative one) or sends more than the caller's bound is refused on the receiving side before
+// any allocation, and since every rank refuses before the payload is posted, the group stays in
+// step: the next broadcast works.
+TEST_F(DistributedTest, BroadcastBytesRefusesAnOutOfBoundSizeFromTheWireWithoutAllocatingIt) {
+  StorePtr store = MakeInProcessStore();
+  auto results = OnThreads(2, [&](int rank) {
+    std::vector<absl::Status> out;
+    auto comm = Comm::Create(store, "bytes", rank, 2, LoopbackOptions(/*timeout_ms=*/5000));
+    if (!comm.ok()) return std::vector<absl::Status>{comm.status()};
+    Comm& c = **comm;
+    std::string got;
+    if (rank == 0) {  // the lying root posts the size broadcast BroadcastBytes would, with a bad size
+      for (int64_t lie : {int64_t{1} << 50, int64_t{-5}}) {
+        torch::Tensor n = torch::tensor({lie}, torch::kLong);
+        out.push_back(c.Broadcast(n, 0));
+      }
+      std::string big(100, 'x');
+      out.push_back(c.BroadcastBytes(big, 0, /*max_bytes=*/64));
+      std::string fine = "fine";
+      out.push_back(c.BroadcastBytes(fine, 0));
+      return out;
+    }
+    out.push_back(c.BroadcastBytes(got, 0));
+    out.push_back(c.BroadcastBytes(got, 0));
+    out.push_back(c.BroadcastBytes(got, 0, /*max_bytes=*/64));
+    out.push_back(c.BroadcastBytes(got, 0));
+    EXPECT_EQ(got, "fine");
+    return out;
+  });
+  ASSERT_EQ(results[0].size(), 4u);
+  ASSERT_EQ(results[1].size(), 4u);
+  EXPECT_TRUE(results[0][0].ok() && results[0][1].ok());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(results[1][i].code(), absl::StatusCode::kOutOfRange) << i << ": " << results[1][i];
+    EXPECT_NE(results[1][i].message().find("refused"), std::string::npos) << results[1][i];
+  }
+  EXPECT_NE(results[1][0].message().find(std::to_string(int64_t{1} << 50)), std::string::npos) << results[1][0];
+  EXPECT_EQ(results[0][2].code(), absl::StatusCode::kOutOfRange) << "the root refuses its own oversize payload too";
+  EXPECT_TRUE(results[0][3].ok()) << results[0][3];
+  EXPECT_TRUE(results[1][3].ok()) << results[1][3];
+}
+
+TEST(StoreKeyPrefixTest, HoldsTheJobTheAttemptAndTheSecretWhenThereIsOne) {
+  DistributedOptions o;
+  o.job_id = "job-00000007";
+  o.attempt = 3;
+  EXPECT_EQ(StoreKeyPrefix(o), "job-00000007/attempt-3/");
+  o.rendezvous_secret = "9f86d081884c7d65";
+  EXPECT_EQ(StoreKeyPrefix(o), "job-00000007/attempt-3/9f86d081884c7d65/");
+}
+
+// H1: two jobs' attempt 1 on one store (a reused port) keep to their own keys, and a rank
+// without the attempt's secret never joins it: the others time out instead of taking it in.
+// (A join waits as long as its store does: a TCPStore's is --pg-timeout; job-c's store here 1.5 s.)
+TEST_F(DistributedTest, JobsShareAStoreWithoutMeetingAndARankWithTheWrongSecretNeverJoins) {
+  StorePtr store = MakeInProcessStore(), job_c_store = MakeInProcessStore(milliseconds(1500));
+  struct Member {
+    std::string job, secret;
+    int rank;
+  };
+  const std::vector<Member> members = {{"job-a", "aaaa1111", 0}, {"job-a", "aaaa1111", 1}, {"job-b", "bbbb2222", 0},
+                                       {"job-b", "bbbb2222", 1}, {"job-c", "c0ffee01", 0}, {"job-c", "deadbeef", 1}};
+  auto results = OnThreads(static_cast<int>(members.size()), [&](int i) -> absl::StatusOr<double> {
+    const Member& m = members[i];
+    DistributedOptions o;
+    o.trainers = 1;
+    o.rank = m.rank;
+    o.attempt = 1;
+    o.job_id = m.job;
+    o.rendezvous_secret = m.secret;
+    const bool wrong_secret = m.job == "job-c";
+    auto comms = JoinGroups(wrong_secret ? job_c_store : store, o, LoopbackOptions(wrong_secret ? 1500 : 30000));
+    if (!comms.ok()) return comms.status();
+    // Each job's rank 1 broadcasts its own value: a rank that met the other job would see its value.
+    torch::Tensor v = torch::tensor({m.rank == 1 ? (m.job == "job-a" ? 1.0 : 2.0) : 0.0}, torch::kFloat64);
+    if (absl::Status s = comms->world->Broadcast(v, 1); !s.ok()) return s;
+    return v.item<double>();
+  });
+  for (int i : {0, 1}) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    EXPECT_EQ(*results[i], 1.0);
+  }
+  for (int i : {2, 3}) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    EXPECT_EQ(*results[i], 2.0);
+  }
+  for (int i : {4, 5}) {
+    ASSERT_FALSE(results[i].ok()) << "job-c rank " << members[i].rank << " joined with a mismatched secret";
+    EXPECT_EQ(results[i].status().code(), absl::StatusCode::kDeadlineExceeded) << results[i].status();
+    // Errors name the group, never the secret (they reach logs and the coordinator's events).
+    EXPECT_NE(results[i].status().message().find("job-c/attempt-1/world"), std::string::npos) << results[i].status();
+    EXPECT_EQ(results[i].status().message().find(members[i].secret), std::string::npos) << results[i].status();
+  }
+}
+
 TEST_F(DistributedTest, AStuckPeerTurnsIntoAnErrorWithinTheTimeoutNotAHang) {
   StorePtr store = MakeInProcessStore();
   std::promise<void> release;
