@@ -429,3 +429,32 @@ TEST_F(AuthMatrixTest, HealthIsOpenReflectionIsOffAndTheAuditLogHasALinePerMutat
 
 }  // namespace
 }  // namespace vsdm
+
+namespace vsdm {
+namespace {
+
+// The tokens file is re-read on SIGHUP; a file that does not parse keeps the previous tokens.
+TEST_F(AuthMatrixTest, SighupReReadsTheTokensAndABadFileKeepsThePreviousOnes) {
+  v1::Job out;
+  ASSERT_TRUE(Submit(bob_, &out).ok());
+  auto hup_and_wait = [&](const std::string& expect_in_log) {
+    kill(pid_, SIGHUP);
+    for (int i = 0; i < 100; ++i) {
+      if (ReadAll(dir_ + "/coordinator.log").find(expect_in_log) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  // A broken file (a role that does not exist): bob keeps working.
+  std::ofstream(dir_ + "/tokens") << kAlice << " alice user\n" << kBob << " bob superuser\n";
+  ASSERT_TRUE(hup_and_wait("keeping the previous tokens")) << ReadAll(dir_ + "/coordinator.log");
+  EXPECT_TRUE(Submit(bob_, &out).ok());
+  // bob's token revoked.
+  std::ofstream(dir_ + "/tokens") << kAlice << " alice user\n" << kAdmin << " root admin\n";
+  ASSERT_TRUE(hup_and_wait("tokens re-read")) << ReadAll(dir_ + "/coordinator.log");
+  EXPECT_EQ(Submit(bob_, &out).error_code(), StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(Submit(alice_, &out).ok());
+}
+
+}  // namespace
+}  // namespace vsdm
