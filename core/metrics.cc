@@ -5,20 +5,21 @@
 #include <vector>
 
 namespace vsdm::core {
-namespace {
 
-// Sum of pairwise Euclidean distances between rows of a and b.
-double PairDistanceSum(const torch::Tensor& a, const torch::Tensor& b) {
-  const int64_t block = 1024;
+double PairDistanceSum(const torch::Tensor& a, const torch::Tensor& b, int64_t block_rows, int64_t block_cols) {
+  TORCH_CHECK(block_rows > 0 && block_cols > 0, "PairDistanceSum: blocks must be non-empty");
   double total = 0.0;
-  for (int64_t i = 0; i < a.size(0); i += block) {
-    torch::Tensor ai = a.slice(0, i, std::min(i + block, a.size(0)));
-    total += torch::cdist(ai, b).sum().item<double>();
+  for (int64_t i = 0; i < a.size(0); i += block_rows) {
+    torch::Tensor ai = a.slice(0, i, std::min(i + block_rows, a.size(0)));
+    // One block per row chunk while b fits (the sum then is exactly the unchunked one); else
+    // column chunks, their sums added in order.
+    for (int64_t j = 0; j < b.size(0); j += block_cols) {
+      torch::Tensor bj = b.slice(0, j, std::min(j + block_cols, b.size(0)));
+      total += torch::cdist(ai, bj).sum().item<double>();
+    }
   }
   return total;
 }
-
-}  // namespace
 
 double EnergyDistance(const torch::Tensor& x_in, const torch::Tensor& y_in) {
   torch::Tensor x = x_in.to(torch::kFloat64).contiguous(), y = y_in.to(torch::kFloat64).contiguous();

@@ -7,8 +7,17 @@
 namespace vsdm::core {
 
 // Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| (Euclidean; U-statistics within each set, i.e.
-// the diagonal excluded). Computed in row blocks, O(block * n) memory.
+// the diagonal excluded). Computed in distance blocks of at most kDistanceBlockRows x
+// kDistanceBlockCols (128 MiB of float64) whatever n; O(n^2) time.
 double EnergyDistance(const torch::Tensor& x, const torch::Tensor& y);
+
+inline constexpr int64_t kDistanceBlockRows = 1024;
+inline constexpr int64_t kDistanceBlockCols = 16384;
+// The sum of the Euclidean distances between every row of `a` and every row of `b` (float64),
+// block by block, no block larger than block_rows x block_cols. Below block_cols rows of `b`
+// the sum is the same, bit for bit, as with unbounded columns.
+double PairDistanceSum(const torch::Tensor& a, const torch::Tensor& b, int64_t block_rows = kDistanceBlockRows,
+                       int64_t block_cols = kDistanceBlockCols);
 
 // Sliced Wasserstein-1 over `projections` random unit directions (uses min(n_x, n_y) points of
 // each set).

@@ -20,6 +20,21 @@ TEST(MetricsTest, EnergyDistanceSeparatesLaws) {
   EXPECT_GT(EnergyDistance(a, c), 0.3);
 }
 
+TEST(MetricsTest, PairDistanceSumIsTheSameInAnyBlocksAndNeverBuildsABigOne) {
+  torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
+  torch::Tensor a = torch::randn({700, 2}, g, torch::kFloat64), b = torch::randn({1300, 2}, g, torch::kFloat64);
+  const double whole = torch::cdist(a, b).sum().item<double>();
+  // b within one column block: the row-blocked sum, bit for bit as before.
+  double rows = 0;
+  for (int64_t i = 0; i < 700; i += 256) rows += torch::cdist(a.slice(0, i, std::min<int64_t>(i + 256, 700)), b).sum().item<double>();
+  EXPECT_EQ(PairDistanceSum(a, b, 256, 1300), rows);
+  EXPECT_EQ(PairDistanceSum(a, b), torch::cdist(a, b).sum().item<double>());
+  // Any split of both sides agrees to rounding.
+  for (auto [r, c] : {std::pair<int64_t, int64_t>{1, 1300}, {700, 13}, {256, 100}, {700, 1299}, {5000, 5000}})
+    EXPECT_NEAR(PairDistanceSum(a, b, r, c), whole, 1e-9 * whole) << r << " x " << c;
+  EXPECT_EQ(PairDistanceSum(a, b.slice(0, 0, 0)), 0.0);
+}
+
 TEST(MetricsTest, PmfRmseIsZeroForSameSetAndDoesNotModifyInput) {
   torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(0);
   torch::Tensor a = torch::randn({2000, 2}, g);
