@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -21,8 +23,14 @@ absl::Status Errno(const std::string& what, const std::string& path) {
 absl::Status AtomicWriteFile(const std::string& path, const std::string& bytes) {
   std::filesystem::path p(path);
   std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
-  std::string tmp = (dir / (".tmp-" + p.filename().string() + "-" + std::to_string(::getpid()))).string();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A temp name no other writer (another host's process with the same pid on shared storage)
+  // can share, created exclusively and never through a planted symlink; files are 0640 (L4).
+  static std::atomic<uint64_t> counter{0};
+  std::random_device rd;
+  const std::string tmp = (dir / absl::StrCat(".tmp-", p.filename().string(), "-", ::getpid(), "-",
+                                              absl::Hex(rd(), absl::kZeroPad8), "-", counter.fetch_add(1)))
+                              .string();
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
   if (fd < 0) return Errno("open", tmp);
   size_t off = 0;
   while (off < bytes.size()) {

@@ -37,6 +37,8 @@ struct Options {
   double kill_grace = 10;                         // seconds between SIGTERM and SIGKILL on abort
   std::string metrics_listen = "127.0.0.1:9465";  // Prometheus /metrics of this node; "" = off; port 0 = any
   std::string port_file;                          // written once listening (common/port_file.h)
+  int64_t rank_max_open_files = 65536;            // RLIMIT_NOFILE of each rank
+  int64_t rank_max_address_space_bytes = 0;       // RLIMIT_AS of each rank; 0 = unlimited
   std::string token_file;                         // bearer token of role worker; default $VSDM_TOKEN
   vsdm::ClientSecurity security;                  // TLS: --tls-ca, --tls-cert/--tls-key (mTLS)
 };
@@ -68,6 +70,11 @@ int main(int argc, char** argv) {
   app.add_option("--kill-grace", opt.kill_grace, "SIGTERM to SIGKILL on abort, seconds")->check(CLI::Range(0.0, 600.0));
   app.add_option("--metrics-listen", opt.metrics_listen, "Prometheus /metrics address (\"\" = off)");
   app.add_option("--port-file", opt.port_file, "write the bound metrics port here");
+  app.add_option("--rank-max-open-files", opt.rank_max_open_files, "RLIMIT_NOFILE of each rank (0 = the agent's hard limit)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  app.add_option("--rank-max-address-space", opt.rank_max_address_space_bytes,
+                 "RLIMIT_AS of each rank in bytes (0 = unlimited; CUDA reserves far more than it uses)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   app.add_option("--token-file", opt.token_file, "bearer token (role worker) for the coordinator; default $VSDM_TOKEN");
   app.add_option("--tls-ca", opt.security.tls_ca, "CA of the coordinator's certificate (PEM): use TLS");
   app.add_option("--tls-cert", opt.security.tls_cert, "this worker's client certificate (PEM), for mTLS");
@@ -131,6 +138,8 @@ int main(int argc, char** argv) {
   ao.threads_per_rank = opt.threads_per_rank;
   ao.pg_timeout_seconds = opt.pg_timeout;
   ao.kill_grace = absl::Seconds(opt.kill_grace);
+  ao.rank_max_open_files = opt.rank_max_open_files;
+  ao.rank_max_address_space_bytes = opt.rank_max_address_space_bytes;
   vsdm::worker::Agent agent(ao, client, processes, &metrics);
   std::cout << "vsdm-worker " << opt.id << ": " << opt.slots << " slots, coordinator " << opt.coordinator
             << ", work dir " << ao.work_dir << ", metrics port " << metrics_port << std::endl;
