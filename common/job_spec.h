@@ -23,12 +23,12 @@ struct ProblemSpec {
   double test_fraction = 0.1;              // images without an official split: held-out share
   int64_t train_limit = 0;                 // images: use only the first N training images (0: all)
   // time series only (core/series_data.h):
-  int64_t context = 28;         // C: steps the forecaster sees
-  int64_t horizon = 7;          // H: steps it forecasts
-  std::string columns;          // comma-separated column names; empty: every numeric column but the date
-  std::string log1p = "auto";   // auto (non-negative columns with >= 20% zeros) | none | column names
-  std::string test_start;       // first test row: a date YYYY-MM-DD or a row index; empty: last 20%
-  int64_t eval_stride = 7;      // one test forecast origin every eval_stride steps
+  int64_t context = 28;        // C: steps the forecaster sees
+  int64_t horizon = 7;         // H: steps it forecasts
+  std::string columns;         // comma-separated column names; empty: every numeric column but the date
+  std::string log1p = "auto";  // auto (non-negative columns with >= 20% zeros) | none | column names
+  std::string test_start;      // first test row: a date YYYY-MM-DD or a row index; empty: last 20%
+  int64_t eval_stride = 7;     // one test forecast origin every eval_stride steps
 };
 
 struct DiffusionSpec {
@@ -141,9 +141,77 @@ bool IsImageDatasetName(const std::string& dataset);
 // Whether `dataset` names a time series (series:<path>, weather, var1).
 bool IsSeriesDatasetName(const std::string& dataset);
 
+// --- bounds on what one job may ask (Note [Rank memory estimate]) ---
+
+// The default of JobSpecLimits::max_rank_memory_bytes: 16 GiB per rank.
+inline constexpr int64_t kDefaultMaxRankMemoryBytes = int64_t{16} << 30;
+// The most optimiser steps a job may ask for in all: train.rounds x train.steps_per_round.
+inline constexpr int64_t kMaxTrainSteps = 100'000'000;
+// The largest spec file LoadJobSpecFile reads (a real spec is a few KiB).
+inline constexpr int64_t kMaxSpecFileBytes = int64_t{1} << 20;
+
+// The bounds validation applies besides each field's range and the cross-field rules.
+struct JobSpecLimits {
+  // CheckRankMemory's limit: the estimated peak bytes of any one rank (0: no memory bound).
+  int64_t max_rank_memory_bytes = kDefaultMaxRankMemoryBytes;
+};
+
+// The data's shape as the estimate sees it. The spec alone fixes it for the built-in sets; for
+// a user's files (images:<path>, series:<csv>) NominalDataShape assumes one, and a process that
+// has loaded the data can pass the real one.
+struct DataShape {
+  int64_t dim = 2;  // d: numbers per data point (a toy point, an image's C*H*W, a window's H*D)
+  int64_t channels = 0, height = 0, width = 0;  // images (0 otherwise)
+  int64_t items = 0;                            // images: training + test images kept in memory
+  int64_t series = 0, covariates = 0;           // time series: D and the covariates per window
+  int64_t test_windows = 0;                     // time series: forecast origins of the evaluation
+};
+
+// The spec's data shape: 2-D toy points; fashion_mnist 1x28x28 (70000 images); digits 1x8x8
+// (1797); images:<path> 3x32x32 (60000, or problem.train_limit), assumed; weather 8 series with
+// 2 calendar covariates and a 365-day test year; var1 4 series, 400 test rows; series:<csv> the
+// number of problem.columns (16 when empty) over 2000 test rows, assumed.
+DataShape NominalDataShape(const JobSpec& spec);
+
+// One term of a rank's estimated memory.
+struct MemoryTerm {
+  std::string what;    // what allocates it: "the final evaluation's ODE trajectory [...]"
+  std::string fields;  // the spec fields that drive it: "sample.n × diffusion.steps"
+  std::string hint;    // how to shrink it: "lower them"
+  double bytes = 0;
+};
+
+// The estimated peak bytes of one rank: what it holds all along (the nets, the optimiser, the
+// data) plus the largest of its phases (training steps, the final evaluation, the variational
+// statistics), each phase the sum of what it holds at once.
+struct RankMemory {
+  std::string role;  // "trainer" (trainer 0, which also runs the final evaluation) | "variational"
+  double peak_bytes = 0;
+  std::vector<MemoryTerm> terms;  // the resident terms and those of the largest phase, largest first
+};
+
+struct JobMemoryEstimate {
+  RankMemory trainer;
+  RankMemory variational;
+};
+
+// An upper-ish estimate of what each rank of the job allocates at its peak, from the shapes the
+// worker code builds (Note [Rank memory estimate]); the trainer at its shard of train.batch_points
+// (a standalone run holds the whole batch and both roles). REQUIRES: every field in its range.
+JobMemoryEstimate EstimateRankMemory(const JobSpec& spec);
+JobMemoryEstimate EstimateRankMemory(const JobSpec& spec, const DataShape& shape);
+
+// OK when both ranks' estimates are at most `limit_bytes` (<= 0: always OK). Otherwise
+// INVALID_ARGUMENT naming the fields behind the largest term of the larger rank, e.g.
+// "variational.trajectories × variational.adam_batch: the variational rank needs about 22 TiB,
+// mostly for the variational statistics' [...] (limit 16 GiB per rank; lower ...)".
+absl::Status CheckRankMemory(const JobSpec& spec, int64_t limit_bytes);
+absl::Status CheckRankMemory(const JobSpec& spec, const DataShape& shape, int64_t limit_bytes);
+
 // Parses YAML text into a spec, starting from the defaults. Refuses (INVALID_ARGUMENT, the
 // message naming the key path) an unknown key, a wrong type or a value out of range, and
-// cross-field inconsistencies.
+// cross-field inconsistencies; whatever the text, it returns (a YAML the parser cannot read is
+// INVALID_ARGUMENT "spec: ..."). Messages quote at most kQuotedInputBytes of any value or key.
 absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text);
 // The same with `overrides` applied to the YAML tree first, in order (a later one wins). Each is
 // "dotted.key=value" (what `--set` takes): the value is parsed as YAML (a scalar, or a flow list
@@ -151,14 +219,21 @@ absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text);
 // way, so an override is refused with exactly the message the same key and value would get in
 // the file ("train.batch_pointz: unknown key"). A malformed override (no '=', an empty key or key
 // segment) is INVALID_ARGUMENT "--set: want key=value, got '...'".
-absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text, const std::vector<std::string>& overrides);
-// Reads and parses a YAML file; NOT_FOUND if it cannot be read.
+// `limits` as ValidateJobSpec takes them.
+absl::StatusOr<JobSpec> ParseJobSpecYaml(const std::string& yaml_text, const std::vector<std::string>& overrides,
+                                         const JobSpecLimits& limits = {});
+// Reads and parses a YAML file; NOT_FOUND if it cannot be opened, INVALID_ARGUMENT if it is a
+// directory or longer than kMaxSpecFileBytes (read no further than that: /dev/zero is refused).
 absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path);
 // The same with `overrides` applied as ParseJobSpecYaml(text, overrides) does.
-absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path, const std::vector<std::string>& overrides);
+absl::StatusOr<JobSpec> LoadJobSpecFile(const std::string& path, const std::vector<std::string>& overrides,
+                                        const JobSpecLimits& limits = {});
 
-// Checks ranges and cross-field rules of an already-built spec (e.g. one from the wire).
-absl::Status ValidateJobSpec(const JobSpec& spec);
+// Checks ranges and cross-field rules of an already-built spec (e.g. one from the wire): free
+// text without control characters (common/format.h HasControlCharacters), train.rounds x
+// train.steps_per_round at most kMaxTrainSteps, and CheckRankMemory at
+// limits.max_rank_memory_bytes. INVALID_ARGUMENT naming the field(s).
+absl::Status ValidateJobSpec(const JobSpec& spec, const JobSpecLimits& limits = {});
 
 // The spec as JSON (every field, including defaults).
 nlohmann::json JobSpecToJson(const JobSpec& spec);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,13 +17,15 @@
 namespace vsdm::spec_fields {
 
 // Sets every field it visits to a non-default value inside its range, distinct per field where
-// the range allows (the k-th field takes the point (k+1)/64 of the way through its range), so a
-// converter that drops a field or swaps two shows.
+// the range allows (the k-th field takes the point k/64 of the way through its range; an integer
+// field lo + span^(k/128), geometrically, so that the products validation bounds, such as
+// train.rounds x train.steps_per_round or the rank memory, stay small), so a converter that drops
+// a field or swaps two shows.
 class NonDefaultSetter : public JobSpecVisitor {
  public:
   void Int(const char*, int64_t& v, int64_t lo, int64_t hi) override {
     const int64_t old = v;
-    v = lo + static_cast<int64_t>(static_cast<double>(hi - lo) * Frac());
+    v = lo + static_cast<int64_t>(std::pow(static_cast<double>(hi - lo) + 1.0, Frac() / 2) - 1.0);
     if (v == old) v = v < hi ? v + 1 : v - 1;
   }
   void Double(const char*, double& v, double lo, double hi) override {

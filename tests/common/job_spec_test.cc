@@ -5,6 +5,8 @@
 #include "tests/common/job_spec_fields.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <string>
 #include <utility>
@@ -13,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "common/format.h"
 #include "nlohmann/json.hpp"
 
 namespace vsdm {
@@ -117,12 +120,22 @@ TEST(JobSpecTest, RefusesAModelThatDoesNotFitTheData) {
   EXPECT_TRUE(absl::StartsWith(Refusal("model: {dropout: 1.5}"), "model.dropout: must be in"));
 }
 
-TEST(JobSpecTest, ShippedExamplesParse) {
-  for (const char* f :
-       {"examples/spiral.yaml", "examples/checkerboard.yaml", "examples/spiral-dsm.yaml",
-        "examples/checkerboard-dsm.yaml", "examples/spiral-vsmd.yaml", "examples/checkerboard-vsmd.yaml"}) {
+// Every examples/*.yaml parses, with the default limits, and each rank's estimate is below the
+// default memory limit.
+TEST(JobSpecTest, EveryShippedExampleIsAcceptedAndFitsTheDefaultMemoryLimit) {
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator("examples"))
+    if (e.path().extension() == ".yaml") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  ASSERT_GE(files.size(), 12u);
+  for (const std::string& f : files) {
     auto s = LoadJobSpecFile(f);
-    EXPECT_TRUE(s.ok()) << f << ": " << s.status();
+    ASSERT_TRUE(s.ok()) << f << ": " << s.status();
+    const JobMemoryEstimate e = EstimateRankMemory(*s);
+    EXPECT_LT(e.trainer.peak_bytes, static_cast<double>(kDefaultMaxRankMemoryBytes)) << f;
+    EXPECT_LT(e.variational.peak_bytes, static_cast<double>(kDefaultMaxRankMemoryBytes)) << f;
+    EXPECT_GT(e.trainer.peak_bytes, 0.0) << f;
+    EXPECT_TRUE(CheckRankMemory(*s, kDefaultMaxRankMemoryBytes).ok()) << f;
   }
 }
 
@@ -262,6 +275,265 @@ TEST(JobSpecTest, JsonHasEveryFieldAndNothingElse) {
   auto back = ParseJobSpecYaml(j.dump());
   ASSERT_TRUE(back.ok()) << back.status() << "\n" << j.dump();
   EXPECT_EQ(Fields(*back), Fields(spec));
+}
+
+// --- bounded resources per job (Note [Rank memory estimate]) ---
+
+// The refusal of `yaml` at the default limits; it must start with `fields` and a colon.
+void ExpectRefusedNaming(const std::string& yaml, const std::string& fields, const std::string& role = "") {
+  const std::string m = Refusal(yaml);
+  EXPECT_TRUE(absl::StartsWith(m, fields + ": ")) << yaml << "\n -> " << m;
+  EXPECT_TRUE(role.empty() || absl::StrContains(m, "the " + role + " rank needs about")) << m;
+  EXPECT_TRUE(role.empty() || absl::StrContains(m, "(limit 16 GiB per rank; ")) << m;
+}
+
+TEST(JobSpecTest, RefusesSpecsWhoseProductsOfFieldsOverrunARank) {
+  // The review's examples (H2), each accepted field by field.
+  ExpectRefusedNaming("variational: {trajectories: 1000000, adam_batch: 1}",
+                      "variational.trajectories × variational.adam_batch", "variational");
+  ExpectRefusedNaming("variational: {trajectories: 200000, adam_batch: 10}",
+                      "variational.trajectories × variational.adam_batch", "variational");
+  ExpectRefusedNaming("sample: {n: 10000000}\ndiffusion: {steps: 10000}", "sample.n × diffusion.steps", "trainer");
+  ExpectRefusedNaming("sample: {n: 1000000}\ndiffusion: {steps: 1000}", "sample.n × diffusion.steps", "trainer");
+  ExpectRefusedNaming("sample: {n: 10000000}", "sample.n", "trainer");  // sliced W1's projections lead
+  ExpectRefusedNaming("train: {batch_points: 1048576, times_per_point: 1024}",
+                      "train.batch_points × train.times_per_point × model.hidden", "trainer");
+  ExpectRefusedNaming("model: {hidden: 4096}\ntrain: {batch_points: 1048576}",
+                      "train.batch_points × train.times_per_point × model.hidden", "trainer");
+  ExpectRefusedNaming("train: {rounds: 1000000, steps_per_round: 10000000}", "train.rounds × train.steps_per_round");
+  EXPECT_EQ(Refusal("train: {rounds: 1000000, steps_per_round: 10000000}"),
+            "train.rounds × train.steps_per_round: must be at most 100000000 optimiser steps in all, got "
+            "10000000000000 (1000000 × 10000000; lower them)");
+  // An image job: the UNet's activations at a big batch; the attention at a high resolution.
+  ExpectRefusedNaming(
+      "problem: {dataset: fashion_mnist}\nmodel: {arch: unet}\nvariational: {form: diagonal}\n"
+      "train: {batch_points: 65536}",
+      "train.batch_points × train.times_per_point × model.channels", "trainer");
+  ExpectRefusedNaming(
+      "problem: {dataset: 'images:/data/x'}\nmodel: {arch: unet, channel_mult: [1], channels: 64}\n"
+      "variational: {form: diagonal}\ntrain: {batch_points: 4096}",
+      "train.batch_points × train.times_per_point × model.channels", "trainer");
+  // A forecast job's evaluation: windows x sample.n x horizon x series float64.
+  ExpectRefusedNaming(
+      "problem: {dataset: weather, horizon: 100, eval_stride: 1}\nmodel: {arch: forecast}\n"
+      "sample: {n: 100000}",
+      "sample.n × problem.horizon", "trainer");
+}
+
+TEST(JobSpecTest, TheEstimateFollowsWhatTheRanksAllocate) {
+  // The trajectory term is at least the float32 [steps+1, n, d] tensor the sampler stacks.
+  auto big = ParseJobSpecYaml("sample: {n: 1000}\ndiffusion: {steps: 1000}");
+  ASSERT_TRUE(big.ok()) << big.status();
+  big->sample.n = 10000000;
+  big->diffusion.steps = 10000;
+  const JobMemoryEstimate e = EstimateRankMemory(*big);
+  ASSERT_FALSE(e.trainer.terms.empty());
+  EXPECT_EQ(e.trainer.terms.front().fields, "sample.n × diffusion.steps");
+  EXPECT_GE(e.trainer.terms.front().bytes, 10001.0 * 1e7 * 2 * 4);
+  // The one-hot alone is [K, G] int64 (the review's 8 TB).
+  JobSpec v;
+  v.variational.trajectories = 1000000;
+  v.variational.adam_batch = 1;
+  const JobMemoryEstimate ev = EstimateRankMemory(v);
+  EXPECT_GE(ev.variational.peak_bytes, 1e12 * 8);
+  EXPECT_GT(ev.variational.peak_bytes, ev.trainer.peak_bytes);
+  // DSM learns no A: the variational rank computes no statistics, so the same counts fit.
+  v.method = "dsm";
+  EXPECT_LT(EstimateRankMemory(v).variational.peak_bytes, 1e9);
+  EXPECT_TRUE(ValidateJobSpec(v).ok()) << ValidateJobSpec(v);
+  // Each trainer holds its shard: more trainers, less per rank.
+  JobSpec t;
+  t.train.batch_points = 1 << 20;
+  t.resources.trainers = 1;
+  const double one = EstimateRankMemory(t).trainer.peak_bytes;
+  t.resources.trainers = 64;
+  EXPECT_LT(EstimateRankMemory(t).trainer.peak_bytes, one / 16);
+  // The defaults are small; the estimate grows with what drives it.
+  const JobMemoryEstimate d = EstimateRankMemory(JobSpec());
+  EXPECT_LT(d.trainer.peak_bytes, 1024.0 * 1024 * 1024);
+  JobSpec more;
+  more.sample.n *= 10;
+  EXPECT_GT(EstimateRankMemory(more).trainer.peak_bytes, d.trainer.peak_bytes);
+  // A real shape, when the caller knows it, replaces the nominal one.
+  JobSpec img;
+  img.problem.dataset = "images:/data/faces";
+  img.model.arch = "unet";
+  img.variational.form = "diagonal";
+  DataShape shape = NominalDataShape(img);
+  EXPECT_EQ(shape.dim, 3 * 32 * 32);
+  const double nominal = EstimateRankMemory(img, shape).trainer.peak_bytes;
+  shape.channels = 1, shape.height = shape.width = 8, shape.dim = 64;
+  EXPECT_LT(EstimateRankMemory(img, shape).trainer.peak_bytes, nominal);
+}
+
+TEST(JobSpecTest, AConfiguredMemoryLimitReplacesTheDefault) {
+  const std::string yaml = "variational: {trajectories: 200000, adam_batch: 10}";
+  EXPECT_FALSE(ParseJobSpecYaml(yaml).ok());
+  JobSpecLimits roomy;
+  roomy.max_rank_memory_bytes = int64_t{256} << 30;
+  EXPECT_TRUE(ParseJobSpecYaml(yaml, {}, roomy).ok());
+  JobSpecLimits off;
+  off.max_rank_memory_bytes = 0;
+  EXPECT_TRUE(ParseJobSpecYaml("variational: {trajectories: 1000000, adam_batch: 1}", {}, off).ok());
+  // The work bound holds whatever the memory limit.
+  EXPECT_FALSE(ParseJobSpecYaml("train: {rounds: 1000000, steps_per_round: 10000000}", {}, off).ok());
+  // A tight limit refuses even the defaults, naming the largest term.
+  const absl::Status tight = CheckRankMemory(JobSpec(), 1 << 20);
+  EXPECT_EQ(tight.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(tight.message(), "(limit 1.0 MiB per rank; ")) << tight;
+  EXPECT_TRUE(CheckRankMemory(JobSpec(), kDefaultMaxRankMemoryBytes).ok());
+  EXPECT_TRUE(CheckRankMemory(JobSpec(), 0).ok());
+}
+
+// --- the YAML parser never aborts; spec files are bounded (M8) ---
+
+TEST(JobSpecTest, RefusesAKeyThatIsNotAName) {
+  EXPECT_EQ(Refusal("? [a, b]\n: 1\n"), "spec: a key must be a name, not a list");
+  EXPECT_EQ(Refusal("train:\n  ? {x: 1}\n  : 2\n"), "train: a key must be a name, not a mapping");
+  EXPECT_EQ(Refusal("{? [1]: 2, name: x}"), "spec: a key must be a name, not a list");
+  EXPECT_EQ(Refusal("train: {rounds: 1, rounds: 2}"), "train.rounds: given twice");
+}
+
+TEST(JobSpecTest, NoTextMakesTheParserThrow) {
+  for (const char* text : {"? [a, b]\n: 1\n",
+                           "&a [*a]",
+                           "*unknown",
+                           "!!binary x",
+                           "train: &x {rounds: 5}\nsample: *x",
+                           "train: !!map {rounds: 1}",
+                           "- a\n- b",
+                           "[1, 2]",
+                           "\"\\x00\"",
+                           "a: b: c",
+                           "%YAML 9.9\n---\nname: x",
+                           "name: !<tag:x> y",
+                           "train:\n\trounds: 1",
+                           "{{{{",
+                           "? \n: 1",
+                           "~: 1",
+                           "name: [1, {a: [2]}]",
+                           "problem: {scale: [[1], {a: 2}]}",
+                           "problem: {scale: [.inf, .nan]}",
+                           "train: {rounds: 0x10}",
+                           "train: {rounds: 99999999999999999999}",
+                           "train: {lr: 1e999}",
+                           "---\n---\n",
+                           "name: x\n...\nname: y"}) {
+    absl::StatusOr<JobSpec> s = ParseJobSpecYaml(text);
+    EXPECT_TRUE(s.ok() || s.status().code() == absl::StatusCode::kInvalidArgument) << text << ": " << s.status();
+  }
+  auto deep = ParseJobSpecYaml(std::string(5000, '[') + std::string(5000, ']'));
+  EXPECT_FALSE(deep.ok());
+}
+
+class SpecFileTest : public ::testing::Test {
+ protected:
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = (std::filesystem::path(::testing::TempDir()) / name).string();
+    std::ofstream(path, std::ios::binary) << text;
+    return path;
+  }
+};
+
+TEST_F(SpecFileTest, RefusesFilesAboveTheBoundWithoutReadingThemWhole) {
+  auto zero = LoadJobSpecFile("/dev/zero");
+  ASSERT_FALSE(zero.ok());
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(zero.status().message()),
+            "spec file \"/dev/zero\": larger than 1.0 MiB (1048576 bytes); a spec is a few KiB");
+  const std::string pad = "# " + std::string(kMaxSpecFileBytes, 'x') + "\n";
+  EXPECT_EQ(LoadJobSpecFile(Write("big.yaml", "name: x\n" + pad)).status().code(), absl::StatusCode::kInvalidArgument);
+  // Exactly at the bound is read.
+  const std::string at = "name: x\n#" + std::string(kMaxSpecFileBytes - 10, 'x') + "\n";
+  ASSERT_EQ(static_cast<int64_t>(at.size()), kMaxSpecFileBytes);
+  auto ok = LoadJobSpecFile(Write("at.yaml", at));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->name, "x");
+  auto dir = LoadJobSpecFile(::testing::TempDir());
+  EXPECT_EQ(dir.status().code(), absl::StatusCode::kInvalidArgument) << dir.status();
+  EXPECT_TRUE(absl::EndsWith(dir.status().message(), ": is a directory")) << dir.status();
+  EXPECT_EQ(LoadJobSpecFile(Write("key.yaml", "? [a, b]\n: 1\n")).status().message(),
+            "spec: a key must be a name, not a list");
+}
+
+// --- caller input in messages is bounded and escaped (M2) ---
+
+TEST(JobSpecTest, MessagesQuoteAtMostAFewHundredCharactersOfInput) {
+  const std::string huge(64 << 10, 'a');
+  for (const std::string& yaml : {"method: " + huge, "train: {rounds: " + huge + "}", "train: {lr: " + huge + "}",
+                                  "variational: {async: " + huge + "}", huge + ": 1", "train: {" + huge + ": 1}",
+                                  "problem: {dataset: " + huge + "}", "name: \"" + huge + "\"",
+                                  "model: {arch: unet}\nproblem: {dataset: 'images:" + std::string(4000, 'p') +
+                                      "'}\nvariational: {form: diagonal}\ntrain: {batch_points: 1048576}"}) {
+    const std::string m = Refusal(yaml);
+    EXPECT_FALSE(m.empty()) << yaml.substr(0, 40);
+    EXPECT_LT(m.size(), 400u) << m.substr(0, 400);
+  }
+  EXPECT_EQ(Refusal("method: " + huge), absl::StrCat("method: must be one of vsdm | dsm | vsmd, got \"",
+                                                     std::string(64, 'a'), "\u2026\" (65536 bytes)"));
+  // What the wire may carry (a 4 MiB value) is bounded the same way.
+  JobSpec wire;
+  wire.method = std::string(4 << 20, 'm');
+  EXPECT_EQ(ValidateJobSpec(wire).message(), absl::StrCat("method: must be one of vsdm | dsm | vsmd, got \"",
+                                                          std::string(64, 'm'), "\u2026\" (4194304 bytes)"));
+  auto o = ParseJobSpecYaml("", {huge});
+  ASSERT_FALSE(o.ok());
+  EXPECT_LT(o.status().message().size(), 300u);
+  // Control characters in a quoted value are escaped, not echoed.
+  EXPECT_EQ(Refusal("method: \"vs\\e[2Jdm\\n\""), "method: must be one of vsdm | dsm | vsmd, got \"vs\\x1b[2Jdm\\n\"");
+  EXPECT_EQ(Refusal("train: {\"a\\tb\": 1}"), "\"train.a\\tb\": unknown key");
+}
+
+TEST(JobSpecTest, QuoteInputBoundsAndEscapes) {
+  EXPECT_EQ(QuoteInput("abc"), "\"abc\"");
+  EXPECT_EQ(QuoteInput(""), "\"\"");
+  EXPECT_EQ(QuoteInput("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(QuoteInput("a\nb\rc\td\x1b[31m\x7f"), "\"a\\nb\\rc\\td\\x1b[31m\\x7f\"");
+  EXPECT_EQ(QuoteInput(std::string("a\0b", 3)), "\"a\\x00b\"");
+  EXPECT_EQ(QuoteInput(std::string(100, 'x')), "\"" + std::string(64, 'x') + "\u2026\" (100 bytes)");
+  EXPECT_EQ(EscapeInput(std::string(100, 'x'), 4), "xxxx\u2026 (100 bytes)");
+  EXPECT_EQ(QuoteInput(std::string(64, 'x')), "\"" + std::string(64, 'x') + "\"");
+  // UTF-8 passes whole and is never cut inside a character; invalid bytes, C1 controls and bidi
+  // overrides are escaped.
+  EXPECT_EQ(QuoteInput("Gr\u00fc\u00dfe \u6a21\u578b"), "\"Gr\u00fc\u00dfe \u6a21\u578b\"");
+  EXPECT_EQ(EscapeInput("ab\u00fc", 3), "ab\u2026 (4 bytes)");
+  EXPECT_EQ(QuoteInput("a\xff\xc3(b"), "\"a\\xff\\xc3(b\"");
+  EXPECT_EQ(QuoteInput("\xc2\x9b"
+                       "2J"),
+            "\"\\u{009B}2J\"");
+  EXPECT_EQ(QuoteInput("user\u202Etxt.exe"), "\"user\\u{202E}txt.exe\"");
+  EXPECT_EQ(QuoteInput("\xed\xa0\x80"), "\"\\xed\\xa0\\x80\"");  // a surrogate
+  EXPECT_EQ(QuoteInput("\xe0\x80\xaf"), "\"\\xe0\\x80\\xaf\"");  // overlong
+  // Whatever the input, the output is bounded.
+  std::string worst;
+  for (int i = 0; i < 1000; ++i) worst += "\x01\xc2\x9b\xff";
+  EXPECT_LT(QuoteInput(worst).size(), 4 * kQuotedInputBytes + 32);
+  EXPECT_EQ(FormatBytes(512), "512 B");
+  EXPECT_EQ(FormatBytes(double(int64_t{16} << 30)), "16 GiB");
+  EXPECT_EQ(FormatBytes(8e12), "7.3 TiB");
+  EXPECT_EQ(FormatBytes(1536), "1.5 KiB");
+}
+
+// --- free text refuses control characters (M4) ---
+
+TEST(JobSpecTest, FreeTextRefusesControlCharacters) {
+  EXPECT_EQ(Refusal("name: \"bad\\e[2Jname\""),
+            "name: must not contain control characters or invalid UTF-8, got \"bad\\x1b[2Jname\"");
+  EXPECT_EQ(Refusal("owner: \"a\\nb\""), "owner: must not contain control characters or invalid UTF-8, got \"a\\nb\"");
+  EXPECT_TRUE(absl::StartsWith(Refusal("name: \"a\\tb\""), "name: must not contain control characters"));
+  EXPECT_TRUE(absl::StartsWith(Refusal("name: \"x\\u202Ey\""), "name: must not contain control characters"));
+  EXPECT_TRUE(absl::StartsWith(Refusal("name: \"x\\x9by\""), "name: must not contain control characters"));
+  EXPECT_TRUE(absl::StartsWith(Refusal("problem: {columns: \"a,\\x07b\"}"), "problem.columns: must not contain"));
+  EXPECT_TRUE(absl::StartsWith(Refusal("sample: {classifier: \"/x\\ny\"}"), "sample.classifier: must not contain"));
+  EXPECT_TRUE(absl::StartsWith(Refusal("problem: {dataset: \"images:/data\\rx\"}\nmodel: {arch: unet}"),
+                               "problem.dataset: must not contain"));
+  JobSpec raw;
+  raw.name = std::string("a\xff", 2);  // not UTF-8 (the wire's strings are checked the same way)
+  EXPECT_TRUE(absl::StartsWith(ValidateJobSpec(raw).message(), "name: must not contain")) << ValidateJobSpec(raw);
+  // Unicode text without controls is fine.
+  auto ok = ParseJobSpecYaml("name: \"Gr\u00fc\u00dfe \u6a21\u578b job\"\nowner: \"J. O'Neil\"");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->name, "Gr\u00fc\u00dfe \u6a21\u578b job");
 }
 
 }  // namespace
