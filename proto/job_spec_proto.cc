@@ -2,15 +2,25 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
+#include <google/protobuf/unknown_field_set.h>
 
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 
 namespace vsdm {
 namespace {
 using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
+using google::protobuf::UnknownFieldSet;
 
 // What a JobSpec field of one visitor kind must be on the wire.
 struct WireKind {
@@ -160,6 +170,47 @@ class FromProto : public JobSpecVisitor {
   const v1::JobSpec& in_;
 };
 
+// Every JobSpec field's dotted path.
+class PathRecorder : public JobSpecVisitor {
+ public:
+  std::set<std::string> paths;
+  void Int(const char* p, int64_t&, int64_t, int64_t) override { paths.insert(p); }
+  void Double(const char* p, double&, double, double) override { paths.insert(p); }
+  void Bool(const char* p, bool&) override { paths.insert(p); }
+  void String(const char* p, std::string&, size_t) override { paths.insert(p); }
+  void Choice(const char* p, std::string&, const std::vector<std::string>&) override { paths.insert(p); }
+  void DoubleList(const char* p, std::vector<double>&, size_t, size_t, double, double) override { paths.insert(p); }
+};
+
+// Refuses what `m` (at dotted `path`, "" for the root) carries that JobSpecFromProto would not
+// read: fields this binary's job.proto does not declare (unknown fields, e.g. from a newer
+// client), and declared fields that are no JobSpec field; recursively through set sub-messages.
+absl::Status RefuseUnread(const Message& m, const std::string& path, const std::set<std::string>& known) {
+  const std::string shown = path.empty() ? "spec" : absl::StrCat("spec.", path);
+  const UnknownFieldSet& unknown = m.GetReflection()->GetUnknownFields(m);
+  if (!unknown.empty()) {
+    std::vector<int> numbers;
+    for (int i = 0; i < unknown.field_count() && numbers.size() < 8; ++i) numbers.push_back(unknown.field(i).number());
+    return absl::InvalidArgumentError(
+        absl::StrCat(shown, ": unknown field number", numbers.size() > 1 ? "s " : " ", absl::StrJoin(numbers, ", "),
+                     " (this server's job.proto has no such field; from a newer client? it would be ignored)"));
+  }
+  std::vector<const FieldDescriptor*> fields;
+  m.GetReflection()->ListFields(m, &fields);
+  for (const FieldDescriptor* f : fields) {
+    const std::string p = path.empty() ? f->name() : absl::StrCat(path, ".", f->name());
+    if (known.count(p)) continue;
+    const bool section =
+        f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && !f->is_repeated() &&
+        std::any_of(known.begin(), known.end(), [&](const std::string& k) { return absl::StartsWith(k, p + "."); });
+    if (!section)
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.", p, ": field number ", f->number(), " is not a JobSpec field this server reads"));
+    VSDM_RETURN_IF_ERROR(RefuseUnread(m.GetReflection()->GetMessage(m, f), p, known));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CheckJobSpecProtoSchema(const google::protobuf::Descriptor& job_spec) {
@@ -177,12 +228,15 @@ v1::JobSpec JobSpecToProto(const JobSpec& spec) {
   return out;
 }
 
-absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& proto) {
+absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& proto, const JobSpecLimits& limits) {
   JobSpec spec;
+  PathRecorder known;
+  VisitJobSpecFields(spec, known);
+  VSDM_RETURN_IF_ERROR(RefuseUnread(proto, "", known.paths));
   FromProto r(proto);
   VisitJobSpecFields(spec, r);
   if (!r.status.ok()) return r.status;
-  if (absl::Status s = ValidateJobSpec(spec); !s.ok())
+  if (absl::Status s = ValidateJobSpec(spec, limits); !s.ok())
     return absl::InvalidArgumentError(absl::StrCat("spec.", s.message()));
   return spec;
 }

@@ -19,9 +19,11 @@ absl::Status CheckJobSpecProtoSchema(const google::protobuf::Descriptor& job_spe
 // Every field set (defaults included). REQUIRES: CheckJobSpecProtoSchema() is OK (a field job.proto
 // lacks cannot be written; JobSpecFromProto refuses the result).
 v1::JobSpec JobSpecToProto(const JobSpec& spec);
-// Unset fields take their defaults; set ones are validated. INVALID_ARGUMENT names the field
-// ("train.batch_points: must be in [1, 1048576], got 0"); INTERNAL names a JobSpec field that
-// job.proto lacks (see CheckJobSpecProtoSchema), so no field is ever dropped silently.
-absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& proto);
+// Unset fields take their defaults; set ones are validated (ValidateJobSpec with `limits`).
+// INVALID_ARGUMENT names the field ("spec.train.batch_points: must be in [1, 1048576], got 0"),
+// or an unknown field on the wire, which this binary's job.proto lacks (a newer client's:
+// "spec.train: unknown field number 10 (...)"), in any sub-message; INTERNAL names a JobSpec
+// field that job.proto lacks (see CheckJobSpecProtoSchema). So no field is ever dropped silently.
+absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& proto, const JobSpecLimits& limits = {});
 
 }  // namespace vsdm

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
@@ -163,6 +164,72 @@ TEST(JobSpecProtoTest, BadMomentumValueNamesTheField) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(s.status().message()).find("momentum.gamma"), std::string::npos) << s.status();
+}
+
+// A newer client's field: the serialized spec with `extra` (a varint field `number` = 1) appended
+// to the message at `path` ("" for the top level, else a sub-message such as "train").
+v1::JobSpec WithNewerField(v1::JobSpec spec, const std::string& path, int number) {
+  google::protobuf::Message* m = &spec;
+  if (!path.empty()) {
+    const auto* f = m->GetDescriptor()->FindFieldByName(path);
+    m = m->GetReflection()->MutableMessage(m, f);
+  }
+  m->GetReflection()->MutableUnknownFields(m)->AddVarint(number, 1);
+  // Through bytes, as from the wire: the field survives as an unknown one.
+  v1::JobSpec back;
+  EXPECT_TRUE(back.ParseFromString(spec.SerializeAsString()));
+  return back;
+}
+
+TEST(JobSpecProtoTest, UnknownFieldsFromANewerClientAreRefusedNamingTheirNumber) {
+  const v1::JobSpec base = JobSpecToProto(JobSpec());
+  ASSERT_TRUE(JobSpecFromProto(base).ok());
+  auto top = JobSpecFromProto(WithNewerField(base, "", 99));
+  ASSERT_FALSE(top.ok());
+  EXPECT_EQ(top.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(top.status().message(), "spec: unknown field number 99 (")) << top.status();
+  auto nested = JobSpecFromProto(WithNewerField(base, "train", 42));
+  ASSERT_FALSE(nested.ok());
+  EXPECT_TRUE(absl::StartsWith(nested.status().message(), "spec.train: unknown field number 42 (")) << nested.status();
+  auto momentum = JobSpecFromProto(WithNewerField(base, "momentum", 7000));
+  EXPECT_TRUE(absl::StartsWith(momentum.status().message(), "spec.momentum: unknown field number 7000"))
+      << momentum.status();
+  // Raw bytes: field 200, length-delimited, appended to a valid spec.
+  std::string bytes = base.SerializeAsString();
+  bytes += std::string("\xc2\x0c\x02hi", 5);  // tag (200 << 3 | 2) = 1602 as a varint, length 2
+  v1::JobSpec raw;
+  ASSERT_TRUE(raw.ParseFromString(bytes));
+  EXPECT_TRUE(absl::StartsWith(JobSpecFromProto(raw).status().message(), "spec: unknown field number 200"))
+      << JobSpecFromProto(raw).status();
+}
+
+TEST(JobSpecProtoTest, TheWireAppliesTheSameBoundsAsTheYaml) {
+  v1::JobSpec wire;
+  wire.mutable_variational()->set_trajectories(1000000);
+  wire.mutable_variational()->set_adam_batch(1);
+  auto s = JobSpecFromProto(wire);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(s.status().message(),
+                               "spec.variational.trajectories × variational.adam_batch: the variational rank needs"))
+      << s.status();
+  // A configured limit (the coordinator's --max-rank-memory) replaces the default.
+  JobSpecLimits off;
+  off.max_rank_memory_bytes = 0;
+  EXPECT_TRUE(JobSpecFromProto(wire, off).ok());
+  v1::JobSpec steps;
+  steps.mutable_train()->set_rounds(1000000);
+  steps.mutable_train()->set_steps_per_round(10000000);
+  EXPECT_TRUE(
+      absl::StartsWith(JobSpecFromProto(steps).status().message(), "spec.train.rounds × train.steps_per_round"));
+  // Control characters in free text; a long value quoted bounded.
+  v1::JobSpec name;
+  name.set_name("job\x1b]0;pwned\x07");
+  EXPECT_EQ(JobSpecFromProto(name).status().message(),
+            "spec.name: must not contain control characters or invalid UTF-8, got \"job\\x1b]0;pwned\\x07\"");
+  v1::JobSpec method;
+  method.set_method(std::string(4 << 20, 'x'));
+  EXPECT_LT(JobSpecFromProto(method).status().message().size(), 200u);
 }
 
 }  // namespace
