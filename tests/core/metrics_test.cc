@@ -26,7 +26,8 @@ TEST(MetricsTest, PairDistanceSumIsTheSameInAnyBlocksAndNeverBuildsABigOne) {
   const double whole = torch::cdist(a, b).sum().item<double>();
   // b within one column block: the row-blocked sum, bit for bit as before.
   double rows = 0;
-  for (int64_t i = 0; i < 700; i += 256) rows += torch::cdist(a.slice(0, i, std::min<int64_t>(i + 256, 700)), b).sum().item<double>();
+  for (int64_t i = 0; i < 700; i += 256)
+    rows += torch::cdist(a.slice(0, i, std::min<int64_t>(i + 256, 700)), b).sum().item<double>();
   EXPECT_EQ(PairDistanceSum(a, b, 256, 1300), rows);
   EXPECT_EQ(PairDistanceSum(a, b), torch::cdist(a, b).sum().item<double>());
   // Any split of both sides agrees to rounding.
