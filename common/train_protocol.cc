@@ -166,6 +166,8 @@ std::vector<std::string> TrainArgs::ToArgv(const std::string& binary) const {
   if (!data_dir.empty()) a.insert(a.end(), {"--data-dir", data_dir});
   if (!fashion_mnist_dir.empty()) a.insert(a.end(), {"--fashion-mnist-dir", fashion_mnist_dir});
   if (!cache_dir.empty()) a.insert(a.end(), {"--cache-dir", cache_dir});
+  if (max_rank_memory_bytes != d.max_rank_memory_bytes)
+    a.insert(a.end(), {"--max-rank-memory", std::to_string(max_rank_memory_bytes)});
   return a;
 }
 
@@ -194,6 +196,9 @@ absl::StatusOr<ParsedTrainArgs> ParseTrainArgs(const std::vector<std::string>& a
   app.add_option("--fashion-mnist-dir", o.fashion_mnist_dir,
                  "Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)");
   app.add_option("--cache-dir", o.cache_dir, "feature-net cache (default $XDG_CACHE_HOME/vsdm or ~/.cache/vsdm)");
+  app.add_option("--max-rank-memory", o.max_rank_memory_bytes,
+                 "refuse a spec whose estimated per-rank peak exceeds this many bytes (-1 = 16 GiB, 0 = no bound)")
+      ->check(CLI::Range(int64_t{-1}, int64_t{1} << 50));
   app.set_version_flag("--version", std::string("vsdm-train ") + VSDM_VERSION);
   std::vector<std::string> rev(argv.rbegin(), argv.rend());  // CLI11 takes them last first
   if (!rev.empty()) rev.pop_back();                          // argv[0]

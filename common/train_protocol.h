@@ -105,6 +105,9 @@ struct TrainArgs {
   std::string data_dir;           // --data-dir
   std::string fashion_mnist_dir;  // --fashion-mnist-dir
   std::string cache_dir;          // --cache-dir
+  // --max-rank-memory: the spec's estimated per-rank peak bound (JobSpecLimits); -1 = the
+  // default (16 GiB), 0 = none (the agent passes 0: the coordinator checked its own limit).
+  int64_t max_rank_memory_bytes = -1;
 
   // argv for exec: `binary` first, then every field that differs from its default.
   std::vector<std::string> ToArgv(const std::string& binary) const;

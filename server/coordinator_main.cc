@@ -55,6 +55,7 @@ struct Options {
   int64_t priority_ceiling = 100;  // users may not submit above it
   int max_queued_per_owner = 1000;  // quota on queued jobs per owner; 0 = none
   int max_message_bytes = 8 << 20;  // gRPC receive limit (artifact chunks are 1 MiB)
+  int64_t max_rank_memory = vsdm::kDefaultMaxRankMemoryBytes;  // per-rank estimate bound; 0 = none
   int retain_finished = 10000;      // finished jobs kept (the oldest beyond are deleted); 0 = all
 };
 
@@ -122,6 +123,9 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* opt) {
       ->check(CLI::Range(-1000, 1000));
   app.add_option("--max-queued-per-owner", opt->max_queued_per_owner, "queued jobs per owner (0 = no quota)")
       ->check(CLI::Range(0, 1 << 24));
+  app.add_option("--max-rank-memory", opt->max_rank_memory,
+                 "refuse specs whose estimated per-rank peak memory exceeds this many bytes (0 = no bound)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   app.add_option("--retain-finished", opt->retain_finished,
                  "finished jobs kept with their events; older ones are deleted (0 = keep all)")
       ->check(CLI::Range(0, 1 << 24));
@@ -152,6 +156,7 @@ vsdm::server::JobManagerOptions ManagerOptions(const Options& opt) {
   mo.store_ports = *vsdm::server::ParsePortRange(opt.store_port_range);  // validated by ParseFlags
   mo.max_queued_per_owner = opt.max_queued_per_owner;
   mo.retain_finished = opt.retain_finished;
+  mo.spec_limits.max_rank_memory_bytes = opt.max_rank_memory;
   return mo;
 }
 

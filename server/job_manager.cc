@@ -196,7 +196,8 @@ absl::Status JobManager::Recover() {
       r.queued_since = now;
       // A stored spec is validated again (a bit flip, or a bound this version added): a job
       // whose spec does not pass is failed, never scheduled from unchecked fields.
-      if (absl::StatusOr<JobSpec> ok = JobSpecFromProto(r.stored.job.spec());
+      // (The memory bound is not applied again: a job accepted under a higher limit keeps running.)
+      if (absl::StatusOr<JobSpec> ok = JobSpecFromProto(r.stored.job.spec(), JobSpecLimits{0});
           !ok.ok() && !IsFinalState(r.stored.job.state())) {
         r.stored.job.set_state(v1::JOB_STATE_FAILED);
         r.stored.job.set_message(absl::StrCat("its stored spec does not validate: ", ok.status().message()));
@@ -328,7 +329,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
                                            const std::string& owner) {
   if (request_id.size() > 128)
     return absl::InvalidArgumentError(absl::StrCat("request_id: at most 128 characters, got ", request_id.size()));
-  absl::StatusOr<JobSpec> spec = JobSpecFromProto(proto_spec);
+  absl::StatusOr<JobSpec> spec = JobSpecFromProto(proto_spec, options_.spec_limits);
   if (!spec.ok()) return spec.status();
   if (!owner.empty()) spec->owner = owner;
   const std::string key = RequestKey(spec->owner, request_id);

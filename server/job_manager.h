@@ -44,6 +44,8 @@ struct JobManagerOptions {
   int max_page_size = 500;
   // Per-owner quota on jobs waiting in the queue (RESOURCE_EXHAUSTED naming it); 0 = none.
   int max_queued_per_owner = 0;
+  // Per-field bounds and the per-rank memory estimate a submitted spec must pass (--max-rank-memory).
+  JobSpecLimits spec_limits;
   // Retention: beyond this many finished jobs the oldest (by end time) are deleted with their
   // events, from memory and the store, at most 1000 a tick (their artifacts stay on disk); 0 = keep all.
   int retain_finished = 0;

@@ -124,6 +124,7 @@ TrainArgs EveryArgSet() {
   a.data_dir = "/opt/vsdm/data";
   a.fashion_mnist_dir = "/data/fm";
   a.cache_dir = "/var/cache/vsdm";
+  a.max_rank_memory_bytes = 0;
   return a;
 }
 
@@ -145,6 +146,7 @@ void ExpectSameArgs(const TrainArgs& a, const TrainArgs& b) {
   EXPECT_EQ(a.data_dir, b.data_dir);
   EXPECT_EQ(a.fashion_mnist_dir, b.fashion_mnist_dir);
   EXPECT_EQ(a.cache_dir, b.cache_dir);
+  EXPECT_EQ(a.max_rank_memory_bytes, b.max_rank_memory_bytes);
 }
 
 TEST(TrainProtocolTest, ArgvRoundTripsEveryField) {

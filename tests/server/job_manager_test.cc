@@ -837,3 +837,24 @@ TEST_F(JobManagerTest, RecoverFailsAJobWhoseStoredSpecNoLongerValidates) {
 
 }  // namespace
 }  // namespace vsdm::server
+
+namespace vsdm::server {
+namespace {
+
+// H2: the coordinator applies its configured per-rank memory bound to what is submitted.
+TEST_F(JobManagerTest, TheConfiguredRankMemoryLimitRefusesASpecNamingTheFieldsThatDriveIt) {
+  JobManagerOptions o = Options();
+  o.spec_limits.max_rank_memory_bytes = int64_t{1} << 30;  // 1 GiB
+  mgr_ = std::make_unique<JobManager>(store_, clock_, o);
+  EXPECT_TRUE(mgr_->Submit(Spec(), "", "alice").ok());
+  v1::JobSpec big = Spec();
+  big.mutable_variational()->set_trajectories(200000);
+  big.mutable_variational()->set_adam_batch(10);
+  auto r = mgr_->Submit(big, "", "alice");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("variational.trajectories"), std::string::npos) << r.status();
+  EXPECT_EQ(mgr_->List({})->jobs_size(), 1);
+}
+
+}  // namespace
+}  // namespace vsdm::server

@@ -91,6 +91,7 @@ std::vector<std::string> Agent::TrainArgv(const v1::Assignment& a, const std::st
   t.trainers = a.trainers();
   t.store = a.store_addr();
   t.job_id = a.job_id();
+  t.max_rank_memory_bytes = 0;  // the coordinator checked the spec against its --max-rank-memory
   t.attempt = a.attempt();
   t.threads = options_.threads_per_rank;
   t.pg_timeout_seconds = options_.pg_timeout_seconds;
@@ -113,7 +114,7 @@ void Agent::Start(const v1::Assignment& a) {
     unreported_.push_back(failed);
     return;
   }
-  auto spec = JobSpecFromProto(a.spec());
+  auto spec = JobSpecFromProto(a.spec(), JobSpecLimits{0});  // the coordinator's limit applied
   if (!spec.ok()) {
     failed.set_message(absl::StrCat("agent: the assignment's spec is invalid: ", spec.status().message()));
     unreported_.push_back(failed);

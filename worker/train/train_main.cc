@@ -199,7 +199,9 @@ int main(int argc, char** argv) {
   if (absl::Status s = vsdm::train_protocol::CheckRendezvousSecret(secret); !s.ok())
     return Fail(TrainExit::kBadInput, absl::StrCat("$", vsdm::train_protocol::kRendezvousSecretEnv, ": ", s.message()));
   // Validate everything before touching the out dir: a refused spec writes nothing.
-  auto spec = vsdm::LoadJobSpecFile(opt.spec_path, opt.overrides);
+  vsdm::JobSpecLimits limits;
+  if (opt.max_rank_memory_bytes >= 0) limits.max_rank_memory_bytes = opt.max_rank_memory_bytes;
+  auto spec = vsdm::LoadJobSpecFile(opt.spec_path, opt.overrides, limits);
   if (!spec.ok()) return Fail(TrainExit::kBadInput, std::string(spec.status().message()));
   if (opt.print_world_size) {
     std::cout << spec->resources.trainers + 1 << "\n";
