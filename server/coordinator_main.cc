@@ -82,6 +82,25 @@ absl::Status CheckSecurityFlags(const Options& o) {
   return absl::OkStatus();
 }
 
+// The security flags (server/auth.h, DESIGN.md §Security).
+void AddSecurityFlags(CLI::App& app, Options* opt) {
+  app.add_option("--auth-tokens", opt->auth_tokens,
+                 "bearer tokens, a line each: TOKEN PRINCIPAL ROLE (user|admin|worker); re-read on SIGHUP")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--insecure", opt->insecure, "allow a non-loopback --listen without --auth-tokens (anyone can do anything)");
+  app.add_option("--tls-cert", opt->tls_cert, "server certificate chain (PEM)")->check(CLI::ExistingFile);
+  app.add_option("--tls-key", opt->tls_key, "server private key (PEM)")->check(CLI::ExistingFile);
+  app.add_option("--tls-client-ca", opt->tls_client_ca, "verify client certificates against this CA; WorkerService then needs one")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--tls-require-client-cert", opt->tls_require_client_cert,
+               "refuse any connection without a client certificate signed by --tls-client-ca");
+  app.add_option("--audit-log", opt->audit_log, "audit log file (default <data-dir>/audit.log; - = off)");
+  app.add_option("--priority-ceiling", opt->priority_ceiling, "the highest priority a user may ask")
+      ->check(CLI::Range(-1000, 1000));
+  app.add_option("--max-queued-per-owner", opt->max_queued_per_owner, "queued jobs per owner (0 = no quota)")
+      ->check(CLI::Range(0, 1 << 24));
+}
+
 // Fills `opt` from argv. nullopt to go on; else the exit code: 0 after --help or --version, 2
 // for a bad flag (CLI11 prints the flag and what is wrong).
 std::optional<int> ParseFlags(int argc, char** argv, Options* opt) {
@@ -108,21 +127,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* opt) {
           },
           "LO-HI"));
   app.add_option("--port-file", opt->port_file, "write the bound ports here once listening");
-  app.add_option("--auth-tokens", opt->auth_tokens,
-                 "bearer tokens, a line each: TOKEN PRINCIPAL ROLE (user|admin|worker); re-read on SIGHUP")
-      ->check(CLI::ExistingFile);
-  app.add_flag("--insecure", opt->insecure, "allow a non-loopback --listen without --auth-tokens (anyone can do anything)");
-  app.add_option("--tls-cert", opt->tls_cert, "server certificate chain (PEM)")->check(CLI::ExistingFile);
-  app.add_option("--tls-key", opt->tls_key, "server private key (PEM)")->check(CLI::ExistingFile);
-  app.add_option("--tls-client-ca", opt->tls_client_ca, "verify client certificates against this CA; WorkerService then needs one")
-      ->check(CLI::ExistingFile);
-  app.add_flag("--tls-require-client-cert", opt->tls_require_client_cert,
-               "refuse any connection without a client certificate signed by --tls-client-ca");
-  app.add_option("--audit-log", opt->audit_log, "audit log file (default <data-dir>/audit.log; - = off)");
-  app.add_option("--priority-ceiling", opt->priority_ceiling, "the highest priority a user may ask")
-      ->check(CLI::Range(-1000, 1000));
-  app.add_option("--max-queued-per-owner", opt->max_queued_per_owner, "queued jobs per owner (0 = no quota)")
-      ->check(CLI::Range(0, 1 << 24));
+  AddSecurityFlags(app, opt);
   app.add_option("--max-rank-memory", opt->max_rank_memory,
                  "refuse specs whose estimated per-rank peak memory exceeds this many bytes (0 = no bound)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
