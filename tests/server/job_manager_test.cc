@@ -775,6 +775,12 @@ TEST_F(JobManagerTest, AScopedCallerSeesOnlyItsOwnJobsAndOthersAreNotFound) {
   EXPECT_EQ(mgr_->List(all, bob)->jobs_size(), 0);
   EXPECT_EQ(mgr_->List({}, bob)->jobs_size(), 1);
   EXPECT_TRUE(mgr_->Cancel(b.job_id(), bob).ok());
+  // M2: a 4 MiB id is not echoed back (a few dozen characters, no control characters).
+  const std::string huge(4 << 20, '\x1b');
+  const absl::Status nf = mgr_->Get(huge).status();
+  EXPECT_EQ(nf.code(), absl::StatusCode::kNotFound);
+  EXPECT_LT(nf.message().size(), 160u) << nf.message().size();
+  EXPECT_EQ(nf.message().find('\x1b'), std::string::npos);
 }
 
 }  // namespace
