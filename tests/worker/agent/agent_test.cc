@@ -438,7 +438,12 @@ TEST_F(AgentTest, RefusesASymlinkPlantedForTheJobDirectory) {
 TEST_F(AgentTest, ARankLogPlantedAsASymlinkFailsTheStartAndLeavesItsTargetUntouched) {
   FakeClock clock;
   PosixProcessSupervisor real(clock);
-  options_.train_bin = "/bin/true";
+  // A rank that lives a moment (not /bin/true, which can exit and be reaped within the Step
+  // that starts it, so `running()` would race).
+  const std::string rank_bin = work_ + "-rank.sh";
+  ASSERT_TRUE(AtomicWriteFile(rank_bin, "#!/bin/sh\nsleep 0.3\n").ok());
+  fs::permissions(rank_bin, fs::perms::owner_all);
+  options_.train_bin = rank_bin;
   const std::string target = work_ + "-target";
   ASSERT_TRUE(AtomicWriteFile(target, "precious\n").ok());
   const fs::path logs = fs::path(OutDir()) / tp::kLogsDir;
@@ -462,6 +467,7 @@ TEST_F(AgentTest, ARankLogPlantedAsASymlinkFailsTheStartAndLeavesItsTargetUntouc
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_EQ(WaitForExit(real).size(), 1u);
   fs::remove(target);
+  fs::remove(rank_bin);
 }
 
 // The real supervisor on a real child that ignores SIGTERM: SIGKILL comes only once the grace
