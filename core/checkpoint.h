@@ -28,7 +28,10 @@ struct TrainStateRefs {
 absl::StatusOr<std::string> SerializeCheckpoint(int64_t round, const TrainStateRefs& state);
 // Writes serialized checkpoint bytes as `dir`/ckpt-<round>.pt (atomic), keeping the newest `keep`.
 absl::Status WriteCheckpointFile(const std::string& dir, int64_t round, const std::string& bytes, int keep = 2);
-// Restores `state` from serialized bytes; returns the round. INVALID_ARGUMENT on a mismatch.
+// Restores `state` from serialized bytes; returns the round. INVALID_ARGUMENT on a mismatch, and
+// "corrupt checkpoint: <what>" (naming the zip entry) for bytes that are not an intact archive:
+// truncated, damaged, or failing a CRC-32. Those are refused before LibTorch parses anything
+// (Note [Checkpoint container check] in checkpoint.cc).
 absl::StatusOr<int64_t> LoadCheckpointBytes(const std::string& bytes, const TrainStateRefs& state);
 
 // Writes `dir`/ckpt-<round>.pt atomically (creating `dir`), then removes all but the newest
@@ -38,8 +41,9 @@ absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainSt
 // The newest complete checkpoint in `dir` (its round and path), or nullopt if there is none.
 std::optional<std::pair<int64_t, std::string>> FindLatestCheckpoint(const std::string& dir);
 
-// Restores `state` from `path`; returns the round it was saved at. INVALID_ARGUMENT when the
-// file does not match the live objects (another model, another dimension).
+// Restores `state` from `path`; returns the round it was saved at. INVALID_ARGUMENT "<path>: ..."
+// when the file does not match the live objects (another model, another dimension) or is corrupt
+// (as LoadCheckpointBytes says).
 absl::StatusOr<int64_t> LoadCheckpoint(const std::string& path, const TrainStateRefs& state);
 
 }  // namespace vsdm::core

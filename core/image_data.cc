@@ -28,6 +28,8 @@ namespace {
 // count read from a header is checked against the bytes actually present before anything is
 // allocated, and products of dimensions are checked by division so they cannot overflow.
 constexpr uint64_t kMaxBytes = uint64_t{1} << 31;
+// The most one byte of deflate data can inflate to (RFC 1951: a 258-byte match in ~2 bits).
+constexpr uint64_t kMaxDeflateRatio = 1032;
 
 const char kInstallHint[] =
     "install Fashion-MNIST with `apt-get install dataset-fashion-mnist` (or scripts/install-deps.sh)";
@@ -60,10 +62,13 @@ absl::StatusOr<std::string> Gunzip(const std::string& path, const std::string& g
   std::memset(&zs, 0, sizeof(zs));
   if (inflateInit2(&zs, 15 + 16) != Z_OK) return absl::InternalError(absl::StrCat(path, ": inflateInit2 failed"));
   std::string out;
-  if (gz.size() >= 4) {  // ISIZE (the size mod 2^32 of the last member) is only a hint
+  if (gz.size() >= 4) {
+    // ISIZE (the size mod 2^32 of the last member) is only a hint, and the file's to choose: a
+    // 14-byte stream claiming 2^31 - 1 bytes reserved 2 GiB (found by fuzz/idx_fuzzer.cc). Deflate
+    // never inflates more than 1032:1, so no honest trailer claims more than that.
     uint32_t isize;
     std::memcpy(&isize, gz.data() + gz.size() - 4, 4);
-    out.reserve(std::min<uint64_t>(isize, kMaxBytes));
+    out.reserve(std::min<uint64_t>({isize, kMaxDeflateRatio * gz.size(), kMaxBytes}));
   }
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
   zs.avail_in = static_cast<uInt>(gz.size());  // <= kMaxBytes < 2^32

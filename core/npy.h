@@ -13,7 +13,9 @@ namespace vsdm::core {
 std::string EncodeNpy(const torch::Tensor& t);
 // Writes `t` atomically to `path`.
 absl::Status WriteNpy(const std::string& path, const torch::Tensor& t);
-// Reads a float32/float64 C-order .npy file; INVALID_ARGUMENT for anything else.
+// Reads a float32/float64 C-order .npy file (format 1.0, 2.0 or 3.0); INVALID_ARGUMENT "<path>:
+// <what is wrong>" for anything else (another dtype, Fortran order, a malformed header or shape,
+// data shorter than the shape), NOT_FOUND when the file cannot be read.
 absl::StatusOr<torch::Tensor> ReadNpy(const std::string& path);
 
 }  // namespace vsdm::core

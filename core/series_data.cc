@@ -330,6 +330,10 @@ absl::StatusOr<SeriesData> Assemble(const Table& t, const SeriesOptions& options
     return Bad(t.file, "the training span (rows 0..", s.test_start - 1, ", lines 2..", t.line_of(s.test_start - 1),
                ") has ", s.test_start, " rows, fewer than context + horizon = ", need);
   }
+  if (s.test_start == steps) {  // the default split of 1..4 rows (line_of(test_start) would read past the end)
+    return Bad(t.file, "the test span is empty: the file has ", steps, " data rows and the test span starts at row ",
+               s.test_start, "; it needs at least context + horizon = ", need, " rows");
+  }
   if (steps - s.test_start < need) {
     return Bad(t.file, "the test span (rows ", s.test_start, "..", steps - 1, ", lines ", t.line_of(s.test_start), "..",
                t.line_of(steps - 1), ") has ", steps - s.test_start, " rows, fewer than context + horizon = ", need);

@@ -3,7 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <string>
 
+#include <gmock/gmock.h>
+
+#include "common/file_util.h"
 #include "core/beta_schedule.h"
 
 namespace vsdm::core {
@@ -89,6 +94,85 @@ TEST_F(CheckpointTest, MismatchedModelIsRefused) {
   DsmTrainer b(ScoreNet("mlp", 2, 64), {});
   auto r = LoadCheckpoint(FindLatestCheckpoint(dir_)->second, {&b, nullptr, {}, {}});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Note [Checkpoint container check]: damaged archives are refused, naming what is wrong, before
+// LibTorch parses them (fuzz/checkpoint_fuzzer.cc found a flipped bit in the archive's TorchScript
+// source crashing LibTorch's type parser; LibTorch checks no CRC).
+class CorruptCheckpointTest : public CheckpointTest {
+ protected:
+  // A checkpoint of a generator and a distinctive extra tensor; returns its bytes.
+  std::string Saved() {
+    torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
+    torch::Tensor marker = torch::full({4}, 1234.5, torch::kFloat64);
+    EXPECT_TRUE(SaveCheckpoint(dir_, 1, {nullptr, nullptr, {&g}, {{"marker", &marker}}}).ok());
+    std::ifstream in(FindLatestCheckpoint(dir_)->second, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  // LoadCheckpoint of `bytes` (written to a file) into a state like Saved()'s.
+  absl::Status Load(const std::string& bytes) {
+    const std::string path = dir_ + "/ckpt-00000002.pt";
+    fs::create_directories(dir_);
+    EXPECT_TRUE(AtomicWriteFile(path, bytes).ok());
+    torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(2);
+    torch::Tensor marker = torch::zeros({4}, torch::kFloat64);
+    return LoadCheckpoint(path, {nullptr, nullptr, {&g}, {{"marker", &marker}}}).status();
+  }
+  std::string Path() const { return dir_ + "/ckpt-00000002.pt"; }
+};
+
+TEST_F(CorruptCheckpointTest, IntactArchiveLoads) { EXPECT_TRUE(Load(Saved()).ok()); }
+
+TEST_F(CorruptCheckpointTest, RefusesAFlippedBitInATensorByItsCrc) {
+  std::string bytes = Saved();
+  const double v = 1234.5;
+  const size_t at = bytes.find(std::string(reinterpret_cast<const char*>(&v), sizeof(v)));
+  ASSERT_NE(at, std::string::npos);
+  bytes[at] ^= 0x01;
+  const absl::Status s = Load(bytes);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::MatchesRegex(Path() + ": corrupt checkpoint: entry 'archive/data/[0-9]+' "
+                                               "fails its CRC-32 \\(recorded [0-9a-f]{8}, data [0-9a-f]{8}\\)"));
+}
+
+TEST_F(CorruptCheckpointTest, RefusesTruncationAndGarbage) {
+  const std::string bytes = Saved();
+  EXPECT_EQ(std::string(Load(bytes.substr(0, bytes.size() / 2)).message()),
+            Path() + ": corrupt checkpoint: not a zip archive (no end-of-central-directory record)");
+  EXPECT_EQ(std::string(Load("hello").message()), Path() + ": corrupt checkpoint: not a zip archive (5 bytes)");
+  EXPECT_EQ(Load(bytes.substr(0, 40) + bytes.substr(bytes.size() - 200)).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CorruptCheckpointTest, RefusesADeclaredSizeTheFileDoesNotHold) {
+  // The first central-directory entry (signature PK\1\2, a stored tensor): declare 2^31 bytes.
+  std::string bytes = Saved();
+  const size_t cd = bytes.find(std::string("PK\x01\x02", 4));
+  ASSERT_NE(cd, std::string::npos);
+  bytes.replace(cd + 20, 8, std::string("\x00\x00\x00\x80\x00\x00\x00\x80", 8));  // compressed, uncompressed
+  EXPECT_THAT(std::string(Load(bytes).message()),
+              ::testing::MatchesRegex(Path() + ": corrupt checkpoint: entry 'archive/data/0' \\(2147483648 bytes at "
+                                               "[0-9]+\\) runs past the file's data"));
+}
+
+TEST_F(CorruptCheckpointTest, RefusesANameWhoseTwoCopiesDiffer) {  // names carry no CRC
+  std::string bytes = Saved();
+  const size_t cd = bytes.find(std::string("PK\x01\x02", 4));
+  ASSERT_NE(cd, std::string::npos);
+  bytes[cd + 46] ^= 0x20;  // the first letter of the first central-directory name: 'a' -> 'A'
+  EXPECT_EQ(std::string(Load(bytes).message()),
+            Path() + ": corrupt checkpoint: entry 'Archive/data/0' has another name in its local header");
+}
+
+// The input fuzz/checkpoint_fuzzer.cc found (a bit flipped in archive/code/...py): it crashed the
+// process inside LibTorch's TorchScript type parser (SEGV).
+TEST_F(CorruptCheckpointTest, RefusesTheFuzzersCrashInput) {
+  std::ifstream in(std::string(VSDM_SOURCE_DIR) + "/fuzz/corpus/checkpoint/crash-libtorch-type-parser-segv.pt",
+                   std::ios::binary);
+  ASSERT_TRUE(in.good());
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(std::string(Load(bytes).message()),
+              ::testing::HasSubstr(": corrupt checkpoint: entry 'archive/code/__torch__/___torch_mangle_13.py' "));
 }
 
 TEST_F(CheckpointTest, NoCheckpointInMissingDir) { EXPECT_FALSE(FindLatestCheckpoint(dir_ + "/nope").has_value()); }

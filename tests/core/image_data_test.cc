@@ -2,6 +2,8 @@
 
 #include <png.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <chrono>
@@ -15,6 +17,7 @@
 
 #include "tests/core/temp_dir_test.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace vsdm::core {
@@ -153,6 +156,34 @@ TEST_F(ImageDataTest, RefusesTruncatedIdx) {
   EXPECT_THAT(Message(ReadImages(cut).status()), HasSubstr(cut + ": truncated gzip stream"));
   const std::string garbage = Write("junk.gz", std::string("\x1f\x8b\x08\x00garbagegarbage", 18));
   EXPECT_THAT(Message(ReadImages(garbage).status()), HasSubstr(garbage + ": "));
+}
+
+// In a death-test child: caps the address space at 256 MiB above what the process maps now, reads
+// `path` with ReadIdxLabels and exits 0 if the refusal is the gzip length check, 1 otherwise.
+[[noreturn]] void ReadLabelsUnderAddressSpaceCapAndExit(const std::string& path) {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0;
+  statm >> pages;
+  rlimit lim;
+  lim.rlim_cur = lim.rlim_max = pages * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) + (uint64_t{256} << 20);
+  setrlimit(RLIMIT_AS, &lim);
+  const absl::Status s = ReadIdxLabels(path).status();
+  const bool length_check = s.code() == absl::StatusCode::kInvalidArgument &&
+                            absl::StrContains(s.message(), "corrupt gzip data (incorrect length check)");
+  std::_Exit(length_check ? 0 : 1);
+}
+
+// Found by fuzz/idx_fuzzer.cc (issue 16): the gzip trailer's ISIZE was trusted as a reserve size,
+// so a file claiming 2^31 - 1 bytes (14 bytes were enough) made the loader reserve 2 GiB. With the
+// address space capped at 256 MiB above what the process maps, the refusal must still be the
+// stream's own length check, not an allocation failure (INTERNAL std::bad_alloc).
+TEST_F(ImageDataTest, GzipTrailerSizeDoesNotDecideTheAllocation) {
+  // A valid gzip stream of 3 IDX labels whose trailer (ISIZE, the last 4 bytes) claims 2^31 - 1.
+  std::ifstream in(WriteGz("lying-labels-idx1-ubyte.gz", Idx(0x801, {3}, "\x01\x02\x03")), std::ios::binary);
+  std::string gz((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  gz.replace(gz.size() - 4, 4, "\xff\xff\xff\x7f");
+  const std::string path = Write("lying-labels-idx1-ubyte.gz", gz);
+  EXPECT_EXIT(ReadLabelsUnderAddressSpaceCapAndExit(path), ::testing::ExitedWithCode(0), "");
 }
 
 TEST_F(ImageDataTest, RefusesLabelCountMismatch) {

@@ -278,6 +278,15 @@ TEST_F(SeriesDataTest, RefusesTooFewRowsInTheTrainingOrTheTestSpan) {
                                         "5 rows, fewer than context + horizon = 6"));
 }
 
+// Found by fuzz/csv_fuzzer.cc (issue 16): with 1..4 rows the default split leaves the test span
+// empty, and its refusal read the line of the row after the last (a heap overflow under ASan).
+TEST_F(SeriesDataTest, RefusesAnEmptyDefaultTestSpanOfAFewRows) {
+  const std::string path = Write("four.csv", LinearCsv(4));
+  EXPECT_EQ(Refusal(Csv(path, 1, 1)), "problem.dataset: " + path +
+                                          ": the test span is empty: the file has 4 data rows and the test span "
+                                          "starts at row 4; it needs at least context + horizon = 2 rows");
+}
+
 TEST_F(SeriesDataTest, RefusesUnknownColumnNames) {
   SeriesOptions o = WeatherOptions();
   o.columns = "Seattle_wind,Paris_wind";
