@@ -7,8 +7,9 @@ set -euo pipefail
 PKGS=(
   # toolchain
   build-essential cmake ninja-build pkg-config ccache git
-  # clang: the -Wthread-safety build of the LibTorch-free targets (scripts/check-build.sh)
-  clang
+  # clang: the -Wthread-safety build of the LibTorch-free targets (scripts/check-build.sh); its
+  # libFuzzer and sanitizer runtimes (only recommended by clang) for scripts/fuzz.sh
+  clang libclang-rt-14-dev
   # LibTorch (CPU) with c10d Gloo; gloo headers are a separate package
   libtorch-dev libgloo-dev
   # BLAS: Debian's libtorch uses the libblas.so.3 alternative; the reference BLAS makes
