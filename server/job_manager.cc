@@ -215,6 +215,7 @@ absl::Status JobManager::Recover() {
     StoreWrite w;
     w.jobs = failed;
     if (absl::Status s = store_.Write(std::move(w)); !s.ok()) return s;
+    absl::MutexLock lock(&mu_);
     for (const StoredJob& sj : failed)
       Warn(absl::StrCat("recovering ", sj.job.job_id(), ": ", sj.job.message(), "; failed it"));
   }
