@@ -262,6 +262,18 @@ absl::Status RunWorkers(const WorkersArgs& args, v1::JobService::StubInterface& 
   return absl::OkStatus();
 }
 
+absl::Status RunHealth(grpc::health::v1::Health::StubInterface& stub, std::ostream& out) {
+  grpc::health::v1::HealthCheckResponse resp;
+  VSDM_RETURN_IF_ERROR(CallUnary("health", kCallTimeout, [&](grpc::ClientContext* ctx) {
+    return stub.Check(ctx, grpc::health::v1::HealthCheckRequest(), &resp);
+  }));
+  const std::string name = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+  if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING)
+    return WithExitCode(absl::UnavailableError(absl::StrCat("health: ", name)), kExitJobNotSucceeded);
+  out << name << "\n";
+  return absl::OkStatus();
+}
+
 absl::Status RunLocalUp(const LocalClusterOptions& options, std::ostream& out) {
   auto addr = LocalClusterUp(options);
   if (!addr.ok()) {

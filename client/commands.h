@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "client/local_cluster.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "vsdm/v1/service.grpc.pb.h"
 
 namespace vsdm::client {
@@ -99,6 +100,10 @@ absl::Status RunLogs(const LogsArgs& args, v1::JobService::StubInterface& stub, 
 // Downloads the known artifact files that exist. WithExitCode(1) when there is none.
 absl::Status RunArtifacts(const ArtifactsArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
 absl::Status RunWorkers(const WorkersArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
+// The standard gRPC health check of the coordinator (for container HEALTHCHECKs and probes):
+// prints SERVING and returns OK, or fails (exit 1 when it answers but is not serving, 3 when it
+// cannot be reached). Needs no token: health is open.
+absl::Status RunHealth(grpc::health::v1::Health::StubInterface& stub, std::ostream& out);
 
 // `local up`: starts the cluster and prints where it is. Failures other than
 // FAILED_PRECONDITION (already up, binaries missing: exit 2) exit 3, without the hint.

@@ -1,6 +1,6 @@
 // vsdmctl: the command line of vsdm, written against the generated JobService stub.
 //   submit -f job.yaml [--set key=value]... [--wait]   get JOB   list [--state S]   watch JOB
-//   cancel JOB   logs JOB   artifacts JOB --out DIR   workers   local up [--workers N] | local down
+//   cancel JOB   logs JOB   artifacts JOB --out DIR   workers   health   local up [--workers N] | local down
 //   --version
 // Exit codes: 0 ok; 1 the job failed (or was cancelled); 2 bad usage or input refused (the
 // server's message names the field); 3 the coordinator is unavailable.
@@ -50,6 +50,7 @@ struct Subcommands {
   CLI::App* logs = nullptr;
   CLI::App* artifacts = nullptr;
   CLI::App* workers = nullptr;
+  CLI::App* health = nullptr;
   CLI::App* up = nullptr;
   CLI::App* down = nullptr;
 };
@@ -91,6 +92,7 @@ void AddJobCommands(CLI::App& app, Options& opt, Subcommands& cmd) {
   cmd.artifacts->add_option("job", opt.artifacts.job_id)->required();
   cmd.artifacts->add_option("--out", opt.artifacts.out_dir, "directory to write into")->required();
   cmd.workers = app.add_subcommand("workers", "list the registered workers");
+  cmd.health = app.add_subcommand("health", "the coordinator's gRPC health: exit 0 if SERVING (no token needed)");
 }
 
 void AddLocalCommands(CLI::App& app, Options& opt, Subcommands& cmd) {
@@ -134,8 +136,9 @@ absl::Status RunJobCommand(const Subcommands& cmd, Options& opt) {
   opt.security.token = *token;
   auto channel = vsdm::MakeChannel(coordinator, opt.security);
   if (!channel.ok()) return channel.status();
-  auto stub = vsdm::v1::JobService::NewStub(*channel);
   std::ostream& out = std::cout;
+  if (cmd.health->parsed()) return vc::RunHealth(*grpc::health::v1::Health::NewStub(*channel), out);
+  auto stub = vsdm::v1::JobService::NewStub(*channel);
   if (cmd.submit->parsed()) return vc::RunSubmit(opt.submit, *stub, out);
   if (cmd.get->parsed()) return vc::RunGet(opt.get, *stub, out);
   if (cmd.list->parsed()) return vc::RunList(opt.list, *stub, out);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <type_traits>
 
 #include "CLI/CLI.hpp"
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
 
 namespace vsdm::train_protocol {
@@ -64,6 +66,29 @@ absl::StatusOr<Record> RecordFromJson(const std::string& text, const char* what)
 
 std::string RankLogName(int64_t attempt, int64_t rank) {
   return absl::StrCat("attempt-", attempt, "-rank-", rank, ".log");
+}
+
+std::string CheckpointFileName(int64_t round) { return absl::StrFormat("ckpt-%08d.pt", round); }
+
+std::optional<int64_t> CheckpointRound(const std::string& file_name) {
+  absl::string_view name = file_name;
+  if (!absl::ConsumePrefix(&name, "ckpt-") || !absl::ConsumeSuffix(&name, ".pt") || name.empty() || name.size() > 18)
+    return std::nullopt;
+  if (!std::all_of(name.begin(), name.end(), [](char c) { return absl::ascii_isdigit(c); })) return std::nullopt;
+  int64_t round = 0;
+  if (!absl::SimpleAtoi(name, &round)) return std::nullopt;
+  return round;
+}
+
+std::optional<std::pair<int64_t, std::string>> NewestCheckpointFile(const std::string& dir) {
+  std::error_code ec;
+  std::optional<std::pair<int64_t, std::string>> best;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec)) continue;
+    const auto round = CheckpointRound(e.path().filename().string());
+    if (round && (!best || *round > best->first)) best = std::make_pair(*round, e.path().string());
+  }
+  return best;
 }
 
 absl::Status CheckJobId(const std::string& id) {

@@ -14,7 +14,9 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -46,6 +48,13 @@ inline constexpr std::array<const char*, 8> kArtifacts = {kMetricsFile,      kSa
 
 // "attempt-<attempt>-rank-<rank>.log", under kLogsDir.
 std::string RankLogName(int64_t attempt, int64_t rank);
+
+// "ckpt-<round, 8 digits>.pt", under kCheckpointDir (what core/checkpoint.cc writes), and the
+// round such a name holds (nullopt for any other name, a ".part" upload or a ".tmp" file).
+std::string CheckpointFileName(int64_t round);
+std::optional<int64_t> CheckpointRound(const std::string& file_name);
+// The newest checkpoint file in `dir` by round: {round, path}; nullopt if none (or no dir).
+std::optional<std::pair<int64_t, std::string>> NewestCheckpointFile(const std::string& dir);
 
 // OK when `job_id` can name a directory under <work dir>/jobs/: 1 to kMaxJobIdLength characters
 // of [A-Za-z0-9._-], the first one a letter, digit or '_' (so never ".", "..", a hidden name or

@@ -1,9 +1,12 @@
 #include "server/artifact_store.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/train_protocol.h"
 
 namespace vsdm::server {
 namespace fs = std::filesystem;
@@ -52,6 +55,57 @@ absl::StatusOr<std::string> ArtifactStore::Resolve(const std::string& job_id, co
   if (!fs::is_regular_file(full, ec))
     return absl::NotFoundError(absl::StrCat("artifact ", path, " of ", job_id, " not found"));
   return full.string();
+}
+
+absl::StatusOr<v1::FetchCheckpointResponse> ArtifactStore::ReadCheckpoint(const std::string& job_id,
+                                                                          int64_t after_round, int64_t round,
+                                                                          int64_t offset, int64_t max_bytes) const {
+  if (absl::Status s = CheckPath(job_id, train_protocol::kCheckpointDir); !s.ok()) return s;
+  const fs::path dir = fs::path(root_) / job_id / train_protocol::kCheckpointDir;
+  v1::FetchCheckpointResponse resp;
+  std::string path;
+  if (round == 0) {
+    const auto newest = train_protocol::NewestCheckpointFile(dir.string());
+    if (!newest || newest->first <= after_round) return resp;  // nothing newer
+    round = newest->first;
+    path = newest->second;
+  } else {
+    path = (dir / train_protocol::CheckpointFileName(round)).string();
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::error_code ec;
+  const auto size = static_cast<int64_t>(fs::file_size(path, ec));
+  if (!in || ec) return absl::NotFoundError(absl::StrCat("checkpoint of round ", round, " of ", job_id, " is gone"));
+  if (offset < 0 || offset > size)
+    return absl::InvalidArgumentError(absl::StrCat("offset: ", offset, " is outside the checkpoint (", size, " bytes)"));
+  std::string data(static_cast<size_t>(std::min(max_bytes, size - offset)), '\0');
+  in.seekg(offset);
+  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  if (!in) return absl::InternalError(absl::StrCat("read ", path));
+  resp.set_round(round);
+  resp.set_size(size);
+  resp.set_offset(offset);
+  resp.set_data(std::move(data));
+  return resp;
+}
+
+void ArtifactStore::PruneCheckpoints(const std::string& job_id, int keep) const {
+  if (!CheckPath(job_id, train_protocol::kCheckpointDir).ok()) return;
+  const fs::path dir = fs::path(root_) / job_id / train_protocol::kCheckpointDir;
+  std::error_code ec;
+  std::vector<std::pair<int64_t, fs::path>> complete;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string file = e.path().filename().string();
+    absl::string_view name = file;
+    // Called after an upload completed; one agent uploads at a time, so a .part is stale.
+    if (absl::ConsumeSuffix(&name, ".part")) {
+      if (train_protocol::CheckpointRound(std::string(name))) fs::remove(e.path(), ec);
+    } else if (const auto r = train_protocol::CheckpointRound(file)) {
+      complete.emplace_back(*r, e.path());
+    }
+  }
+  std::sort(complete.begin(), complete.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = static_cast<size_t>(std::max(keep, 0)); i < complete.size(); ++i) fs::remove(complete[i].second, ec);
 }
 
 }  // namespace vsdm::server

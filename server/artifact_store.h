@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "vsdm/v1/service.pb.h"
 
 namespace vsdm::server {
 
@@ -19,6 +20,16 @@ class ArtifactStore {
                            bool last);
   // The file of an artifact, NOT_FOUND if absent.
   absl::StatusOr<std::string> Resolve(const std::string& job_id, const std::string& path) const;
+
+  // Checkpoints (<root>/<job_id>/checkpoint/ckpt-<round>.pt, uploaded by rank 0's agent).
+  // A page of at most `max_bytes` of one: `round` 0 = the newest; response round 0 when there is
+  // none newer than `after_round`. NOT_FOUND when a named round is gone (pruned meanwhile),
+  // INVALID_ARGUMENT for an offset past its end.
+  absl::StatusOr<v1::FetchCheckpointResponse> ReadCheckpoint(const std::string& job_id, int64_t after_round,
+                                                             int64_t round, int64_t offset, int64_t max_bytes) const;
+  // Deletes all but the newest `keep` checkpoints of the job (and stale partial uploads of
+  // older ones).
+  void PruneCheckpoints(const std::string& job_id, int keep) const;
   const std::string& root() const { return root_; }
 
  private:

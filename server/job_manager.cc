@@ -899,13 +899,23 @@ absl::Status JobManager::Complete(const v1::CompleteRequest& req, const std::str
   return status;
 }
 
-absl::StatusOr<std::string> JobManager::UploadTarget(const v1::UploadArtifactRequest& req,
-                                                     const std::string& credential) {
+absl::StatusOr<std::string> JobManager::RankZeroJob(const std::string& worker_id, const std::string& attempt_id,
+                                                    const std::string& credential) {
   absl::MutexLock lock(&mu_);
-  if (absl::Status s = CheckWorker(req.worker_id(), credential); !s.ok()) return s;
-  absl::StatusOr<Record*> held = HeldAttempt(req.worker_id(), req.attempt_id(), 0);
+  if (absl::Status s = CheckWorker(worker_id, credential); !s.ok()) return s;
+  absl::StatusOr<Record*> held = HeldAttempt(worker_id, attempt_id, 0);
   if (!held.ok()) return held.status();
   return (*held)->stored.job.job_id();
+}
+
+absl::StatusOr<std::string> JobManager::UploadTarget(const v1::UploadArtifactRequest& req,
+                                                     const std::string& credential) {
+  return RankZeroJob(req.worker_id(), req.attempt_id(), credential);
+}
+
+absl::StatusOr<std::string> JobManager::CheckpointSource(const v1::FetchCheckpointRequest& req,
+                                                         const std::string& credential) {
+  return RankZeroJob(req.worker_id(), req.attempt_id(), credential);
 }
 
 v1::ListWorkersResponse JobManager::Workers() const {

@@ -133,6 +133,8 @@ class JobManager {
   // The job an artifact upload goes to: only the worker holding rank 0 of the job's current
   // attempt may upload (FAILED_PRECONDITION otherwise).
   absl::StatusOr<std::string> UploadTarget(const v1::UploadArtifactRequest& request, const std::string& credential);
+  // The job whose checkpoints the caller may fetch: the same rule (rank 0 of the current attempt).
+  absl::StatusOr<std::string> CheckpointSource(const v1::FetchCheckpointRequest& request, const std::string& credential);
 
   // One pass: lease expiry (fail, abort, requeue or fail for good), recovery deadlines, then a
   // scheduling pass. Call periodically.
@@ -202,6 +204,9 @@ class JobManager {
   // for a worker that is not registered (or lost: register again).
   absl::Status CheckWorker(const std::string& worker_id, const std::string& credential) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The job of `attempt_id` when the caller is `worker_id` (CheckWorker) and holds its rank 0.
+  absl::StatusOr<std::string> RankZeroJob(const std::string& worker_id, const std::string& attempt_id,
+                                          const std::string& credential) ABSL_LOCKS_EXCLUDED(mu_);
   // The running attempt `attempt_id` with `rank` placed on `worker_id`; FAILED_PRECONDITION
   // otherwise (a stale attempt, a rank out of range or placed elsewhere).
   absl::StatusOr<Record*> HeldAttempt(const std::string& worker_id, const std::string& attempt_id, int64_t rank)

@@ -1,6 +1,18 @@
 #include "server/worker_service.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/train_protocol.h"
+
 namespace vsdm::server {
+namespace {
+
+bool IsCheckpointPath(const std::string& path) {
+  const std::string dir = absl::StrCat(train_protocol::kCheckpointDir, "/");
+  return absl::StartsWith(path, dir) && train_protocol::CheckpointRound(path.substr(dir.size())).has_value();
+}
+
+}  // namespace
 
 // Authorize, call, audit (`audit_ok`: also successful calls), finish.
 #define VSDM_WORKER_CALL(method, job, audit_ok, body)                                        \
@@ -50,6 +62,23 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::UploadArtifact(grpc::CallbackServer
     auto job = d_.manager.UploadTarget(*req, credential);
     status = job.status();
     if (job.ok()) status = d_.artifacts.AppendChunk(*job, req->path(), req->offset(), req->data(), req->last());
+    // A completed checkpoint replaces the older ones (the newest two are kept).
+    if (status.ok() && req->last() && IsCheckpointPath(req->path())) d_.artifacts.PruneCheckpoints(*job, 2);
+  });
+}
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::FetchCheckpoint(grpc::CallbackServerContext* ctx,
+                                                             const v1::FetchCheckpointRequest* req,
+                                                             v1::FetchCheckpointResponse* resp) {
+  constexpr int64_t kPage = 1 << 20;
+  VSDM_WORKER_CALL("FetchCheckpoint", req->attempt_id(), false, {
+    auto job = d_.manager.CheckpointSource(*req, credential);
+    status = job.status();
+    if (job.ok()) {
+      auto page = d_.artifacts.ReadCheckpoint(*job, req->after_round(), req->round(), req->offset(), kPage);
+      status = page.status();
+      if (page.ok()) *resp = std::move(*page);
+    }
   });
 }
 

@@ -24,6 +24,8 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
                                      v1::CompleteResponse* resp) override;
   grpc::ServerUnaryReactor* UploadArtifact(grpc::CallbackServerContext* ctx, const v1::UploadArtifactRequest* req,
                                            v1::UploadArtifactResponse* resp) override;
+  grpc::ServerUnaryReactor* FetchCheckpoint(grpc::CallbackServerContext* ctx, const v1::FetchCheckpointRequest* req,
+                                            v1::FetchCheckpointResponse* resp) override;
 
  private:
   ServiceDeps d_;

@@ -73,6 +73,15 @@ void ExpectEveryFieldRoundTrips(absl::StatusOr<Record> (*parse)(const std::strin
   });
 }
 
+TEST(TrainProtocolTest, CheckpointNamesAreWhatCoreWritesAndNothingElseParses) {
+  EXPECT_EQ(CheckpointFileName(120), "ckpt-00000120.pt");
+  EXPECT_EQ(CheckpointRound(CheckpointFileName(120)), 120);
+  EXPECT_EQ(CheckpointRound("ckpt-123456789.pt"), 123456789);
+  for (const char* bad : {"ckpt-.pt", "ckpt-12.pt.part", "ckpt-12.pt.tmp", "ckpt--1.pt", "ckpt-1a.pt", "x-12.pt",
+                          "ckpt-99999999999999999999.pt", ""})
+    EXPECT_FALSE(CheckpointRound(bad).has_value()) << bad;
+}
+
 TEST(TrainProtocolTest, TrainerProgressRoundTripsEveryField) {
   ExpectEveryFieldRoundTrips<TrainerProgress>(&TrainerProgressFromJson);
 }

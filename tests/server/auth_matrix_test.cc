@@ -301,6 +301,16 @@ TEST_F(AuthMatrixTest, EveryRpcByEveryKindOfCallerGetsTheExpectedCode) {
          v1::UploadArtifactResponse out;
          return workers_->UploadArtifact(&ctx, req, &out);
        }},
+      {"FetchCheckpoint (J)",
+       [&](CallerId& c) {
+         grpc::ClientContext ctx;
+         Prepare(ctx, c);
+         v1::FetchCheckpointRequest req;
+         req.set_worker_id(c.worker_id.empty() ? "worker-1" : c.worker_id);
+         req.set_attempt_id(attempt);
+         v1::FetchCheckpointResponse out;
+         return workers_->FetchCheckpoint(&ctx, req, &out);
+       }},
       {"Complete (J rank 1, exit 0)",
        [&](CallerId& c) {
          grpc::ClientContext ctx;
@@ -330,6 +340,7 @@ TEST_F(AuthMatrixTest, EveryRpcByEveryKindOfCallerGetsTheExpectedCode) {
       {"Heartbeat (worker-1's id)", {UA, UA, PD, PD, PD, OK, PD}},
       {"Report (J rank 0)", {UA, UA, PD, PD, PD, OK, FP}},
       {"UploadArtifact (J)", {UA, UA, PD, PD, PD, OK, FP}},
+      {"FetchCheckpoint (J)", {UA, UA, PD, PD, PD, OK, FP}},
       {"Complete (J rank 1, exit 0)", {UA, UA, PD, PD, PD, OK, FP}},
   };
   // The upload goes first so GetArtifact has a file; Register re-issues worker-1's credential
@@ -337,7 +348,7 @@ TEST_F(AuthMatrixTest, EveryRpcByEveryKindOfCallerGetsTheExpectedCode) {
   std::vector<std::string> order = {"UploadArtifact (J)", "SubmitJob", "GetJob", "ListJobs", "WatchJob",
                                     "GetArtifact", "CancelJob", "ListWorkers", "Register (worker-1's id)",
                                     "Heartbeat (own id)", "Heartbeat (worker-1's id)", "Report (J rank 0)",
-                                    "Complete (J rank 1, exit 0)"};
+                                    "FetchCheckpoint (J)", "Complete (J rank 1, exit 0)"};
   std::map<std::string, std::vector<std::string>> got;
   for (const std::string& name : order) {
     auto it = std::find_if(rpcs.begin(), rpcs.end(), [&](const auto& p) { return p.first == name; });

@@ -138,6 +138,7 @@ void Agent::Start(const v1::Assignment& a) {
     unreported_.push_back(failed);
     return;
   }
+  if (a.rank() == 0) r.uploaded_round = FetchCheckpoint(r);  // Note [Checkpoints through the coordinator]
   ChildOptions child_options;
   child_options.log_path = r.log_path;
   if (!a.rendezvous_secret().empty()) child_options.env[train_protocol::kRendezvousSecretEnv] = a.rendezvous_secret();
@@ -153,27 +154,95 @@ void Agent::Start(const v1::Assignment& a) {
   ranks_[r.child] = std::move(r);
 }
 
-absl::Status Agent::UploadArtifacts(const Rank& r) {
+absl::Status Agent::UploadFile(const Rank& r, const std::string& local_path, const std::string& artifact_path) {
   constexpr size_t kChunk = 1 << 20;
+  auto data = ReadFile(local_path);
+  if (!data.ok()) return data.status();
+  size_t off = 0;
+  do {
+    v1::UploadArtifactRequest u;
+    u.set_worker_id(options_.worker_id);
+    u.set_attempt_id(r.assignment.attempt_id());
+    u.set_path(artifact_path);
+    u.set_offset(static_cast<int64_t>(off));
+    u.set_data(data->substr(off, kChunk));
+    off += u.data().size();
+    u.set_last(off >= data->size());
+    VSDM_RETURN_IF_ERROR(client_.UploadArtifact(u));
+  } while (off < data->size());
+  return absl::OkStatus();
+}
+
+absl::Status Agent::UploadArtifacts(const Rank& r) {
   for (const char* name : train_protocol::kArtifacts) {
     const std::string path = (fs::path(r.out_dir) / name).string();
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) continue;
-    const std::string data = ReadFileOrEmpty(path);
-    size_t off = 0;
-    do {
-      v1::UploadArtifactRequest u;
-      u.set_worker_id(options_.worker_id);
-      u.set_attempt_id(r.assignment.attempt_id());
-      u.set_path(name);
-      u.set_offset(static_cast<int64_t>(off));
-      u.set_data(data.substr(off, kChunk));
-      off += u.data().size();
-      u.set_last(off >= data.size());
-      if (absl::Status s = client_.UploadArtifact(u); !s.ok()) return s;
-    } while (off < data.size());
+    VSDM_RETURN_IF_ERROR(UploadFile(r, path, name));
   }
   return absl::OkStatus();
+}
+
+// Note [Checkpoints through the coordinator]
+// Agents share no disk, so rank 0's agent uploads each new checkpoint of its rank (a file
+// vsdm-train wrote atomically) to the coordinator's artifact store, and the agent that starts
+// rank 0 of a later attempt, wherever it is, first fetches the newest one the coordinator holds
+// into its own checkpoint dir (written beside it as ".part", renamed when whole), where
+// vsdm-train finds it and trainer 0 broadcasts it to the other ranks as before. A fetch that
+// fails leaves the dir as it was: the rank then resumes from what is local, or from round 0.
+int64_t Agent::FetchCheckpoint(const Rank& r) {
+  const fs::path dir = fs::path(r.out_dir) / train_protocol::kCheckpointDir;
+  const auto local = train_protocol::NewestCheckpointFile(dir.string());
+  const int64_t have = local ? local->first : 0;
+  v1::FetchCheckpointRequest req;
+  req.set_worker_id(options_.worker_id);
+  req.set_attempt_id(r.assignment.attempt_id());
+  req.set_after_round(have);
+  std::string data;
+  int64_t size = -1;
+  do {
+    req.set_offset(static_cast<int64_t>(data.size()));
+    auto page = client_.FetchCheckpoint(req);
+    if (!page.ok() || (page->round() != 0 && (page->offset() != req.offset() || page->size() < 0))) {
+      std::cerr << "vsdm-worker " << options_.worker_id << ": could not fetch the checkpoint of "
+                << r.assignment.job_id() << " (" << (page.ok() ? "bad page" : page.status().ToString())
+                << "); resuming from round " << have << std::endl;
+      return have;
+    }
+    if (page->round() == 0) return have;  // the coordinator has nothing newer
+    req.set_round(page->round());
+    size = page->size();
+    data += page->data();
+    if (page->data().empty() && static_cast<int64_t>(data.size()) < size) return have;  // no progress
+  } while (static_cast<int64_t>(data.size()) < size);
+  if (static_cast<int64_t>(data.size()) != size) return have;
+  if (absl::Status s = MakeDirsNoFollow(options_.work_dir, {"jobs", r.assignment.job_id(), train_protocol::kCheckpointDir});
+      !s.ok())
+    return have;
+  const fs::path target = dir / train_protocol::CheckpointFileName(req.round());
+  if (!AtomicWriteFile(target.string(), data).ok()) return have;
+  std::cerr << "vsdm-worker " << options_.worker_id << ": fetched the checkpoint of round " << req.round() << " of "
+            << r.assignment.job_id() << " (" << size << " bytes) from the coordinator" << std::endl;
+  if (metrics_) metrics_->CheckpointTransferred("fetch", size);
+  return req.round();
+}
+
+void Agent::UploadCheckpoint(Rank& r) {
+  const auto newest =
+      train_protocol::NewestCheckpointFile((fs::path(r.out_dir) / train_protocol::kCheckpointDir).string());
+  if (!newest || newest->first <= r.uploaded_round) return;
+  const std::string name = fs::path(newest->second).filename().string();
+  absl::Status s = UploadFile(r, newest->second, absl::StrCat(train_protocol::kCheckpointDir, "/", name));
+  if (!s.ok()) {
+    // Retried next turn when the coordinator is away; a refusal (the attempt is over) is final.
+    if (!IsRetryable(s)) r.uploaded_round = newest->first;
+    return;
+  }
+  r.uploaded_round = newest->first;
+  if (metrics_) {
+    std::error_code ec;
+    metrics_->CheckpointTransferred("upload", static_cast<int64_t>(fs::file_size(newest->second, ec)));
+  }
 }
 
 void Agent::OnExit(const Rank& r, const ChildExit& e) {
@@ -242,6 +311,7 @@ void Agent::ForwardProgress() {
       ForwardVariational(r);  // the variational rank: local metrics only
     } else if (r.assignment.rank() == 0) {
       ForwardTrainer(r);
+      UploadCheckpoint(r);
     }
   }
 }

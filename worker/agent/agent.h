@@ -55,6 +55,7 @@ class Agent {
     std::string out_dir, log_path;
     bool aborted = false;
     std::string last_progress;
+    int64_t uploaded_round = 0;  // rank 0: the newest checkpoint round the coordinator has from us
   };
   // Starts one assigned rank, or reports it failed: an assignment whose job id, attempt, rank,
   // store address or secret is refused (Note [What the agent takes from an assignment]) creates
@@ -65,6 +66,12 @@ class Agent {
                                      const std::string& out_dir) const;
   void OnExit(const Rank& r, const ChildExit& e);
   absl::Status UploadArtifacts(const Rank& r);
+  // Rank 0, before it starts: the coordinator's newest checkpoint of the job into the local
+  // checkpoint dir, if newer than the newest one there. Returns the newest round now on disk.
+  int64_t FetchCheckpoint(const Rank& r);
+  // Rank 0, while it runs: uploads its newest checkpoint when the coordinator lacks it.
+  void UploadCheckpoint(Rank& r);
+  absl::Status UploadFile(const Rank& r, const std::string& local_path, const std::string& artifact_path);
   std::vector<v1::RunningRank> Running() const;
   void RegisterIfNeeded();
   void Heartbeat();

@@ -48,7 +48,11 @@ AgentMetrics::AgentMetrics(std::shared_ptr<prometheus::Registry> registry, const
       rank_exits_(C(*registry_, "vsdm_agent_rank_exits_total", "Training processes that ended, by outcome")),
       last_heartbeat_(G(*registry_, "vsdm_agent_last_heartbeat_timestamp_seconds",
                         "Unix time of the last heartbeat the coordinator answered")
-                          .Add({})) {
+                          .Add({})),
+      ckpt_transfers_(C(*registry_, "vsdm_agent_checkpoint_transfers_total",
+                        "Checkpoints moved through the coordinator, by direction: upload, fetch")),
+      ckpt_transfer_bytes_(C(*registry_, "vsdm_agent_checkpoint_transfer_bytes_total",
+                             "Bytes of checkpoints moved through the coordinator, by direction")) {
   G(*registry_, "vsdm_build_info", "Build of this process").Add({{"version", version}, {"component", "worker"}}).Set(1);
 }
 
@@ -162,6 +166,11 @@ void AgentMetrics::RemoveJob(const std::string& job) {
 void AgentMetrics::SetRanksRunning(int n) { ranks_running_.Set(n); }
 
 void AgentMetrics::RankExited(const std::string& outcome) { rank_exits_.Add({{"outcome", outcome}}).Increment(); }
+
+void AgentMetrics::CheckpointTransferred(const std::string& direction, int64_t bytes) {
+  ckpt_transfers_.Add({{"direction", direction}}).Increment();
+  ckpt_transfer_bytes_.Add({{"direction", direction}}).Increment(static_cast<double>(bytes));
+}
 
 void AgentMetrics::HeartbeatOk() { last_heartbeat_.Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch())); }
 

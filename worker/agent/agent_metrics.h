@@ -34,6 +34,8 @@ class AgentMetrics {
   // outcome: succeeded | failed | aborted
   void RankExited(const std::string& outcome);
   void HeartbeatOk();
+  // direction: upload | fetch (checkpoints through the coordinator)
+  void CheckpointTransferred(const std::string& direction, int64_t bytes);
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
@@ -74,6 +76,8 @@ class AgentMetrics {
   prometheus::Gauge& ranks_running_;
   prometheus::Family<prometheus::Counter>& rank_exits_;
   prometheus::Gauge& last_heartbeat_;
+  prometheus::Family<prometheus::Counter>& ckpt_transfers_;
+  prometheus::Family<prometheus::Counter>& ckpt_transfer_bytes_;
   absl::Mutex mu_;
   std::map<std::string, JobSeries> jobs_ ABSL_GUARDED_BY(mu_);
 };

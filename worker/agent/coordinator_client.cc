@@ -53,4 +53,9 @@ absl::Status GrpcCoordinatorClient::UploadArtifact(const v1::UploadArtifactReque
       .status();
 }
 
+absl::StatusOr<v1::FetchCheckpointResponse> GrpcCoordinatorClient::FetchCheckpoint(
+    const v1::FetchCheckpointRequest& r) {
+  return Call<v1::FetchCheckpointRequest, v1::FetchCheckpointResponse>(&v1::WorkerService::Stub::FetchCheckpoint, r);
+}
+
 }  // namespace vsdm::worker

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -72,6 +73,24 @@ class FakeCoordinatorClient : public CoordinatorClient {
     uploads.push_back(r);
     return absl::OkStatus();
   }
+  // Serves `checkpoints` (round -> bytes) in pages of `page` bytes, as ArtifactStore does.
+  absl::StatusOr<v1::FetchCheckpointResponse> FetchCheckpoint(const v1::FetchCheckpointRequest& r) override {
+    fetches.push_back(r);
+    if (!reachable || (fail_after_pages >= 0 && fail_after_pages-- == 0)) return absl::UnavailableError("down");
+    v1::FetchCheckpointResponse resp;
+    auto it = r.round() == 0 ? (checkpoints.empty() ? checkpoints.end() : std::prev(checkpoints.end()))
+                             : checkpoints.find(r.round());
+    if (it == checkpoints.end()) {
+      if (r.round() != 0) return absl::NotFoundError("gone");
+      return resp;
+    }
+    if (it->first <= r.after_round()) return resp;
+    resp.set_round(it->first);
+    resp.set_size(static_cast<int64_t>(it->second.size()));
+    resp.set_offset(r.offset());
+    resp.set_data(it->second.substr(static_cast<size_t>(r.offset()), page));
+    return resp;
+  }
 
   bool reachable = true;
   bool lease_lost = false;
@@ -81,6 +100,10 @@ class FakeCoordinatorClient : public CoordinatorClient {
   std::vector<v1::ReportRequest> reports;
   std::vector<v1::CompleteRequest> completes;
   std::vector<v1::UploadArtifactRequest> uploads;
+  std::map<int64_t, std::string> checkpoints;
+  size_t page = 1000;
+  int fail_after_pages = -1;  // >= 0: that many pages succeed, then the coordinator is gone
+  std::vector<v1::FetchCheckpointRequest> fetches;
 };
 
 class FakeProcessSupervisor : public ProcessSupervisor {
@@ -472,6 +495,83 @@ TEST_F(AgentTest, ARankLogPlantedAsASymlinkFailsTheStartAndLeavesItsTargetUntouc
 
 // The real supervisor on a real child that ignores SIGTERM: SIGKILL comes only once the grace
 // has passed on the (fake) clock, however much wall time goes by.
+// Note [Checkpoints through the coordinator]: no shared disk between agents.
+TEST_F(AgentTest, RankZeroFetchesTheCoordinatorsNewerCheckpointBeforeItStarts) {
+  std::string bytes(2500, 'c');
+  bytes[1234] = 'x';
+  client_.checkpoints[40] = bytes;
+  client_.checkpoints[20] = "older";
+  Agent agent(options_, client_, processes_);
+  Assign({MakeAssignment(0), MakeAssignment(1)});
+  agent.Step();
+  ASSERT_EQ(processes_.started.size(), 2u);
+  // Only rank 0 fetches, in three pages of one round, continuing at each page's end.
+  ASSERT_EQ(client_.fetches.size(), 3u);
+  EXPECT_EQ(client_.fetches[0].attempt_id(), "job-1/2");
+  EXPECT_EQ(client_.fetches[0].after_round(), 0);
+  EXPECT_EQ(client_.fetches[0].round(), 0);
+  EXPECT_EQ(client_.fetches[1].round(), 40);
+  EXPECT_EQ(client_.fetches[2].offset(), 2000);
+  const std::string file = (fs::path(OutDir()) / tp::kCheckpointDir / tp::CheckpointFileName(40)).string();
+  EXPECT_EQ(ReadFile(file).value_or(""), bytes);
+  // What it fetched is not uploaded back.
+  agent.Step();
+  EXPECT_TRUE(client_.uploads.empty());
+}
+
+TEST_F(AgentTest, ALocalCheckpointAsNewAsTheCoordinatorsIsKept) {
+  const fs::path dir = fs::path(OutDir()) / tp::kCheckpointDir;
+  fs::create_directories(dir);
+  ASSERT_TRUE(AtomicWriteFile((dir / tp::CheckpointFileName(60)).string(), "local").ok());
+  client_.checkpoints[60] = "remote";
+  Agent agent(options_, client_, processes_);
+  Assign({MakeAssignment(0)});
+  agent.Step();
+  ASSERT_EQ(client_.fetches.size(), 1u);
+  EXPECT_EQ(client_.fetches[0].after_round(), 60);
+  EXPECT_EQ(ReadFile((dir / tp::CheckpointFileName(60)).string()).value_or(""), "local");
+  EXPECT_EQ(processes_.started.size(), 1u);
+}
+
+TEST_F(AgentTest, AFetchCutOffMidwayLeavesNoCheckpointFileAndTheRankStartsAnyway) {
+  client_.checkpoints[80] = std::string(3000, 'p');
+  client_.fail_after_pages = 2;
+  Agent agent(options_, client_, processes_);
+  Assign({MakeAssignment(0)});
+  agent.Step();
+  EXPECT_EQ(client_.fetches.size(), 3u);
+  EXPECT_FALSE(tp::NewestCheckpointFile((fs::path(OutDir()) / tp::kCheckpointDir).string()).has_value());
+  EXPECT_EQ(processes_.started.size(), 1u);
+}
+
+TEST_F(AgentTest, RankZerosAgentUploadsEachNewCheckpointOnceUnderCheckpointDir) {
+  Agent agent(options_, client_, processes_);
+  Assign({MakeAssignment(0)});
+  agent.Step();
+  ASSERT_EQ(processes_.started.size(), 1u);
+  const fs::path dir = fs::path(OutDir()) / tp::kCheckpointDir;
+  fs::create_directories(dir);
+  std::string big(2'500'000, 'b');
+  ASSERT_TRUE(AtomicWriteFile((dir / tp::CheckpointFileName(10)).string(), big).ok());
+  ASSERT_TRUE(AtomicWriteFile((dir / (tp::CheckpointFileName(20) + ".tmp")).string(), "half").ok());
+  agent.Step();
+  // 1 MiB chunks, in order, the last one marked.
+  ASSERT_EQ(client_.uploads.size(), 3u);
+  for (const auto& u : client_.uploads) EXPECT_EQ(u.path(), "checkpoint/" + tp::CheckpointFileName(10));
+  EXPECT_EQ(client_.uploads[1].offset(), 1 << 20);
+  EXPECT_TRUE(client_.uploads[2].last());
+  agent.Step();
+  EXPECT_EQ(client_.uploads.size(), 3u);  // not again
+  client_.reachable = false;
+  ASSERT_TRUE(AtomicWriteFile((dir / tp::CheckpointFileName(30)).string(), "thirty").ok());
+  agent.Step();
+  client_.reachable = true;
+  agent.Step();  // retried once the coordinator is back
+  ASSERT_EQ(client_.uploads.size(), 4u);
+  EXPECT_EQ(client_.uploads[3].path(), "checkpoint/" + tp::CheckpointFileName(30));
+  EXPECT_EQ(client_.uploads[3].data(), "thirty");
+}
+
 TEST(PosixProcessSupervisorTest, EscalatesToSigkillWhenTheGraceHasPassedOnItsClock) {
   FakeClock clock;
   PosixProcessSupervisor sup(clock);
