@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deploy/k8s, checked offline (no cluster or API server can be had on these machines):
-#  1. every overlay (cpu, gpu, and cpu with components/plaintext) renders with `kubectl kustomize`
+#  1. every overlay (cpu, gpu; cpu + components/plaintext, gpu + components/shared-work-dir)
+#     renders with `kubectl kustomize`
 #     from Secrets made by deploy/k8s/make-secrets.sh in a temp copy of deploy/k8s;
 #  2. every object passes tests/deploy/k8s_validate.mjs: the Kubernetes schema (kubernetes-models),
 #     a strict unknown-field check, and the cross-object checks (selectors, ports, Secrets, mounts,
@@ -52,16 +53,16 @@ if git -C "$SRC" rev-parse --git-dir > /dev/null 2>&1; then
 fi
 "$K/make-secrets.sh" --out "$K/secrets/files" > "$tmp/make-secrets.log"
 if "$K/make-secrets.sh" --out "$K/secrets/files" > /dev/null 2>&1; then die "make-secrets.sh overwrote existing files without --force"; fi
-log "make-secrets.sh: $(ls "$K/secrets/files" | tr '\n' ' ')"
+log "make-secrets.sh: $(cd "$K/secrets/files" && echo *)"
 
-# The plaintext variant: an overlay a service-mesh user would write.
-mkdir -p "$K/overlays/cpu-plaintext"
-cat > "$K/overlays/cpu-plaintext/kustomization.yaml" << 'EOF'
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources: [../cpu]
-components: [../../components/plaintext]
-EOF
+# The variants users make by adding a component to an overlay's components: (as the README says).
+variant() {  # variant NEW FROM COMPONENT
+  cp -r "$K/overlays/$2" "$K/overlays/$1"
+  sed -i "s|^  - ../../secrets$|  - ../../secrets\n  - ../../components/$3|" "$K/overlays/$1/kustomization.yaml"
+  grep -q "components/$3" "$K/overlays/$1/kustomization.yaml" || die "could not add components/$3 to a copy of overlays/$2"
+}
+variant cpu-plaintext cpu plaintext
+variant gpu-shared-work-dir gpu shared-work-dir
 
 # --- render and validate every overlay ----------------------------------------------------------
 render() {  # render OVERLAY_DIR OUT: kubectl kustomize, its error in OUT.err
@@ -69,14 +70,15 @@ render() {  # render OVERLAY_DIR OUT: kubectl kustomize, its error in OUT.err
 }
 total=0
 good=()
-for o in cpu gpu cpu-plaintext; do
-  expect=cpu; [ $o = gpu ] && expect=gpu
+overlays=(cpu gpu cpu-plaintext gpu-shared-work-dir)
+for o in "${overlays[@]}"; do
+  expect=cpu; [[ $o == gpu* ]] && expect=gpu
   render "$K/overlays/$o" "$tmp/$o.yaml" || die "kubectl kustomize overlays/$o: $(cat "$tmp/$o.yaml.err")"
   good+=(--case "$o:$expect:$tmp/$o.yaml")
   total=$((total + $(grep -c '^kind: ' "$tmp/$o.yaml")))
 done
 "${VALIDATE[@]}" --out-dir "$tmp/valid" "${good[@]}"
-for o in cpu gpu cpu-plaintext; do
+for o in "${overlays[@]}"; do
   [ "$(cat "$tmp/valid/$o.rc")" = 0 ] || { cat "$tmp/valid/$o.out"; die "overlays/$o does not validate"; }
   log "$(tail -1 "$tmp/valid/$o.out")"
 done
@@ -85,9 +87,9 @@ grep '  prometheus: \|  note: ' "$tmp/cpu.out" | sed 's/^/    /'
 grep -q 'nvidia.com/gpu' "$tmp/cpu.yaml" && die "the cpu render mentions nvidia.com/gpu"
 grep -q 'nvidia.com/gpu: 1' "$tmp/gpu.yaml" || die "the gpu render has no nvidia.com/gpu: 1"
 grep -q 'grpc:' "$tmp/cpu-plaintext.yaml" || die "the plaintext render has no native gRPC probe"
-grep -q 'kind: Secret' "$tmp/cpu-plaintext.yaml" && [ "$(grep -c 'kind: Secret' "$tmp/cpu-plaintext.yaml")" -ne 2 ] &&
-  die "the plaintext render should have 2 Secrets (no vsdm-tls)"
-log "3 overlays rendered and validated ($total objects) in $((SECONDS - t0)) s"
+[ "$(grep -c '^kind: Secret' "$tmp/cpu-plaintext.yaml")" = 2 ] || die "the plaintext render should have 2 Secrets (no vsdm-tls)"
+grep -q 'claimName: vsdm-work' "$tmp/gpu-shared-work-dir.yaml" || die "the shared-work-dir render does not mount the claim"
+log "${#overlays[@]} overlays rendered and validated ($total objects) in $((SECONDS - t0)) s"
 
 # --- break the fixture on purpose: each break must be caught, naming object and field -----------
 t1=$SECONDS
@@ -177,11 +179,10 @@ sed -i 's|            - --tls-cert=/etc/vsdm/tls/tls.crt|            - --tls-cer
 if render "$K2/overlays/cpu-plaintext" "$tmp/broken-drift.yaml"; then
   die "break 'arg-drift': components/plaintext applied to a base whose args moved"
 fi
-grep -q 'testing value /spec/template/spec/containers/0/args/8 failed\|test' "$tmp/broken-drift.yaml.err" ||
+grep -q 'testing value /spec/template/spec/containers/0/args/8 failed' "$tmp/broken-drift.yaml.err" ||
   die "break 'arg-drift': unexpected error: $(cat "$tmp/broken-drift.yaml.err")"
 ncase=$((ncase + 1))
-echo "  [arg-drift] kubectl kustomize: $(grep -o 'testing value[^:]*' "$tmp/broken-drift.yaml.err" | head -1 ||
-  head -c 200 "$tmp/broken-drift.yaml.err")"
+echo "  [arg-drift] kubectl kustomize: $(grep -o 'testing value [^:]* failed' "$tmp/broken-drift.yaml.err" | head -1)"
 log "$ncase broken fixtures caught in $((SECONDS - t1)) s"
 
 # --- the real binaries with the rendered command lines and Secret files -------------------------
@@ -190,12 +191,12 @@ R="$tmp/run"
 "${VALIDATE[@]}" --name cpu --expect cpu --materialize "$R" "$tmp/cpu.yaml" > /dev/null
 mapfile -t cargv < "$R/coordinator.argv"
 mapfile -t wargv < "$R/worker.argv"
-[ "${cargv[0]}" = vsdm-coordinator ] && [ "${wargv[0]}" = vsdm-worker ] || die "unexpected commands ${cargv[0]} ${wargv[0]}"
+if [ "${cargv[0]}" != vsdm-coordinator ] || [ "${wargv[0]}" != vsdm-worker ]; then die "unexpected commands ${cargv[0]} ${wargv[0]}"; fi
 dial=""
 for i in "${!cargv[@]}"; do
   case ${cargv[$i]} in
-    --listen=*) cargv[$i]=--listen=127.0.0.1:0 ;;
-    --metrics-listen=*) cargv[$i]=--metrics-listen=127.0.0.1:0 ;;
+    --listen=*) cargv[i]=--listen=127.0.0.1:0 ;;
+    --metrics-listen=*) cargv[i]=--metrics-listen=127.0.0.1:0 ;;
   esac
 done
 cargv[0]="$BIN/vsdm-coordinator"
@@ -207,8 +208,8 @@ gport=$(awk '$1 == "grpc" {print $2}' "$R/coordinator.ports")
 cmport=$(awk '$1 == "metrics" {print $2}' "$R/coordinator.ports")
 for i in "${!wargv[@]}"; do
   case ${wargv[$i]} in
-    --coordinator=*) dial=${wargv[$i]#--coordinator=}; wargv[$i]=--coordinator=127.0.0.1:$gport ;;
-    --metrics-listen=*) wargv[$i]=--metrics-listen=127.0.0.1:0 ;;
+    --coordinator=*) dial=${wargv[$i]#--coordinator=}; wargv[i]=--coordinator=127.0.0.1:$gport ;;
+    --metrics-listen=*) wargv[i]=--metrics-listen=127.0.0.1:0 ;;
   esac
 done
 wargv[0]="$BIN/vsdm-worker"
@@ -216,7 +217,7 @@ wargv[0]="$BIN/vsdm-worker"
 "${wargv[@]}" --tls-server-name="${dial%:*}" --port-file="$R/worker.ports" > "$R/worker.log" 2>&1 &
 wpid=$!
 on_exit "kill $wpid; wait $wpid"
-wait_for 20 grep -q ': registered' "$R/worker.log" ||
+wait_for 20 grep -qs ': registered' "$R/worker.log" ||
   die "the agent did not register with the rendered flags: $(cat "$R/worker.log") / $(tail -5 "$R/coordinator.log")"
 wmport=$(awk '$1 == "metrics" {print $2}' "$R/worker.ports")
 listed=$("$BIN/vsdmctl" --coordinator "127.0.0.1:$gport" --tls-ca "$K/secrets/files/ca.crt" \
@@ -233,4 +234,4 @@ done
 log "binaries: the coordinator took the rendered flags (TLS, tokens, data dir, store ports) and" \
   "the agent ${wargv[2]#--id=} registered over TLS as ${dial%:*}; /metrics answers 200 ($(grep -c '^vsdm_' "$R/metrics.$cmport") and" \
   "$(grep -c '^vsdm_' "$R/metrics.$wmport") vsdm_ samples) in $((SECONDS - t2)) s"
-log "PASS: $total objects in 3 renders, $ncase breaks caught, $((SECONDS - t0)) s after the npm check"
+log "PASS: $total objects in ${#overlays[@]} renders, $ncase breaks caught, $((SECONDS - t0)) s after the npm check"
