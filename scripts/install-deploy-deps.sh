@@ -10,7 +10,7 @@ PKGS=(
   docker.io docker-compose containerd runc tini debootstrap
   slurm-wlm slurmctld slurmd slurm-client munge
   iproute2 iptables nftables iputils-ping util-linux
-  nodejs npm
+  openssl curl nodejs npm
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
