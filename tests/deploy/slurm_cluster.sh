@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # Sourced by slurm_test.sh (after lib.sh): a real Slurm 22.05 cluster on this one host, in a temp
 # dir: munged, slurmctld and three slurmd "nodes" n1..n3 (every NodeAddr 127.0.0.1, each on its
-# own port, NodeHostname = this host's short name, 1 CPU each), all stopped by on_exit.
+# own port, NodeHostname = this host's short name, 1 CPU and 2 "GPUs" each), all stopped by on_exit.
+# The GPUs are gres/gpu over two character devices made here (like /dev/null): enough for Slurm
+# to allocate them and set SLURM_GPUS_ON_NODE and CUDA_VISIBLE_DEVICES in a step, nothing more.
 #   slurm_cluster_up DIR      starts it; exports SLURM_CONF; sets SLURM_DIR and SLURM_PORTS (for logs)
 #   slurm_job_state JOB       JobState of a job (kept MinJobAge = 300 s after it ends)
 
@@ -25,7 +27,10 @@ slurm_cluster_up() {
   SLURM_DIR=$1
   local d=$SLURM_DIR host p n
   host=$(hostname -s)
-  mkdir -p "$d/munge/sock" "$d/munge/run" "$d/state" "$d/log" "$d/run"
+  mkdir -p "$d/munge/sock" "$d/munge/run" "$d/state" "$d/log" "$d/run" "$d/dev"
+  mknod "$d/dev/gpu0" c 1 3 || die "mknod of a fake GPU device failed"
+  mknod "$d/dev/gpu1" c 1 3 || die "mknod of a fake GPU device failed"
+  echo "NodeName=n[1-3] Name=gpu File=$d/dev/gpu[0-1]" > "$d/gres.conf"
   chmod a+x "$(dirname "$d")"  # munged (user munge) must reach its files
   chmod 755 "$d" "$d/munge" "$d/munge/sock"
   # munge: a key of its own, its socket here (not the system one), run as the munge user.
@@ -66,10 +71,11 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 ReturnToService=2
+GresTypes=gpu
 # The defaults, written out: the test relies on the agents stopping well within KillWait.
 KillWait=30
 MinJobAge=300
-NodeName=n[1-3] NodeHostname=$host NodeAddr=127.0.0.1 Port=[$((p + 1))-$((p + 3))] CPUs=1 State=UNKNOWN
+NodeName=n[1-3] NodeHostname=$host NodeAddr=127.0.0.1 Port=[$((p + 1))-$((p + 3))] CPUs=1 Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=n[1-3] Default=YES MaxTime=INFINITE State=UP
 EOF
   export SLURM_CONF=$d/slurm.conf

@@ -7,10 +7,12 @@
 #     KillWait = 30 s, so the agents' own SIGTERM handling did it, not Slurm's SIGKILL) no
 #     vsdm-worker or vsdm-train of the allocation is left, the Slurm job is CANCELLED, and the vsdm
 #     job is back to QUEUED (requeued after the lease), not FAILED;
-#  3. `sbatch` again: the job resumes (attempt 2, from the checkpoint in n1's work dir) and
-#     ends SUCCEEDED; scancel that allocation too;
-#  4. --start-coordinator: the launcher runs vsdm-coordinator on the first node; a small job ends
-#     SUCCEEDED; `scancel -b -s TERM` (what --signal=B:TERM@120 sends before the time limit)
+#  3. the job wiped from every node's work dir (a later allocation may get other nodes), `sbatch`
+#     again: rank 0's agent fetches the checkpoint from the coordinator, the job resumes from it in
+#     attempt 2 and ends SUCCEEDED; scancel that allocation too;
+#  4. --start-coordinator and --gpus-per-node=2 (gres/gpu on fake devices): the launcher runs
+#     vsdm-coordinator on the first node, the agents offer 2 slots and 2 devices each (the node's
+#     GPUs, not its CPU), a small CPU job ends SUCCEEDED; `scancel -b -s TERM` (what --signal=B:TERM@120 sends before the time limit)
 #     stops agents and coordinator through the batch shell's trap; the job ends COMPLETED and
 #     nothing of it is left.
 # Munge, not auth/none: it is what a real cluster runs, and starting it costs well under a second.
@@ -20,6 +22,8 @@ BIN=$(cd "$1" && pwd -P)
 SRC=$(cd "$2" && pwd -P)
 source "$SRC/tests/deploy/lib.sh"
 source "$SRC/tests/deploy/slurm_cluster.sh"
+trap 'exit 143' TERM  # a killed test still runs its cleanups (lib.sh's EXIT trap)
+trap 'exit 130' INT
 LAUNCHER=$SRC/deploy/slurm/vsdm-agents.sbatch
 PY=/usr/bin/python3
 
@@ -73,6 +77,13 @@ alive_workers() {
 import json, sys
 print(" ".join(sorted(w["worker_id"] for w in json.load(sys.stdin).get("workers", []) if w.get("state") == "alive")))'
 }
+# capacity ADDR: "id:slots:devices" of the alive workers, sorted.
+capacity() {
+  "$BIN/vsdmctl" --coordinator "$1" --token-file "$W/auth/admin.token" workers -o json 2> /dev/null | $PY -c '
+import json, sys
+ws = [w for w in json.load(sys.stdin).get("workers", []) if w.get("state") == "alive"]
+print(" ".join(sorted("%s:%d:%d" % (w["worker_id"], w["resources"].get("slots", 0), w["resources"].get("devices", 0)) for w in ws)))'
+}
 three_workers() { [ "$(alive_workers "$1")" = "n1 n2 n3" ]; }
 # ours: pids of this test's agents and ranks, by the binaries' path and the test's work root.
 ours() { pgrep -f -- "^$BIN/vsdm-(worker|train) .*$W/nodes" || true; }
@@ -95,11 +106,15 @@ show_logs() {  # on failure: what the allocation said
 }
 fail() { show_logs >&2; die "$@"; }
 
-# sbatch_agents NAME ARGS...: submits the launcher for 3 nodes; prints the Slurm job id.
+# sbatch_agents NAME [SBATCH_OPTS...] -- LAUNCHER_ARGS...: submits the launcher for 3 nodes;
+# prints the Slurm job id.
 sbatch_agents() {
-  local name=$1; shift
+  local name=$1 opts=()
+  shift
+  while [ "$1" != -- ]; do opts+=("$1"); shift; done
+  shift
   VSDM_BIN=$BIN VSDM_TOKEN_FILE=$W/auth/worker.token VSDM_WORK_ROOT=$W/nodes VSDM_AGENT_METRICS=127.0.0.1:0 \
-    sbatch --parsable -N 3 -J "vsdm-$name" -o "$W/alloc-$name-%j.out" "$LAUNCHER" "$@"
+    sbatch --parsable -N 3 -J "vsdm-$name" -o "$W/alloc-$name-%j.out" "${opts[@]}" "$LAUNCHER" "$@"
 }
 # The spiral example, cut to seconds of compute (this test is about the launcher, not quality):
 # 20 steps of 256 points a round, 100 trajectories per A update, 1000 samples, a checkpoint
@@ -111,11 +126,13 @@ spiral() {  # spiral ROUNDS: sets SP, the submit arguments
 
 # ---------------------------------------------------------------- 1. sbatch -> SUCCEEDED
 t1=$SECONDS
-alloc1=$(sbatch_agents a --coordinator "$ADDR")
+alloc1=$(sbatch_agents a -- --coordinator "$ADDR")
 log "sbatch -N 3: Slurm job $alloc1"
 wait_for 60 three_workers "$ADDR" || fail "3 workers did not register: '$(alive_workers "$ADDR")'"
 t_reg=$((SECONDS - t1))
-log "workers $(alive_workers "$ADDR") registered $t_reg s after sbatch"
+caps=$(capacity "$ADDR")
+[ "$caps" = "n1:1:0 n2:1:0 n3:1:0" ] || fail "want 1 slot (the node's CPU) and no device each, got $caps"
+log "workers registered $t_reg s after sbatch (id:slots:devices): $caps"
 t_job1=$SECONDS
 spiral 8
 job1=$(ctl submit "${SP[@]}" | awk '{print $1}')
@@ -134,7 +151,7 @@ job2=$(ctl submit "${SP[@]}" | awk '{print $1}')
 wait_for 180 running_from "$ADDR" "$job2" 3 || fail "$job2 never reached round 3: $(field "$ADDR" "$job2")"
 before=$(ours | wc -l)
 [ "$before" = 6 ] || fail "want 3 agents + 3 ranks of the allocation before scancel, found $before: $(show_ours)"
-ls "$W"/nodes/n1/jobs/"$job2"/checkpoint/* > /dev/null 2>&1 || fail "no checkpoint of $job2 in n1's work dir"
+ls "$W"/nodes/n1/jobs/"$job2"/checkpoint/ckpt-* > /dev/null 2>&1 || fail "no checkpoint of $job2 in n1's work dir"
 read -r _ r2 _ < <(field "$ADDR" "$job2")
 t_cancel=$SECONDS
 scancel "$alloc1"
@@ -155,8 +172,11 @@ log "scancel at round $r2: $before processes gone in $t_gone s (KillWait 30 s), 
   "$job2 QUEUED after $t_requeue s: $(ctl get "$job2" -o json | $PY -c 'import json,sys; print(json.load(sys.stdin).get("pending_reason",""))')"
 
 # ---------------------------------------------------------------- 3. sbatch again -> resumes
+# The next allocation may get other nodes, whose disks never saw the job: wipe the job from every
+# node's work dir, so rank 0's agent has to fetch the checkpoint the coordinator carried.
+rm -rf "$W"/nodes/n[123]/jobs/"$job2"
 t3=$SECONDS
-alloc2=$(sbatch_agents b --coordinator "$ADDR")
+alloc2=$(sbatch_agents b -- --coordinator "$ADDR")
 wait_for 60 three_workers "$ADDR" || fail "3 workers did not register again: '$(alive_workers "$ADDR")'"
 s=$(watch_to_end "$ADDR" "$job2" 240)
 read -r s _ a < <(field "$ADDR" "$job2")
@@ -166,9 +186,11 @@ if [ "$s" != JOB_STATE_SUCCEEDED ] || [ "$a" != 2 ]; then
 fi
 ctl artifacts "$job2" --out "$W/out2" > /dev/null
 resumed=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["resumed_from_round"])' "$W/out2/metrics.json")
-[ "$resumed" -ge 2 ] || fail "$job2 resumed from round $resumed, want >= 2 (the checkpoint in n1's dir)"
-log "allocation $alloc2: $job2 resumed from round $resumed and SUCCEEDED in attempt 2 ($((SECONDS - t3)) s);" \
-  "rank 0's agent: $(grep -h -m1 -o 'n[0-9]: .*checkpoint.*' "$W"/alloc-b-"$alloc2".out || echo 'used the checkpoint in its work dir')"
+[ "$resumed" -ge 2 ] || fail "$job2 resumed from round $resumed, want >= 2 (a checkpoint every 2 rounds)"
+fetched=$(grep -h -m1 -o 'vsdm-worker n[0-9]: fetched the checkpoint.*' "$W"/alloc-b-"$alloc2".out || true)
+[ -n "$fetched" ] || fail "rank 0's agent did not fetch the checkpoint from the coordinator"
+log "allocation $alloc2 (node work dirs wiped): $job2 resumed from round $resumed and SUCCEEDED in attempt 2" \
+  "($((SECONDS - t3)) s); $fetched"
 scancel "$alloc2"
 wait_for 15 nothing_left || fail "allocation $alloc2 left: $(show_ours)"
 wait_for 30 job_ended "$alloc2" || fail "Slurm job $alloc2 did not end"
@@ -176,11 +198,13 @@ wait_for 30 job_ended "$alloc2" || fail "Slurm job $alloc2 did not end"
 # ---------------------------------------------------------------- 4. --start-coordinator
 t4=$SECONDS
 alloc3=$(VSDM_AUTH_TOKENS=$W/auth/tokens VSDM_COORDINATOR_ARGS="--metrics-listen 127.0.0.1:0 --lease-seconds 6 --store-port-range $sp-$((sp + 15))" \
-  sbatch_agents c --start-coordinator --port 0 --data-dir "$W/coord-in-slurm" --address-file "$W/coord-in-slurm.addr")
+  sbatch_agents c --gpus-per-node=2 -- --start-coordinator --port 0 --data-dir "$W/coord-in-slurm" --address-file "$W/coord-in-slurm.addr")
 wait_for 60 test -s "$W/coord-in-slurm.addr" || fail "the started coordinator did not report its address"
 ADDR3=$(cat "$W/coord-in-slurm.addr")
 [ -n "$(ours_coordinator)" ] || fail "no vsdm-coordinator of allocation $alloc3 running"
 wait_for 60 three_workers "$ADDR3" || fail "3 workers did not register with $ADDR3: '$(alive_workers "$ADDR3")'"
+caps=$(capacity "$ADDR3")
+[ "$caps" = "n1:2:2 n2:2:2 n3:2:2" ] || fail "with --gpus-per-node=2: want 2 slots and 2 devices each, got $caps"
 spiral 2
 job3=$("$BIN/vsdmctl" --coordinator "$ADDR3" --token-file "$W/auth/admin.token" submit "${SP[@]}" | awk '{print $1}')
 s=$(watch_to_end "$ADDR3" "$job3" 120)
@@ -191,7 +215,10 @@ wait_for 30 nothing_left || fail "left after scancel -b -s TERM: $(show_ours)"
 t_stop=$((SECONDS - t_stop))
 wait_for 30 job_ended "$alloc3" || fail "Slurm job $alloc3 did not end"
 [ "$(slurm_job_state "$alloc3")" = COMPLETED ] || fail "Slurm job $alloc3 ended $(slurm_job_state "$alloc3"), want COMPLETED"
-grep -q "coordinator stopped" "$W"/alloc-c-"$alloc3".out || fail "the batch shell did not stop its coordinator"
-log "--start-coordinator at $ADDR3: $job3 SUCCEEDED; scancel -b -s TERM: agents and coordinator gone in $t_stop s," \
+out=$W/alloc-c-$alloc3.out
+grep -q "coordinator stopped" "$out" || fail "the batch shell did not stop its coordinator"
+n=$(grep -c "vsdm-worker n[123]: stopping" "$out" || true)
+[ "$n" = 3 ] || fail "want the 3 agents stopped by the SIGTERM the trap sent to the step, found $n"
+log "--start-coordinator at $ADDR3, --gpus-per-node=2 (workers $caps): $job3 SUCCEEDED; scancel -b -s TERM: agents and coordinator gone in $t_stop s," \
   "Slurm job COMPLETED ($((SECONDS - t4)) s)"
 log "ok: $((SECONDS - t_start)) s wall in all"
