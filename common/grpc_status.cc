@@ -11,7 +11,9 @@ grpc::Status ToGrpcStatus(const absl::Status& s) {
 
 absl::Status FromGrpcStatus(const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  const auto code = static_cast<absl::StatusCode>(s.error_code());
+  // A status with no message (UNIMPLEMENTED from a server without the service) still says what.
+  return absl::Status(code, s.error_message().empty() ? absl::StatusCodeToString(code) : s.error_message());
 }
 
 }  // namespace vsdm

@@ -4,7 +4,10 @@
 #   2. scripts/fuzz.sh 20: the libFuzzer targets of fuzz/ (clang, ASan + UBSan), 20 s each
 #   3. scripts/check-build.sh: the LibTorch-free build with clang -Wthread-safety -Werror and
 #      VSDM_BUILD_TRAINING=OFF (no Torch in its configure, none in ldd), its unit tests
-#   4. the integration tests (`ctest -LE unit`: real processes, clusters, Prometheus)
+#   4. the integration tests (`ctest -LE 'unit|deploy'`: real processes, clusters, Prometheus)
+#   5. the deployment tests (`ctest -L deploy`, tests/deploy/): Kubernetes manifests rendered and
+#      validated offline, container images and compose on a real Docker engine, a real Slurm,
+#      and a multi-host cluster in network namespaces (installs scripts/install-deploy-deps.sh)
 # Exit 0 only if all pass. Extra arguments go to both ctest calls (e.g. -R regex).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +28,12 @@ lane "fuzzing (scripts/fuzz.sh 20: 7 libFuzzer targets, 20 s each)"
 bash scripts/fuzz.sh 20
 lane "LibTorch-free clang build with -Wthread-safety -Werror"
 bash scripts/check-build.sh
-lane "integration tests (ctest -LE unit)"
-(cd build && ctest --output-on-failure --timeout 1800 -LE unit "$@")
+lane "integration tests (ctest -LE 'unit|deploy')"
+(cd build && ctest --output-on-failure --timeout 1800 -LE 'unit|deploy' "$@")
+# What the deploy lane adds (measured on the 2-core machine; see README "Deploy"): the k8s
+# manifests ~20 s, the multi-host namespaces test ~3-5 min, Slurm and the Docker images + compose
+# run a few minutes each; each test has its own ctest timeout as its budget.
+lane "deployment tests (ctest -L deploy)"
+bash scripts/install-deploy-deps.sh
+(cd build && ctest --output-on-failure --timeout 1800 -L deploy "$@")
 

@@ -1,6 +1,7 @@
 // vsdm-coordinator: the gRPC API for users and worker agents, the durable job store, the gang
 // scheduler and worker leases, and /metrics. Composition root: parses flags, builds objects,
 // wires them, runs the scheduling ticker until SIGINT/SIGTERM.
+#include <atomic>
 #include <csignal>
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "CLI/CLI.hpp"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -37,6 +39,7 @@ struct Options {
   std::string listen = "127.0.0.1:50051";         // gRPC address; port 0 = any free port (printed)
   std::string data_dir = "vsdm-data";             // the SQLite job store (vsdm.db) lives here
   std::string metrics_listen = "127.0.0.1:9464";  // Prometheus /metrics; "" = off; port 0 = any
+  std::string health_listen;  // --health-listen: plaintext gRPC health only ("" = off)
   std::string artifact_root;                      // jobs' artifacts; default <data-dir>/artifacts
   double lease_seconds = 15;                      // a worker without heartbeat for this long is lost
   double tick_seconds = 0.2;                      // scheduling pass / lease check period
@@ -109,6 +112,8 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* opt) {
   app.add_option("--listen", opt->listen, "gRPC listen address (host:port; port 0 = any)");
   app.add_option("--data-dir", opt->data_dir, "directory of the SQLite job store");
   app.add_option("--metrics-listen", opt->metrics_listen, "Prometheus /metrics address (\"\" = off)");
+  app.add_option("--health-listen", opt->health_listen,
+                 "a second, plaintext gRPC server with only grpc.health.v1 (for kubelet gRPC probes when --listen is TLS)");
   app.add_option("--artifact-root", opt->artifact_root, "jobs' artifact root (default <data-dir>/artifacts)");
   app.add_option("--lease-seconds", opt->lease_seconds, "worker lease")->check(CLI::Range(1.0, 3600.0));
   app.add_option("--tick-seconds", opt->tick_seconds, "scheduling period")->check(CLI::Range(0.01, 60.0));
@@ -247,6 +252,44 @@ std::unique_ptr<grpc::Server> StartGrpc(const Options& o, std::vector<grpc::Serv
   return server;
 }
 
+// The plaintext health-only server of --health-listen (the kubelet's gRPC probe cannot speak
+// TLS): its one service is grpc.health.v1.Health/Check (no Watch), so it tells nothing but
+// SERVING / NOT_SERVING. Exits the process when it cannot listen.
+class HealthOnlyServer {
+ public:
+  explicit HealthOnlyServer(const std::string& listen) {
+    grpc::EnableDefaultHealthCheckService(false);  // a global, read by the builder: ours instead
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 16);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    if (!server_ || port == 0) {
+      Fail("cannot listen on --health-listen " + listen);
+      std::exit(2);
+    }
+  }
+  // Probes fail from now on (called before the main server shuts down).
+  void NotServing() { service_.serving = false; }
+  ~HealthOnlyServer() { server_->Shutdown(std::chrono::system_clock::now()); }
+
+ private:
+  struct Service : grpc::health::v1::Health::CallbackService {
+    std::atomic<bool> serving{true};
+    grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* ctx, const grpc::health::v1::HealthCheckRequest*,
+                                    grpc::health::v1::HealthCheckResponse* resp) override {
+      resp->set_status(serving ? grpc::health::v1::HealthCheckResponse::SERVING
+                               : grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+      auto* reactor = ctx->DefaultReactor();
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+  };
+  Service service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
 // The start-up line (the tests and vsdmctl local up read "N jobs recovered"), the first metrics,
 // then the port file: a parent waiting on it finds the coordinator serving.
 void Announce(const Options& opt, JobManager& manager, CoordinatorMetrics& metrics, const vsdm::BoundPorts& ports) {
@@ -316,12 +359,15 @@ int main(int argc, char** argv) {
   std::string error;
   std::unique_ptr<grpc::Server> server = StartGrpc(opt, {&jobs, &workers}, &port, &error);
   if (!server) return Fail(error);
+  std::unique_ptr<HealthOnlyServer> health =
+      opt.health_listen.empty() ? nullptr : std::make_unique<HealthOnlyServer>(opt.health_listen);
   Announce(opt, manager, metrics, {port, endpoint->port});
   {
     Ticker ticker(manager, metrics, absl::Seconds(opt.tick_seconds));
     const int sig = WaitForStopSignal(stop_signals, **auth);
     std::cout << "vsdm-coordinator: signal " << sig << ", shutting down" << std::endl;
   }
+  if (health) health->NotServing();  // probes fail first
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   return 0;
 }

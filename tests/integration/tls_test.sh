@@ -69,6 +69,16 @@ expect_exit 3 "TLS with another CA" ctl --tls-ca rogue.pem --token-file admin.to
 expect_exit 2 "no token (UNAUTHENTICATED)" ctl --tls-ca ca.pem list
 grep -q "UNAUTHENTICATED\|credentials" out.txt || { cat out.txt; exit 1; }
 
+# --- --health-listen: a plaintext port with nothing but gRPC health (kubelet gRPC probes)
+hport=$(( 20000 + $$ % 20000 ))
+start_coordinator health --health-listen "127.0.0.1:$hport"
+expect_exit 0 "health on the plaintext --health-listen port" "$BIN/vsdmctl" --coordinator "127.0.0.1:$hport" health
+grep -q SERVING out.txt || { cat out.txt; exit 1; }
+expect_exit 2 "JobService is not on the --health-listen port (UNIMPLEMENTED)" \
+  "$BIN/vsdmctl" --coordinator "127.0.0.1:$hport" --token-file admin.token list
+grep -q "UNIMPLEMENTED" out.txt || { cat out.txt; exit 1; }
+expect_exit 0 "health over TLS on the main port" ctl --tls-ca ca.pem health
+
 # --- mTLS for workers: worker-1 with its certificate registers; without one, or with the rogue
 # CA's, it does not.
 start_coordinator mtls --tls-client-ca ca.pem

@@ -1,5 +1,6 @@
 #include "worker/agent/agent.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -82,6 +83,14 @@ std::vector<v1::RunningRank> Agent::Running() const {
   return out;
 }
 
+int Agent::PickDevice() const {
+  if (options_.devices <= 0) return -1;
+  std::vector<int> held(static_cast<size_t>(options_.devices), 0);
+  for (const auto& [id, rank] : ranks_)
+    if (rank.device >= 0 && rank.device < options_.devices) ++held[static_cast<size_t>(rank.device)];
+  return static_cast<int>(std::min_element(held.begin(), held.end()) - held.begin());
+}
+
 std::vector<std::string> Agent::TrainArgv(const v1::Assignment& a, const std::string& spec_path,
                                           const std::string& out_dir) const {
   train_protocol::TrainArgs t;
@@ -141,6 +150,13 @@ void Agent::Start(const v1::Assignment& a) {
   if (a.rank() == 0) r.uploaded_round = FetchCheckpoint(r);  // Note [Checkpoints through the coordinator]
   ChildOptions child_options;
   child_options.log_path = r.log_path;
+  // One GPU a rank: the rank sees only its own device (a global rank % device count would put
+  // two ranks of a node on one GPU when a gang spans nodes).
+  r.device = PickDevice();
+  if (r.device >= 0)
+    child_options.env["CUDA_VISIBLE_DEVICES"] =
+        static_cast<size_t>(r.device) < options_.visible_devices.size() ? options_.visible_devices[r.device]
+                                                                         : absl::StrCat(r.device);
   if (!a.rendezvous_secret().empty()) child_options.env[train_protocol::kRendezvousSecretEnv] = a.rendezvous_secret();
   child_options.max_open_files = options_.rank_max_open_files;
   child_options.max_address_space_bytes = options_.rank_max_address_space_bytes;

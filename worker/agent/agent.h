@@ -22,6 +22,9 @@ struct AgentOptions {
   std::string worker_id;  // stable id of this agent
   int slots = 1;          // ranks it runs at once
   int devices = 0;        // GPUs
+  // The GPU ids behind device index 0..devices-1 (the agent's own CUDA_VISIBLE_DEVICES entries;
+  // empty = "0".."devices-1"). Each rank gets one in its CUDA_VISIBLE_DEVICES.
+  std::vector<std::string> visible_devices;
   int64_t memory_bytes = 0;
   std::string host = "127.0.0.1";  // address other ranks reach this one at (rank 0's store)
   std::string work_dir;            // jobs/<job_id>/ out dirs (share it between agents for cross-agent resume)
@@ -56,7 +59,11 @@ class Agent {
     bool aborted = false;
     std::string last_progress;
     int64_t uploaded_round = 0;  // rank 0: the newest checkpoint round the coordinator has from us
+    int device = -1;             // the local GPU index it was given (-1: none)
   };
+  // A free local GPU index for a new rank (the lowest one no running rank holds; when all are
+  // held, shared round-robin), or -1 when the agent offers none.
+  int PickDevice() const;
   // Starts one assigned rank, or reports it failed: an assignment whose job id, attempt, rank,
   // store address or secret is refused (Note [What the agent takes from an assignment]) creates
   // nothing and is reported as bad input.

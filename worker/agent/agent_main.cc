@@ -10,6 +10,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/metrics_exposer.h"
@@ -132,6 +133,8 @@ int main(int argc, char** argv) {
   ao.worker_id = opt.id;
   ao.slots = opt.slots;
   ao.devices = opt.devices;
+  if (const char* cvd = std::getenv("CUDA_VISIBLE_DEVICES"); cvd && *cvd)
+    ao.visible_devices = absl::StrSplit(cvd, ',', absl::SkipEmpty());
   ao.host = opt.host;
   ao.work_dir = std::filesystem::absolute(opt.work_dir).string();
   ao.train_bin = opt.train_bin;

@@ -572,6 +572,33 @@ TEST_F(AgentTest, RankZerosAgentUploadsEachNewCheckpointOnceUnderCheckpointDir) 
   EXPECT_EQ(client_.uploads[3].data(), "thirty");
 }
 
+TEST_F(AgentTest, EachRankGetsItsOwnGpuFromTheAgentsListAndNoneWithoutDevices) {
+  options_.devices = 2;
+  options_.visible_devices = {"4", "7"};
+  Agent agent(options_, client_, processes_);
+  Assign({MakeAssignment(0), MakeAssignment(1)});
+  agent.Step();
+  ASSERT_EQ(processes_.started.size(), 2u);
+  EXPECT_EQ(processes_.started[0].second.env.at("CUDA_VISIBLE_DEVICES"), "4");
+  EXPECT_EQ(processes_.started[1].second.env.at("CUDA_VISIBLE_DEVICES"), "7");
+  // Rank 1 exits: its GPU is the free one for the next rank.
+  processes_.exits.push_back({2, 1, 0, "failed"});
+  agent.Step();
+  Assign({MakeAssignment(2)});
+  agent.Step();
+  ASSERT_EQ(processes_.started.size(), 3u);
+  EXPECT_EQ(processes_.started[2].second.env.at("CUDA_VISIBLE_DEVICES"), "7");
+
+  AgentOptions cpu = options_;
+  cpu.devices = 0;
+  FakeProcessSupervisor cpu_processes;
+  Agent cpu_agent(cpu, client_, cpu_processes);
+  Assign({MakeAssignment(1, "job-1/3")});
+  cpu_agent.Step();
+  ASSERT_EQ(cpu_processes.started.size(), 1u);
+  EXPECT_EQ(cpu_processes.started[0].second.env.count("CUDA_VISIBLE_DEVICES"), 0u);
+}
+
 TEST(PosixProcessSupervisorTest, EscalatesToSigkillWhenTheGraceHasPassedOnItsClock) {
   FakeClock clock;
   PosixProcessSupervisor sup(clock);
