@@ -12,25 +12,11 @@ PKGS=(
   iproute2 iptables nftables iputils-ping util-linux
   openssl curl nodejs npm
 )
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-missing=()
-for p in "${PKGS[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
 # node and npm may come from outside apt (this machine has /usr/bin/node v20); keep those.
-if command -v node >/dev/null && command -v npm >/dev/null; then
-  filtered=()
-  for p in "${missing[@]}"; do [[ $p == nodejs || $p == npm ]] || filtered+=("$p"); done
-  missing=("${filtered[@]}")
-fi
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "install-deploy-deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
-  echo "install-deploy-deps: all ${#PKGS[@]} packages present"
-fi
+pkgs=()
+for p in "${PKGS[@]}"; do
+  if [[ $p == nodejs || $p == npm ]] && command -v node > /dev/null && command -v npm > /dev/null; then continue; fi
+  pkgs+=("$p")
+done
+source scripts/apt-ensure.sh
+apt_ensure install-deploy-deps "${pkgs[@]}"
