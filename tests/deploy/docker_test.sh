@@ -36,11 +36,13 @@ work=$(mktemp -d /tmp/vsdm-docker.XXXXXX)
 on_exit "rm -rf '$work'"
 stop_dockerd() {
   local pid
-  pid=$(cat "$work/dockerd.pid" 2> /dev/null) || return 0
-  kill "$pid" 2> /dev/null || return 0
-  for _ in $(seq 60); do kill -0 "$pid" 2> /dev/null || break; sleep 0.5; done
-  kill -9 "$pid" 2> /dev/null || true
-  # mounts a killed daemon may leave (overlay layers, netns, shm), deepest first
+  pid=$(cat "$work/dockerd.pid" 2> /dev/null || true)
+  if [ -n "$pid" ] && kill "$pid" 2> /dev/null; then
+    for _ in $(seq 60); do kill -0 "$pid" 2> /dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2> /dev/null || true
+  fi
+  # mounts the daemon leaves when it dies or fails to start (its data root is a bind mount of
+  # itself; overlay layers, netns, shm), deepest first; always, or rm -rf cannot remove them
   awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l 2> /dev/null || true
 }
 t=$SECONDS
