@@ -12,7 +12,8 @@
 #  4. the real binaries run with the command lines and Secret files of the rendered cpu overlay
 #     (paths under a temp root, loopback ports): the coordinator starts with TLS and tokens, the
 #     agent registers over TLS verifying the name it dials (vsdm-coordinator), vsdmctl lists it,
-#     and the probes' /metrics paths answer.
+#     the probes' port (--health-listen) answers grpc.health.v1 SERVING in plaintext while the
+#     API port speaks TLS only, and /metrics answers.
 # Usage: tests/deploy/k8s_test.sh BIN_DIR SOURCE_DIR      (ctest: deploy_k8s_manifests)
 set -euo pipefail
 BIN=$(cd "${1:?BIN_DIR}" && pwd)
@@ -86,7 +87,11 @@ cp "$tmp/valid/cpu.out" "$tmp/cpu.out"
 grep '  prometheus: \|  note: ' "$tmp/cpu.out" | sed 's/^/    /'
 grep -q 'nvidia.com/gpu' "$tmp/cpu.yaml" && die "the cpu render mentions nvidia.com/gpu"
 grep -q 'nvidia.com/gpu: 1' "$tmp/gpu.yaml" || die "the gpu render has no nvidia.com/gpu: 1"
-grep -q 'grpc:' "$tmp/cpu-plaintext.yaml" || die "the plaintext render has no native gRPC probe"
+for o in cpu cpu-plaintext; do
+  [ "$(grep -A1 -E '^ +grpc:$' "$tmp/$o.yaml" | grep -cE '^ +port: 50052$')" = 3 ] &&
+    grep -q -- '--health-listen=0.0.0.0:50052' "$tmp/$o.yaml" || die "the $o render has no native gRPC probes on --health-listen 50052"
+done
+grep -q -- '--tls-cert' "$tmp/cpu-plaintext.yaml" && die "the plaintext render still has --tls-cert"
 [ "$(grep -c '^kind: Secret' "$tmp/cpu-plaintext.yaml")" = 2 ] || die "the plaintext render should have 2 Secrets (no vsdm-tls)"
 grep -q 'claimName: vsdm-work' "$tmp/gpu-shared-work-dir.yaml" || die "the shared-work-dir render does not mount the claim"
 log "${#overlays[@]} overlays rendered and validated ($total objects) in $((SECONDS - t0)) s"
@@ -98,6 +103,9 @@ wants=()       # NAME=TEXT that its output must contain
 caught() {  # caught NAME RENDERED EXPECT_TEXT cpu|gpu: the validator must report EXPECT_TEXT
   cases+=(--case "$1:$4:$2")
   wants+=("$1=$3")
+}
+also() {  # also NAME EXPECT_TEXT: a further line the validator must report for case NAME
+  wants+=("$1=$2")
 }
 broken() {  # broken NAME BASE_OVERLAY KIND OBJ EXPECT_TEXT JSON_PATCH_OPS...: patch BASE_OVERLAY
   local name=$1 base=$2 kind=$3 obj=$4 want=$5; shift 5
@@ -126,12 +134,26 @@ broken selector-matches-nothing cpu Service vsdm-coordinator \
 broken missing-secret cpu DaemonSet vsdm-worker \
   'DaemonSet/vsdm-worker spec.template.spec.volumes[1](worker-token).secret.secretName: Secret "vsdm-worker-tokn" is not rendered' \
   '{op: replace, path: /spec/template/spec/volumes/1/secret/secretName, value: vsdm-worker-tokn}'
-broken probe-port cpu StatefulSet vsdm-coordinator \
-  'StatefulSet/vsdm-coordinator spec.template.spec.containers[0](coordinator).livenessProbe.httpGet.port: 9999 is not a containerPort' \
+broken probe-port cpu DaemonSet vsdm-worker \
+  'DaemonSet/vsdm-worker spec.template.spec.containers[0](worker).livenessProbe.httpGet.port: 9999 is not a containerPort' \
   '{op: replace, path: /spec/template/spec/containers/0/livenessProbe/httpGet/port, value: 9999}'
 broken grpc-probe-on-tls cpu StatefulSet vsdm-coordinator \
   'StatefulSet/vsdm-coordinator spec.template.spec.containers[0](coordinator).readinessProbe.grpc: port 50051 speaks TLS' \
   '{op: replace, path: /spec/template/spec/containers/0/readinessProbe, value: {grpc: {port: 50051}}}'
+broken grpc-probe-not-health-port cpu StatefulSet vsdm-coordinator \
+  'StatefulSet/vsdm-coordinator spec.template.spec.containers[0](coordinator).startupProbe.grpc.port: 50053 is not the --health-listen port 50052' \
+  '{op: replace, path: /spec/template/spec/containers/0/startupProbe/grpc/port, value: 50053}'
+also grpc-probe-not-health-port \
+  'StatefulSet/vsdm-coordinator spec.template.spec.containers[0](coordinator).startupProbe.grpc.port: 50053 is not a containerPort of coordinator'
+broken health-listen-moved cpu StatefulSet vsdm-coordinator \
+  'StatefulSet/vsdm-coordinator spec.template.spec.containers[0](coordinator).args(--health-listen): port 50053 is not a containerPort' \
+  '{op: test, path: /spec/template/spec/containers/0/args/4, value: "--health-listen=0.0.0.0:50052"}' \
+  '{op: replace, path: /spec/template/spec/containers/0/args/4, value: "--health-listen=0.0.0.0:50053"}'
+also health-listen-moved \
+  'StatefulSet/vsdm-coordinator spec.template.spec.containers[0](coordinator).livenessProbe.grpc.port: 50052 is not the --health-listen port 50053'
+broken health-port-open cpu NetworkPolicy vsdm-coordinator \
+  "NetworkPolicy/vsdm-coordinator spec.ingress[0]: opens StatefulSet/vsdm-coordinator's plaintext health port 50052 (--health-listen) to pods" \
+  '{op: add, path: /spec/ingress/0/ports/-, value: {protocol: TCP, port: 50052}}'
 broken not-scraped cpu DaemonSet vsdm-worker \
   'DaemonSet/vsdm-worker spec.template.metadata: deploy/prometheus/kubernetes.yml job vsdm: relabel_configs[1] keeps __meta_kubernetes_pod_annotation_prometheus_io_scrape =~ true, got "yes": not scraped' \
   '{op: replace, path: /spec/template/metadata/annotations/prometheus.io~1scrape, value: "yes"}'
@@ -165,12 +187,14 @@ caught tls-wrong-ca "$tmp/broken-tls.yaml" \
   "StatefulSet/vsdm-coordinator spec.template.spec.containers[0].args(--tls-cert): the certificate is not signed by the agents' --tls-ca" cpu
 "${VALIDATE[@]}" --out-dir "$tmp/broken" "${cases[@]}"
 ncase=0
+prev=""
 for w in "${wants[@]}"; do
   name=${w%%=*} want=${w#*=}
   out=$(cat "$tmp/broken/$name.out")
   [ "$(cat "$tmp/broken/$name.rc")" = 1 ] || die "break '$name' was not caught: $out"
   grep -qF -- "$want" <<< "$out" || die "break '$name': no line with '$want' in: $out"
-  ncase=$((ncase + 1))
+  [ "$name" = "$prev" ] || ncase=$((ncase + 1))
+  prev=$name
   echo "  [$name] $(grep -F -- "$want" <<< "$out" | head -1)"
 done
 # The patches that edit flags by index are guarded: move a flag in the base and they refuse.
@@ -179,7 +203,7 @@ sed -i 's|            - --tls-cert=/etc/vsdm/tls/tls.crt|            - --tls-cer
 if render "$K2/overlays/cpu-plaintext" "$tmp/broken-drift.yaml"; then
   die "break 'arg-drift': components/plaintext applied to a base whose args moved"
 fi
-grep -q 'testing value /spec/template/spec/containers/0/args/8 failed' "$tmp/broken-drift.yaml.err" ||
+grep -q 'testing value /spec/template/spec/containers/0/args/9 failed' "$tmp/broken-drift.yaml.err" ||
   die "break 'arg-drift': unexpected error: $(cat "$tmp/broken-drift.yaml.err")"
 ncase=$((ncase + 1))
 echo "  [arg-drift] kubectl kustomize: $(grep -o 'testing value [^:]* failed' "$tmp/broken-drift.yaml.err" | head -1)"
@@ -193,12 +217,17 @@ mapfile -t cargv < "$R/coordinator.argv"
 mapfile -t wargv < "$R/worker.argv"
 if [ "${cargv[0]}" != vsdm-coordinator ] || [ "${wargv[0]}" != vsdm-worker ]; then die "unexpected commands ${cargv[0]} ${wargv[0]}"; fi
 dial=""
+# --health-listen's port is not in the port file: take a free one.
+hport=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+hrendered=""
 for i in "${!cargv[@]}"; do
   case ${cargv[$i]} in
     --listen=*) cargv[i]=--listen=127.0.0.1:0 ;;
     --metrics-listen=*) cargv[i]=--metrics-listen=127.0.0.1:0 ;;
+    --health-listen=*) hrendered=${cargv[$i]#--health-listen=}; cargv[i]=--health-listen=127.0.0.1:$hport ;;
   esac
 done
+[ -n "$hrendered" ] || die "the rendered coordinator has no --health-listen"
 cargv[0]="$BIN/vsdm-coordinator"
 "${cargv[@]}" --port-file="$R/coordinator.ports" > "$R/coordinator.log" 2>&1 &
 cpid=$!
@@ -227,11 +256,25 @@ if "$BIN/vsdmctl" --coordinator "127.0.0.1:$gport" --tls-ca "$K/secrets/files/ca
   --tls-server-name "${dial%:*}" --token-file "$K2/secrets/files/worker-token" workers > /dev/null 2>&1; then
   die "a token missing from the tokens Secret was accepted"
 fi
+# The probes' port: plaintext grpc.health.v1, no token, nothing else; the API port: TLS only.
+health=$("$BIN/vsdmctl" --coordinator "127.0.0.1:$hport" health 2>&1) ||
+  die "vsdmctl health over plaintext on the --health-listen port (rendered $hrendered) failed: $health"
+[ "$health" = SERVING ] || die "vsdmctl health on the --health-listen port printed '$health', not SERVING"
+if out=$("$BIN/vsdmctl" --coordinator "127.0.0.1:$gport" health 2>&1); then
+  die "the API port answered a plaintext health check (it should speak TLS only): $out"
+fi
+tlshealth=$("$BIN/vsdmctl" --coordinator "127.0.0.1:$gport" --tls-ca "$K/secrets/files/ca.crt" --tls-server-name "${dial%:*}" health 2>&1) ||
+  die "vsdmctl health over TLS on the API port failed: $tlshealth"
+if out=$("$BIN/vsdmctl" --coordinator "127.0.0.1:$hport" --token-file "$K/secrets/files/admin-token" workers 2>&1); then
+  die "the --health-listen port served JobService: $out"
+fi
+grep -q UNIMPLEMENTED <<< "$out" || die "JobService on the --health-listen port: expected UNIMPLEMENTED, got: $out"
 for port in "$cmport" "$wmport"; do
   code=$(curl -s -o "$R/metrics.$port" -w '%{http_code}' "http://127.0.0.1:$port/metrics")
-  [ "$code" = 200 ] || die "GET /metrics on $port (the liveness probe's path) answered $code"
+  [ "$code" = 200 ] || die "GET /metrics on $port answered $code"
 done
-log "binaries: the coordinator took the rendered flags (TLS, tokens, data dir, store ports) and" \
-  "the agent ${wargv[2]#--id=} registered over TLS as ${dial%:*}; /metrics answers 200 ($(grep -c '^vsdm_' "$R/metrics.$cmport") and" \
+log "binaries: the coordinator took the rendered flags (TLS, tokens, data dir, store ports, health port) and" \
+  "the agent ${wargv[2]#--id=} registered over TLS as ${dial%:*}; --health-listen (rendered $hrendered) answers" \
+  "$health in plaintext, JobService there UNIMPLEMENTED, the API port TLS only ($tlshealth over TLS); /metrics answers 200 ($(grep -c '^vsdm_' "$R/metrics.$cmport") and" \
   "$(grep -c '^vsdm_' "$R/metrics.$wmport") vsdm_ samples) in $((SECONDS - t2)) s"
 log "PASS: $total objects in ${#overlays[@]} renders, $ncase breaks caught, $((SECONDS - t0)) s after the npm check"

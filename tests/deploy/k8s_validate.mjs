@@ -266,7 +266,7 @@ async function check(name, expect, file, materialize) {
   const SAFE_SYSCTLS = ["kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start", "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"];
   const FILE_FLAGS = ["--auth-tokens", "--tls-cert", "--tls-key", "--tls-client-ca", "--tls-ca", "--token-file"];
   const DIR_FLAGS = ["--data-dir", "--artifact-root", "--work-dir"];
-  const LISTEN_FLAGS = ["--listen", "--metrics-listen"];
+  const LISTEN_FLAGS = ["--listen", "--metrics-listen", "--health-listen"];
   for (const w of workloads) {
     const ps = w.spec.template.spec ?? {};
     const t = "spec.template.spec";
@@ -356,14 +356,24 @@ async function check(name, expect, file, materialize) {
         if (host.startsWith("127.") || host === "localhost" || host === "::1") error(w, `${at}.args(${f})`, `${addr} is loopback: no probe, peer or Prometheus reaches it`);
         if (!(c.ports ?? []).some((p) => p.containerPort === portOf(addr))) error(w, `${at}.args(${f})`, `port ${portOf(addr)} is not a containerPort`);
       }
-      // probes: their ports are ports the container declares
+      // probes: their ports are ports the container declares; a gRPC probe (the kubelet's is
+      // plaintext, grpc.health.v1) goes to --health-listen, or to --listen when that has no TLS.
+      const tls = !!flag(c, "--tls-cert"), listenPort = portOf(flag(c, "--listen")), healthPort = portOf(flag(c, "--health-listen"));
       for (const pr of ["startupProbe", "readinessProbe", "livenessProbe"]) {
         const probe = c[pr];
         if (!probe) { if (ci === containersOf(w).length - 1 && pr !== "startupProbe") error(w, `${at}.${pr}`, "none"); continue; }
         for (const h of ["grpc", "httpGet", "tcpSocket"]) {
           if (!probe[h]) continue;
           if (!(c.ports ?? []).some((p) => p.containerPort === probe[h].port || p.name === probe[h].port)) error(w, `${at}.${pr}.${h}.port`, `${probe[h].port} is not a containerPort of ${c.name}`);
-          if (h === "grpc" && flag(c, "--tls-cert") && portOf(flag(c, "--listen")) === probe.grpc.port) error(w, `${at}.${pr}.grpc`, `port ${probe.grpc.port} speaks TLS (--tls-cert) and the kubelet's gRPC probe only plaintext: it never succeeds`);
+          if (h !== "grpc") continue;
+          const port = probe.grpc.port;
+          if (tls && port === listenPort) error(w, `${at}.${pr}.grpc`, `port ${port} speaks TLS (--tls-cert) and the kubelet's gRPC probe only plaintext: it never succeeds`);
+          else if (port !== healthPort && (tls || port !== listenPort)) {
+            const hp = isNaN(healthPort) ? "(not set)" : healthPort;
+            error(w, `${at}.${pr}.grpc.port`, isNaN(listenPort) && isNaN(healthPort) ? `${port}: ${c.name} serves no gRPC (no --listen or --health-listen)`
+              : tls ? `${port} is not the --health-listen port ${hp}: no plaintext grpc.health.v1 answers there`
+              : `${port} is neither the --listen port ${listenPort} nor the --health-listen port ${hp}: no grpc.health.v1 answers there`);
+          }
         }
       }
     });
@@ -433,6 +443,19 @@ async function check(name, expect, file, materialize) {
       return peerOk && portOk;
     }));
   }
+  // The plaintext --health-listen port is the kubelet's (which comes from the node, not a pod):
+  // no ingress rule may open it to pods or to every source. ipBlock peers (the nodes) may.
+  for (const w of workloads) containersOf(w).forEach((c) => {
+    const hp = portOf(flag(c, "--health-listen"));
+    if (isNaN(hp)) return;
+    for (const np of policies.filter((np) => selects(np.spec?.podSelector, podLabels(w)) && (np.spec.policyTypes ?? ["Ingress"]).includes("Ingress"))) {
+      for (const [ri, rule] of (np.spec.ingress ?? []).entries()) {
+        const portOk = !rule.ports || rule.ports.some((p) => (p.protocol ?? "TCP") === "TCP" && (p.port === undefined || (p.endPort !== undefined ? hp >= p.port && hp <= p.endPort : p.port === hp || (typeof p.port === "string" && (c.ports ?? []).some((cp) => cp.name === p.port && cp.containerPort === hp)))));
+        const toPods = !rule.from || rule.from.some((pr) => pr.podSelector || pr.namespaceSelector);
+        if (portOk && toPods) error(np, `spec.ingress[${ri}]`, `opens ${where(w)}'s plaintext health port ${hp} (--health-listen) to ${rule.from ? "pods" : "every source"}: only the kubelet, on the node, needs it`);
+      }
+    }
+  });
   function path2(src, dst, port, why) {
     if (!admitted("egress", src, dst, port)) error(policies.find((np) => selects(np.spec.podSelector, podLabels(src))) ?? src, "spec.egress", `does not let ${where(src)} reach ${where(dst)} on TCP ${port} (${why})`);
     if (!admitted("ingress", dst, src, port)) error(policies.find((np) => selects(np.spec.podSelector, podLabels(dst))) ?? dst, "spec.ingress", `does not admit ${where(src)} into ${where(dst)} on TCP ${port} (${why})`);
