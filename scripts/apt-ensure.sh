@@ -13,8 +13,9 @@ apt_ensure() {
   if [ ${#missing[@]} -gt 0 ]; then
     echo "$name: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # wait for another apt (a parallel install) rather than fail on its lock
+    $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+    $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "$name: all $# packages present"
   fi

@@ -1,5 +1,7 @@
 #include "worker/train/job_setup.h"
 
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "core/epoch_sampler.h"
@@ -166,11 +168,14 @@ core::VariationalUpdater JobSetup::MakeUpdater() const {
   return core::VariationalUpdater(InitialParam(), variational_options, family->Objective(variational_options));
 }
 
+// $VSDM_DATA_DIR (an installed or containerised vsdm-train, whose source tree is elsewhere),
+// else the data/ of the source tree it was built from.
 core::ImageDataPaths DefaultImageDataPaths() {
   core::ImageDataPaths paths;
 #ifdef VSDM_DATA_DIR
   paths.data_dir = VSDM_DATA_DIR;
 #endif
+  if (const char* env = std::getenv("VSDM_DATA_DIR"); env && *env) paths.data_dir = env;
   return paths;
 }
 
