@@ -91,6 +91,16 @@ std::optional<std::pair<int64_t, std::string>> NewestCheckpointFile(const std::s
   return best;
 }
 
+void PruneCheckpointFiles(const std::string& dir, int keep) {
+  std::error_code ec;
+  std::vector<std::pair<int64_t, std::filesystem::path>> all;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (const auto round = CheckpointRound(e.path().filename().string()); round && e.is_regular_file(ec))
+      all.emplace_back(*round, e.path());
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = static_cast<size_t>(std::max(keep, 0)); i < all.size(); ++i) std::filesystem::remove(all[i].second, ec);
+}
+
 absl::Status CheckJobId(const std::string& id) {
   const auto word = [](char c) { return absl::ascii_isalnum(c) || c == '_'; };
   bool ok = !id.empty() && id.size() <= kMaxJobIdLength && word(id[0]);

@@ -55,6 +55,8 @@ std::string CheckpointFileName(int64_t round);
 std::optional<int64_t> CheckpointRound(const std::string& file_name);
 // The newest checkpoint file in `dir` by round: {round, path}; nullopt if none (or no dir).
 std::optional<std::pair<int64_t, std::string>> NewestCheckpointFile(const std::string& dir);
+// Deletes all checkpoint files of `dir` but the newest `keep` (other files are left alone).
+void PruneCheckpointFiles(const std::string& dir, int keep);
 
 // OK when `job_id` can name a directory under <work dir>/jobs/: 1 to kMaxJobIdLength characters
 // of [A-Za-z0-9._-], the first one a letter, digit or '_' (so never ".", "..", a hidden name or

@@ -4,13 +4,13 @@
 
 #include <cstring>
 #include <filesystem>
-#include <regex>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/train_protocol.h"
 
 namespace vsdm::core {
 namespace fs = std::filesystem;
@@ -202,17 +202,8 @@ absl::Status WriteCheckpointFile(const std::string& dir, int64_t round, const st
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("create ", dir, ": ", ec.message()));
-  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(dir) / absl::StrFormat("ckpt-%08d.pt", round)).string(), bytes));
-  // Keep the newest `keep`.
-  std::vector<std::pair<int64_t, fs::path>> all;
-  std::regex re("ckpt-(\\d+)\\.pt");
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    std::smatch m;
-    std::string name = e.path().filename().string();
-    if (std::regex_match(name, m, re)) all.emplace_back(std::stoll(m[1]), e.path());
-  }
-  std::sort(all.begin(), all.end());
-  for (size_t i = 0; i + keep < all.size(); ++i) fs::remove(all[i].second, ec);
+  VSDM_RETURN_IF_ERROR(AtomicWriteFile((fs::path(dir) / train_protocol::CheckpointFileName(round)).string(), bytes));
+  train_protocol::PruneCheckpointFiles(dir, keep);
   return absl::OkStatus();
 }
 
@@ -222,18 +213,7 @@ absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainSt
 }
 
 std::optional<std::pair<int64_t, std::string>> FindLatestCheckpoint(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return std::nullopt;
-  std::optional<std::pair<int64_t, std::string>> best;
-  std::regex re("ckpt-(\\d+)\\.pt");
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    std::smatch m;
-    std::string name = e.path().filename().string();
-    if (!std::regex_match(name, m, re)) continue;
-    int64_t r = std::stoll(m[1]);
-    if (!best || r > best->first) best = std::make_pair(r, e.path().string());
-  }
-  return best;
+  return train_protocol::NewestCheckpointFile(dir);
 }
 
 absl::StatusOr<int64_t> LoadCheckpointBytes(const std::string& bytes, const TrainStateRefs& s) {

@@ -11,10 +11,6 @@
 #include "fuzz/image_contract.h"
 
 namespace {
-const vsdm::fuzz::ScratchDir& Scratch() {
-  static const vsdm::fuzz::ScratchDir dir;
-  return dir;
-}
 vsdm::fuzz::CheckpointFuzzState& State() {
   static vsdm::fuzz::CheckpointFuzzState* state = new vsdm::fuzz::CheckpointFuzzState();  // never destroyed
   return *state;
@@ -28,9 +24,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string path = Scratch().Write("ckpt-00000001.pt", data, size);
+  const std::string path = vsdm::fuzz::Scratch().Write("ckpt-00000001.pt", data, size);
   absl::StatusOr<int64_t> round = vsdm::core::LoadCheckpoint(path, State().Refs());
   if (!round.ok()) vsdm::fuzz::Require(!round.status().message().empty(), "a refusal without a message");
-  Scratch().Remove("ckpt-00000001.pt");
+  vsdm::fuzz::Scratch().Remove("ckpt-00000001.pt");
   return 0;
 }

@@ -18,11 +18,6 @@
 #include "fuzz/image_contract.h"
 
 namespace {
-const vsdm::fuzz::ScratchDir& Scratch() {
-  static const vsdm::fuzz::ScratchDir dir;
-  return dir;
-}
-
 // Applies "key=value;..." to `o`. Integers are clamped to [-2, 64] (the loader's own range checks
 // are what is under test, not a loop over a billion origins).
 void ApplyOpts(absl::string_view line, vsdm::core::SeriesOptions* o) {
@@ -60,9 +55,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ApplyOpts(absl::string_view(text).substr(6, nl == std::string::npos ? std::string::npos : nl - 6), &options);
     text.erase(0, nl == std::string::npos ? text.size() : nl + 1);
   }
-  options.dataset = "series:" + Scratch().Write("in.csv", text);
+  options.dataset = "series:" + vsdm::fuzz::Scratch().Write("in.csv", text);
   absl::StatusOr<vsdm::core::SeriesData> s = vsdm::core::LoadSeriesData(options);
-  Scratch().Remove("in.csv");
+  vsdm::fuzz::Scratch().Remove("in.csv");
   if (!s.ok()) return 0;
   using vsdm::fuzz::Require;
   const int64_t steps = s->steps(), dim = s->dim();

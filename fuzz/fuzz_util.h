@@ -62,4 +62,10 @@ class ScratchDir {
   std::string path_;
 };
 
+// The fuzzer process's scratch folder (each target is its own binary, so one a process).
+inline const ScratchDir& Scratch() {
+  static const ScratchDir dir;
+  return dir;
+}
+
 }  // namespace vsdm::fuzz

@@ -10,22 +10,15 @@
 #include "fuzz/fuzz_util.h"
 #include "fuzz/image_contract.h"
 
-namespace {
-const vsdm::fuzz::ScratchDir& Scratch() {
-  static const vsdm::fuzz::ScratchDir dir;
-  return dir;
-}
-}  // namespace
-
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   vsdm::fuzz::InitTorchForFuzzing();
   // magic 0x00000801, n = 2, labels 3 and 7.
-  Scratch().Write("fuzz-labels-idx1-ubyte", std::string("\x00\x00\x08\x01\x00\x00\x00\x02\x03\x07", 10));
+  vsdm::fuzz::Scratch().Write("fuzz-labels-idx1-ubyte", std::string("\x00\x00\x08\x01\x00\x00\x00\x02\x03\x07", 10));
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string path = Scratch().Write("fuzz-images-idx3-ubyte", data, size);
+  const std::string path = vsdm::fuzz::Scratch().Write("fuzz-images-idx3-ubyte", data, size);
   absl::StatusOr<vsdm::core::ImageSet> set = vsdm::core::ReadImages(path);
   if (set.ok()) {
     vsdm::fuzz::CheckImageSet(*set);
@@ -35,6 +28,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (labels.ok()) {
     vsdm::fuzz::Require(labels->dim() == 1 && labels->scalar_type() == torch::kInt64, "labels are not [N] int64");
   }
-  Scratch().Remove("fuzz-images-idx3-ubyte");
+  vsdm::fuzz::Scratch().Remove("fuzz-images-idx3-ubyte");
   return 0;
 }

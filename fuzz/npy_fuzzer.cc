@@ -9,26 +9,19 @@
 #include "fuzz/fuzz_util.h"
 #include "fuzz/image_contract.h"
 
-namespace {
-const vsdm::fuzz::ScratchDir& Scratch() {
-  static const vsdm::fuzz::ScratchDir dir;
-  return dir;
-}
-}  // namespace
-
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   vsdm::fuzz::InitTorchForFuzzing();
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string path = Scratch().Write("in.npy", data, size);
+  const std::string path = vsdm::fuzz::Scratch().Write("in.npy", data, size);
   absl::StatusOr<torch::Tensor> array = vsdm::core::ReadNpy(path);
   if (array.ok()) {
     vsdm::fuzz::Require(array->scalar_type() == torch::kFloat32 || array->scalar_type() == torch::kFloat64,
                         "ReadNpy returned neither float32 nor float64");
     // What ReadNpy accepted, EncodeNpy must write back to an equal array.
-    const std::string again = Scratch().Write("again.npy", vsdm::core::EncodeNpy(*array));
+    const std::string again = vsdm::fuzz::Scratch().Write("again.npy", vsdm::core::EncodeNpy(*array));
     absl::StatusOr<torch::Tensor> reread = vsdm::core::ReadNpy(again);
     vsdm::fuzz::Require(reread.ok() && reread->sizes() == array->sizes() &&
                             torch::equal(reread->isnan(), array->isnan()) &&
@@ -37,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   absl::StatusOr<vsdm::core::ImageSet> set = vsdm::core::ReadImages(path);
   if (set.ok()) vsdm::fuzz::CheckImageSet(*set);
-  Scratch().Remove("in.npy");
-  Scratch().Remove("again.npy");
+  vsdm::fuzz::Scratch().Remove("in.npy");
+  vsdm::fuzz::Scratch().Remove("again.npy");
   return 0;
 }

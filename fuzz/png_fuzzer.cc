@@ -11,11 +11,6 @@
 #include "fuzz/image_contract.h"
 
 namespace {
-const vsdm::fuzz::ScratchDir& Scratch() {
-  static const vsdm::fuzz::ScratchDir dir;
-  return dir;
-}
-
 // Whether the IHDR at its fixed place (width at byte 16, height at 20) claims (2^24, 2^31 / 3] pixels.
 bool ClaimsAHugeImageWithinTheCap(const uint8_t* data, size_t size) {
   if (size < 24) return false;
@@ -34,12 +29,12 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (ClaimsAHugeImageWithinTheCap(data, size)) return 0;
-  Scratch().Write("png/in.png", data, size);
-  absl::StatusOr<vsdm::core::ImageSet> set = vsdm::core::ReadImages(Scratch().Path("png"));
+  vsdm::fuzz::Scratch().Write("png/in.png", data, size);
+  absl::StatusOr<vsdm::core::ImageSet> set = vsdm::core::ReadImages(vsdm::fuzz::Scratch().Path("png"));
   if (set.ok()) {
     vsdm::fuzz::CheckImageSet(*set);
     vsdm::fuzz::Require(set->size() == 1, "one PNG file read as more or fewer than one image");
   }
-  Scratch().Remove("png/in.png");
+  vsdm::fuzz::Scratch().Remove("png/in.png");
   return 0;
 }

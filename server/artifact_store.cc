@@ -93,19 +93,13 @@ void ArtifactStore::PruneCheckpoints(const std::string& job_id, int keep) const 
   if (!CheckPath(job_id, train_protocol::kCheckpointDir).ok()) return;
   const fs::path dir = fs::path(root_) / job_id / train_protocol::kCheckpointDir;
   std::error_code ec;
-  std::vector<std::pair<int64_t, fs::path>> complete;
+  // Called after an upload completed; one agent uploads at a time, so a .part is stale.
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string file = e.path().filename().string();
     absl::string_view name = file;
-    // Called after an upload completed; one agent uploads at a time, so a .part is stale.
-    if (absl::ConsumeSuffix(&name, ".part")) {
-      if (train_protocol::CheckpointRound(std::string(name))) fs::remove(e.path(), ec);
-    } else if (const auto r = train_protocol::CheckpointRound(file)) {
-      complete.emplace_back(*r, e.path());
-    }
+    if (absl::ConsumeSuffix(&name, ".part") && train_protocol::CheckpointRound(std::string(name))) fs::remove(e.path(), ec);
   }
-  std::sort(complete.begin(), complete.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  for (size_t i = static_cast<size_t>(std::max(keep, 0)); i < complete.size(); ++i) fs::remove(complete[i].second, ec);
+  train_protocol::PruneCheckpointFiles(dir.string(), keep);
 }
 
 }  // namespace vsdm::server
