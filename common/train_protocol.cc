@@ -176,6 +176,8 @@ std::string DescribeExit(int code) {
       return "bad input";
     case 3:
       return "peer lost";
+    case 75:
+      return "preempted";
     default:
       return absl::StrCat("exit ", code);
   }
@@ -195,6 +197,8 @@ std::vector<std::string> TrainArgs::ToArgv(const std::string& binary) const {
   if (!store.empty()) a.push_back("--store=" + store);
   if (!job_id.empty()) a.push_back("--job-id=" + job_id);
   if (attempt != d.attempt) a.insert(a.end(), {"--attempt", std::to_string(attempt)});
+  if (!job_uid.empty()) a.push_back("--job-uid=" + job_uid);
+  if (!spec_hash.empty()) a.push_back("--spec-hash=" + spec_hash);
   if (pg_timeout_seconds != d.pg_timeout_seconds)
     a.insert(a.end(), {"--pg-timeout", absl::StrFormat("%.17g", pg_timeout_seconds)});
   if (!bind.empty()) a.insert(a.end(), {"--bind", bind});
@@ -222,6 +226,8 @@ absl::StatusOr<ParsedTrainArgs> ParseTrainArgs(const std::vector<std::string>& a
   app.add_option("--store", o.store, "distributed: HOST:PORT of the TCPStore (trainer 0 hosts it)");
   app.add_option("--job-id", o.job_id, "distributed: the job's id in the store key prefix (default: the spec's name)");
   app.add_option("--attempt", o.attempt, "distributed: attempt number (logs, store prefix)");
+  app.add_option("--job-uid", o.job_uid, "distributed: the job's unique id (checkpoints are bound to it)");
+  app.add_option("--spec-hash", o.spec_hash, "distributed: the hash of the job's spec (checkpoints are bound to it)");
   app.add_option("--pg-timeout", o.pg_timeout_seconds, "distributed: seconds before a collective fails (default 60)");
   app.add_option("--bind", o.bind,
                  "distributed: address Gloo binds (default: 127.0.0.1 for a loopback store, "

@@ -88,9 +88,12 @@ enum class TrainExit : int {
   kFailed = 1,    // I/O or an internal error
   kBadInput = 2,  // the spec or the flags are refused; nothing was written
   kPeerLost = 3,  // a collective failed: a peer died, hung past --pg-timeout, or never joined
+  // Stopped by a preemption notice (SIGTERM: scancel, pod deletion, the agent's stop) after
+  // trainer 0 wrote a checkpoint; the coordinator requeues without counting a restart.
+  kPreempted = 75,
 };
 inline int ExitCode(TrainExit e) { return static_cast<int>(e); }
-// "ok", "failed", "bad input", "peer lost", or "exit N" for anything else.
+// "ok", "failed", "bad input", "peer lost", "preempted", or "exit N" for anything else.
 std::string DescribeExit(int code);
 
 // ---- argv ---------------------------------------------------------------------------------------
@@ -108,6 +111,10 @@ struct TrainArgs {
   std::string store;               // --store: HOST:PORT of the TCPStore trainer 0 hosts (argv: "--store=V")
   std::string job_id;              // --job-id: the store key prefix's job (empty: the spec's name)
   int attempt = 0;                 // --attempt: attempt number (logs, store prefix)
+  // --job-uid / --spec-hash: the fencing token (Note [Job identity], job.proto): checkpoints
+  // carry them and resume refuses one of another job or spec. Empty: not checked (standalone).
+  std::string job_uid;
+  std::string spec_hash;
   double pg_timeout_seconds = 60;  // --pg-timeout: before a collective with a dead peer fails
   std::string bind;                // --bind: the address Gloo binds
   // Where the built-in datasets and the feature-net cache live on this worker (empty: the

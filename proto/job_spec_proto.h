@@ -26,4 +26,9 @@ v1::JobSpec JobSpecToProto(const JobSpec& spec);
 // field that job.proto lacks (see CheckJobSpecProtoSchema). So no field is ever dropped silently.
 absl::StatusOr<JobSpec> JobSpecFromProto(const v1::JobSpec& proto, const JobSpecLimits& limits = {});
 
+// A stable fingerprint of a spec (Note [Job identity] in job.proto): 16 hex digits of FNV-1a 64
+// over its deterministic serialization. The same spec gives the same hash in every build that
+// shares job.proto's field numbers; not a security measure (the uid is the unguessable part).
+std::string SpecHash(const v1::JobSpec& spec);
+
 }  // namespace vsdm
