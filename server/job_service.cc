@@ -118,11 +118,15 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
   int64_t sub_ = -1;
 };
 
-// Streams one artifact file in 64 KiB chunks.
+// Streams one artifact file in 64 KiB chunks, total_bytes in the first. The file is read from
+// its open descriptor, so one replaced or removed meanwhile still streams whole; a read that
+// fails or comes up short ends the stream with that error (INTERNAL), never OK with fewer bytes
+// than total_bytes. Reads are synchronous on the gRPC thread (one page-cache-sized chunk a
+// callback, no lock held: review M7 accepts that).
 class ArtifactReactor : public grpc::ServerWriteReactor<v1::ArtifactChunk> {
  public:
-  ArtifactReactor(const std::string& path, int64_t size) : in_(path, std::ios::binary), size_(size) {
-    chunk_.set_total_bytes(size_);
+  explicit ArtifactReactor(ArtifactFile file) : file_(std::move(file)) {
+    chunk_.set_total_bytes(file_.size());
     Next();
   }
   void OnWriteDone(bool ok) override {
@@ -132,19 +136,19 @@ class ArtifactReactor : public grpc::ServerWriteReactor<v1::ArtifactChunk> {
   void OnDone() override { delete this; }
 
  private:
+  static constexpr int64_t kChunkBytes = 64 * 1024;
   void Next() {
-    std::string buf(64 * 1024, '\0');
-    in_.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    const std::streamsize n = in_.gcount();
-    if (n <= 0 && sent_any_) return Finish(grpc::Status::OK);
-    buf.resize(static_cast<size_t>(std::max<std::streamsize>(n, 0)));
+    if (offset_ >= file_.size() && sent_any_) return Finish(grpc::Status::OK);
+    absl::StatusOr<std::string> data = file_.Read(offset_, kChunkBytes);
+    if (!data.ok()) return Finish(ToGrpcStatus(data.status()));
+    offset_ += static_cast<int64_t>(data->size());
     if (sent_any_) chunk_.clear_total_bytes();
-    chunk_.set_data(std::move(buf));
-    sent_any_ = true;
+    chunk_.set_data(std::move(*data));
+    sent_any_ = true;  // an empty file is one empty chunk with total_bytes 0
     StartWrite(&chunk_);
   }
-  std::ifstream in_;
-  int64_t size_;
+  const ArtifactFile file_;
+  int64_t offset_ = 0;
   bool sent_any_ = false;
   v1::ArtifactChunk chunk_;
 };
@@ -262,11 +266,10 @@ grpc::ServerWriteReactor<v1::ArtifactChunk>* JobServiceImpl::GetArtifact(grpc::C
   if (!caller.ok()) return fail(caller.status());
   auto job = d_.manager.Get(req->job_id(), ScopeOf(*caller));
   if (!job.ok()) return fail(job.status());
-  auto full = d_.artifacts.Resolve(req->job_id(), req->path());
-  if (!full.ok()) return fail(full.status());
-  std::error_code ec;
+  auto file = d_.artifacts.Open(req->job_id(), req->path());
+  if (!file.ok()) return fail(file.status());
   d_.metrics.RecordRpc("GetArtifact", 0, 0.0);
-  return new ArtifactReactor(*full, static_cast<int64_t>(fs::file_size(*full, ec)));
+  return new ArtifactReactor(std::move(*file));
 }
 
 }  // namespace vsdm::server
