@@ -2,9 +2,12 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -16,9 +19,6 @@ namespace vsdm::core {
 namespace fs = std::filesystem;
 
 namespace {
-void WriteModule(torch::serialize::OutputArchive& ar, const std::string& prefix, torch::nn::Module& m) {
-  for (const auto& p : m.named_parameters()) ar.write(prefix + p.key(), p.value().detach());
-}
 // Note [Checkpoint container check]: a checkpoint is a LibTorch archive, a zip file. LibTorch
 // 1.13 reads it with miniz built without CRC checks (MINIZ_DISABLE_ZIP_READER_CRC32_CHECKS),
 // allocates each entry's declared size before reading it, and compiles the TorchScript source
@@ -161,36 +161,242 @@ absl::Status CheckZipContainer(const std::string& b) {
   return absl::OkStatus();
 }
 
-void ReadModule(torch::serialize::InputArchive& ar, const std::string& prefix, torch::nn::Module& m) {
-  torch::NoGradGuard g;
-  for (auto& p : m.named_parameters()) {
+// Note [Checkpoint identity and digest]
+// Besides the state, a checkpoint records under "meta.":
+//   format     2 (a checkpoint without it was written before job identities)
+//   job_uid    the job's unique id (Job.uid), "" when the writer had none
+//   spec_hash  SpecHash of the spec it trained, "" when the writer had none
+//   digest     CRC-32 of the state as Contents lists it: every tensor's name, dtype, shape and
+//              bytes (network, EMA, optimiser moments and steps, A and the update rule's state,
+//              RNG states, extras), the round and both ids, in a fixed order
+// The ids bind a checkpoint to its job: job ids restart at job-00000001 with every fresh
+// coordinator data dir while the work dir outlives it, so a new job used to resume (or, when the
+// old one had finished, report as its own result) another job's model whenever the shapes
+// matched. Resume refuses a checkpoint of another job or spec, as etcd refuses a data dir that
+// records another cluster id.
+// Why a digest on top of the container's CRC-32s (Note [Checkpoint container check]): those
+// prove that every zip entry holds the bytes the zip writer was given, which refuses a torn,
+// truncated or rotten file. They do not prove that what LibTorch's parse hands back is what was
+// saved: which storage a key is bound to (data.pkl, a pickle LibTorch interprets), with which
+// dtype, shape and offset, and the optimiser state it rebuilds by parameter index. The digest
+// is computed from the live objects before serialisation and again from what a load has staged,
+// before anything is committed: an end-to-end check of the whole round trip, the one place a
+// checkpoint's meaning (not its bytes) is checked. The same staged state is checked for NaN and
+// Inf: a diverged run checkpoints them faithfully, and resuming them only fails later.
+
+using Contents = std::vector<std::pair<std::string, torch::Tensor>>;
+constexpr int64_t kFormat = 2;
+
+std::string Str(const c10::IValue& v) { return v.isString() ? v.toStringRef() : std::string(); }
+
+// The moments and step of every parameter, by group and index (the order the optimiser's own
+// serialisation uses; its state map is keyed by tensor address, which no two processes share).
+void AddOptimizerState(torch::optim::AdamW& o, Contents& c) {
+  for (size_t g = 0; g < o.param_groups().size(); ++g) {
+    const auto& params = o.param_groups()[g].params();
+    for (size_t i = 0; i < params.size(); ++i) {
+      const std::string name = absl::StrCat("optimizer.", g, ".", i);
+      auto it = o.state().find(c10::guts::to_string(params[i].unsafeGetTensorImpl()));
+      if (it == o.state().end()) continue;
+      const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      c.emplace_back(name + ".step", torch::tensor({st.step()}, torch::kLong));
+      c.emplace_back(name + ".exp_avg", st.exp_avg());
+      c.emplace_back(name + ".exp_avg_sq", st.exp_avg_sq());
+      if (st.max_exp_avg_sq().defined()) c.emplace_back(name + ".max_exp_avg_sq", st.max_exp_avg_sq());
+    }
+  }
+}
+
+uint32_t Digest(const Contents& c, const CheckpointIdentity& id) {
+  uLong crc = 0;
+  const auto add = [&crc](const std::string& s) {
+    const std::string framed = absl::StrCat(s.size(), ":", s);
+    crc = crc32_z(crc, reinterpret_cast<const Bytef*>(framed.data()), framed.size());
+  };
+  add(id.job_uid);
+  add(id.spec_hash);
+  for (const auto& [name, t] : c) {
+    add(name);
+    add(c10::str(t.scalar_type(), t.sizes()));
+    torch::Tensor b = t.detach().cpu().contiguous();
+    crc = crc32_z(crc, static_cast<const Bytef*>(b.data_ptr()), b.numel() * b.element_size());
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+// OK unless a floating-point tensor of `c` holds a NaN or an Inf; DATA_LOSS naming the first.
+absl::Status CheckFinite(const Contents& c) {
+  for (const auto& [name, t] : c) {
+    if (!t.defined() || !t.is_floating_point()) continue;
+    const int64_t bad = t.numel() - torch::isfinite(t).sum().item<int64_t>();
+    if (bad > 0)
+      return absl::DataLossError(absl::StrCat("checkpoint holds non-finite values: ", name, " (", bad, " of ",
+                                              t.numel(), " values NaN or Inf)"));
+  }
+  return absl::OkStatus();
+}
+
+void WriteModule(torch::serialize::OutputArchive& ar, const std::string& prefix, torch::nn::Module& m,
+                 Contents& c) {
+  for (const auto& p : m.named_parameters()) {
+    ar.write(prefix + p.key(), p.value().detach());
+    c.emplace_back(prefix + p.key(), p.value().detach());
+  }
+}
+
+// A checkpoint read into temporaries, checked, not yet applied to the live objects.
+struct Staged {
+  int64_t round = 0;
+  CheckpointIdentity id;
+  int64_t format = 1;
+  uint32_t digest = 0;
+  std::vector<torch::Tensor> net, ema, updater, generators, extras;
+  std::unique_ptr<torch::optim::AdamW> optimizer;  // a scratch optimiser holding the loaded state
+  std::unique_ptr<torch::serialize::InputArchive> optimizer_archive;
+  int64_t steps = 0;
+  Contents contents;  // everything above, as the digest and the finiteness check see it
+};
+
+// The parameters of `m` as stored under `prefix`, each checked against the live one's shape.
+std::vector<torch::Tensor> StageModule(torch::serialize::InputArchive& ar, const std::string& prefix,
+                                       torch::nn::Module& m, Contents& c) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : m.named_parameters()) {
     torch::Tensor t;
     ar.read(prefix + p.key(), t);
     TORCH_CHECK(t.sizes() == p.value().sizes(), "checkpoint shape mismatch for ", p.key());
-    p.value().copy_(t);
+    c.emplace_back(prefix + p.key(), t);
+    out.push_back(t);
   }
+  return out;
+}
+
+void ReadMeta(torch::serialize::InputArchive& ar, Staged& st) {
+  c10::IValue v;
+  if (!ar.try_read("meta.format", v)) return;  // format 1: no identity, no digest
+  TORCH_CHECK(v.isInt(), "meta.format is not an integer");
+  st.format = v.toInt();
+  ar.read("meta.job_uid", v);
+  st.id.job_uid = Str(v);
+  ar.read("meta.spec_hash", v);
+  st.id.spec_hash = Str(v);
+  ar.read("meta.digest", v);
+  TORCH_CHECK(v.isInt(), "meta.digest is not an integer");
+  st.digest = static_cast<uint32_t>(v.toInt());
+}
+
+absl::Status CheckIdentity(const Staged& st, const CheckpointIdentity& expect) {
+  const auto differs = [](const std::string& mine, const std::string& theirs) {
+    return !mine.empty() && mine != theirs;
+  };
+  if (!differs(expect.job_uid, st.id.job_uid) && !differs(expect.spec_hash, st.id.spec_hash)) return absl::OkStatus();
+  const auto shown = [](const std::string& v) { return v.empty() ? std::string("none") : absl::StrCat("'", v, "'"); };
+  return absl::FailedPreconditionError(absl::StrCat(
+      "checkpoint of another job: it records job uid ", shown(st.id.job_uid), " and spec hash ",
+      shown(st.id.spec_hash), ", this job is uid ", shown(expect.job_uid), " with spec hash ",
+      shown(expect.spec_hash), st.format < kFormat ? " (written before checkpoints recorded their job)" : ""));
+}
+
+// Reads everything `s` needs from `ar` into `st`, checking shapes; touches no live object.
+void Stage(torch::serialize::InputArchive& ar, const TrainStateRefs& s, Staged& st) {
+  torch::Tensor round;
+  ar.read("round", round);
+  st.round = round[0].item<int64_t>();
+  st.contents.emplace_back("round", round);
+  if (s.trainer) {
+    st.net = StageModule(ar, "net.", *s.trainer->net(), st.contents);
+    st.ema = StageModule(ar, "ema.", *s.trainer->ema_net(), st.contents);
+    st.optimizer_archive = std::make_unique<torch::serialize::InputArchive>();
+    ar.read("optimizer", *st.optimizer_archive);
+    st.optimizer = std::make_unique<torch::optim::AdamW>(s.trainer->optimizer().param_groups());
+    st.optimizer->load(*st.optimizer_archive);
+    AddOptimizerState(*st.optimizer, st.contents);
+    torch::Tensor steps;
+    ar.read("trainer_steps", steps);
+    st.steps = steps[0].item<int64_t>();
+    st.contents.emplace_back("trainer_steps", steps);
+  }
+  if (s.updater) {
+    const std::vector<torch::Tensor> live = s.updater->State();
+    for (size_t i = 0; i < live.size(); ++i) {
+      torch::Tensor t;
+      ar.read(absl::StrCat("variational.", i), t);
+      TORCH_CHECK(t.sizes() == live[i].sizes(), "checkpoint shape mismatch for variational.", i);
+      st.contents.emplace_back(absl::StrCat("variational.", i), t);
+      st.updater.push_back(t);
+    }
+  }
+  for (size_t i = 0; i < s.generators.size(); ++i) {
+    torch::Tensor g;
+    ar.read(absl::StrCat("rng.", i), g);
+    at::make_generator<at::CPUGeneratorImpl>().set_state(g);  // throws for a state it cannot hold
+    st.contents.emplace_back(absl::StrCat("rng.", i), g);
+    st.generators.push_back(g);
+  }
+  for (const auto& [name, t] : s.extras) {
+    torch::Tensor x;
+    ar.read("extra." + name, x);
+    TORCH_CHECK(!t->defined() || x.sizes() == t->sizes(), "checkpoint shape mismatch for ", name);
+    st.contents.emplace_back("extra." + name, x);
+    st.extras.push_back(x);
+  }
+}
+
+// Applies a staged checkpoint to the live objects (nothing here can fail on what Stage accepted).
+void Commit(Staged& st, const TrainStateRefs& s) {
+  torch::NoGradGuard g;
+  if (s.trainer) {
+    auto net = s.trainer->net()->parameters(), ema = s.trainer->ema_net()->parameters();
+    for (size_t i = 0; i < net.size(); ++i) net[i].copy_(st.net[i]);
+    for (size_t i = 0; i < ema.size(); ++i) ema[i].copy_(st.ema[i]);
+    s.trainer->optimizer().load(*st.optimizer_archive);
+    s.trainer->set_steps(st.steps);
+  }
+  if (s.updater) s.updater->LoadState(st.updater);
+  for (size_t i = 0; i < s.generators.size(); ++i) s.generators[i]->set_state(st.generators[i]);
+  for (size_t i = 0; i < s.extras.size(); ++i) *s.extras[i].second = st.extras[i];
 }
 }  // namespace
 
-absl::StatusOr<std::string> SerializeCheckpoint(int64_t round, const TrainStateRefs& s) {
+absl::StatusOr<std::string> SerializeCheckpoint(int64_t round, const TrainStateRefs& s, const CheckpointIdentity& id) {
   std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive ar;
-    ar.write("round", torch::tensor({round}, torch::kLong));
+    Contents c;
+    torch::Tensor r = torch::tensor({round}, torch::kLong);
+    ar.write("round", r);
+    c.emplace_back("round", r);
     if (s.trainer) {
-      WriteModule(ar, "net.", *s.trainer->net());
-      WriteModule(ar, "ema.", *s.trainer->ema_net());
+      WriteModule(ar, "net.", *s.trainer->net(), c);
+      WriteModule(ar, "ema.", *s.trainer->ema_net(), c);
       torch::serialize::OutputArchive opt;
       s.trainer->optimizer().save(opt);
       ar.write("optimizer", opt);
-      ar.write("trainer_steps", torch::tensor({s.trainer->steps()}, torch::kLong));
+      AddOptimizerState(s.trainer->optimizer(), c);
+      torch::Tensor steps = torch::tensor({s.trainer->steps()}, torch::kLong);
+      ar.write("trainer_steps", steps);
+      c.emplace_back("trainer_steps", steps);
     }
     if (s.updater) {
       auto st = s.updater->State();
-      for (size_t i = 0; i < st.size(); ++i) ar.write(absl::StrCat("variational.", i), st[i]);
+      for (size_t i = 0; i < st.size(); ++i) {
+        ar.write(absl::StrCat("variational.", i), st[i]);
+        c.emplace_back(absl::StrCat("variational.", i), st[i]);
+      }
     }
-    for (size_t i = 0; i < s.generators.size(); ++i) ar.write(absl::StrCat("rng.", i), s.generators[i]->get_state());
-    for (const auto& [name, t] : s.extras) ar.write("extra." + name, *t);
+    for (size_t i = 0; i < s.generators.size(); ++i) {
+      torch::Tensor g = s.generators[i]->get_state();
+      ar.write(absl::StrCat("rng.", i), g);
+      c.emplace_back(absl::StrCat("rng.", i), g);
+    }
+    for (const auto& [name, t] : s.extras) {
+      ar.write("extra." + name, *t);
+      c.emplace_back("extra." + name, *t);
+    }
+    ar.write("meta.format", c10::IValue(kFormat));
+    ar.write("meta.job_uid", c10::IValue(id.job_uid));
+    ar.write("meta.spec_hash", c10::IValue(id.spec_hash));
+    ar.write("meta.digest", c10::IValue(static_cast<int64_t>(Digest(c, id))));
     ar.save_to(bytes);
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("checkpoint serialise: ", e.what()));
@@ -207,8 +413,9 @@ absl::Status WriteCheckpointFile(const std::string& dir, int64_t round, const st
   return absl::OkStatus();
 }
 
-absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainStateRefs& s, int keep) {
-  VSDM_ASSIGN_OR_RETURN(std::string bytes, SerializeCheckpoint(round, s));
+absl::Status SaveCheckpoint(const std::string& dir, int64_t round, const TrainStateRefs& s, int keep,
+                            const CheckpointIdentity& id) {
+  VSDM_ASSIGN_OR_RETURN(std::string bytes, SerializeCheckpoint(round, s, id));
   return WriteCheckpointFile(dir, round, bytes, keep);
 }
 
@@ -216,46 +423,76 @@ std::optional<std::pair<int64_t, std::string>> FindLatestCheckpoint(const std::s
   return train_protocol::NewestCheckpointFile(dir);
 }
 
-absl::StatusOr<int64_t> LoadCheckpointBytes(const std::string& bytes, const TrainStateRefs& s) {
+absl::StatusOr<int64_t> LoadCheckpointBytes(const std::string& bytes, const TrainStateRefs& s,
+                                            const CheckpointIdentity& expect) {
   VSDM_RETURN_IF_ERROR(CheckZipContainer(bytes));  // Note [Checkpoint container check]
+  Staged st;
   try {
     torch::serialize::InputArchive ar;
     ar.load_from(bytes.data(), bytes.size());
-    torch::Tensor round;
-    ar.read("round", round);
-    if (s.trainer) {
-      ReadModule(ar, "net.", *s.trainer->net());
-      ReadModule(ar, "ema.", *s.trainer->ema_net());
-      torch::serialize::InputArchive opt;
-      ar.read("optimizer", opt);
-      s.trainer->optimizer().load(opt);
-      torch::Tensor steps;
-      ar.read("trainer_steps", steps);
-      s.trainer->set_steps(steps[0].item<int64_t>());
-    }
-    if (s.updater) {
-      std::vector<torch::Tensor> st(s.updater->State().size());
-      for (size_t i = 0; i < st.size(); ++i) ar.read(absl::StrCat("variational.", i), st[i]);
-      s.updater->LoadState(st);
-    }
-    for (size_t i = 0; i < s.generators.size(); ++i) {
-      torch::Tensor g;
-      ar.read(absl::StrCat("rng.", i), g);
-      s.generators[i]->set_state(g);
-    }
-    for (const auto& [name, t] : s.extras) ar.read("extra." + name, *t);
-    return round[0].item<int64_t>();
+    ReadMeta(ar, st);
+    // Another job's checkpoint is refused before its state is even read (Note [Checkpoint identity and digest]).
+    VSDM_RETURN_IF_ERROR(CheckIdentity(st, expect));
+    Stage(ar, s, st);
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("checkpoint does not match this job: ", e.what()));
   }
+  if (st.format >= kFormat && Digest(st.contents, st.id) != st.digest)
+    return Corrupt(absl::StrFormat("the state read back does not match its digest (recorded %08x, read %08x)",
+                                   st.digest, Digest(st.contents, st.id)));
+  VSDM_RETURN_IF_ERROR(CheckFinite(st.contents));
+  try {
+    Commit(st, s);
+  } catch (const std::exception& e) {  // not expected: Stage read and checked everything
+    return absl::InternalError(absl::StrCat("checkpoint commit: ", e.what()));
+  }
+  return st.round;
 }
 
-absl::StatusOr<int64_t> LoadCheckpoint(const std::string& path, const TrainStateRefs& s) {
+absl::StatusOr<int64_t> LoadCheckpoint(const std::string& path, const TrainStateRefs& s,
+                                       const CheckpointIdentity& expect) {
   std::string bytes;
   VSDM_ASSIGN_OR_RETURN(bytes, ReadFile(path));
-  auto r = LoadCheckpointBytes(bytes, s);
-  if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", r.status().message()));
+  auto r = LoadCheckpointBytes(bytes, s, expect);
+  if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat(path, ": ", r.status().message()));
   return r;
+}
+
+CheckpointPick PickCheckpoint(const std::string& dir,
+                              const std::function<absl::StatusOr<int64_t>(const std::string& bytes)>& load) {
+  std::vector<std::pair<int64_t, fs::path>> all;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto round = train_protocol::CheckpointRound(e.path().filename().string());
+    if (round && e.is_regular_file(ec)) all.emplace_back(*round, e.path());
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  CheckpointPick pick;
+  for (const auto& [round, path] : all) {
+    absl::StatusOr<std::string> bytes = ReadFile(path.string());
+    absl::StatusOr<int64_t> loaded = bytes.ok() ? load(*bytes) : absl::StatusOr<int64_t>(bytes.status());
+    if (loaded.ok()) {
+      pick.round = *loaded;
+      pick.path = path.string();
+      pick.bytes = std::move(*bytes);
+      return pick;
+    }
+    std::string reason(loaded.status().message());
+    fs::rename(path, fs::path(path.string() + ".bad"), ec);
+    if (ec) absl::StrAppend(&reason, " (could not rename it to ", path.filename().string(), ".bad: ", ec.message(), ")");
+    pick.skipped.push_back({path.filename().string(), std::move(reason)});
+  }
+  return pick;
+}
+
+std::vector<std::string> DescribeSkips(const CheckpointPick& pick) {
+  const std::string then = pick.path.empty()
+                               ? std::string("starting from round 0")
+                               : absl::StrCat("resuming from ", fs::path(pick.path).filename().string());
+  std::vector<std::string> lines;
+  for (const auto& s : pick.skipped)
+    lines.push_back(absl::StrCat("skipped checkpoint ", s.file, ": ", s.reason, "; ", then));
+  return lines;
 }
 
 }  // namespace vsdm::core
