@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/stopwatch.h"
+#include "common/train_protocol.h"
 #include "proto/job_spec_proto.h"
 #include "proto/job_state.h"
 #include "server/attempt_id.h"
@@ -169,6 +170,24 @@ std::string ExitMessage(const std::string& m) {
   return out;
 }
 
+// Note [Fail fast]: what identifies a start-up failure across attempts: the exit code and the
+// last non-empty line of the rank's log tail, digits folded (ports, pids, worker numbers and
+// timestamps differ between attempts; "no such file images:/data/x" does not). Only the exits
+// a rerun cannot fix qualify: 1 (an error) and 2 (bad input); not a peer lost (3), a
+// preemption (75) or a signal (a kill -9 during start-up is not the job's fault).
+std::string StartupSignature(int exit_code, const std::string& message) {
+  if (exit_code != 1 && exit_code != 2) return "";
+  absl::string_view last;
+  for (absl::string_view line : absl::StrSplit(message, '\n'))
+    if (!absl::StripAsciiWhitespace(line).empty()) last = line;
+  std::string sig = absl::StrCat("exit ", exit_code, ": ");
+  for (char c : absl::StripAsciiWhitespace(last)) {
+    const bool digit = absl::ascii_isdigit(static_cast<unsigned char>(c));
+    if (!digit || sig.back() != '#') sig.push_back(digit ? '#' : c);  // a run of digits is one '#'
+  }
+  return sig;
+}
+
 }  // namespace
 
 JobManager::JobManager(JobStore& store, const Clock& clock, JobManagerOptions options)
@@ -185,7 +204,7 @@ absl::Status JobManager::Recover() {
   std::vector<StoredJob> failed;  // jobs whose stored spec does not validate
   {
     absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_.Now();
+    const absl::Time now = clock_.Now(), mono = clock_.Monotonic();
     for (auto& sj : *loaded) {
       const std::string id = sj.job.job_id();
       Record r;
@@ -193,7 +212,7 @@ absl::Status JobManager::Recover() {
       auto events = store_.LoadEvents(id, 0);
       if (!events.ok()) return events.status();
       r.events = std::move(*events);
-      r.queued_since = now;
+      r.queued_since = mono;
       // A stored spec is validated again (a bit flip, or a bound this version added): a job
       // whose spec does not pass is failed, never scheduled from unchecked fields.
       // (The memory bound is not applied again: a job accepted under a higher limit keeps running.)
@@ -204,7 +223,7 @@ absl::Status JobManager::Recover() {
         *r.stored.job.mutable_end_time() = ToProto(now);
         failed.push_back(r.stored);
       }
-      if (r.stored.job.state() == v1::JOB_STATE_RUNNING) r.attempt = RecoveredAttempt(r, now);
+      if (r.stored.job.state() == v1::JOB_STATE_RUNNING) r.attempt = RecoveredAttempt(r, mono);
       if (!r.stored.request_id.empty()) by_request_[RequestKey(r.stored.job.owner(), r.stored.request_id)] = id;
       int64_t n = 0;
       if (absl::SimpleAtoi(absl::StripPrefix(id, "job-"), &n)) next_job_ = std::max(next_job_, n + 1);
@@ -234,6 +253,12 @@ JobManager::Attempt JobManager::RecoveredAttempt(const Record& r, absl::Time now
     a.ranks[i].device = cuda && i + 1 < static_cast<int>(a.ranks.size());  // trainers hold devices
   }
   a.recovering_since = now;
+  a.last_progress_at = now;
+  a.reported = r.stored.job.progress().round() > 0;
+  a.last_round = r.stored.job.progress().round();
+  // Ranks that had exited 0 are done for good: nobody re-reports them (review H7).
+  for (int32_t d : r.stored.job.done_ranks())
+    if (d >= 0 && d < static_cast<int>(a.ranks.size())) a.done.insert(d);
   // Its rank 0 may still serve its store: keep the port from being handed out again.
   if (std::optional<int> port = StorePortOf(r.events, a.number); port && !book_.HoldPort(a.attempt_id, *port))
     Warn(absl::StrCat("recovering ", a.attempt_id, ": its store port ", *port, " is outside --store-port-range ",
@@ -269,16 +294,16 @@ absl::Status JobManager::Commit(std::vector<Change> changes) {
   for (const auto& c : changes) {
     auto it = jobs_.find(c.job_id);
     w.jobs.push_back({c.job, it != jobs_.end() ? it->second.stored.request_id : std::string()});
-    w.events.push_back(c.event);
+    if (!c.event.kind().empty()) w.events.push_back(c.event);  // a change may have no event
   }
   if (absl::Status s = store_.Write(std::move(w)); !s.ok())
     return absl::UnavailableError(absl::StrCat("job store: ", s.message(), " (nothing changed; retry)"));
   for (auto& c : changes) {
     Record& r = jobs_[c.job_id];
     r.stored.job = c.job;
-    r.events.push_back(c.event);
+    if (!c.event.kind().empty()) r.events.push_back(c.event);
     if (c.apply) c.apply();
-    events_.Publish(c.event);
+    if (!c.event.kind().empty()) events_.Publish(c.event);
   }
   return absl::OkStatus();
 }
@@ -351,8 +376,10 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
   job.set_state(v1::JOB_STATE_QUEUED);
   *job.mutable_submit_time() = ToProto(now);
   job.set_owner(spec->owner);
+  job.set_uid(RandomHex(16));  // Note [Job identity] in job.proto
+  job.set_spec_hash(SpecHash(job.spec()));
   job.mutable_progress()->set_rounds(spec->train.rounds);
-  r.queued_since = now;
+  r.queued_since = clock_.Monotonic();
   v1::JobEvent ev;
   ev.set_job_id(job_id);
   ev.set_sequence(1);
@@ -467,6 +494,8 @@ void JobManager::EndAttempt(const Attempt& a) {
   for (const auto& p : a.ranks) {
     if (p.worker_id.empty() || a.done.count(p.rank)) continue;
     book_.Abort(p.worker_id, a.attempt_id);
+    // Note [Slots drain]: a rank its worker runs keeps its slot until the worker stops listing it.
+    if (a.acked.count(p.rank)) registry_.DrainRank(p.worker_id, a.attempt_id, p.rank);
   }
   book_.EndAttempt(a.attempt_id);
   registry_.ReleaseAttempt(a.attempt_id);
@@ -485,21 +514,33 @@ void JobManager::Finished(const v1::Job& job, const std::string& outcome) {
 }
 
 JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason, const std::string& cause,
-                                           std::optional<absl::Time> failed_at) {
+                                           std::optional<absl::Time> failed_at, const std::string& startup_signature) {
   Change c;
   c.job_id = r.stored.job.job_id();
   c.job = r.stored.job;
+  c.job.clear_done_ranks();
   const int n = c.job.attempts();
+  const bool preempted = cause == "preempted";
+  if (preempted) c.job.set_preemptions(c.job.preemptions() + 1);
+  const int restarts = n - c.job.preemptions();  // preemptions are not the job's failures
   const int64_t max_restarts = c.job.spec().resources().max_restarts();
-  const absl::Time now = clock_.Now();
-  if (n <= max_restarts) {
+  const absl::Time now = clock_.Monotonic();
+  // Note [Fail fast]
+  const bool in_startup = r.attempt && !r.attempt->reported;
+  const bool same_again = in_startup && !startup_signature.empty() && startup_signature == c.job.last_startup_error();
+  c.job.set_last_startup_error(in_startup ? startup_signature : "");
+  if (restarts <= max_restarts && !same_again) {
     const absl::Duration backoff =
-        std::min(options_.max_backoff, options_.restart_backoff * std::pow(2.0, std::max(0, n - 1)));
+        preempted ? absl::ZeroDuration()
+                  : std::min(options_.max_backoff, options_.restart_backoff * std::pow(2.0, std::max(0, restarts - 1)));
     c.job.set_state(v1::JOB_STATE_QUEUED);
-    c.job.set_message(absl::StrCat("attempt ", n, " failed: ", reason));
+    c.job.set_message(absl::StrCat("attempt ", n, preempted ? " preempted: " : " failed: ", reason));
     c.event = MakeEvent(r, c.job, "requeued",
-                        absl::StrFormat("attempt %d failed: %s; restart %d of %d after %s", n, reason, n, max_restarts,
-                                        absl::FormatDuration(backoff)));
+                        preempted ? absl::StrFormat("attempt %d preempted: %s; requeued (not counted against "
+                                                    "max_restarts: %d of %d used)",
+                                                    n, reason, restarts, max_restarts)
+                                  : absl::StrFormat("attempt %d failed: %s; restart %d of %d after %s", n, reason,
+                                                    restarts, max_restarts, absl::FormatDuration(backoff)));
     const absl::Time failed = failed_at.value_or(now);
     c.apply = [this, &r, now, backoff, cause, failed]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (r.attempt) EndAttempt(*r.attempt);
@@ -513,9 +554,12 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
     };
   } else {
     c.job.set_state(v1::JOB_STATE_FAILED);
-    *c.job.mutable_end_time() = ToProto(now);
-    c.job.set_message(
-        absl::StrFormat("attempt %d failed: %s; no restarts left (max_restarts %d)", n, reason, max_restarts));
+    *c.job.mutable_end_time() = ToProto(clock_.Now());
+    c.job.set_message(same_again ? absl::StrFormat("attempt %d failed during start-up the same way as the attempt "
+                                                   "before it: %s; not retried (fail fast)",
+                                                   n, reason)
+                                 : absl::StrFormat("attempt %d failed: %s; no restarts left (max_restarts %d)", n,
+                                                   reason, max_restarts));
     c.event = MakeEvent(r, c.job, "failed", c.job.message());
     c.apply = [this, &r]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       if (r.attempt) EndAttempt(*r.attempt);
@@ -530,11 +574,11 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
 void JobManager::Tick() {
   {
     absl::MutexLock lock(&mu_);
+    GuardLeases(clock_.Monotonic());
     std::set<std::string> failing;  // jobs whose attempt this tick fails (each once)
     std::vector<Change> changes = ExpireLeases(&failing);
-    std::vector<Change> recoveries = ExpireRecoveries(&failing);
-    changes.insert(changes.end(), std::make_move_iterator(recoveries.begin()),
-                   std::make_move_iterator(recoveries.end()));
+    for (std::vector<Change> more : {ExpireRecoveries(&failing), ExpireProgress(&failing)})
+      changes.insert(changes.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     if (Commit(std::move(changes)).ok()) {
       pending_lost_.clear();
       RunSchedulingPass();
@@ -564,6 +608,61 @@ void JobManager::PruneFinished() {
   }
 }
 
+void JobManager::GuardLeases(absl::Time now) {
+  const std::optional<absl::Time> last = std::exchange(last_tick_, now);
+  if (last && now - *last > options_.stall_threshold) {
+    // The ticker did not run: this process stalled (disk, lock, pause). Heartbeats that waited
+    // behind it must not count against their workers.
+    const absl::Duration gap = now - *last;
+    registry_.ExtendLeases(gap);
+    for (auto& [id, r] : jobs_)
+      if (r.attempt) r.attempt->last_progress_at += gap;
+    Warn(absl::StrCat("the coordinator stalled for ", absl::FormatDuration(gap),
+                      " (no tick): every lease and progress deadline extended by that much"));
+  }
+  // One grace a episode: an episode ends two leases after it began.
+  if (mass_expiry_since_ && now - *mass_expiry_since_ >= 2 * options_.lease) mass_expiry_since_.reset();
+  const size_t expired = registry_.Expired().size();
+  const int alive = registry_.CountInState(WorkerState::kAlive);
+  if (alive < 3 || static_cast<double>(expired) <= options_.max_expire_fraction * alive) return;
+  if (mass_expiry_since_) {
+    Warn(absl::StrCat(expired, " of ", alive, " workers are still silent one lease after their leases ran out "
+                      "together: expiring them"));
+    return;
+  }
+  mass_expiry_since_ = now;
+  registry_.ExtendLeases(options_.lease);
+  Warn(absl::StrCat(expired, " of ", alive, " workers' leases ran out in the same tick (more than ",
+                    options_.max_expire_fraction, " of the cluster: a partition, or this coordinator's own stall?); "
+                    "every lease extended once by ", absl::FormatDuration(options_.lease), " before expiring any"));
+}
+
+std::vector<JobManager::Change> JobManager::ExpireProgress(std::set<std::string>* failing) {
+  std::vector<Change> changes;
+  const absl::Time now = clock_.Monotonic();
+  for (auto& [id, r] : jobs_) {
+    if (!r.attempt || r.attempt->recovering_since || failing->count(id)) continue;
+    const Attempt& a = *r.attempt;
+    const bool between_rounds = a.reported && a.last_round < r.stored.job.spec().train().rounds();
+    const absl::Duration deadline =
+        between_rounds ? std::max(options_.progress_deadline_min,
+                                  absl::Seconds(options_.progress_deadline_factor * a.round_seconds))
+                       : options_.startup_deadline;
+    if (now - a.last_progress_at < deadline) continue;
+    failing->insert(id);
+    changes.push_back(FailAttempt(
+        r,
+        absl::StrCat("no progress report for ", absl::FormatDuration(now - a.last_progress_at), " (deadline ",
+                     absl::FormatDuration(deadline),
+                     between_rounds ? absl::StrFormat(": %g x its round time of %.3gs", options_.progress_deadline_factor,
+                                                      a.round_seconds)
+                                    : a.reported ? " after its last round" : " to its first report",
+                     ")"),
+        "no_progress", a.last_progress_at));
+  }
+  return changes;
+}
+
 std::vector<JobManager::Change> JobManager::ExpireLeases(std::set<std::string>* failing) {
   std::vector<Change> changes;
   for (LostWorker& lw : registry_.ExpireLeases()) pending_lost_.push_back(std::move(lw));
@@ -585,13 +684,14 @@ std::vector<JobManager::Change> JobManager::ExpireLeases(std::set<std::string>* 
 
 std::vector<JobManager::Change> JobManager::ExpireRecoveries(std::set<std::string>* failing) {
   std::vector<Change> changes;
-  const absl::Time now = clock_.Now();
+  const absl::Time now = clock_.Monotonic();
   for (auto& [id, r] : jobs_) {
     if (!r.attempt || !r.attempt->recovering_since || failing->count(id)) continue;
     bool all = true;
-    for (const auto& p : r.attempt->ranks) all = all && !p.worker_id.empty();
+    for (const auto& p : r.attempt->ranks) all = all && (!p.worker_id.empty() || r.attempt->done.count(p.rank));
     if (all) {
       r.attempt->recovering_since.reset();
+      r.attempt->last_progress_at = now;
     } else if (now - *r.attempt->recovering_since >= options_.recovery_grace) {
       failing->insert(id);
       changes.push_back(
@@ -626,7 +726,7 @@ std::vector<QueuedJob> JobManager::QueueSnapshot(std::map<std::string, int>* run
 
 void JobManager::RunSchedulingPass() {
   const Stopwatch pass;  // timed whole: queue snapshot, plan, durable starts
-  const absl::Time now = clock_.Now();
+  const absl::Time now = clock_.Monotonic();
   std::map<std::string, int> running;
   std::vector<QueuedJob> queue = QueueSnapshot(&running);
   SchedulePlan plan = scheduler_.Plan(std::move(queue), registry_.Capacity(), running, now);
@@ -656,6 +756,7 @@ std::optional<JobManager::Change> JobManager::MakeStartChange(const Placement& p
   a.attempt_id = MakeAttemptId(p.job_id, a.number);
   a.ranks = p.ranks;
   a.rendezvous_secret = RandomHex(16);
+  a.last_progress_at = now;
   const std::optional<int> port = book_.TakePort(a.attempt_id);
   if (!port) {
     const PortRange& range = book_.ports();
@@ -686,7 +787,8 @@ std::optional<JobManager::Change> JobManager::MakeStartChange(const Placement& p
   c.job = r.stored.job;
   c.job.set_state(v1::JOB_STATE_RUNNING);
   c.job.set_attempts(a.number);
-  *c.job.mutable_start_time() = ToProto(now);
+  c.job.clear_done_ranks();
+  *c.job.mutable_start_time() = ToProto(clock_.Now());
   c.job.clear_message();
   c.job.clear_pending_reason();
   c.event = MakeEvent(r, c.job, "scheduled", ScheduledMessage(a.number, a.ranks, store_addr));
@@ -714,6 +816,8 @@ void JobManager::QueueAssignments(const Record& r, const Attempt& a, const std::
     *as.mutable_spec() = r.stored.job.spec();
     as.set_artifact_dir(absl::StrCat(options_.artifact_root, "/", r.stored.job.job_id()));
     as.set_rendezvous_secret(a.rendezvous_secret);
+    as.set_job_uid(r.stored.job.uid());
+    as.set_spec_hash(r.stored.job.spec_hash());
     book_.Assign(rp.worker_id, std::move(as));
   }
 }
@@ -737,6 +841,10 @@ absl::StatusOr<v1::RegisterResponse> JobManager::Register(const v1::RegisterRequ
     b.credential = RandomHex(16);  // the previous one, if any, is revoked
     resp.set_worker_credential(b.credential);
     ReclaimRunningRanks(req);
+    // It lists exactly what it runs: an acknowledged rank it does not list is gone.
+    std::set<std::pair<std::string, int>> running;
+    for (const auto& rr : req.running()) running.insert({rr.attempt_id(), rr.rank()});
+    Commit(ReconcileRanks(req.worker_id(), running)).IgnoreError();  // else at its next heartbeat
   }
   Deliver();
   resp.set_lease_seconds(absl::ToDoubleSeconds(options_.lease));
@@ -769,6 +877,32 @@ absl::StatusOr<JobManager::Record*> JobManager::HeldAttempt(const std::string& w
     return absl::FailedPreconditionError(
         absl::StrCat("rank ", rank, " of ", attempt_id, " is not placed on worker ", worker_id));
   return r;
+}
+
+std::vector<JobManager::Change> JobManager::ReconcileRanks(const std::string& worker_id,
+                                                           const std::set<std::pair<std::string, int>>& running) {
+  registry_.ReleaseDrained(worker_id, running);  // Note [Slots drain]
+  std::vector<Change> changes;
+  const WorkerInfo* w = registry_.Find(worker_id);
+  if (w == nullptr) return changes;
+  std::set<std::string> failing;
+  for (const RankSlot& slot : w->ranks) {
+    Record* r = slot.draining ? nullptr : FindAttempt(slot.attempt_id);
+    if (r == nullptr) continue;
+    Attempt& a = *r->attempt;
+    if (running.count({slot.attempt_id, slot.rank})) {
+      a.acked.insert(slot.rank);
+      continue;
+    }
+    if (!a.acked.count(slot.rank) || a.done.count(slot.rank) || !failing.insert(r->stored.job.job_id()).second)
+      continue;
+    changes.push_back(FailAttempt(*r,
+                                  absl::StrFormat("rank %d is no longer running on worker %s (it ended unreported, "
+                                                  "or its agent restarted without it)",
+                                                  slot.rank, worker_id),
+                                  "rank_gone"));
+  }
+  return changes;
 }
 
 void JobManager::ReclaimRunningRanks(const v1::RegisterRequest& req) {
@@ -808,8 +942,12 @@ absl::StatusOr<v1::HeartbeatResponse> JobManager::Heartbeat(const v1::HeartbeatR
   std::set<std::pair<std::string, int>> running;
   for (const auto& rr : req.running()) {
     running.insert({rr.attempt_id(), rr.rank()});
+    // Re-derived on every heartbeat until the worker stops listing it (review M6: an abort order
+    // lost with its response is sent again).
     if (FindAttempt(rr.attempt_id()) == nullptr) book_.Abort(req.worker_id(), rr.attempt_id());
   }
+  // A failed write is retried at the next heartbeat: the rank is still missing then.
+  Commit(ReconcileRanks(req.worker_id(), running)).IgnoreError();
   // Assignments are sent again until the worker reports the rank running (a lost response must
   // not lose a rank); the agent ignores ones it has already started.
   auto delivered = [&](const v1::Assignment& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -839,15 +977,18 @@ absl::Status JobManager::Report(const v1::ReportRequest& req, const std::string&
       return absl::InvalidArgumentError("progress: loss, steps_per_second and eta_seconds must be finite (rate >= 0)");
     if (absl::Status s = ValidateMetrics(p.metrics(), "progress.metrics"); !s.ok()) return s;
     r->attempt->last_round = p.round();
+    r->attempt->last_progress_at = clock_.Monotonic();  // Note [Progress deadlines]
+    r->attempt->reported = true;
     const double since_submit = absl::ToDoubleSeconds(clock_.Now() - FromProto(r->stored.job.submit_time()));
     const double per_round =
         p.steps_per_second() > 0
             ? static_cast<double>(r->stored.job.spec().train().steps_per_round()) / p.steps_per_second()
             : 0.0;
+    r->attempt->round_seconds = per_round;
     if (since_submit > 0) p.set_goodput_ratio(std::min(1.0, static_cast<double>(p.round()) * per_round / since_submit));
     *r->stored.job.mutable_progress() = p;
     if (r->recovery && r->recovery->started_at) {
-      recovery_.emplace_back("resume", absl::ToDoubleSeconds(clock_.Now() - *r->recovery->started_at));
+      recovery_.emplace_back("resume", absl::ToDoubleSeconds(clock_.Monotonic() - *r->recovery->started_at));
       r->recovery.reset();
     }
     v1::JobEvent e = MakeEvent(*r, r->stored.job, "progress", "");
@@ -868,35 +1009,52 @@ absl::Status JobManager::Complete(const v1::CompleteRequest& req, const std::str
     if (absl::Status s = ValidateMetrics(req.metrics(), "metrics"); !s.ok()) return s;
     Record* r = *held;
     if (req.exit_code() != 0) {
-      const std::string message = ExitMessage(req.message());
-      status = Commit({FailAttempt(*r,
-                                   absl::StrFormat("rank %d on %s exited with code %d%s%s", req.rank(), req.worker_id(),
-                                                   req.exit_code(), message.empty() ? "" : ": ", message),
-                                   "rank_failed")});
-    } else {
-      r->attempt->done.insert(req.rank());
-      if (req.rank() == 0) {
-        Change c;
-        c.job_id = r->stored.job.job_id();
-        c.job = r->stored.job;
-        c.job.set_state(v1::JOB_STATE_SUCCEEDED);
-        *c.job.mutable_end_time() = ToProto(clock_.Now());
-        for (const auto& [k, v] : req.metrics()) (*c.job.mutable_progress()->mutable_metrics())[k] = v;
-        c.job.mutable_progress()->set_round(c.job.spec().train().rounds());
-        c.job.mutable_progress()->set_eta_seconds(0);
-        c.event =
-            MakeEvent(*r, c.job, "succeeded", absl::StrCat("artifacts in ", options_.artifact_root, "/", c.job_id));
-        c.apply = [this, r]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          EndAttempt(*r->attempt);
-          r->attempt.reset();
-          Finished(r->stored.job, "succeeded");
-        };
-        status = Commit({std::move(c)});
-      }
+      status = Commit({RankExited(*r, req)});
+    } else if (req.rank() == 0) {
+      status = Commit({Succeeded(*r, req)});
+    } else if (!r->attempt->done.count(req.rank())) {
+      // Durable (review H7): after a coordinator restart nobody re-reports a rank that exited, so
+      // the recovered attempt must know it is done (Job.done_ranks), not wait for it.
+      Change c;
+      c.job_id = r->stored.job.job_id();
+      c.job = r->stored.job;
+      c.job.add_done_ranks(req.rank());
+      c.apply = [r, rank = req.rank()] { r->attempt->done.insert(rank); };
+      status = Commit({std::move(c)});
     }
   }
   Deliver();
   return status;
+}
+
+JobManager::Change JobManager::RankExited(Record& r, const v1::CompleteRequest& req) {
+  const std::string message = ExitMessage(req.message());
+  const bool preempted = req.exit_code() == train_protocol::ExitCode(train_protocol::TrainExit::kPreempted);
+  return FailAttempt(r,
+                     absl::StrFormat("rank %d on %s exited with code %d%s%s%s", req.rank(), req.worker_id(),
+                                     req.exit_code(), preempted ? " (preempted; it checkpointed)" : "",
+                                     message.empty() ? "" : ": ", message),
+                     preempted ? "preempted" : "rank_failed", std::nullopt, StartupSignature(req.exit_code(), message));
+}
+
+JobManager::Change JobManager::Succeeded(Record& r, const v1::CompleteRequest& req) {
+  Change c;
+  c.job_id = r.stored.job.job_id();
+  c.job = r.stored.job;
+  c.job.set_state(v1::JOB_STATE_SUCCEEDED);
+  c.job.clear_done_ranks();
+  *c.job.mutable_end_time() = ToProto(clock_.Now());
+  for (const auto& [k, v] : req.metrics()) (*c.job.mutable_progress()->mutable_metrics())[k] = v;
+  c.job.mutable_progress()->set_round(c.job.spec().train().rounds());
+  c.job.mutable_progress()->set_eta_seconds(0);
+  c.event = MakeEvent(r, c.job, "succeeded", absl::StrCat("artifacts in ", options_.artifact_root, "/", c.job_id));
+  c.apply = [this, rp = &r]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    rp->attempt->done.insert(0);
+    EndAttempt(*rp->attempt);
+    rp->attempt.reset();
+    Finished(rp->stored.job, "succeeded");
+  };
+  return c;
 }
 
 absl::StatusOr<std::string> JobManager::RankZeroJob(const std::string& worker_id, const std::string& attempt_id,
@@ -921,7 +1079,7 @@ absl::StatusOr<std::string> JobManager::CheckpointSource(const v1::FetchCheckpoi
 v1::ListWorkersResponse JobManager::Workers() const {
   absl::MutexLock lock(&mu_);
   v1::ListWorkersResponse resp;
-  const absl::Time now = clock_.Now();
+  const absl::Time now = clock_.Monotonic();
   for (const auto& [id, w] : registry_.workers()) {
     auto* s = resp.add_workers();
     s->set_worker_id(id);
@@ -957,7 +1115,7 @@ JobManagerStats JobManager::TakeStats() {
   s.recovery.swap(recovery_);
   for (const auto& [id, r] : jobs_)
     if (r.stored.job.state() == v1::JOB_STATE_RUNNING) s.goodput[id] = r.stored.job.progress().goodput_ratio();
-  const absl::Time now = clock_.Now();
+  const absl::Time now = clock_.Monotonic();
   for (const auto& [id, w] : registry_.workers())
     if (w.state == WorkerState::kAlive)
       s.heartbeat_age_seconds[id] = absl::ToDoubleSeconds(now - (w.lease_expiry - options_.lease));

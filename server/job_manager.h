@@ -34,6 +34,22 @@ struct JobManagerOptions {
   absl::Duration max_backoff = absl::Minutes(5);
   absl::Duration recovery_grace = absl::Seconds(45);  // after a coordinator restart: how long a running
                                                       // attempt waits for its agents to report its ranks
+  // Note [Progress deadlines]: a running attempt that sends no progress report for too long is
+  // failed and requeued, with the reason in its event, so no job can sit RUNNING with nothing
+  // alive behind it. The allowance is startup_deadline from the start to the first report and
+  // from the last round's report to the end (data loading, rendezvous, the final evaluation);
+  // between rounds it is max(progress_deadline_min, progress_deadline_factor x the round time
+  // of the last report).
+  absl::Duration startup_deadline = absl::Minutes(10);
+  double progress_deadline_factor = 10;
+  absl::Duration progress_deadline_min = absl::Seconds(60);
+  // Note [Lease safety]: a gap between two ticks longer than stall_threshold (the coordinator
+  // itself stalled: a slow disk, a paused process) first extends every lease by the gap, so
+  // heartbeats that waited behind it never expire anyone. And when more than max_expire_fraction
+  // of at least 3 alive workers run out of lease in one tick, every lease is extended by one
+  // more lease first (logged); whoever is still silent after that is expired.
+  absl::Duration stall_threshold = absl::Seconds(5);
+  double max_expire_fraction = 0.5;
   SchedulerOptions scheduler;
   std::string artifact_root = "artifacts";  // a job's artifacts: <root>/<job_id> (same for every attempt)
   // TCPStore ports for the attempts' rank 0, handed out round-robin; no two live attempts share
@@ -60,7 +76,7 @@ struct JobManagerStats {
   std::map<v1::JobState, int> jobs_by_state;
   int workers_alive = 0, workers_lost = 0;
   int64_t restarts = 0;                                  // attempts requeued after a failure
-  std::map<std::string, int64_t> restarts_by_cause;      // lease_lost | rank_failed | recovery
+  std::map<std::string, int64_t> restarts_by_cause;      // lease_lost | rank_failed | rank_gone | no_progress | preempted | recovery
   std::map<PendingKind, int> pending_by_kind;            // queued jobs by why they wait
   std::vector<std::pair<std::string, double>> finished;  // (outcome, seconds since submit), drained
   std::map<std::string, double> heartbeat_age_seconds;   // alive workers
@@ -150,7 +166,13 @@ class JobManager {
     std::string attempt_id;  // <job_id>/<n>
     int number = 0;
     std::vector<RankPlacement> ranks;  // by rank; empty worker_id = not yet re-reported after recovery
-    std::set<int> done;                // ranks that exited 0
+    std::set<int> done;                // ranks that exited 0 (durable: Job.done_ranks)
+    // Ranks their worker has reported running (Register or Heartbeat). Such a rank that its
+    // worker stops listing before it completes is gone: the attempt fails at once.
+    std::set<int> acked;
+    absl::Time last_progress_at;  // Monotonic(): the start, then each progress report
+    bool reported = false;        // a progress report has arrived in this attempt
+    double round_seconds = 0;     // of the last report (steps_per_round / steps_per_second)
     std::string rendezvous_secret;     // in its c10d store key prefix (Assignment.rendezvous_secret)
     int64_t last_round = 0;            // of rank 0's last progress report
     std::optional<absl::Time> recovering_since;
@@ -187,9 +209,17 @@ class JobManager {
   // The change that ends the current attempt of `r` with `reason`: requeue with backoff while
   // restarts remain, else FAILED.
   // `cause` (lease_lost | rank_failed | recovery) labels the restart metric.
-  // `failed_at` is when the failure happened (default: now).
+  // `failed_at` is when the failure happened (Monotonic; default: now). cause "preempted" requeues
+  // at once and is not counted against max_restarts. `startup_signature` (StartupSignature of a
+  // rank's exit): when the attempt had sent no progress yet and the previous attempt failed in
+  // start-up with the same signature, the job ends FAILED (fail fast).
   Change FailAttempt(Record& r, const std::string& reason, const std::string& cause,
-                     std::optional<absl::Time> failed_at = std::nullopt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                     std::optional<absl::Time> failed_at = std::nullopt, const std::string& startup_signature = "")
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The change that ends an attempt whose rank exited non-zero (Complete).
+  Change RankExited(Record& r, const v1::CompleteRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The change that ends the job SUCCEEDED (rank 0 exited 0).
+  Change Succeeded(Record& r, const v1::CompleteRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finished(const v1::Job& job, const std::string& outcome) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The attempt is over: its unfinished ranks are told to abort, its slots, queued assignments
   // and store port are released.
@@ -215,6 +245,16 @@ class JobManager {
   // --- Tick's steps
   // Fails the attempts of workers whose lease ran out (each job once; adds it to `failing`).
   std::vector<Change> ExpireLeases(std::set<std::string>* failing) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fails attempts past their progress deadline (Note [Progress deadlines]).
+  std::vector<Change> ExpireProgress(std::set<std::string>* failing) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Note [Lease safety]: extends every lease after the coordinator's own stall, and once before a
+  // mass expiry.
+  void GuardLeases(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The worker `worker_id` lists `running` (Register or Heartbeat): those ranks are acknowledged,
+  // its draining slots not in it are freed, and each attempt with an acknowledged rank on it that
+  // it no longer lists and that has not completed fails (the changes returned, each job once).
+  std::vector<Change> ReconcileRanks(const std::string& worker_id, const std::set<std::pair<std::string, int>>& running)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the recovery wait of attempts whose ranks are all reported back, and fails those still
   // missing ranks after recovery_grace (skipping jobs in `failing`; adds the ones it fails).
   std::vector<Change> ExpireRecoveries(std::set<std::string>* failing) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -270,6 +310,8 @@ class JobManager {
   std::map<std::string, int64_t> restarts_by_cause_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, double>> finished_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, double>> recovery_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Time> last_tick_ ABSL_GUARDED_BY(mu_);        // Monotonic(), at the start of the last Tick
+  std::optional<absl::Time> mass_expiry_since_ ABSL_GUARDED_BY(mu_);  // Note [Lease safety]
   double last_pass_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<double> queue_waits_ ABSL_GUARDED_BY(mu_);
 };

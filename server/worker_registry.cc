@@ -11,7 +11,7 @@ absl::Status WorkerRegistry::Register(const std::string& id, const WorkerResourc
   if (r.slots < 0) return absl::InvalidArgumentError(absl::StrCat("resources.slots: must be >= 0, got ", r.slots));
   if (r.devices < 0)
     return absl::InvalidArgumentError(absl::StrCat("resources.devices: must be >= 0, got ", r.devices));
-  const absl::Time now = clock_.Now();
+  const absl::Time now = clock_.Monotonic();
   WorkerInfo& w = workers_[id];
   w.worker_id = id;
   w.resources = r;
@@ -25,13 +25,26 @@ absl::Status WorkerRegistry::Heartbeat(const std::string& id) {
   if (it == workers_.end()) return absl::NotFoundError(absl::StrCat("worker ", id, " is not registered"));
   if (it->second.state != WorkerState::kAlive)
     return absl::NotFoundError(absl::StrCat("worker ", id, " lost its lease; register again"));
-  it->second.lease_expiry = clock_.Now() + lease_;
+  it->second.lease_expiry = clock_.Monotonic() + lease_;
   return absl::OkStatus();
+}
+
+std::vector<std::string> WorkerRegistry::Expired() const {
+  std::vector<std::string> out;
+  const absl::Time now = clock_.Monotonic();
+  for (const auto& [id, w] : workers_)
+    if (w.state == WorkerState::kAlive && now >= w.lease_expiry) out.push_back(id);
+  return out;
+}
+
+void WorkerRegistry::ExtendLeases(absl::Duration d) {
+  for (auto& [id, w] : workers_)
+    if (w.state == WorkerState::kAlive) w.lease_expiry += d;
 }
 
 std::vector<LostWorker> WorkerRegistry::ExpireLeases() {
   std::vector<LostWorker> lost;
-  const absl::Time now = clock_.Now();
+  const absl::Time now = clock_.Monotonic();
   for (auto& [id, w] : workers_) {
     if (w.state != WorkerState::kAlive || now < w.lease_expiry) continue;
     w.state = WorkerState::kLost;
@@ -59,8 +72,27 @@ absl::Status WorkerRegistry::Assign(const std::string& worker_id, const std::str
 void WorkerRegistry::ReleaseAttempt(const std::string& attempt_id) {
   for (auto& [id, w] : workers_)
     w.ranks.erase(
-        std::remove_if(w.ranks.begin(), w.ranks.end(), [&](const RankSlot& r) { return r.attempt_id == attempt_id; }),
+        std::remove_if(w.ranks.begin(), w.ranks.end(), [&](const RankSlot& r) { return r.attempt_id == attempt_id && !r.draining; }),
         w.ranks.end());
+}
+
+void WorkerRegistry::DrainRank(const std::string& worker_id, const std::string& attempt_id, int rank) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return;
+  for (RankSlot& r : it->second.ranks)
+    if (r.attempt_id == attempt_id && r.rank == rank) r.draining = true;
+}
+
+int WorkerRegistry::ReleaseDrained(const std::string& worker_id,
+                                   const std::set<std::pair<std::string, int>>& running) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return 0;
+  auto& ranks = it->second.ranks;
+  const size_t before = ranks.size();
+  ranks.erase(std::remove_if(ranks.begin(), ranks.end(),
+                             [&](const RankSlot& r) { return r.draining && !running.count({r.attempt_id, r.rank}); }),
+              ranks.end());
+  return static_cast<int>(before - ranks.size());
 }
 
 std::vector<WorkerCapacity> WorkerRegistry::Capacity() const {

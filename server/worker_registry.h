@@ -4,6 +4,8 @@
 #pragma once
 
 #include <map>
+#include <set>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -27,13 +29,18 @@ struct RankSlot {
   std::string attempt_id;
   int rank = 0;
   bool device = false;
+  // Note [Slots drain]: the attempt has ended but the worker still runs the rank (it is inside
+  // its SIGTERM grace, or has not heard of the abort). The slot stays taken until a heartbeat
+  // no longer lists the rank, or the worker is lost, so a new rank never lands on a CPU or GPU a
+  // dying one still holds (review M6).
+  bool draining = false;
 };
 
 struct WorkerInfo {
   std::string worker_id;
   WorkerResourcesInfo resources;
   WorkerState state = WorkerState::kAlive;
-  absl::Time lease_expiry;
+  absl::Time lease_expiry;  // on the clock's Monotonic() time (Note [Two clocks])
   std::vector<RankSlot> ranks;
 };
 
@@ -55,12 +62,21 @@ class WorkerRegistry {
   absl::Status Heartbeat(const std::string& worker_id);
   // Marks every alive worker whose lease has run out lost and releases its ranks.
   std::vector<LostWorker> ExpireLeases();
+  // The alive workers whose lease has run out (what ExpireLeases would take), changing nothing.
+  std::vector<std::string> Expired() const;
+  // Pushes every alive worker's lease expiry `d` later (after the coordinator's own stall).
+  void ExtendLeases(absl::Duration d);
 
   // Places one rank. FAILED_PRECONDITION when the worker is not alive or has no free slot (or
   // device).
   absl::Status Assign(const std::string& worker_id, const std::string& attempt_id, int rank, bool device);
-  // Frees every rank of the attempt, wherever it is placed.
+  // Frees every rank of the attempt, wherever it is placed, but the draining ones.
   void ReleaseAttempt(const std::string& attempt_id);
+  // Marks one placed rank draining (Note [Slots drain]); nothing when it is not placed there.
+  void DrainRank(const std::string& worker_id, const std::string& attempt_id, int rank);
+  // Frees the draining slots of `worker_id` whose (attempt, rank) is not in `running`; returns
+  // how many.
+  int ReleaseDrained(const std::string& worker_id, const std::set<std::pair<std::string, int>>& running);
 
   // Free capacity of the alive workers (for JobScheduler::Plan).
   std::vector<WorkerCapacity> Capacity() const;

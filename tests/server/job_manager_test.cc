@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 
+#include "absl/strings/str_cat.h"
 #include "proto/job_spec_proto.h"
 #include "server/attempt_id.h"
 
@@ -29,7 +30,30 @@ class JobManagerTest : public ::testing::Test {
     o.restart_backoff = absl::Seconds(5);
     o.store_ports = ports_;
     o.log = [this](const std::string& line) { logs_.push_back(line); };
+    // The tests jump the clock between ticks; the lease guards have tests of their own.
+    o.stall_threshold = absl::InfiniteDuration();
+    o.max_expire_fraction = 1.0;
     return o;
+  }
+  // A heartbeat of `id` listing `running` (attempt id, rank) as the ranks it runs.
+  v1::HeartbeatResponse Beat(const std::string& id, const std::vector<std::pair<std::string, int>>& running) {
+    v1::HeartbeatRequest r;
+    r.set_worker_id(id);
+    for (const auto& [attempt, rank] : running) {
+      auto* rr = r.add_running();
+      rr->set_attempt_id(attempt);
+      rr->set_rank(rank);
+    }
+    auto resp = mgr_->Heartbeat(r, creds_[id]);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return resp.ok() ? *resp : v1::HeartbeatResponse();
+  }
+  // Ticks through `d` one second at a time (a live coordinator ticks often).
+  void TickThrough(absl::Duration d) {
+    for (absl::Duration t = absl::ZeroDuration(); t < d; t += absl::Seconds(1)) {
+      clock_.Advance(absl::Seconds(1));
+      mgr_->Tick();
+    }
   }
   void Register(const std::string& id, int slots) {
     v1::RegisterRequest r;
@@ -410,7 +434,7 @@ TEST_F(JobManagerTest, ARestartedManagerReloadsJobsAndRunningAttemptsWaitForThei
   mgr_->Tick();
   EXPECT_EQ(State(r.job_id()), v1::JOB_STATE_RUNNING);
   clock_.Advance(Options().recovery_grace);
-  Heartbeat("w1");
+  Beat("w1", {{r.job_id() + "/1", 0}, {r.job_id() + "/1", 1}});  // a heartbeat lists what it runs
   Heartbeat("w2");
   mgr_->Tick();
   EXPECT_EQ(State(r.job_id()), v1::JOB_STATE_RUNNING);
@@ -530,11 +554,11 @@ TEST_F(JobManagerTest, ARankThatCannotBeBookedOnReRegisterIsAbortedAndTheAttempt
   v1::ListWorkersResponse workers = mgr_->Workers();
   ASSERT_EQ(workers.workers(0).ranks_size(), 1);
   EXPECT_EQ(workers.workers(0).ranks(0).rank(), 0);
-  v1::HeartbeatResponse hb = Heartbeat("w1");
+  v1::HeartbeatResponse hb = Beat("w1", {{j.job_id() + "/1", 0}, {j.job_id() + "/1", 1}});
   ASSERT_EQ(hb.abort_attempts_size(), 1);
   EXPECT_EQ(hb.abort_attempts(0), j.job_id() + "/1");
   clock_.Advance(Options().recovery_grace);
-  Heartbeat("w1");
+  Beat("w1", {{j.job_id() + "/1", 0}});  // rank 1 stopped
   mgr_->Tick();
   v1::Job requeued = *mgr_->Get(j.job_id());
   EXPECT_EQ(requeued.state(), v1::JOB_STATE_QUEUED);
@@ -860,6 +884,242 @@ TEST_F(JobManagerTest, TheConfiguredRankMemoryLimitRefusesASpecNamingTheFieldsTh
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("variational.trajectories"), std::string::npos) << r.status();
   EXPECT_EQ(mgr_->List({})->jobs_size(), 1);
+}
+
+}  // namespace
+}  // namespace vsdm::server
+
+namespace vsdm::server {
+namespace {
+
+// Issue 18's hang: the agent hosting rank 0 was killed during the final evaluation and restarted
+// under the same id, knowing nothing of the rank; the job sat RUNNING at 100/100 for minutes.
+// Now a worker that stops listing a rank it acknowledged fails that attempt at once.
+TEST_F(JobManagerTest, AnAgentThatReRegistersWithoutARankItRanFailsTheAttemptAtOnce) {
+  Register("w1", 2);
+  v1::Job j = Submit(Spec(1, 3));
+  mgr_->Tick();
+  const std::string att = j.job_id() + "/1";
+  Beat("w1", {{att, 0}, {att, 1}});  // both acknowledged
+  Complete("w1", att, 1, 0);         // the variational rank is done
+  v1::RegisterRequest again;         // the restarted agent runs nothing
+  again.set_worker_id("w1");
+  again.mutable_resources()->set_slots(2);
+  again.set_instance_id("new");
+  ASSERT_TRUE(RegisterOk(again));
+  v1::Job now = *mgr_->Get(j.job_id());
+  EXPECT_EQ(now.state(), v1::JOB_STATE_QUEUED) << "old: RUNNING until someone notices";
+  EXPECT_NE(now.message().find("rank 0 is no longer running on worker w1"), std::string::npos) << now.message();
+  EXPECT_EQ(mgr_->TakeStats().restarts_by_cause["rank_gone"], 1);
+}
+
+TEST_F(JobManagerTest, AHeartbeatThatStopsListingARankFailsItsAttemptButCompletedRanksMayGo) {
+  Register("w1", 2);
+  v1::Job j = Submit(Spec(1, 3));
+  mgr_->Tick();
+  const std::string att = j.job_id() + "/1";
+  Beat("w1", {});  // assignments not yet started: nothing is missing
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  Beat("w1", {{att, 0}, {att, 1}});
+  Complete("w1", att, 1, 0);
+  Beat("w1", {{att, 0}});  // rank 1 completed: fine
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  Beat("w1", {});  // rank 0 vanished without a Complete
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_QUEUED);
+}
+
+TEST_F(JobManagerTest, AnAttemptWithNoProgressPastItsDeadlineIsRequeuedWithTheReason) {
+  JobManagerOptions o = Options();
+  o.startup_deadline = absl::Seconds(30);
+  o.progress_deadline_factor = 10;
+  o.progress_deadline_min = absl::Seconds(5);
+  mgr_ = std::make_unique<JobManager>(store_, clock_, o);
+  Register("w1", 2);
+  v1::JobSpec spec = Spec(1, 3);
+  spec.mutable_train()->set_rounds(10);
+  spec.mutable_train()->set_steps_per_round(100);
+  v1::Job j = Submit(spec);
+  mgr_->Tick();
+  // Start-up: 30 s to the first report.
+  for (int i = 0; i < 29; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    Heartbeat("w1");
+    mgr_->Tick();
+  }
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  v1::ReportRequest rep;
+  rep.set_worker_id("w1");
+  rep.set_attempt_id(j.job_id() + "/1");
+  rep.mutable_progress()->set_round(1);
+  rep.mutable_progress()->set_steps_per_second(50);  // 2 s a round: the deadline is 20 s
+  ASSERT_TRUE(mgr_->Report(rep, creds_["w1"]).ok());
+  for (int i = 0; i < 19; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    Heartbeat("w1");
+    mgr_->Tick();
+  }
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING) << "heartbeats alone are not progress, but 19 s < 20 s";
+  clock_.Advance(absl::Seconds(1));
+  Heartbeat("w1");
+  mgr_->Tick();
+  v1::Job now = *mgr_->Get(j.job_id());
+  EXPECT_EQ(now.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_NE(now.message().find("no progress report for 20s"), std::string::npos) << now.message();
+  EXPECT_NE(now.message().find("10 x its round time of 2s"), std::string::npos) << now.message();
+  // The next attempt that never reports is failed at the start-up deadline.
+  TickThrough(absl::Seconds(5));  // backoff
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  for (int i = 0; i < 31; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    Heartbeat("w1");
+    mgr_->Tick();
+  }
+  now = *mgr_->Get(j.job_id());
+  EXPECT_NE(now.message().find("to its first report"), std::string::npos) << now.message();
+}
+
+// Review H7: the ranks that exited before a coordinator restart are durable.
+TEST_F(JobManagerTest, ARestartDuringTheFinalEvaluationDoesNotFailTheAttempt) {
+  Register("w1", 2);
+  v1::Job j = Submit(Spec(1, 0));  // no restarts: a failed attempt fails the job
+  mgr_->Tick();
+  const std::string att = j.job_id() + "/1";
+  Beat("w1", {{att, 0}, {att, 1}});
+  Complete("w1", att, 1, 0);  // only trainer 0 (final evaluation) is left
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  ASSERT_TRUE(mgr_->Recover().ok());
+  v1::RegisterRequest reg;
+  reg.set_worker_id("w1");
+  reg.mutable_resources()->set_slots(2);
+  auto* rr = reg.add_running();
+  rr->set_attempt_id(att);
+  rr->set_rank(0);
+  ASSERT_TRUE(RegisterOk(reg));
+  clock_.Advance(Options().recovery_grace);
+  Beat("w1", {{att, 0}});
+  mgr_->Tick();
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING) << mgr_->Get(j.job_id())->message();
+  Complete("w1", att, 0, 0);
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_SUCCEEDED) << "old: FAILED, rank 1 'not reported back'";
+}
+
+// Review M6: slots are freed when the worker confirms its ranks are gone, not at cancel time.
+TEST_F(JobManagerTest, ACancelledAttemptsSlotsAreFreedOnlyWhenItsWorkerStopsListingThem) {
+  Register("w1", 2);
+  v1::Job a = Submit(Spec(1));
+  mgr_->Tick();
+  const std::string att = a.job_id() + "/1";
+  Beat("w1", {{att, 0}, {att, 1}});
+  ASSERT_TRUE(mgr_->Cancel(a.job_id()).ok());
+  v1::Job b = Submit(Spec(1));
+  v1::HeartbeatResponse hb = Beat("w1", {{att, 0}, {att, 1}});  // still inside their SIGTERM grace
+  ASSERT_EQ(hb.abort_attempts_size(), 1);
+  mgr_->Tick();
+  EXPECT_EQ(State(b.job_id()), v1::JOB_STATE_QUEUED) << "old: started on slots the dying ranks still hold";
+  hb = Beat("w1", {{att, 0}});  // the abort order is sent again while a rank is still listed
+  EXPECT_EQ(hb.abort_attempts_size(), 1);
+  mgr_->Tick();
+  EXPECT_EQ(State(b.job_id()), v1::JOB_STATE_QUEUED);
+  Beat("w1", {});
+  mgr_->Tick();
+  EXPECT_EQ(State(b.job_id()), v1::JOB_STATE_RUNNING);
+}
+
+// Review H6: leases are on the monotonic clock, and the coordinator's own stall extends them.
+TEST_F(JobManagerTest, AWallClockStepExpiresNoLeaseAndAStallExtendsThemAll) {
+  JobManagerOptions o = Options();
+  o.stall_threshold = absl::Seconds(5);
+  mgr_ = std::make_unique<JobManager>(store_, clock_, o);
+  Register("w1", 1);
+  Register("w2", 1);
+  mgr_->Tick();
+  clock_.StepWall(absl::Hours(1));  // NTP step: old code expired every lease here
+  mgr_->Tick();
+  EXPECT_EQ(mgr_->TakeStats().workers_alive, 2);
+  clock_.Advance(absl::Seconds(30));  // the coordinator itself stalled 30 s (no tick, no heartbeat)
+  mgr_->Tick();
+  EXPECT_EQ(mgr_->TakeStats().workers_alive, 2);
+  ASSERT_FALSE(logs_.empty());
+  EXPECT_NE(logs_.back().find("stalled for 30s"), std::string::npos) << logs_.back();
+  TickThrough(absl::Seconds(10));  // then silence for a lease, with the ticker running: lost
+  EXPECT_EQ(mgr_->TakeStats().workers_alive, 0);
+}
+
+TEST_F(JobManagerTest, WhenMostLeasesRunOutInOneTickTheyGetOneMoreLeaseFirst) {
+  JobManagerOptions o = Options();
+  o.max_expire_fraction = 0.5;
+  mgr_ = std::make_unique<JobManager>(store_, clock_, o);
+  for (const char* w : {"w1", "w2", "w3", "w4"}) Register(w, 1);
+  for (int i = 0; i < 10; ++i) {  // only w1 keeps beating
+    clock_.Advance(absl::Seconds(1));
+    Heartbeat("w1");
+    mgr_->Tick();
+  }
+  EXPECT_EQ(mgr_->TakeStats().workers_alive, 4) << "3 of 4 at once: one lease of grace";
+  EXPECT_NE(logs_.back().find("3 of 4 workers' leases ran out in the same tick"), std::string::npos) << logs_.back();
+  for (int i = 0; i < 10; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    Heartbeat("w1");
+    mgr_->Tick();
+  }
+  EXPECT_EQ(mgr_->TakeStats().workers_alive, 1);
+}
+
+TEST_F(JobManagerTest, APreemptionRequeuesAtOnceWithoutSpendingARestart) {
+  Register("w1", 2);
+  v1::Job j = Submit(Spec(1, 0));
+  mgr_->Tick();
+  Complete("w1", j.job_id() + "/1", 0, 75);
+  v1::Job now = *mgr_->Get(j.job_id());
+  EXPECT_EQ(now.state(), v1::JOB_STATE_QUEUED) << now.message();
+  EXPECT_EQ(now.preemptions(), 1);
+  mgr_->Tick();  // no backoff
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  Complete("w1", j.job_id() + "/2", 0, 1);  // a real failure: max_restarts 0
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(mgr_->TakeStats().restarts_by_cause["preempted"], 1);
+}
+
+TEST_F(JobManagerTest, TheSameStartUpFailureTwiceEndsTheJobInsteadOfSpendingEveryRestart) {
+  Register("w1", 2);
+  v1::Job j = Submit(Spec(1, 5));
+  mgr_->Tick();
+  auto fail = [&](int attempt, const std::string& log) {
+    v1::CompleteRequest c;
+    c.set_worker_id("w1");
+    c.set_attempt_id(absl::StrCat(j.job_id(), "/", attempt));
+    c.set_rank(0);
+    c.set_exit_code(2);
+    c.set_message("last lines:\n" + log + "\n");
+    ASSERT_TRUE(mgr_->Complete(c, creds_["w1"]).ok());
+  };
+  fail(1, "vsdm-train[4242]: problem.dataset: images:/nope: no such file");
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_QUEUED);
+  TickThrough(absl::Seconds(6));
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  fail(2, "vsdm-train[977]: problem.dataset: images:/nope: no such file");
+  v1::Job now = *mgr_->Get(j.job_id());
+  EXPECT_EQ(now.state(), v1::JOB_STATE_FAILED) << "old: 4 more restarts of the same error";
+  EXPECT_NE(now.message().find("fail fast"), std::string::npos) << now.message();
+  EXPECT_NE(now.message().find("images:/nope: no such file"), std::string::npos) << now.message();
+}
+
+TEST_F(JobManagerTest, EveryJobHasAUniqueIdAndSpecHashThatItsAssignmentsCarry) {
+  Register("w1", 4);
+  v1::Job a = Submit(Spec(1));
+  v1::Job b = Submit(Spec(1));
+  EXPECT_EQ(a.uid().size(), 32u);
+  EXPECT_NE(a.uid(), b.uid());
+  EXPECT_EQ(a.spec_hash(), b.spec_hash());
+  EXPECT_EQ(a.spec_hash().size(), 16u);
+  EXPECT_NE(Submit(Spec(2)).spec_hash(), a.spec_hash());
+  mgr_->Tick();
+  const v1::HeartbeatResponse hb = Heartbeat("w1");
+  ASSERT_EQ(hb.assignments_size(), 4);
+  for (const auto& as : hb.assignments()) {
+    EXPECT_EQ(as.job_uid(), as.job_id() == a.job_id() ? a.uid() : b.uid());
+    EXPECT_EQ(as.spec_hash(), a.spec_hash());
+  }
 }
 
 }  // namespace
