@@ -19,7 +19,8 @@ reported with its events, its ranks' logs and the processes still alive, and the
 usage: chaos.py BIN_DIR SOURCE_DIR WORK_DIR
 env: CHAOS_FAULTS (20), CHAOS_SEED (random, printed), CHAOS_FAULT_TIMEOUT (90 s),
      CHAOS_ROUNDS (48), CHAOS_WORKERS (5), CHAOS_FINAL (agent,coordinator: the faults of the final
-     evaluation, in order, counted in CHAOS_FAULTS; "" for none)
+     evaluation, in order, counted in CHAOS_FAULTS; "" for none), CHAOS_KINDS (trainer,agent,
+     variational,coordinator: the kinds of the other faults, in equal shares), CHAOS_DEADLINE (840 s)
 """
 import json
 import os
@@ -36,6 +37,7 @@ SEED = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(1 <<
 FAULT_TIMEOUT = float(os.environ.get("CHAOS_FAULT_TIMEOUT", "90"))
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "48"))
 WORKERS = int(os.environ.get("CHAOS_WORKERS", "5"))
+KINDS = [k for k in os.environ.get("CHAOS_KINDS", "trainer,agent,variational,coordinator").split(",") if k]
 FINAL = [k for k in os.environ.get("CHAOS_FINAL", "agent,coordinator").split(",") if k]
 TRAINERS = 2
 # ~2 s a round on 2 busy cores: a clean run takes ~2 min, the chaos run ~5-6 min. Rounds are
@@ -67,8 +69,11 @@ class Cluster:
         self.children = {}  # pid -> Popen of the processes this driver restarted (to reap them)
 
     def ctl(self, *args, timeout=15, check=False):
-        r = subprocess.run([f"{BIN}/vsdmctl", "--state-dir", self.state, *args],
-                           capture_output=True, text=True, timeout=timeout)
+        try:
+            r = subprocess.run([f"{BIN}/vsdmctl", "--state-dir", self.state, *args],
+                               capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            r = subprocess.CompletedProcess(args, 124, "", f"no answer within {timeout} s")
         if check and r.returncode != 0:
             raise Abort(f"vsdmctl {' '.join(args)}: rc {r.returncode}: {r.stderr.strip()}")
         return r
@@ -80,10 +85,7 @@ class Cluster:
             self.addr = f.read().strip()
 
     def down(self):
-        try:
-            self.ctl("local", "down", timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
+        self.ctl("local", "down", timeout=30)
         for p in self.children.values():
             p.poll()
 
@@ -107,10 +109,7 @@ class Cluster:
 
     def job(self, job):
         """The job as `vsdmctl get -o json` shows it, or None while the coordinator cannot answer."""
-        try:
-            r = self.ctl("get", job, "-o", "json", timeout=5)
-        except subprocess.TimeoutExpired:
-            return None
+        r = self.ctl("get", job, "-o", "json", timeout=5)
         if r.returncode != 0:
             return None
         j = json.loads(r.stdout)
@@ -159,14 +158,16 @@ def flag(argv, name):
 
 
 def train_procs(state, job):
-    """[(pid, attempt, rank)] of every live vsdm-train of `job` under `state`."""
+    """[(pid, attempt, rank)] of every live vsdm-train of `job` under `state` (its --out is the
+    job's dir, or an attempt dir in it)."""
     out_dir = f"{state}/work/jobs/{job}"
     procs = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         argv = cmdline(int(d))
-        if argv and argv[0].endswith("vsdm-train") and flag(argv, "--out") == out_dir:
+        out = flag(argv, "--out") if argv and argv[0].endswith("vsdm-train") else None
+        if out and (out == out_dir or out.startswith(out_dir + "/")):
             procs.append((int(d), int(flag(argv, "--attempt") or 0), int(flag(argv, "--rank") or -1)))
     return procs
 
@@ -294,7 +295,7 @@ def plan(rng):
     FINAL during the final evaluation (by default the agent of rank 0, then the coordinator)."""
     final = FINAL[:FAULTS]
     n = FAULTS - len(final)
-    kinds = (["trainer", "agent", "variational", "coordinator"] * FAULTS)[:n]
+    kinds = (KINDS * FAULTS)[:n]
     rng.shuffle(kinds)
     span = range(2, max(3, ROUNDS * 3 // 4))  # recoveries move the job on: room for them
     rounds = sorted(rng.sample(span, n) if n <= len(span) else rng.choices(span, k=n))
@@ -372,6 +373,9 @@ def main():
         wall, j, m, left = chaos_run(rng, rows)
     except Abort as e:
         print_table(rows)
+        if rows:
+            recs = [r["recovery"] for r in rows]
+            print(f"recovery so far: median {statistics.median(recs):.1f} s, max {max(recs):.1f} s")
         print(f"FAIL after {len(rows)} of {FAULTS} faults: {e}; seed {SEED}; cost {time.monotonic() - T_START:.0f} s")
         return 1
     clean_wall, _, cm = clean_run()

@@ -27,7 +27,8 @@ trap 'exit 130' INT TERM
 mkdir "$work/bin"
 for b in vsdmctl vsdm-coordinator vsdm-worker vsdm-train; do
   for _ in $(seq 60); do
-    [ -x "$BIN/$b" ] && cp "$BIN/$b" "$work/bin/$b" 2>/dev/null && break
+    [ -x "$BIN/$b" ] && cp "$BIN/$b" "$work/bin/$b" 2>/dev/null && "$work/bin/$b" --help > /dev/null 2>&1 && break
+    rm -f "$work/bin/$b"
     sleep 5
   done
   [ -x "$work/bin/$b" ] || { echo "$BIN/$b not found (build first)"; exit 1; }
