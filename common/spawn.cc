@@ -1,6 +1,8 @@
 #include "common/spawn.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,7 +19,7 @@ namespace vsdm {
 namespace {
 
 // What the child was doing when it failed, reported to the parent over the exec pipe.
-enum Step : int { kSession = 1, kStdin, kLog, kLimit, kFds, kExec };
+enum Step : int { kSession = 1, kStdin, kLog, kLimit, kFds, kDeathSignal, kExec };
 
 struct ChildError {
   int step = 0;
@@ -57,10 +59,15 @@ struct ChildPlan {
   std::vector<std::pair<int, rlimit>> limits;
   int null_fd = -1, log_fd = -1, report_fd = -1;
   int max_fd = 0;
+  pid_t parent = 0;  // getpid() before the fork (die_with_parent)
 };
 
 [[noreturn]] void ExecChild(const ChildPlan& p) {
   const SpawnOptions& o = *p.options;
+  if (o.die_with_parent) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) ChildFail(p.report_fd, kDeathSignal);
+    if (getppid() != p.parent) _exit(127);  // the parent went before the prctl: nobody to die with
+  }
   if (o.new_session) {
     if (setsid() < 0) ChildFail(p.report_fd, kSession);
   } else if (o.new_process_group) {
@@ -104,6 +111,8 @@ std::string DescribeStep(int step) {
       return "setrlimit: ";
     case kFds:
       return "close-on-exec: ";
+    case kDeathSignal:
+      return "PR_SET_PDEATHSIG: ";
     default:
       return "";
   }
@@ -160,6 +169,7 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const SpawnOpt
     return absl::InternalError(absl::StrCat(what, "pipe: ", strerror(err)));
   }
   plan.report_fd = pipe_fds[1];
+  plan.parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) ExecChild(plan);
   const int fork_errno = errno;

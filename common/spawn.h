@@ -36,6 +36,12 @@ struct SpawnOptions {
   // Every descriptor above 2 is closed at exec (CLOSE_RANGE_CLOEXEC), not only those opened
   // with O_CLOEXEC: the child does not hold the parent's sockets or listening ports.
   bool close_other_fds = false;
+  // PR_SET_PDEATHSIG(SIGKILL): the child is killed when its parent goes, so a rank never outlives
+  // a crashed agent. Linux ties the signal to the *thread* that forked, not the process: a
+  // caller that sets this must call Spawn from a thread that lives as long as the process (the
+  // main thread), or the child dies when that thread exits. A parent that died between fork and
+  // the prctl is caught by the child comparing getppid() with the parent's pid (it exits 127).
+  bool die_with_parent = false;
 };
 
 // The child's pid; INTERNAL naming argv[0] (or the log file) and errno text if it cannot be

@@ -153,7 +153,7 @@ job2=$(ctl submit "${SP[@]}" | awk '{print $1}')
 wait_for 180 running_from "$ADDR" "$job2" 3 || fail "$job2 never reached round 3: $(field "$ADDR" "$job2")"
 before=$(ours | wc -l)
 [ "$before" = 6 ] || fail "want 3 agents + 3 ranks of the allocation before scancel, found $before: $(show_ours)"
-ls "$W"/nodes/n1/jobs/"$job2"/checkpoint/ckpt-* > /dev/null 2>&1 || fail "no checkpoint of $job2 in n1's work dir"
+ls "$W"/nodes/n1/jobs/"$job2"/attempt-*/checkpoint/ckpt-* > /dev/null 2>&1 || fail "no checkpoint of $job2 in n1's work dir"
 read -r _ r2 _ < <(field "$ADDR" "$job2")
 t_cancel=$SECONDS
 scancel "$alloc1"

@@ -36,6 +36,7 @@ struct Options {
   int threads_per_rank = 1;                       // torch/BLAS threads of each rank
   double pg_timeout = 60;                         // seconds, passed to vsdm-train --pg-timeout
   double kill_grace = 10;                         // seconds between SIGTERM and SIGKILL on abort
+  double fence_after = 120;                       // seconds without an answer before it stops its ranks; 0 = never
   std::string metrics_listen = "127.0.0.1:9465";  // Prometheus /metrics of this node; "" = off; port 0 = any
   std::string port_file;                          // written once listening (common/port_file.h)
   int64_t rank_max_open_files = 65536;            // RLIMIT_NOFILE of each rank
@@ -59,7 +60,9 @@ int main(int argc, char** argv) {
 
   CLI::App app{"vsdm-worker: runs the training ranks the coordinator assigns to this node"};
   app.add_option("--coordinator", opt.coordinator, "coordinator address (default $VSDM_COORDINATOR, 127.0.0.1:50051)");
-  app.add_option("--id", opt.id, "stable worker id (default: hostname)");
+  app.add_option("--id", opt.id,
+                 "stable worker id (default: the hostname; set one wherever two agents can share a hostname: "
+                 "containers with host networking, cloned VMs)");
   app.add_option("--slots", opt.slots, "ranks it runs at once")->check(CLI::Range(1, 4096));
   app.add_option("--devices", opt.devices, "GPUs it offers")->check(CLI::Range(0, 1024));
   app.add_option("--work-dir", opt.work_dir, "jobs' out dirs (share it between agents for cross-agent resume)");
@@ -68,7 +71,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads-per-rank", opt.threads_per_rank, "threads of each rank")->check(CLI::Range(1, 1024));
   app.add_option("--pg-timeout", opt.pg_timeout, "collective timeout of the ranks, seconds")
       ->check(CLI::Range(1.0, 3600.0));
-  app.add_option("--kill-grace", opt.kill_grace, "SIGTERM to SIGKILL on abort, seconds")->check(CLI::Range(0.0, 600.0));
+  app.add_option("--kill-grace", opt.kill_grace,
+                 "SIGTERM to SIGKILL when a rank is stopped (abort, fence, this agent's SIGTERM), seconds")
+      ->check(CLI::Range(0.0, 600.0));
+  app.add_option("--fence-after", opt.fence_after,
+                 "stop every rank when the coordinator has answered no heartbeat for this long, seconds (its lease "
+                 "has expired and the attempts run elsewhere; 0 = never)")
+      ->check(CLI::Range(0.0, 86400.0));
   app.add_option("--metrics-listen", opt.metrics_listen, "Prometheus /metrics address (\"\" = off)");
   app.add_option("--port-file", opt.port_file, "write the bound metrics port here");
   app.add_option("--rank-max-open-files", opt.rank_max_open_files, "RLIMIT_NOFILE of each rank (0 = the agent's hard limit)")
@@ -87,6 +96,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  if (app.count("--id") == 0)
+    std::cerr << "vsdm-worker: warning: no --id: the worker id is the hostname \"" << opt.id
+              << "\"; two agents with one hostname would share one identity (set --id)\n";
   if (access(opt.train_bin.c_str(), X_OK) != 0) {
     std::cerr << "vsdm-worker: --train-bin " << opt.train_bin << " is not executable\n";
     return 2;
@@ -127,7 +139,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   vsdm::worker::GrpcCoordinatorClient& client = **client_or;
-  vsdm::RealClock clock;
+  vsdm::RealClock clock;  // its monotonic time: grace periods and the fence (Note [Two clocks])
   vsdm::worker::PosixProcessSupervisor processes(clock);
   vsdm::worker::AgentOptions ao;
   ao.worker_id = opt.id;
@@ -141,11 +153,15 @@ int main(int argc, char** argv) {
   ao.threads_per_rank = opt.threads_per_rank;
   ao.pg_timeout_seconds = opt.pg_timeout;
   ao.kill_grace = absl::Seconds(opt.kill_grace);
+  ao.fence_after = absl::Seconds(opt.fence_after);
   ao.rank_max_open_files = opt.rank_max_open_files;
   ao.rank_max_address_space_bytes = opt.rank_max_address_space_bytes;
-  vsdm::worker::Agent agent(ao, client, processes, &metrics);
+  vsdm::worker::Agent agent(ao, client, processes, &metrics, &clock);
   std::cout << "vsdm-worker " << opt.id << ": " << opt.slots << " slots, coordinator " << opt.coordinator
-            << ", work dir " << ao.work_dir << ", metrics port " << metrics_port << std::endl;
+            << ", work dir " << ao.work_dir << ", metrics port " << metrics_port << ", instance "
+            << agent.instance_id() << std::endl;
+  agent.Recover();  // the ranks a predecessor of this id left, before the first Register
+  agent.StartHeartbeatThread();
   bool was_registered = false;
   while (!g_stop) {
     const absl::Duration wait = agent.Step();
@@ -156,6 +172,9 @@ int main(int argc, char** argv) {
     }
     absl::SleepFor(wait);
   }
-  std::cout << "vsdm-worker " << opt.id << ": stopping, killing " << agent.running() << " ranks" << std::endl;
+  std::cout << "vsdm-worker " << opt.id << ": stopping, killing " << agent.running() << " ranks (SIGTERM, SIGKILL after "
+            << opt.kill_grace << " s)" << std::endl;
+  agent.Shutdown();  // their exits (75 after a checkpoint) reported
+  std::cout << "vsdm-worker " << opt.id << ": stopped" << std::endl;
   return 0;  // ~PosixProcessSupervisor kills what is left
 }
