@@ -80,6 +80,7 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.Int("resources.trainers", s.resources.trainers, 1, 1024);
   v.Choice("resources.device", s.resources.device, {"cpu", "cuda"});
   v.Int("resources.max_restarts", s.resources.max_restarts, 0, 100);
+  v.Int("resources.min_trainers", s.resources.min_trainers, 0, 1024);
 }
 
 namespace {
@@ -353,6 +354,9 @@ absl::Status ValidateJobSpec(const JobSpec& spec, const JobSpecLimits& limits) {
     return absl::InvalidArgumentError(absl::StrCat("train.batch_points: must be at least resources.trainers (",
                                                    spec.resources.trainers, ") so every trainer gets a shard, got ",
                                                    spec.train.batch_points));
+  if (spec.resources.min_trainers > spec.resources.trainers)
+    return absl::InvalidArgumentError(absl::StrCat("resources.min_trainers: must be at most resources.trainers (",
+                                                   spec.resources.trainers, "), got ", spec.resources.min_trainers));
   if (spec.variational.update == "exact" && spec.variational.lr > 1.0)
     return absl::InvalidArgumentError(
         absl::StrCat("variational.lr: must be in (0, 1] for update exact (it is the averaging weight), got ",

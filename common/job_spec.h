@@ -99,6 +99,7 @@ struct ResourcesSpec {
   int64_t trainers = 2;
   std::string device = "cpu";  // cpu | cuda
   int64_t max_restarts = 3;
+  int64_t min_trainers = 0;  // elastic restarts down to this many trainers; 0 = off (job.proto)
 };
 
 struct JobSpec {

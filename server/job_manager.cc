@@ -53,10 +53,17 @@ bool DecodeToken(const std::string& token, int64_t* nanos, std::string* id) {
 
 // The message of an attempt's "scheduled" event; StorePortOf reads the port back from it.
 constexpr char kStoreTag[] = "; store ";
-std::string ScheduledMessage(int attempt, const std::vector<RankPlacement>& ranks, const std::string& store_addr) {
+std::string ScheduledMessage(int attempt, const std::vector<RankPlacement>& ranks, const std::string& store_addr,
+                             int64_t want_trainers) {
   std::vector<std::string> where;
   for (const auto& rp : ranks) where.push_back(absl::StrCat(rp.rank, "@", rp.worker_id));
-  return absl::StrCat("attempt ", attempt, " placed: ranks ", absl::StrJoin(where, " "), kStoreTag, store_addr);
+  const int64_t trainers = static_cast<int64_t>(ranks.size()) - 1;
+  const std::string elastic =
+      trainers < want_trainers
+          ? absl::StrCat(" (elastic: ", trainers, " of ", want_trainers, " trainers, the cluster holds no more)")
+          : "";
+  return absl::StrCat("attempt ", attempt, " placed: ranks ", absl::StrJoin(where, " "), elastic, kStoreTag,
+                      store_addr);
 }
 // The store port of `attempt` from its "scheduled" event, if there is one that says it.
 std::optional<int> StorePortOf(const std::vector<v1::JobEvent>& events, int attempt) {
@@ -246,7 +253,8 @@ JobManager::Attempt JobManager::RecoveredAttempt(const Record& r, absl::Time now
   Attempt a;
   a.number = r.stored.job.attempts();
   a.attempt_id = MakeAttemptId(r.stored.job.job_id(), a.number);
-  a.ranks.resize(r.stored.job.spec().resources().trainers() + 1);
+  const int64_t trainers = r.stored.job.trainers() > 0 ? r.stored.job.trainers() : r.stored.job.spec().resources().trainers();
+  a.ranks.resize(static_cast<size_t>(trainers) + 1);
   const bool cuda = r.stored.job.spec().resources().device() == "cuda";
   for (int i = 0; i < static_cast<int>(a.ranks.size()); ++i) {
     a.ranks[i].rank = i;
@@ -704,8 +712,28 @@ std::vector<JobManager::Change> JobManager::ExpireRecoveries(std::set<std::strin
   return changes;
 }
 
+// Note [Elastic restarts]: a restart of a job with resources.min_trainers runs with as many
+// trainers as the alive workers can hold at all (slots, and devices for cuda), never fewer than
+// min_trainers, when they can no longer hold resources.trainers. The ranks learn W from their
+// assignment; each trainer's shard is batch_points / W, so the global batch is the same.
+static int ElasticTrainers(const v1::Job& j, const std::vector<WorkerCapacity>& workers) {
+  const auto& res = j.spec().resources();
+  const int want = static_cast<int>(res.trainers());
+  if (res.min_trainers() <= 0 || j.attempts() == 0) return want;
+  int slots = 0, devices = 0;
+  for (const WorkerCapacity& w : workers) {
+    slots += w.total_slots;
+    devices += w.total_devices;
+  }
+  int fit = slots - 1;  // the variational rank takes a slot
+  if (res.device() == "cuda") fit = std::min(fit, devices);
+  if (fit >= want || fit < res.min_trainers()) return want;
+  return fit;
+}
+
 std::vector<QueuedJob> JobManager::QueueSnapshot(std::map<std::string, int>* running) const {
   std::vector<QueuedJob> queue;
+  const std::vector<WorkerCapacity> capacity = registry_.Capacity();
   for (const auto& [id, r] : jobs_) {
     const v1::Job& j = r.stored.job;
     if (j.state() == v1::JOB_STATE_RUNNING) ++(*running)[j.owner()];
@@ -717,7 +745,7 @@ std::vector<QueuedJob> JobManager::QueueSnapshot(std::map<std::string, int>* run
     q.submit_time = FromProto(j.submit_time());
     q.queued_since = r.queued_since;
     q.not_before = r.not_before;
-    q.trainers = static_cast<int>(j.spec().resources().trainers());
+    q.trainers = ElasticTrainers(j, capacity);
     q.cuda = j.spec().resources().device() == "cuda";
     queue.push_back(std::move(q));
   }
@@ -787,11 +815,12 @@ std::optional<JobManager::Change> JobManager::MakeStartChange(const Placement& p
   c.job = r.stored.job;
   c.job.set_state(v1::JOB_STATE_RUNNING);
   c.job.set_attempts(a.number);
+  c.job.set_trainers(static_cast<int32_t>(a.ranks.size()) - 1);
   c.job.clear_done_ranks();
   *c.job.mutable_start_time() = ToProto(clock_.Now());
   c.job.clear_message();
   c.job.clear_pending_reason();
-  c.event = MakeEvent(r, c.job, "scheduled", ScheduledMessage(a.number, a.ranks, store_addr));
+  c.event = MakeEvent(r, c.job, "scheduled", ScheduledMessage(a.number, a.ranks, store_addr, c.job.spec().resources().trainers()));
   c.apply = [this, &r, a, store_addr, now]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     QueueAssignments(r, a, store_addr);
     queue_waits_.push_back(absl::ToDoubleSeconds(now - r.queued_since));

@@ -23,10 +23,12 @@ namespace vsdm::spec_fields {
 // a field or swaps two shows.
 class NonDefaultSetter : public JobSpecVisitor {
  public:
-  void Int(const char*, int64_t& v, int64_t lo, int64_t hi) override {
+  void Int(const char* path, int64_t& v, int64_t lo, int64_t hi) override {
     const int64_t old = v;
     v = lo + static_cast<int64_t>(std::pow(static_cast<double>(hi - lo) + 1.0, Frac() / 2) - 1.0);
     if (v == old) v = v < hi ? v + 1 : v - 1;
+    // Bounded by another field (resources.min_trainers <= resources.trainers, which is >= 1).
+    if (std::string(path) == "resources.min_trainers") v = 1;
   }
   void Double(const char*, double& v, double lo, double hi) override {
     const double old = v;

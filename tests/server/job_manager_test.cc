@@ -1124,3 +1124,71 @@ TEST_F(JobManagerTest, EveryJobHasAUniqueIdAndSpecHashThatItsAssignmentsCarry) {
 
 }  // namespace
 }  // namespace vsdm::server
+
+namespace vsdm::server {
+namespace {
+
+// Note [Elastic restarts]: 3 trainers, a worker removed, the restart runs with 2.
+TEST_F(JobManagerTest, ARestartShrinksToTheTrainersTheClusterStillHoldsButNotBelowTheMinimum) {
+  for (const char* w : {"w1", "w2", "w3", "w4"}) Register(w, 1);
+  v1::JobSpec spec = Spec(3, 5);
+  spec.mutable_resources()->set_min_trainers(2);
+  v1::Job j = Submit(spec);
+  mgr_->Tick();
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(mgr_->Get(j.job_id())->trainers(), 3);
+  // w4 goes away for good: its lease runs out while the others beat.
+  for (int i = 0; i < 11; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    for (const char* w : {"w1", "w2", "w3"}) Heartbeat(w);
+    mgr_->Tick();
+  }
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_QUEUED);
+  for (int i = 0; i < 6; ++i) {  // the backoff
+    clock_.Advance(absl::Seconds(1));
+    for (const char* w : {"w1", "w2", "w3"}) Heartbeat(w);
+    mgr_->Tick();
+  }
+  v1::Job now = *mgr_->Get(j.job_id());
+  ASSERT_EQ(now.state(), v1::JOB_STATE_RUNNING) << now.pending_reason();
+  EXPECT_EQ(now.trainers(), 2);
+  int assigned = 0;
+  for (const char* w : {"w1", "w2", "w3"}) {
+    const v1::HeartbeatResponse hb = Heartbeat(w);
+    for (const auto& a : hb.assignments()) {
+      EXPECT_EQ(a.trainers(), 2);
+      ++assigned;
+    }
+  }
+  EXPECT_EQ(assigned, 3);
+  std::vector<v1::JobEvent> events;
+  ASSERT_TRUE(mgr_->Watch(j.job_id(), 0, [](const v1::JobEvent&) {}, &events).ok());
+  EXPECT_NE(events.back().message().find("elastic: 2 of 3 trainers"), std::string::npos) << events.back().message();
+}
+
+TEST_F(JobManagerTest, BelowMinTrainersARestartWaitsForTheFullGang) {
+  for (const char* w : {"w1", "w2", "w3", "w4"}) Register(w, 1);
+  v1::JobSpec spec = Spec(3, 5);
+  spec.mutable_resources()->set_min_trainers(3);
+  v1::Job j = Submit(spec);
+  mgr_->Tick();
+  for (int i = 0; i < 30; ++i) {  // w4 is lost, then the backoff passes
+    clock_.Advance(absl::Seconds(1));
+    for (const char* w : {"w1", "w2", "w3"}) Heartbeat(w);
+    mgr_->Tick();
+  }
+  v1::Job now = *mgr_->Get(j.job_id());
+  EXPECT_EQ(now.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_NE(now.pending_reason().find("4 slots"), std::string::npos) << now.pending_reason();
+}
+
+TEST_F(JobManagerTest, MinTrainersAboveTrainersIsRefusedNamingTheField) {
+  v1::JobSpec spec = Spec(2);
+  spec.mutable_resources()->set_min_trainers(3);
+  auto j = mgr_->Submit(spec, "", "alice");
+  ASSERT_EQ(j.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(j.status().message().find("resources.min_trainers"), std::string::npos) << j.status();
+}
+
+}  // namespace
+}  // namespace vsdm::server
