@@ -1,6 +1,10 @@
 #include "worker/train/distributed_job.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "worker/train/trainer_rank.h"
 #include "worker/train/variational_rank.h"
@@ -32,6 +36,21 @@ absl::StatusOr<RankComms> Rendezvous(const std::string& host, int port, const Di
                                      const CommOptions& co) {
   VSDM_ASSIGN_OR_RETURN(StorePtr store, ConnectTcpStore(host, port, o.rank == 0, o.trainers + 1, co.timeout));
   return JoinGroups(store, o, co);
+}
+
+absl::StatusOr<int64_t> AgreeToStop(Comm& world, bool stop) {
+  // One int64 (bit r = rank r; a 63-rank world at most, far beyond any spec's trainers).
+  std::vector<torch::Tensor> bits = {
+      torch::tensor({stop ? int64_t{1} << std::min(world.rank(), 62) : int64_t{0}}, torch::kLong)};
+  VSDM_RETURN_IF_ERROR(world.AllReduceSum(bits));
+  return bits[0].item<int64_t>();
+}
+
+std::string DescribeStopMask(int64_t mask, int trainers) {
+  std::vector<std::string> who;
+  for (int r = 0; r <= std::min(trainers, 62); ++r)
+    if (mask & (int64_t{1} << r)) who.push_back(r == trainers ? "the variational rank" : absl::StrCat("trainer ", r));
+  return who.empty() ? std::string("no rank") : absl::StrJoin(who, ", ");
 }
 
 absl::StatusOr<nlohmann::json> RunRank(const JobSetup& setup, RankComms& comms, const DistributedOptions& o) {

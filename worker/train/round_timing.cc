@@ -15,6 +15,7 @@ nlohmann::json RoundTiming::ToJson() const {
           {"variational_sec", variational},
           {"wait_for_trainers_sec", wait_trainers},
           {"broadcast_bytes", broadcast_bytes},
+          {"stop_check_sec", stop_check},
           {"loss", loss},
           {"a_norm", a_norm},
           {"a_checksum", a_checksum}};
@@ -24,7 +25,7 @@ nlohmann::json RankSummary(const std::string& role, int rank, const std::vector<
   nlohmann::json s;
   s["role"] = role;
   s["rank"] = rank;
-  double tot = 0, comp = 0, ar = 0, bc = 0, wa = 0, var = 0, wt = 0;
+  double tot = 0, comp = 0, ar = 0, bc = 0, wa = 0, var = 0, wt = 0, sc = 0;
   nlohmann::json rs = nlohmann::json::array();
   for (const auto& r : rounds) {
     tot += r.round_sec;
@@ -34,6 +35,7 @@ nlohmann::json RankSummary(const std::string& role, int rank, const std::vector<
     wa += r.wait_a;
     var += r.variational;
     wt += r.wait_trainers;
+    sc += r.stop_check;
     rs.push_back(r.ToJson());
   }
   s["totals"] = {{"round_sec", tot},
@@ -43,6 +45,7 @@ nlohmann::json RankSummary(const std::string& role, int rank, const std::vector<
                  {"wait_for_a_sec", wa},
                  {"variational_sec", var},
                  {"wait_for_trainers_sec", wt},
+                 {"stop_check_sec", sc},
                  {"wait_for_a_fraction", tot > 0 ? wa / tot : 0.0}};
   s["rounds"] = std::move(rs);
   return s;

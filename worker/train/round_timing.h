@@ -29,6 +29,8 @@ struct RoundTiming {
   double variational = 0;      // variational rank: trajectories + statistics + update
   double wait_trainers = 0;    // variational rank: blocked in [3] for the trainers' round
   double broadcast_bytes = 0;  // trainer: bytes this rank received or sent in [1], [3], [4]
+  double stop_check = 0;       // [5]: the all-reduce of the stop bits (Note [Preemption])
+  int64_t stop_mask = 0;       // [5]'s result: bit r set when rank r was told to stop
   double loss = 0, a_norm = 0;
   bool projected = false;  // the update hit the PD floor
   std::string a_checksum;  // TensorChecksum of the A this rank held this round

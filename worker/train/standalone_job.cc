@@ -9,6 +9,7 @@
 #include "core/checkpoint.h"
 #include "core/sampler.h"
 #include "worker/train/final_artifacts.h"
+#include "worker/train/preemption.h"
 #include "worker/train/round_timing.h"
 
 namespace vsdm::worker {
@@ -37,10 +38,13 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
   core::TrainStateRefs refs{&trainer, &updater, {&gen_data, &gen_train, &gen_var}, {}};
 
   const std::string ckpt_dir = (fs::path(options.out_dir) / train_protocol::kCheckpointDir).string();
-  int64_t start_round = 0;
-  if (auto latest = core::FindLatestCheckpoint(ckpt_dir)) {
-    VSDM_ASSIGN_OR_RETURN(start_round, core::LoadCheckpoint(latest->second, refs));
-  }
+  const core::CheckpointIdentity id{options.job_uid, options.spec_hash};
+  const core::CheckpointPick pick = core::PickCheckpoint(
+      ckpt_dir, [&](const std::string& bytes) { return core::LoadCheckpointBytes(bytes, refs, id); });
+  const int64_t start_round = pick.round;
+  const std::vector<std::string> skipped = core::DescribeSkips(pick);
+  if (options.on_warning)
+    for (const std::string& line : skipped) options.on_warning(line);
 
   std::unique_ptr<core::Process> process = setup.Process(updater.A());
   const int64_t rounds = spec.train.rounds;
@@ -88,9 +92,13 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
     AddParamSummary(h, updater.A());
     history.push_back(h);
     if (options.on_round) options.on_round(rep);
-    if (IsCheckpointRound(spec, r)) {
-      VSDM_RETURN_IF_ERROR(core::SaveCheckpoint(ckpt_dir, r + 1, refs));
+    const bool stop = options.stop_requested && options.stop_requested();
+    if (IsCheckpointRound(spec, r) || stop) {
+      VSDM_RETURN_IF_ERROR(core::SaveCheckpoint(ckpt_dir, r + 1, refs, 2, id));
     }
+    if (stop)
+      return PreemptedError(absl::StrFormat("after round %d/%d (SIGTERM); resume from %s", r + 1, rounds,
+                                            train_protocol::CheckpointFileName(r + 1)));
   }
   const double wall = Seconds(t_start, SteadyClock::now());
   nlohmann::json extra;
@@ -99,6 +107,8 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
   extra["variational_seconds"] = var_total;
   extra["steps_per_sec"] = steps_done > 0 ? static_cast<double>(steps_done) / std::max(1e-9, train_total) : 0.0;
   extra["resumed_from_round"] = start_round;
+  extra["checkpoints_skipped"] = skipped.size();  // Note [Resume from the newest good checkpoint]
+  extra["checkpoint_skips"] = skipped;
   extra["rounds"] = history;
   return WriteFinalArtifacts(setup, trainer.ema_net(), *process, options.out_dir, extra);
 }

@@ -27,9 +27,17 @@ struct RoundReport {
 struct StandaloneOptions {
   std::string out_dir;                               // artifacts and checkpoint/ go here
   std::function<void(const RoundReport&)> on_round;  // progress callback (may be empty)
+  std::function<void(const std::string&)> on_warning;  // skipped checkpoints (may be empty)
+  // As DistributedOptions (distributed_job.h): the identity checkpoints carry and resume
+  // requires, and whether to stop (asked after every round; empty: never).
+  std::string job_uid;
+  std::string spec_hash;
+  std::function<bool()> stop_requested;
 };
 
-// Runs the job to the end. Returns the final metrics (also in <out>/metrics.json).
+// Runs the job to the end from the newest good checkpoint (core::PickCheckpoint). Returns the
+// final metrics (also in <out>/metrics.json), or PreemptedError (preemption.h) after the round at
+// which stop_requested said yes, once that round's checkpoint is written.
 absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const StandaloneOptions& options);
 
 // "round 3/50  loss 1.234  |A| 0.456  412 steps/s  ETA 1m05s"

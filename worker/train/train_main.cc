@@ -4,7 +4,10 @@
 //
 // Exit codes (train_protocol::TrainExit): 0 done; 1 failed (I/O, internal); 2 bad input (spec,
 // flags), nothing written; 3 a collective failed: a peer died, hung past --pg-timeout, or never
-// joined.
+// joined; 75 preempted: SIGTERM to this or another rank of the attempt, after trainer 0 wrote the
+// round's checkpoint (Note [Preemption], preemption.h). $VSDM_PREEMPT_GRACE_SECONDS (default 8,
+// under the agent's 10 s kill grace; 0: none) bounds how long after SIGTERM a rank may take to
+// exit before its watchdog exits 75 without a new checkpoint.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -23,6 +26,7 @@
 #include "core/threading.h"
 #include "worker/train/distributed_job.h"
 #include "worker/train/job_setup.h"
+#include "worker/train/preemption.h"
 #include "worker/train/standalone_job.h"
 
 namespace {
@@ -114,6 +118,10 @@ int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::
   d.rendezvous_secret = secret;
   if (!opt.quiet) d.on_line = [](const std::string& line) { std::cout << line << std::endl; };
   d.on_event = [](const std::string& line) { std::cout << line << std::endl; };
+  d.on_warning = [](const std::string& line) { std::cerr << line << std::endl; };
+  d.job_uid = opt.job_uid;
+  d.spec_hash = opt.spec_hash;
+  d.stop_requested = PreemptionRequested;
   const CommOptions co = MakeCommOptions(opt, spec, host);
   std::cout << absl::StrFormat(
                    "vsdm-train[%s]: attempt %d, %d trainers + 1 variational rank, store %s, %s, "
@@ -126,6 +134,10 @@ int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::
   if (!comms.ok()) ExitCollectiveFailure(who, comms.status());
   d.rendezvous_seconds = rendezvous.Seconds();
   auto result = RunRank(setup, *comms, d);
+  if (IsPreempted(result.status())) {
+    std::cerr << "vsdm-train[" << who << "]: " << result.status().message() << "; exit 75" << std::endl;
+    return ExitCode(TrainExit::kPreempted);
+  }
   if (!result.ok()) {
     if (vsdm::IsRetryable(result.status())) ExitCollectiveFailure(who, result.status());
     return Fail(TrainExit::kFailed, absl::StrCat(who, ": ", result.status().ToString()));
@@ -142,11 +154,19 @@ int RunStandaloneJob(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm
             << std::flush;
   vsdm::worker::StandaloneOptions so;
   so.out_dir = opt.out_dir;
+  so.job_uid = opt.job_uid;
+  so.spec_hash = opt.spec_hash;
+  so.stop_requested = vsdm::worker::PreemptionRequested;
+  so.on_warning = [](const std::string& line) { std::cerr << "vsdm-train: " << line << std::endl; };
   if (!opt.quiet)
     so.on_round = [](const vsdm::worker::RoundReport& r) {
       std::cout << vsdm::worker::FormatRoundLine(r) << std::endl;
     };
   auto metrics = vsdm::worker::RunStandalone(setup, so);
+  if (vsdm::worker::IsPreempted(metrics.status())) {
+    std::cerr << "vsdm-train: " << metrics.status().message() << "; exit 75" << std::endl;
+    return ExitCode(TrainExit::kPreempted);
+  }
   if (!metrics.ok()) return Fail(TrainExit::kFailed, metrics.status().ToString());
   const auto& m = *metrics;
   std::string extra;
@@ -187,6 +207,11 @@ int main(int argc, char** argv) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: carry on, spinning
   }
+  // Note [Preemption]: before anything slow (the spec's data, the rendezvous), so that a SIGTERM
+  // at any moment ends in exit 75.
+  double grace = 8;
+  if (const char* g = std::getenv("VSDM_PREEMPT_GRACE_SECONDS"); g != nullptr && *g != '\0') grace = std::atof(g);
+  vsdm::worker::InstallPreemptionHandler(grace);
   auto parsed = vsdm::train_protocol::ParseTrainArgs(std::vector<std::string>(argv, argv + argc));
   if (!parsed.ok()) return Fail(TrainExit::kBadInput, std::string(parsed.status().message()));
   if (!parsed->help.empty()) {

@@ -11,6 +11,7 @@
 #include "core/checkpoint.h"
 #include "core/metrics.h"
 #include "worker/train/final_artifacts.h"
+#include "worker/train/preemption.h"
 
 namespace vsdm::worker {
 namespace fs = std::filesystem;
@@ -28,24 +29,37 @@ TrainerRank::TrainerRank(const JobSetup& setup, Comm& world, Comm& trainers, con
       A_(setup.InitialParam()),
       buckets_(trainer_.net()->parameters(), options.bucket_bytes) {}
 
+core::CheckpointIdentity TrainerRank::Identity() const { return {options_.job_uid, options_.spec_hash}; }
+
 absl::StatusOr<int64_t> TrainerRank::Resume() {
-  // Trainer 0 reads the newest checkpoint and every rank gets it over `world`, so ranks on other
-  // machines need no shared disk.
+  // Trainer 0 picks the newest good checkpoint (Note [Resume from the newest good checkpoint],
+  // core/checkpoint.h) and every rank gets it over `world`, so ranks on other machines need no
+  // shared disk. The pick has already restored trainer 0's state; the others load the bytes.
   const auto t0 = SteadyClock::now();
+  const core::TrainStateRefs refs{&trainer_, &shadow_, {}, {{"a_train", &a_train_}}};
   std::string ckpt;
+  int64_t start = 0;
   if (rank_ == 0) {
-    if (auto latest =
-            core::FindLatestCheckpoint((fs::path(options_.out_dir) / train_protocol::kCheckpointDir).string())) {
-      VSDM_ASSIGN_OR_RETURN(ckpt, ReadFile(latest->second));
-      struct stat st;
-      if (::stat(latest->second.c_str(), &st) == 0) last_checkpoint_unix_ = static_cast<double>(st.st_mtime);
+    core::CheckpointPick pick =
+        core::PickCheckpoint((fs::path(options_.out_dir) / train_protocol::kCheckpointDir).string(),
+                             [&](const std::string& bytes) { return core::LoadCheckpointBytes(bytes, refs, Identity()); });
+    for (const std::string& line : core::DescribeSkips(pick)) {
+      skipped_.push_back(line);
+      if (options_.on_warning) options_.on_warning(absl::StrFormat("[trainer %d] %s", rank_, line));
     }
+    struct stat st;
+    if (!pick.path.empty() && ::stat(pick.path.c_str(), &st) == 0)
+      last_checkpoint_unix_ = static_cast<double>(st.st_mtime);
+    ckpt = std::move(pick.bytes);
+    start = pick.round;
   }
   VSDM_RETURN_IF_ERROR(world_.BroadcastBytes(ckpt, 0));
   if (ckpt.empty()) return 0;
-  VSDM_ASSIGN_OR_RETURN(int64_t start,
-                        core::LoadCheckpointBytes(ckpt, {&trainer_, &shadow_, {}, {{"a_train", &a_train_}}}));
-  // A job that had finished its rounds goes straight to the artifacts with its last A.
+  if (rank_ != 0) {
+    VSDM_ASSIGN_OR_RETURN(start, core::LoadCheckpointBytes(ckpt, refs, Identity()));
+  }
+  // A job that had finished its rounds goes straight to the artifacts with its last A (its own:
+  // a checkpoint of another job is refused above).
   A_ = shadow_.A().clone();
   restore_seconds_ = SecondsSince(t0);
   if (options_.on_event)
@@ -94,8 +108,12 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
   VSDM_RETURN_IF_ERROR(world_.Broadcast(ema, 0));
   t.broadcast += SecondsSince(c);
   t.broadcast_bytes += static_cast<double>(ema.numel() * ema.element_size());
+  // [5]
+  c = SteadyClock::now();
+  VSDM_ASSIGN_OR_RETURN(t.stop_mask, AgreeToStop(world_, options_.stop_requested && options_.stop_requested()));
+  t.stop_check = SecondsSince(c);
   // [4]
-  if (IsCheckpointRound(spec, k)) {
+  if (IsCheckpointRound(spec, k) || t.stop_mask != 0) {
     c = SteadyClock::now();
     VSDM_RETURN_IF_ERROR(Checkpoint(k, t));
     t.broadcast += SecondsSince(c);
@@ -128,8 +146,9 @@ absl::Status TrainerRank::Checkpoint(int64_t k, RoundTiming& t) {
   VSDM_RETURN_IF_ERROR(
       core::LoadCheckpointBytes(var_state, {nullptr, &shadow_, {}, {{"a_train", &a_train_}}}).status());
   const auto t0 = SteadyClock::now();
-  VSDM_ASSIGN_OR_RETURN(std::string bytes,
-                        core::SerializeCheckpoint(k + 1, {&trainer_, &shadow_, {}, {{"a_train", &a_train_}}}));
+  VSDM_ASSIGN_OR_RETURN(
+      std::string bytes,
+      core::SerializeCheckpoint(k + 1, {&trainer_, &shadow_, {}, {{"a_train", &a_train_}}}, Identity()));
   VSDM_RETURN_IF_ERROR(
       core::WriteCheckpointFile((fs::path(options_.out_dir) / train_protocol::kCheckpointDir).string(), k + 1, bytes));
   last_checkpoint_round_ = k + 1;
@@ -200,8 +219,33 @@ absl::StatusOr<nlohmann::json> TrainerRank::Run() {
           rank_, k + 1, K, t.loss, t.a_norm, spec.train.steps_per_round / std::max(1e-9, t.round_sec), t.compute,
           t.allreduce, t.broadcast, t.wait_a, 100.0 * t.wait_a / std::max(1e-9, t.round_sec),
           EtaString(timings, K - k - 1)));
+    if (t.stop_mask != 0) return Stop(k, t.stop_mask, timings);
   }
+  if (rank_ == 0 && options_.on_event) options_.on_event(StopCheckCost(timings));
   return Finish(start, timings, history);
+}
+
+std::string TrainerRank::StopCheckCost(const std::vector<RoundTiming>& timings) const {
+  double check = 0, total = 0;
+  for (const auto& t : timings) {
+    check += t.stop_check;
+    total += t.round_sec;
+  }
+  const double n = static_cast<double>(std::max<size_t>(timings.size(), 1));
+  return absl::StrFormat("[trainer %d] preemption check [5]: %.3f ms per round, %.3f%% of the round time (%d rounds)",
+                         rank_, 1e3 * check / n, 100.0 * check / std::max(total, 1e-9), timings.size());
+}
+
+absl::Status TrainerRank::Stop(int64_t k, int64_t mask, const std::vector<RoundTiming>& timings) {
+  const std::string why = absl::StrFormat("after round %d/%d: a preemption notice (SIGTERM) to %s", k + 1,
+                                          setup_.spec.train.rounds, DescribeStopMask(mask, W_));
+  if (rank_ != 0) return PreemptedError(why);
+  if (options_.on_event) {
+    options_.on_event(StopCheckCost(timings));
+    options_.on_event(absl::StrFormat("[trainer 0] stopping %s; checkpoint %s written; exit 75", why,
+                                      train_protocol::CheckpointFileName(last_checkpoint_round_)));
+  }
+  return PreemptedError(absl::StrCat(why, "; resume from ", train_protocol::CheckpointFileName(last_checkpoint_round_)));
 }
 
 absl::StatusOr<nlohmann::json> TrainerRank::Finish(int64_t start, const std::vector<RoundTiming>& timings,
@@ -214,6 +258,9 @@ absl::StatusOr<nlohmann::json> TrainerRank::Finish(int64_t start, const std::vec
   nlohmann::json extra;
   extra["wall_seconds_training"] = SecondsSince(start_time_);
   extra["resumed_from_round"] = start;
+  // Note [Resume from the newest good checkpoint]: what this attempt's resume refused.
+  extra["checkpoints_skipped"] = skipped_.size();
+  extra["checkpoint_skips"] = skipped_;
   extra["rounds"] = history;
   const auto& tot = mine["totals"];
   extra["train_seconds"] = tot["compute_sec"].get<double>() + tot["allreduce_sec"].get<double>();

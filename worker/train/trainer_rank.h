@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/train_protocol.h"
+#include "core/checkpoint.h"
 #include "core/dsm_trainer.h"
 #include "core/variational.h"
 #include "nlohmann/json.hpp"
@@ -32,6 +33,11 @@ class TrainerRank {
 
  private:
   absl::StatusOr<int64_t> Resume();                    // [S]; returns the first round to run
+  core::CheckpointIdentity Identity() const;           // this job's, for checkpoints
+  // After [4] of round k when [5] said stop (`mask`): PreemptedError, trainer 0 logging why.
+  absl::Status Stop(int64_t k, int64_t mask, const std::vector<RoundTiming>& timings);
+  // The log line with [5]'s measured cost over `timings`.
+  std::string StopCheckCost(const std::vector<RoundTiming>& timings) const;
   absl::Status RunRound(int64_t k, RoundTiming& t);    // [1]-[4]
   absl::Status Checkpoint(int64_t k, RoundTiming& t);  // [4]
   // Trainer 0, checkpoint rounds: straightness of a small Heun-ODE sample of the EMA model.
@@ -62,6 +68,7 @@ class TrainerRank {
   double straightness_ = 0;             // trainer 0: newest MeasureStraightness
   int64_t allreduce_bytes_total_ = 0;   // trainer 0: this attempt's gradient all-reduce bytes
   int64_t broadcast_bytes_total_ = 0;   // trainer 0: this attempt's [1], [3], [4] bytes
+  std::vector<std::string> skipped_;    // trainer 0: the checkpoints Resume refused, and why
 };
 
 }  // namespace vsdm::worker

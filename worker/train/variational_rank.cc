@@ -9,6 +9,7 @@
 #include "common/train_protocol.h"
 #include "core/checkpoint.h"
 #include "core/sampler.h"
+#include "worker/train/preemption.h"
 
 namespace vsdm::worker {
 
@@ -28,7 +29,8 @@ absl::StatusOr<int64_t> VariationalRank::Resume() {
   VSDM_RETURN_IF_ERROR(world_.BroadcastBytes(ckpt, 0));
   if (ckpt.empty()) return 0;
   VSDM_ASSIGN_OR_RETURN(int64_t start,
-                        core::LoadCheckpointBytes(ckpt, {&holder_, &updater_, {}, {{"a_train", &a_train_}}}));
+                        core::LoadCheckpointBytes(ckpt, {&holder_, &updater_, {}, {{"a_train", &a_train_}}},
+                                                  {options_.job_uid, options_.spec_hash}));
   // The checkpointed EMA is the one whose update an async rank had not computed yet.
   pending_ = setup_.spec.variational.async && start > 0;
   return start;
@@ -68,10 +70,14 @@ absl::Status VariationalRank::RunRound(int64_t k, RoundTiming& t) {
   UnflattenParams(ema_, holder_.ema_net());
   a_train_ = A;
   pending_ = true;
-  // sync: the update from this round's EMA; the trainers wait for it at [1].
+  // [5]
+  c = SteadyClock::now();
+  VSDM_ASSIGN_OR_RETURN(t.stop_mask, AgreeToStop(world_, options_.stop_requested && options_.stop_requested()));
+  t.stop_check = SecondsSince(c);
+  // sync: the update from this round's EMA; the trainers wait for it at [1] (stopping: at [4]).
   if (!async && learn) Update(k, t);
   // [4]
-  if (IsCheckpointRound(spec, k)) {
+  if (IsCheckpointRound(spec, k) || t.stop_mask != 0) {
     c = SteadyClock::now();
     VSDM_ASSIGN_OR_RETURN(std::string bytes,
                           core::SerializeCheckpoint(k + 1, {nullptr, &updater_, {}, {{"a_train", &a_train_}}}));
@@ -107,6 +113,9 @@ absl::StatusOr<nlohmann::json> VariationalRank::Run() {
           "[variational] round %d/%d  |A| %.4f -> %.4f%s  update %.2fs  wait-for-trainers %.2fs  bcast %.2fs", k + 1, K,
           t.a_norm, updater_.A().norm().item<double>(), t.projected ? " (PD floor)" : "", t.variational,
           t.wait_trainers, t.broadcast));
+    if (t.stop_mask != 0)
+      return PreemptedError(absl::StrFormat("after round %d/%d: a preemption notice (SIGTERM) to %s", k + 1, K,
+                                            DescribeStopMask(t.stop_mask, W_)));
   }
   // [E]
   nlohmann::json mine = RankSummary("variational", options_.rank, timings);

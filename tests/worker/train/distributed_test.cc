@@ -8,13 +8,18 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <functional>
 #include <iostream>
+#include <mutex>
 #include <thread>
+
+#include <gmock/gmock.h>
 
 #include "common/job_spec.h"
 #include "core/checkpoint.h"
 #include "worker/train/comm.h"
 #include "worker/train/data_parallel.h"
+#include "worker/train/preemption.h"
 #include "worker/train/round_timing.h"
 
 namespace vsdm::worker {
@@ -366,21 +371,31 @@ resources: {trainers: 2}
     return std::move(*setup);
   }
 
-  // Runs the 3 ranks to the end; returns each rank's result.
-  std::vector<nlohmann::json> Run(const JobSetup& setup, const std::string& out) {
+  // Runs the 3 ranks to the end (`tweak` adjusts each rank's options); returns each rank's result.
+  std::vector<absl::StatusOr<nlohmann::json>> RunRanks(
+      const JobSetup& setup, const std::string& out,
+      const std::function<void(DistributedOptions&)>& tweak = [](DistributedOptions&) {}) {
     StorePtr store = MakeInProcessStore();
-    return OnThreads(3, [&](int rank) {
+    return OnThreads(3, [&](int rank) -> absl::StatusOr<nlohmann::json> {
       DistributedOptions o;
       o.out_dir = out;
       o.trainers = 2;
       o.rank = rank;
+      tweak(o);
       auto comms = JoinGroups(store, o, LoopbackOptions());
-      EXPECT_TRUE(comms.ok()) << comms.status();
-      if (!comms.ok()) return nlohmann::json();
-      auto r = RunRank(setup, *comms, o);
-      EXPECT_TRUE(r.ok()) << "rank " << rank << ": " << r.status();
-      return r.ok() ? *r : nlohmann::json();
+      if (!comms.ok()) return comms.status();
+      return RunRank(setup, *comms, o);
     });
+  }
+  std::vector<nlohmann::json> Run(const JobSetup& setup, const std::string& out,
+                                  const std::function<void(DistributedOptions&)>& tweak = [](DistributedOptions&) {}) {
+    std::vector<nlohmann::json> out_json;
+    int rank = 0;
+    for (auto& r : RunRanks(setup, out, tweak)) {
+      EXPECT_TRUE(r.ok()) << "rank " << rank++ << ": " << r.status();
+      out_json.push_back(r.ok() ? *r : nlohmann::json());
+    }
+    return out_json;
   }
 
   static std::vector<std::string> Checksums(const nlohmann::json& summary) {
@@ -455,6 +470,107 @@ TEST_P(TinyJobTest, AnImageJobResumedMidEpochComputesWhatTheUninterruptedRunDid)
   EXPECT_DOUBLE_EQ(res2[0]["quality"]["fd"].get<double>(), res[0]["quality"]["fd"].get<double>());
   for (const char* f : {"samples.npy", "samples.png", "metrics.json", "model.pt"})
     EXPECT_TRUE(fs::exists(fs::path(resumed) / f)) << f;
+}
+
+// Note [Preemption]: a stop told to ONE rank (trainer 1 in the sync run, the variational rank in
+// the async one) stops every rank after the same round, trainer 0 writes that round's checkpoint
+// although it is off the checkpoint_every schedule, and every rank returns PreemptedError (exit
+// 75); the next attempt resumes there and computes exactly what the uninterrupted run did.
+// Before, nothing stopped on a notice: SIGTERM killed the rank, its peers failed (exit 3) and the
+// work since the last scheduled checkpoint was lost.
+TEST_P(TinyJobTest, AStopToOneRankStopsEveryRankAfterTheSameRoundAndTheResumeReproducesTheRun) {
+  const bool async = GetParam();
+  JobSetup setup = Setup(async);
+  const std::string full = root_ + "/full", out = root_ + "/preempted";
+  auto res = Run(setup, full);
+  ASSERT_TRUE(res[0].contains("distributed"));
+  const auto a0 = Checksums(res[0]["distributed"]["ranks"][0]);
+  const int told = async ? 2 : 1;
+  std::vector<std::string> events;
+  std::mutex mu;
+  auto stopped = RunRanks(setup, out, [&](DistributedOptions& o) {
+    // Told during round 3 (its [5] is the third stop check): a round that writes no checkpoint.
+    if (o.rank == told) o.stop_requested = [calls = 0]() mutable { return ++calls >= 3; };
+    o.on_event = [&](const std::string& line) {
+      std::lock_guard<std::mutex> l(mu);
+      events.push_back(line);
+    };
+  });
+  for (int rank = 0; rank < 3; ++rank) {
+    SCOPED_TRACE(rank);
+    ASSERT_FALSE(stopped[rank].ok());
+    EXPECT_TRUE(IsPreempted(stopped[rank].status())) << stopped[rank].status();
+    EXPECT_THAT(std::string(stopped[rank].status().message()),
+                ::testing::HasSubstr(std::string("preempted: after round 3/4: a preemption notice (SIGTERM) to ") +
+                                     (async ? "the variational rank" : "trainer 1")));
+  }
+  EXPECT_TRUE(fs::exists(out + "/checkpoint/ckpt-00000003.pt"));
+  EXPECT_FALSE(fs::exists(out + "/metrics.json"));
+  EXPECT_THAT(events, ::testing::Contains(::testing::HasSubstr("checkpoint ckpt-00000003.pt written; exit 75")));
+  EXPECT_THAT(events, ::testing::Contains(::testing::MatchesRegex(
+                          "\\[trainer 0\\] preemption check \\[5\\]: [0-9.]+ ms per round, [0-9.]+% of the round "
+                          "time \\(3 rounds\\)")));
+  for (const auto& e : events) std::cout << e << "\n";
+
+  auto res2 = Run(setup, out);
+  ASSERT_TRUE(res2[0].contains("distributed"));
+  EXPECT_EQ(res2[0]["resumed_from_round"].get<int64_t>(), 3);
+  const auto b0 = Checksums(res2[0]["distributed"]["ranks"][0]);
+  ASSERT_EQ(b0.size(), 1u);
+  EXPECT_EQ(b0[0], a0[3]);
+  EXPECT_EQ(res2[0]["A"], res[0]["A"]);
+  EXPECT_DOUBLE_EQ(res2[0]["energy_distance"].get<double>(), res[0]["energy_distance"].get<double>());
+}
+
+// H4 (review) through the runtime: a recycled out dir holding another job's finished checkpoints
+// is not resumed (the old code went straight to the artifacts and reported the other job's model
+// as this one's), and a corrupt newest checkpoint falls back to the previous one instead of
+// failing the attempt (which, retried, used to spend every restart).
+TEST_P(TinyJobTest, ResumeRefusesAnotherJobsCheckpointsAndFallsBackFromACorruptNewestOne) {
+  JobSetup setup = Setup(GetParam());
+  const std::string out = root_ + "/job";
+  const auto as = [](const std::string& uid) {
+    return [uid](DistributedOptions& o) {
+      o.job_uid = uid;
+      o.spec_hash = "hash-1";
+    };
+  };
+  auto first = Run(setup, out, as("uid-first"));
+  ASSERT_TRUE(first[0].contains("distributed"));
+  EXPECT_EQ(first[0]["checkpoints_skipped"].get<int64_t>(), 0);
+
+  std::vector<std::string> warnings;
+  auto second = Run(setup, out, [&](DistributedOptions& o) {
+    as("uid-second")(o);
+    o.on_warning = [&warnings](const std::string& line) { warnings.push_back(line); };  // trainer 0 only
+  });
+  ASSERT_TRUE(second[0].contains("distributed"));
+  EXPECT_EQ(second[0]["resumed_from_round"].get<int64_t>(), 0);
+  EXPECT_EQ(Checksums(second[0]["distributed"]["ranks"][0]).size(), 4u);  // trained every round itself
+  EXPECT_EQ(second[0]["checkpoints_skipped"].get<int64_t>(), 2);
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_THAT(warnings[0], ::testing::StartsWith("[trainer 0] skipped checkpoint ckpt-00000004.pt: checkpoint of "
+                                                 "another job: it records job uid 'uid-first'"));
+  EXPECT_THAT(warnings[0], ::testing::EndsWith("; starting from round 0"));
+  EXPECT_TRUE(fs::exists(out + "/checkpoint/ckpt-00000004.pt.bad"));
+
+  // The second job's own newest checkpoint torn: it resumes from the one before and ends as its
+  // uninterrupted run did.
+  const std::string newest = out + "/checkpoint/ckpt-00000004.pt";
+  fs::resize_file(newest, fs::file_size(newest) / 2);
+  warnings.clear();
+  auto third = Run(setup, out, [&](DistributedOptions& o) {
+    as("uid-second")(o);
+    o.on_warning = [&warnings](const std::string& line) { warnings.push_back(line); };
+  });
+  ASSERT_TRUE(third[0].contains("distributed"));
+  EXPECT_EQ(third[0]["resumed_from_round"].get<int64_t>(), 2);
+  EXPECT_EQ(third[0]["checkpoints_skipped"].get<int64_t>(), 1);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0],
+            "[trainer 0] skipped checkpoint ckpt-00000004.pt: corrupt checkpoint: not a zip archive (no "
+            "end-of-central-directory record); resuming from ckpt-00000002.pt");
+  EXPECT_DOUBLE_EQ(third[0]["energy_distance"].get<double>(), second[0]["energy_distance"].get<double>());
 }
 
 INSTANTIATE_TEST_SUITE_P(SyncAndAsync, TinyJobTest, ::testing::Values(false, true),
