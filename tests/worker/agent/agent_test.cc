@@ -18,6 +18,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -203,7 +204,10 @@ class AgentTest : public ::testing::Test {
     options_.pg_timeout_seconds = 45;
     options_.kill_grace = absl::Seconds(7);
   }
-  void TearDown() override { fs::remove_all(work_); }
+  // The work dir and the files beside it that tests make (also when they fail midway).
+  void TearDown() override {
+    for (const char* suffix : {"", "-rank.sh", "-target", "-elsewhere"}) fs::remove_all(work_ + suffix);
+  }
 
   v1::Assignment MakeAssignment(int rank, const std::string& attempt_id = "job-1/2") {
     v1::Assignment a;
@@ -1245,6 +1249,8 @@ TEST(PosixProcessSupervisorTest, AppendsTheStacksOfAChildThatOutlivesItsSigtermT
   PosixProcessSupervisor sup(clock);
   const std::string log = (fs::temp_directory_path() / ("vsdm_gdb_" + std::to_string(::getpid()) + ".log")).string();
   fs::remove(log);
+  const std::unique_ptr<const std::string, void (*)(const std::string*)> remove_log(
+      &log, [](const std::string* p) { fs::remove(*p); });  // also when an assertion returns early
   auto id = sup.Start({"/bin/sh", "-c", "trap '' TERM; echo started; while true; do sleep 0.05; done"}, LogTo(log));
   ASSERT_TRUE(id.ok()) << id.status();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -1264,7 +1270,6 @@ TEST(PosixProcessSupervisorTest, AppendsTheStacksOfAChildThatOutlivesItsSigtermT
   std::vector<ChildExit> exits = WaitForExit(sup);
   ASSERT_EQ(exits.size(), 1u);
   EXPECT_EQ(exits[0].signal, SIGKILL);
-  fs::remove(log);
 }
 
 // H3: a rank dies with its agent (PR_SET_PDEATHSIG), even when the agent is SIGKILLed and no
