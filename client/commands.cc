@@ -1,8 +1,15 @@
 #include "client/commands.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <memory>
+#include <utility>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
@@ -10,7 +17,6 @@
 #include "absl/time/clock.h"
 #include "client/call_unary.h"
 #include "client/job_format.h"
-#include "common/file_util.h"
 #include "common/job_spec.h"
 #include "common/retry.h"
 #include "common/status_macros.h"
@@ -99,8 +105,67 @@ absl::StatusOr<v1::JobState> ParseStateFilter(const std::string& state) {
   return st;
 }
 
-// One artifact file; NOT_FOUND when the job has none of that name.
-absl::StatusOr<std::string> Download(v1::JobService::StubInterface& stub, const std::string& job_id, const char* name) {
+// A hidden temp file beside `final_path`, removed when destroyed unless Commit moved it there.
+class TempFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<TempFile>> Create(const std::string& final_path) {
+    static std::atomic<uint64_t> counter{0};
+    const fs::path p(final_path);
+    const std::string tmp = (p.parent_path() / absl::StrCat(".", p.filename().string(), ".part-", ::getpid(), "-",
+                                                            absl::ToUnixNanos(absl::Now()), "-", counter++))
+                                .string();
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (fd < 0) return Errno("create", tmp);
+    return std::unique_ptr<TempFile>(new TempFile(fd, tmp));
+  }
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(path_.c_str());
+  }
+  absl::Status Write(absl::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Errno("write", path_);
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+  // Makes the bytes durable and moves them to `final_path`.
+  absl::Status Commit(const std::string& final_path) {
+    if (::fsync(fd_) != 0) return Errno("fsync", path_);
+    const int fd = std::exchange(fd_, -1);
+    if (::close(fd) != 0 && errno != EINTR) return Errno("close", path_);
+    if (::rename(path_.c_str(), final_path.c_str()) != 0) return Errno("rename to", final_path);
+    committed_ = true;
+    const int dir = ::open(fs::path(final_path).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {  // best effort: the file itself is whole either way
+      ::fsync(dir);
+      ::close(dir);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  TempFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  static absl::Status Errno(absl::string_view what, const std::string& path) {
+    const int err = errno == 0 ? EIO : errno;
+    std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+    if (err == ENOSPC || err == EDQUOT || err == EFBIG) return absl::ResourceExhaustedError(std::move(msg));
+    return absl::InternalError(std::move(msg));
+  }
+  int fd_;
+  const std::string path_;
+  bool committed_ = false;
+};
+
+// Artifact `name` of the job into `path`: its size, NOT_FOUND when the job has none of that
+// name. The bytes go to a temp file that takes the name only once the stream ended OK with
+// exactly the total_bytes of its first chunk; a short or failed download leaves nothing under
+// `path` (a file there before stays as it was) and says how many bytes came of how many.
+absl::StatusOr<int64_t> Download(v1::JobService::StubInterface& stub, const std::string& job_id, const char* name,
+                                 const std::string& path) {
+  VSDM_ASSIGN_OR_RETURN(std::unique_ptr<TempFile> tmp, TempFile::Create(path));
   grpc::ClientContext ctx;
   SetDeadline(ctx, kArtifactTimeout);
   v1::GetArtifactRequest req;
@@ -108,12 +173,25 @@ absl::StatusOr<std::string> Download(v1::JobService::StubInterface& stub, const 
   req.set_path(name);
   auto reader = stub.GetArtifact(&ctx, req);
   v1::ArtifactChunk chunk;
-  std::string data;
-  while (reader->Read(&chunk)) data += chunk.data();
+  int64_t total = -1, got = 0;
+  absl::Status written;
+  for (bool first = true; written.ok() && reader->Read(&chunk); first = false) {
+    if (first) total = chunk.total_bytes();
+    got += static_cast<int64_t>(chunk.data().size());
+    written = tmp->Write(chunk.data());
+  }
+  if (!written.ok()) ctx.TryCancel();  // no use receiving the rest
   const grpc::Status s = reader->Finish();
+  VSDM_RETURN_IF_ERROR(written);
   if (s.error_code() == grpc::StatusCode::NOT_FOUND) return absl::NotFoundError(name);
   VSDM_RETURN_IF_ERROR(StatusOfCall(absl::StrCat("artifact ", name), s));
-  return data;
+  if (total < 0 || got != total) {
+    return absl::DataLossError(absl::StrCat("artifact ", name, ": received ", got, " of ",
+                                            total < 0 ? std::string("an unknown number of") : absl::StrCat(total),
+                                            " bytes; ", path, " not written"));
+  }
+  VSDM_RETURN_IF_ERROR(tmp->Commit(path));
+  return got;
 }
 
 }  // namespace
@@ -239,14 +317,14 @@ absl::Status RunLogs(const LogsArgs& args, v1::JobService::StubInterface& stub, 
 absl::Status RunArtifacts(const ArtifactsArgs& args, v1::JobService::StubInterface& stub, std::ostream& out) {
   std::error_code ec;
   fs::create_directories(args.out_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("create ", args.out_dir, ": ", ec.message()));
   int got = 0;
   for (const char* name : train_protocol::kArtifacts) {  // what the agent uploads
-    auto data = Download(stub, args.job_id, name);
-    if (absl::IsNotFound(data.status())) continue;
-    if (!data.ok()) return data.status();
     const std::string path = (fs::path(args.out_dir) / name).string();
-    VSDM_RETURN_IF_ERROR(AtomicWriteFile(path, *data));
-    out << path << "  (" << data->size() << " bytes)\n";
+    auto size = Download(stub, args.job_id, name, path);
+    if (absl::IsNotFound(size.status())) continue;
+    if (!size.ok()) return size.status();
+    out << path << "  (" << *size << " bytes)\n";
     ++got;
   }
   if (got > 0) return absl::OkStatus();

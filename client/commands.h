@@ -77,7 +77,7 @@ struct LogsArgs {
 
 struct ArtifactsArgs {
   std::string job_id;
-  std::string out_dir;  // created if missing; each file is written atomically
+  std::string out_dir;  // created if missing; each file appears only whole (size checked)
 };
 
 struct WorkersArgs {
@@ -97,7 +97,8 @@ absl::Status RunWatch(const WatchArgs& args, v1::JobService::StubInterface& stub
 absl::Status RunCancel(const JobArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
 // The stored events (progress left out), then where the ranks' logs are.
 absl::Status RunLogs(const LogsArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
-// Downloads the known artifact files that exist. WithExitCode(1) when there is none.
+// Downloads the known artifact files that exist. WithExitCode(1) when there is none; DATA_LOSS
+// naming the file and both sizes when one arrives short (nothing is left under its name).
 absl::Status RunArtifacts(const ArtifactsArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
 absl::Status RunWorkers(const WorkersArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
 // The standard gRPC health check of the coordinator (for container HEALTHCHECKs and probes):

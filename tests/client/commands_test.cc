@@ -3,6 +3,7 @@
 // scripts) in a temp bin dir: the failure paths leave no process and no state behind.
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -584,9 +585,11 @@ TEST_F(CommandsTest, TheStateDirIsVsdmHomeElseUnderHome) {
 
 // ---- artifacts ----------------------------------------------------------------------------
 
-v1::ArtifactChunk Chunk(const std::string& data) {
+// A chunk of an artifact stream; the first of a stream carries the file's size (`total`).
+v1::ArtifactChunk Chunk(const std::string& data, int64_t total = 0) {
   v1::ArtifactChunk c;
   c.set_data(data);
+  c.set_total_bytes(total);
   return c;
 }
 
@@ -597,8 +600,9 @@ TEST_F(CommandsTest, ArtifactsWritesTheFilesThatExistIntoTheOutDir) {
       .WillRepeatedly(Invoke([&](grpc::ClientContext*, const v1::GetArtifactRequest& req) {
         EXPECT_EQ(req.job_id(), "j-1");
         asked.push_back(req.path());
-        if (req.path() == "samples.png") return Stream<v1::ArtifactChunk>({Chunk("ab"), Chunk("cd")});
-        if (req.path() == "metrics.json") return Stream<v1::ArtifactChunk>({Chunk("{}")});
+        if (req.path() == "samples.png") return Stream<v1::ArtifactChunk>({Chunk("ab", 4), Chunk("cd")});
+        if (req.path() == "metrics.json") return Stream<v1::ArtifactChunk>({Chunk("{}", 2)});
+        if (req.path() == "targets.npy") return Stream<v1::ArtifactChunk>({Chunk("", 0)});  // empty, and whole
         return Stream<v1::ArtifactChunk>({}, grpc::Status(grpc::StatusCode::NOT_FOUND, "no such artifact"));
       }));
   const std::string out_dir = dir_ / "out/nested";
@@ -607,10 +611,74 @@ TEST_F(CommandsTest, ArtifactsWritesTheFilesThatExistIntoTheOutDir) {
                                             "targets.npy", "contexts.npy", "forecast.png"));
   EXPECT_EQ(ReadAll(out_dir + "/samples.png"), "abcd");
   EXPECT_EQ(ReadAll(out_dir + "/metrics.json"), "{}");
+  EXPECT_EQ(ReadAll(out_dir + "/targets.npy"), "");
+  EXPECT_TRUE(fs::exists(out_dir + "/targets.npy"));
   EXPECT_FALSE(fs::exists(out_dir + "/model.pt"));
-  EXPECT_EQ(out_.str(), absl::StrCat(out_dir, "/metrics.json  (2 bytes)\n", out_dir, "/samples.png  (4 bytes)\n"));
-  // Only the two files: nothing half-written, nothing outside the out dir.
-  EXPECT_EQ(std::distance(fs::directory_iterator(out_dir), fs::directory_iterator()), 2);
+  EXPECT_EQ(out_.str(), absl::StrCat(out_dir, "/metrics.json  (2 bytes)\n", out_dir, "/samples.png  (4 bytes)\n",
+                                     out_dir, "/targets.npy  (0 bytes)\n"));
+  // Only the three files: no temp file left, nothing outside the out dir.
+  EXPECT_EQ(std::distance(fs::directory_iterator(out_dir), fs::directory_iterator()), 3);
+}
+
+// Review H5: a stream that ended early (a file that vanished or failed to read on the server,
+// which the old coordinator ended with OK) used to be saved, short, as a success.
+TEST_F(CommandsTest, ArtifactsFailsOnAShortStreamAndLeavesNoFileUnderItsName) {
+  const std::string out_dir = dir_ / "out";
+  fs::create_directories(out_dir);
+  std::ofstream(out_dir + "/samples.npy") << "previous";
+  EXPECT_CALL(stub_, GetArtifactRaw(_, _))
+      .WillRepeatedly(Invoke([&](grpc::ClientContext*, const v1::GetArtifactRequest& req) {
+        if (req.path() == "metrics.json") return Stream<v1::ArtifactChunk>({Chunk("{}", 2)});
+        if (req.path() == "samples.npy")
+          return Stream<v1::ArtifactChunk>({Chunk("abc", 10), Chunk("de")});  // 5 of 10 bytes, then OK
+        return Stream<v1::ArtifactChunk>({}, grpc::Status(grpc::StatusCode::NOT_FOUND, "no such artifact"));
+      }));
+  EXPECT_EQ(Report(RunArtifacts(ArtifactsArgs{"j-1", out_dir}, stub_, out_)), 2);
+  EXPECT_EQ(err_.str(), absl::StrCat("vsdmctl: artifact samples.npy: received 5 of 10 bytes; ", out_dir,
+                                     "/samples.npy not written\n"));
+  EXPECT_EQ(ReadAll(out_dir + "/samples.npy"), "previous");  // untouched
+  EXPECT_EQ(ReadAll(out_dir + "/metrics.json"), "{}");
+  EXPECT_EQ(std::distance(fs::directory_iterator(out_dir), fs::directory_iterator()), 2);  // no temp file
+}
+
+TEST_F(CommandsTest, ArtifactsFailsOnAStreamWithoutASizeOrOneThatBreaksOff) {
+  const std::string out_dir = dir_ / "out";
+  EXPECT_CALL(stub_, GetArtifactRaw(_, _))
+      .WillRepeatedly(Invoke([](grpc::ClientContext*, const v1::GetArtifactRequest&) {
+        return Stream<v1::ArtifactChunk>({}, grpc::Status(grpc::StatusCode::NOT_FOUND, "no such artifact"));
+      }));
+  // What the old coordinator sent for a file gone between its check and its open.
+  EXPECT_CALL(stub_, GetArtifactRaw(_, _))
+      .WillOnce(Return(Stream<v1::ArtifactChunk>({Chunk("", -1)})))
+      .RetiresOnSaturation();
+  EXPECT_EQ(Report(RunArtifacts(ArtifactsArgs{"j-1", out_dir}, stub_, out_)), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("artifact metrics.json: received 0 of an unknown number of bytes"));
+  // An error after some chunks: the error, and no file.
+  EXPECT_CALL(stub_, GetArtifactRaw(_, _))
+      .WillOnce(Return(Stream<v1::ArtifactChunk>({Chunk("{\"lo", 12)},
+                                                 grpc::Status(grpc::StatusCode::INTERNAL, "j-1/metrics.json ended"))))
+      .RetiresOnSaturation();
+  EXPECT_EQ(Report(RunArtifacts(ArtifactsArgs{"j-1", out_dir}, stub_, out_)), 2);
+  EXPECT_THAT(err_.str(), HasSubstr("artifact metrics.json: j-1/metrics.json ended"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(out_dir), fs::directory_iterator()), 0);
+}
+
+TEST_F(CommandsTest, ArtifactsReportsAFailedWriteAndLeavesNoFile) {
+  // A real write error without root: RLIMIT_FSIZE makes writes past 4 bytes fail with EFBIG.
+  const std::string out_dir = dir_ / "out";
+  EXPECT_CALL(stub_, GetArtifactRaw(_, _)).WillOnce(Return(Stream<v1::ArtifactChunk>({Chunk("{\"loss\": 1}", 11)})));
+  struct rlimit old_limit;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  struct rlimit small = old_limit;
+  small.rlim_cur = 4;
+  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const absl::Status s = RunArtifacts(ArtifactsArgs{"j-1", out_dir}, stub_, out_);
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  ::signal(SIGXFSZ, old_handler);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("write " + out_dir + "/.metrics.json.part-")) << s;
+  EXPECT_EQ(std::distance(fs::directory_iterator(out_dir), fs::directory_iterator()), 0);
 }
 
 TEST_F(CommandsTest, ArtifactsOfAJobWithNoneExits1) {
