@@ -1,6 +1,9 @@
 // vsdm-coordinator: the gRPC API for users and worker agents, the durable job store, the gang
 // scheduler and worker leases, and /metrics. Composition root: parses flags, builds objects,
-// wires them, runs the scheduling ticker until SIGINT/SIGTERM.
+// wires them, runs the scheduling ticker until SIGINT/SIGTERM. `vsdm-coordinator backup` copies
+// the job store of a data dir (running or not) and exits.
+// Exit codes: 0; 1 when it cannot start (or a backup fails); 2 for a bad flag or a refused
+// configuration (no --auth-tokens on a routable --listen, a data dir in use by another one).
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -14,6 +17,7 @@
 
 #include "CLI/CLI.hpp"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -60,6 +64,9 @@ struct Options {
   int max_message_bytes = 8 << 20;  // gRPC receive limit (artifact chunks are 1 MiB)
   int64_t max_rank_memory = vsdm::kDefaultMaxRankMemoryBytes;  // per-rank estimate bound; 0 = none
   int retain_finished = 10000;      // finished jobs kept (the oldest beyond are deleted); 0 = all
+  double store_probe_seconds = 1;   // Note [Health follows the store]: probe period while no write commits
+  // `backup` subcommand: copy <data-dir>/vsdm.db to this file and exit ("" = run the coordinator).
+  std::string backup_out;
 };
 
 // True for 127.0.0.0/8, ::1 and localhost (what only this machine can reach).
@@ -104,6 +111,17 @@ void AddSecurityFlags(CLI::App& app, Options* opt) {
       ->check(CLI::Range(0, 1 << 24));
 }
 
+// `vsdm-coordinator backup --data-dir D --out FILE` (Options::backup_out).
+void AddBackupCommand(CLI::App& app, Options* opt) {
+  CLI::App* backup = app.add_subcommand(
+      "backup",
+      "copy the job store of --data-dir to --out with SQLite's online backup (also while a coordinator runs "
+      "on it), check the copy, print its job count and exit. To restore: stop the coordinator, put FILE at "
+      "<data-dir>/vsdm.db and remove vsdm.db-wal and vsdm.db-shm");
+  backup->add_option("--data-dir", opt->data_dir, "directory of the SQLite job store");
+  backup->add_option("--out", opt->backup_out, "the copy (written atomically)")->required();
+}
+
 // Fills `opt` from argv. nullopt to go on; else the exit code: 0 after --help or --version, 2
 // for a bad flag (CLI11 prints the flag and what is wrong).
 std::optional<int> ParseFlags(int argc, char** argv, Options* opt) {
@@ -141,6 +159,10 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* opt) {
       ->check(CLI::Range(0, 1 << 24));
   app.add_option("--max-message-bytes", opt->max_message_bytes, "largest gRPC message received")
       ->check(CLI::Range(1 << 20, 64 << 20));
+  app.add_option("--store-probe-seconds", opt->store_probe_seconds,
+                 "how often health checks that the job store can write while nothing else does")
+      ->check(CLI::Range(0.05, 60.0));
+  AddBackupCommand(app, opt);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -248,6 +270,9 @@ std::unique_ptr<grpc::Server> StartGrpc(const Options& o, std::vector<grpc::Serv
     *error = "cannot listen on " + o.listen;
     return nullptr;
   }
+  // "" (the whole server) and each service by name; StoreHealth flips them all together.
+  for (const char* name : {vsdm::v1::JobService::service_full_name(), vsdm::v1::WorkerService::service_full_name()})
+    server->GetHealthCheckService()->SetServingStatus(name, true);
   server->GetHealthCheckService()->SetServingStatus(true);
   return server;
 }
@@ -270,7 +295,9 @@ class HealthOnlyServer {
       std::exit(2);
     }
   }
-  // Probes fail from now on (called before the main server shuts down).
+  // What Check answers (StoreHealth).
+  void SetServing(bool serving) { service_.serving = serving; }
+  // Probes fail from now on (called before the main server shuts down, after StoreHealth stopped).
   void NotServing() { service_.serving = false; }
   ~HealthOnlyServer() { server_->Shutdown(std::chrono::system_clock::now()); }
 
@@ -328,17 +355,87 @@ class Ticker {
   std::thread thread_;
 };
 
+// Note [Health follows the store]: while the job store cannot write (a full or read-only disk,
+// I/O errors; Note [Storage faults] in job_store.h) every submit and state change is refused, so
+// health says NOT_SERVING, on the main port ("" and each service) and on --health-listen alike,
+// and load balancers and kubelet readiness probes stop sending traffic. Every period a probe
+// (SqliteJobStore::Probe: a tiny transaction, skipped when a write committed within the period)
+// notices when the disk fails while nothing writes, and when it works again, so SERVING comes
+// back by itself. (Review M5: health was set once at start and never changed.)
+class StoreHealth {
+ public:
+  // Both servers must outlive this; `health_only` may be null.
+  StoreHealth(vsdm::server::SqliteJobStore& store, grpc::Server& server, HealthOnlyServer* health_only,
+              absl::Duration period)
+      : thread_([this, &store, &server, health_only, period] {
+          bool serving = true;
+          while (!stop_.WaitForNotificationWithTimeout(period)) {
+            const absl::Status s = store.Probe(period);
+            if (s.ok() == serving) continue;
+            serving = s.ok();
+            server.GetHealthCheckService()->SetServingStatus(serving);
+            if (health_only) health_only->SetServing(serving);
+            std::cerr << "vsdm-coordinator: "
+                      << (serving ? std::string("job store writable again: health SERVING")
+                                  : absl::StrCat("job store cannot write (", s.message(),
+                                                 "): health NOT_SERVING, submits refused (UNAVAILABLE) until a "
+                                                 "write succeeds"))
+                      << std::endl;
+          }
+        }) {}
+  ~StoreHealth() {
+    stop_.Notify();
+    thread_.join();
+  }
+
+ private:
+  absl::Notification stop_;
+  std::thread thread_;
+};
+
+// `vsdm-coordinator backup`: exit 0 with a line saying what the copy holds, 1 if it failed.
+int RunBackup(const Options& opt) {
+  const absl::Time start = absl::Now();
+  auto r = vsdm::server::BackupJobStore(opt.data_dir, opt.backup_out);
+  if (!r.ok()) return Fail(absl::StrCat("backup of ", opt.data_dir, ": ", r.status().message()));
+  std::cout << "vsdm-coordinator: backup of " << opt.data_dir << "/vsdm.db written to " << opt.backup_out << ": "
+            << r->jobs << " jobs, " << r->events << " events, " << r->bytes << " bytes, quick_check ok, in "
+            << absl::ToInt64Milliseconds(absl::Now() - start) << " ms" << std::endl;
+  return 0;
+}
+
+// The data dir's instance lock (held as long as `lock` lives, so for the process: Note
+// [Instance lock]), then the store. nullopt to go on, else the exit code: 2 when another
+// coordinator holds the dir (review H8), 1 when the store cannot be opened.
+struct Storage {
+  std::unique_ptr<vsdm::server::DataDirLock> lock;  // declared first: released after the store closed
+  std::unique_ptr<vsdm::server::SqliteJobStore> store;
+};
+std::optional<int> OpenStorage(const Options& opt, Storage* out) {
+  auto lock = vsdm::server::DataDirLock::Acquire(opt.data_dir);
+  if (!lock.ok()) {
+    Fail(std::string(lock.status().message()));
+    return absl::IsFailedPrecondition(lock.status()) ? 2 : 1;
+  }
+  out->lock = std::move(*lock);
+  auto store = vsdm::server::SqliteJobStore::Open(opt.data_dir);
+  if (!store.ok()) return Fail(std::string(store.status().message()));
+  out->store = std::move(*store);
+  return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options opt;
   if (std::optional<int> exit_code = ParseFlags(argc, argv, &opt)) return *exit_code;
+  if (!opt.backup_out.empty()) return RunBackup(opt);
   const sigset_t stop_signals = BlockStopSignals();
 
-  auto store = vsdm::server::SqliteJobStore::Open(opt.data_dir);
-  if (!store.ok()) return Fail(store.status().ToString());
+  Storage storage;
+  if (std::optional<int> exit_code = OpenStorage(opt, &storage)) return *exit_code;
   vsdm::RealClock clock;
-  JobManager manager(**store, clock, ManagerOptions(opt));
+  JobManager manager(*storage.store, clock, ManagerOptions(opt));
   if (auto s = manager.Recover(); !s.ok()) return Fail(absl::StrCat("recovering ", opt.data_dir, ": ", s.ToString()));
 
   auto registry = std::make_shared<prometheus::Registry>();
@@ -364,6 +461,7 @@ int main(int argc, char** argv) {
   Announce(opt, manager, metrics, {port, endpoint->port});
   {
     Ticker ticker(manager, metrics, absl::Seconds(opt.tick_seconds));
+    StoreHealth store_health(*storage.store, *server, health.get(), absl::Seconds(opt.store_probe_seconds));
     const int sig = WaitForStopSignal(stop_signals, **auth);
     std::cout << "vsdm-coordinator: signal " << sig << ", shutting down" << std::endl;
   }

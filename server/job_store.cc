@@ -571,7 +571,7 @@ absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(const std::str
                                             " (a filesystem without locks is no place for --data-dir); refusing to start"));
   }
   // Only to name the holder in another process's refusal: a failure here (a full disk) is harmless.
-  const std::string text = absl::StrCat("pid ", ::getpid(), ", started ", absl::FormatTime(absl::Now()), "\n");
+  const std::string text = absl::StrCat("pid ", ::getpid(), ", started ", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()), "\n");
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
     Log(absl::StrCat("could not write the pid into ", path, ": ", std::strerror(errno), " (the lock is held)"));
   return std::unique_ptr<DataDirLock>(new DataDirLock(fd));
