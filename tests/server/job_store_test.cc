@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -110,7 +111,14 @@ StoreWrite OneJob(const std::string& id, const std::string& request_id = "") {
 
 class SqliteJobStoreTest : public ::testing::Test {
  protected:
+  static constexpr const char* kDirEnv = "VSDM_STORE_TEST_DIR";
   void SetUp() override {
+    // A death test's child (threadsafe style: this binary run again) uses its parent's dir, which
+    // the parent's TearDown removes.
+    if (const char* inherited = std::getenv(kDirEnv)) {
+      dir_ = inherited;
+      return;
+    }
     dir_ = (fs::temp_directory_path() / ("vsdm_store_" + std::to_string(::getpid()) + "_" +
                                          ::testing::UnitTest::GetInstance()->current_test_info()->name()))
                .string();
@@ -218,6 +226,7 @@ TEST_F(SqliteJobStoreTest, FullDiskRefusesWritesAndIsNoticedUntilAProbeCommitsAg
 // aborts the process before anyone is acknowledged (Note [Fsync failure is fatal]).
 TEST_F(SqliteJobStoreTest, FailedFsyncAbortsTheProcess) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");  // the store has a writer thread
+  ::setenv(kDirEnv, dir_.c_str(), 1);
   EXPECT_DEATH(
       {
         auto store = SqliteJobStore::Open(dir_, {FaultVfs()});
@@ -227,6 +236,7 @@ TEST_F(SqliteJobStoreTest, FailedFsyncAbortsTheProcess) {
         std::exit(4);  // not reached: the commit's fsync fails
       },
       "FATAL: fsync failed in COMMIT");
+  ::unsetenv(kDirEnv);
 }
 
 // M5: the result of PRAGMA journal_mode=WAL was not checked: without shared memory SQLite stayed
