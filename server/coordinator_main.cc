@@ -65,6 +65,13 @@ struct Options {
   int64_t max_rank_memory = vsdm::kDefaultMaxRankMemoryBytes;  // per-rank estimate bound; 0 = none
   int retain_finished = 10000;      // finished jobs kept (the oldest beyond are deleted); 0 = all
   double store_probe_seconds = 1;   // Note [Health follows the store]: probe period while no write commits
+  // Note [Progress deadlines], Note [Lease safety] (server/job_manager.h).
+  double startup_deadline_seconds = 600;
+  double progress_deadline_factor = 10;
+  double progress_deadline_min_seconds = 60;
+  double stall_seconds = 5;
+  double max_expire_fraction = 0.5;
+  int64_t artifact_quota_bytes = int64_t{64} << 30;  // per job; 0 = none
   // `backup` subcommand: copy <data-dir>/vsdm.db to this file and exit ("" = run the coordinator).
   std::string backup_out;
 };
@@ -122,6 +129,27 @@ void AddBackupCommand(CLI::App& app, Options* opt) {
   backup->add_option("--out", opt->backup_out, "the copy (written atomically)")->required();
 }
 
+void AddReliabilityFlags(CLI::App& app, Options* opt) {
+  app.add_option("--startup-deadline-seconds", opt->startup_deadline_seconds,
+                 "an attempt with no progress report this long after its start, or after its last round, is "
+                 "failed and requeued")
+      ->check(CLI::Range(1.0, 1e6));
+  app.add_option("--progress-deadline-factor", opt->progress_deadline_factor,
+                 "between rounds, an attempt silent for this many times its round time is failed and requeued")
+      ->check(CLI::Range(1.0, 1e6));
+  app.add_option("--progress-deadline-min-seconds", opt->progress_deadline_min_seconds,
+                 "the least time between progress reports before an attempt is failed")
+      ->check(CLI::Range(1.0, 1e6));
+  app.add_option("--stall-seconds", opt->stall_seconds,
+                 "a gap between scheduling ticks longer than this (the coordinator stalled) extends every lease")
+      ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--max-expire-fraction", opt->max_expire_fraction,
+                 "more than this fraction of the workers losing their lease at once get one more lease first")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--artifact-quota-bytes", opt->artifact_quota_bytes, "artifact bytes a job may store (0 = none)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
+}
+
 // Fills `opt` from argv. nullopt to go on; else the exit code: 0 after --help or --version, 2
 // for a bad flag (CLI11 prints the flag and what is wrong).
 std::optional<int> ParseFlags(int argc, char** argv, Options* opt) {
@@ -162,6 +190,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Options* opt) {
   app.add_option("--store-probe-seconds", opt->store_probe_seconds,
                  "how often health checks that the job store can write while nothing else does")
       ->check(CLI::Range(0.05, 60.0));
+  AddReliabilityFlags(app, opt);
   AddBackupCommand(app, opt);
   try {
     app.parse(argc, argv);
@@ -189,6 +218,11 @@ vsdm::server::JobManagerOptions ManagerOptions(const Options& opt) {
   mo.max_queued_per_owner = opt.max_queued_per_owner;
   mo.retain_finished = opt.retain_finished;
   mo.spec_limits.max_rank_memory_bytes = opt.max_rank_memory;
+  mo.startup_deadline = absl::Seconds(opt.startup_deadline_seconds);
+  mo.progress_deadline_factor = opt.progress_deadline_factor;
+  mo.progress_deadline_min = absl::Seconds(opt.progress_deadline_min_seconds);
+  mo.stall_threshold = absl::Seconds(opt.stall_seconds);
+  mo.max_expire_fraction = opt.max_expire_fraction;
   return mo;
 }
 
@@ -448,7 +482,9 @@ int main(int argc, char** argv) {
   if (!auth.ok()) return Fail(std::string(auth.status().message()));
   auto audit = vsdm::server::AuditLog::Open(opt.audit_log);
   if (!audit.ok()) return Fail(std::string(audit.status().message()));
-  vsdm::server::ArtifactStore artifacts(opt.artifact_root);
+  vsdm::server::ArtifactStoreOptions artifact_options;
+  artifact_options.max_job_bytes = opt.artifact_quota_bytes;
+  vsdm::server::ArtifactStore artifacts(opt.artifact_root, artifact_options);
   const vsdm::server::ServiceDeps deps{manager, artifacts, metrics, **auth, **audit, opt.priority_ceiling};
   vsdm::server::JobServiceImpl jobs(deps);
   vsdm::server::WorkerServiceImpl workers(deps);

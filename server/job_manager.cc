@@ -843,6 +843,8 @@ void JobManager::QueueAssignments(const Record& r, const Attempt& a, const std::
     as.set_trainers(static_cast<int32_t>(a.ranks.size()) - 1);
     as.set_store_addr(store_addr);
     *as.mutable_spec() = r.stored.job.spec();
+    // Note [Elastic restarts]: the ranks run the attempt's W (its spec_hash stays the job's).
+    as.mutable_spec()->mutable_resources()->set_trainers(as.trainers());
     as.set_artifact_dir(absl::StrCat(options_.artifact_root, "/", r.stored.job.job_id()));
     as.set_rendezvous_secret(a.rendezvous_secret);
     as.set_job_uid(r.stored.job.uid());

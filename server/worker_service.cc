@@ -61,7 +61,8 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::UploadArtifact(grpc::CallbackServer
   VSDM_WORKER_CALL("UploadArtifact", req->attempt_id(), req->last(), {
     auto job = d_.manager.UploadTarget(*req, credential);
     status = job.status();
-    if (job.ok()) status = d_.artifacts.AppendChunk(*job, req->path(), req->offset(), req->data(), req->last());
+    if (job.ok()) status = d_.artifacts.AppendChunk(*job, req->path(), req->offset(), req->data(), req->last(),
+                                                       req->attempt_id());
     // A completed checkpoint replaces the older ones (the newest two are kept).
     if (status.ok() && req->last() && IsCheckpointPath(req->path())) d_.artifacts.PruneCheckpoints(*job, 2);
   });

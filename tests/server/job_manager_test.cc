@@ -1157,6 +1157,8 @@ TEST_F(JobManagerTest, ARestartShrinksToTheTrainersTheClusterStillHoldsButNotBel
     const v1::HeartbeatResponse hb = Heartbeat(w);
     for (const auto& a : hb.assignments()) {
       EXPECT_EQ(a.trainers(), 2);
+      EXPECT_EQ(a.spec().resources().trainers(), 2) << "the ranks run the attempt's W";
+      EXPECT_EQ(a.spec_hash(), j.spec_hash()) << "still the job's own spec";
       ++assigned;
     }
   }
