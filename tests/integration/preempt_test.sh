@@ -13,9 +13,18 @@ set -euo pipefail
 BIN=$1; SRC=$2
 work=$(mktemp -d /tmp/vsdm-preempt.XXXXXX)
 st=$work/state
-ctl() { "$BIN/vsdmctl" --state-dir "$st" "$@"; }
-cleanup() { ctl local down > /dev/null 2>&1 || true; pkill -9 -f -- "$st/" 2>/dev/null || true; rm -rf "$work"; }
+ctl() { "$work/bin/vsdmctl" --state-dir "$st" "$@"; }
+cleanup() { ctl local down > /dev/null 2>&1 || true; pkill -9 -f -- "$work/" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
+# A snapshot of the binaries, so that a rebuild during the run does not swap one under a rank.
+mkdir "$work/bin"
+for b in vsdmctl vsdm-coordinator vsdm-worker vsdm-train; do
+  for _ in $(seq 60); do
+    [ -x "$BIN/$b" ] && cp "$BIN/$b" "$work/bin/$b" 2>/dev/null && "$work/bin/$b" --help > /dev/null 2>&1 && break
+    rm -f "$work/bin/$b"; sleep 5
+  done
+  [ -x "$work/bin/$b" ] || { echo "$BIN/$b not found (build first)"; exit 1; }
+done
 t_start=$SECONDS
 job_json() { ctl get "$1" -o json; }
 field() { job_json "$1" | /usr/bin/python3 -c "import json,sys; j=json.load(sys.stdin); p=j.get('progress',{}); print(j['state'], p.get('round',0), j.get('attempts',0), j.get('preemptions',0))"; }
