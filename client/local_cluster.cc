@@ -15,6 +15,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/call_unary.h"
@@ -69,9 +70,21 @@ std::vector<pid_t> ReadPids(const std::string& state_dir) {
   return pids;
 }
 
+// Review L1: a pid from the file is signalled only while it is still one of ours (its command
+// name is vsdm-*), never an unrelated process that got the pid after a reboot or pid reuse.
+bool IsVsdmProcess(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/comm"));
+  std::string comm;
+  if (!(in >> comm)) return false;
+  return absl::StartsWith(comm, "vsdm-");
+}
+
 // SIGTERM to each (the last started first: agents stop their ranks), SIGKILL to what is left
-// after kStopGrace; our own children are reaped.
-void StopProcesses(const std::vector<pid_t>& pids) {
+// after kStopGrace; our own children are reaped. Pids that are not vsdm processes are left alone.
+void StopProcesses(const std::vector<pid_t>& all) {
+  std::vector<pid_t> pids;
+  for (pid_t p : all)
+    if (Running(p) && IsVsdmProcess(p)) pids.push_back(p);
   for (auto it = pids.rbegin(); it != pids.rend(); ++it)
     if (Running(*it)) kill(*it, SIGTERM);
   const absl::Time until = absl::Now() + kStopGrace;

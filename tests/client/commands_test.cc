@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -957,6 +958,30 @@ TEST_F(LocalClusterTest, DownStopsTheProcessesInThePidsFile) {
   EXPECT_EQ(out.str(), "local cluster down (" + options_.state_dir + ")\n");
   EXPECT_FALSE(ProcessLives(*pid));
   EXPECT_FALSE(fs::exists(options_.state_dir + "/pids"));
+}
+
+}  // namespace
+}  // namespace vsdm::client
+
+namespace vsdm::client {
+namespace {
+
+// Review L1: `local down` after a reboot or pid reuse must not kill whatever has the pid now.
+TEST(LocalClusterDownTest, LeavesAPidThatIsNoLongerAVsdmProcessAlone) {
+  const pid_t other = fork();
+  ASSERT_GE(other, 0);
+  if (other == 0) {
+    execl("/bin/sleep", "sleep", "1000", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const fs::path state = fs::temp_directory_path() / absl::StrCat("vsdm-l1-", getpid());
+  fs::create_directories(state);
+  std::ofstream(state / "pids") << other << "\n";
+  ASSERT_TRUE(LocalClusterDown(state.string()).ok());
+  EXPECT_EQ(kill(other, 0), 0) << "an unrelated process (sleep) was killed";
+  kill(other, SIGKILL);
+  waitpid(other, nullptr, 0);
+  fs::remove_all(state);
 }
 
 }  // namespace
