@@ -5,7 +5,7 @@
 # the same data dir and port); the last two land during trainer 0's final evaluation. It must end
 # SUCCEEDED with quality within 10 % of a clean run of the same spec, median recovery < 15 s, no
 # attempt spent on a coordinator restart and no training process left behind. chaos.py does the
-# work and prints the fault table, the recovery times, the goodput and the cost (~7-8 min).
+# work and prints the fault table, the recovery times, the goodput and the cost (~8-9 min).
 # Fast mode: CHAOS_FAULTS=4; CHAOS_SEED=N repeats a plan.
 # usage: chaos_test.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
