@@ -1,5 +1,6 @@
 #include "worker/train/preemption.h"
 
+#include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <unistd.h>
@@ -28,9 +29,16 @@ void OnSigterm(int) {
   if (!g_stop.exchange(true)) sem_post(&g_signalled);
 }
 
+// The one thread SIGTERM is delivered to (every thread started after InstallPreemptionHandler
+// blocks it), so the handler interrupts no system call of the job's own threads.
 void Watchdog(double grace_seconds) {
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
   while (sem_wait(&g_signalled) != 0 && errno == EINTR) {
   }
+  if (grace_seconds <= 0) return;
   std::this_thread::sleep_for(std::chrono::duration<double>(grace_seconds));
   const std::string msg = absl::StrCat(
       "vsdm-train: preempted: not stopped ", grace_seconds,
@@ -44,14 +52,22 @@ void Watchdog(double grace_seconds) {
 
 void InstallPreemptionHandler(double grace_seconds) {
   sem_init(&g_signalled, 0, 0);
-  if (grace_seconds > 0) std::thread(Watchdog, grace_seconds).detach();
   struct sigaction sa {};
   sa.sa_handler = OnSigterm;
   sigemptyset(&sa.sa_mask);
-  // Blocking calls (Gloo's socket reads, file writes) resume after the handler instead of
-  // failing with EINTR: the stop happens at the round boundary, not inside a collective.
   sa.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &sa, nullptr);
+  // A handler run on a thread interrupts that thread's blocking call, and SA_RESTART does not
+  // restart them all: connect(), poll() and epoll_wait() fail with EINTR (the TCPStore's
+  // connect did, and the rank exited 3). So this thread and every thread it starts from now on
+  // (c10d, Gloo, the job's own) block SIGTERM, and the watchdog thread, which unblocks it, takes
+  // it. (Threads a library started before main, such as OpenBLAS's pool, may take it too: it
+  // interrupts nothing of the job's there.)
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &term, nullptr);
+  std::thread(Watchdog, grace_seconds).detach();
 }
 
 bool PreemptionRequested() { return g_stop.load(); }

@@ -17,7 +17,9 @@ namespace vsdm::worker {
 
 // Installs the SIGTERM handler (async-signal-safe: it sets an atomic flag and posts a
 // semaphore) and starts the watchdog thread, which exits the process with 75 `grace_seconds`
-// after the first SIGTERM (<= 0: no watchdog). Call once, from main.
+// after the first SIGTERM (<= 0: never). Blocks SIGTERM in the calling thread, and so in every
+// thread started after it: only the watchdog takes the signal (see the .cc). Call once, from
+// main, before starting any thread.
 void InstallPreemptionHandler(double grace_seconds);
 // Whether this process has received SIGTERM.
 bool PreemptionRequested();
