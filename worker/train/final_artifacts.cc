@@ -1,5 +1,7 @@
 #include "worker/train/final_artifacts.h"
 
+#include <zlib.h>
+
 #include <chrono>
 #include <filesystem>
 
@@ -121,6 +123,18 @@ absl::Status WriteMetricsFile(nlohmann::json& m, const nlohmann::json& extra,
   // Total wall time = the caller's training time (if given) + this evaluation.
   m["eval_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
   m["wall_seconds"] = extra.value("wall_seconds_training", 0.0) + m["eval_seconds"].get<double>();
+  // Issue 18: the artifacts carry the job they belong to (job_uid and spec_hash come in `extra`)
+  // and the size and CRC-32 of each other artifact, written before metrics.json, which is last:
+  // a reader can tell a file of this job's result from a torn or stale one.
+  nlohmann::json sums = nlohmann::json::object();
+  for (const char* name : train_protocol::kArtifacts) {
+    const fs::path path = fs::path(out_dir) / name;
+    if (std::string(name) == train_protocol::kMetricsFile || !fs::is_regular_file(path)) continue;
+    VSDM_ASSIGN_OR_RETURN(const std::string bytes, ReadFile(path.string()));
+    const uLong crc = crc32_z(0, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size());
+    sums[name] = {{"bytes", bytes.size()}, {"crc32", absl::StrFormat("%08x", crc)}};
+  }
+  m["artifact_checksums"] = std::move(sums);
   return AtomicWriteFile((fs::path(out_dir) / train_protocol::kMetricsFile).string(), m.dump(2) + "\n");
 }
 

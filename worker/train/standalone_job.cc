@@ -109,6 +109,8 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
   extra["resumed_from_round"] = start_round;
   extra["checkpoints_skipped"] = skipped.size();  // Note [Resume from the newest good checkpoint]
   extra["checkpoint_skips"] = skipped;
+  extra["job_uid"] = options.job_uid;  // "" when the run was given none
+  extra["spec_hash"] = options.spec_hash;
   extra["rounds"] = history;
   return WriteFinalArtifacts(setup, trainer.ema_net(), *process, options.out_dir, extra);
 }

@@ -261,6 +261,8 @@ absl::StatusOr<nlohmann::json> TrainerRank::Finish(int64_t start, const std::vec
   // Note [Resume from the newest good checkpoint]: what this attempt's resume refused.
   extra["checkpoints_skipped"] = skipped_.size();
   extra["checkpoint_skips"] = skipped_;
+  extra["job_uid"] = options_.job_uid;  // "" when the run was given none
+  extra["spec_hash"] = options_.spec_hash;
   extra["rounds"] = history;
   const auto& tot = mine["totals"];
   extra["train_seconds"] = tot["compute_sec"].get<double>() + tot["allreduce_sec"].get<double>();

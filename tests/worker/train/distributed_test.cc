@@ -538,6 +538,14 @@ TEST_P(TinyJobTest, ResumeRefusesAnotherJobsCheckpointsAndFallsBackFromACorruptN
   auto first = Run(setup, out, as("uid-first"));
   ASSERT_TRUE(first[0].contains("distributed"));
   EXPECT_EQ(first[0]["checkpoints_skipped"].get<int64_t>(), 0);
+  // The result names its job and the checksums of the other artifacts.
+  EXPECT_EQ(first[0]["job_uid"], "uid-first");
+  EXPECT_EQ(first[0]["spec_hash"], "hash-1");
+  for (const char* f : {"samples.npy", "samples.png", "model.pt"}) {
+    ASSERT_TRUE(first[0]["artifact_checksums"].contains(f)) << f;
+    EXPECT_EQ(first[0]["artifact_checksums"][f]["bytes"].get<int64_t>(), fs::file_size(fs::path(out) / f)) << f;
+    EXPECT_THAT(first[0]["artifact_checksums"][f]["crc32"].get<std::string>(), ::testing::MatchesRegex("[0-9a-f]{8}"));
+  }
 
   std::vector<std::string> warnings;
   auto second = Run(setup, out, [&](DistributedOptions& o) {
