@@ -25,6 +25,7 @@ env: CHAOS_FAULTS (20), CHAOS_SEED (random, printed), CHAOS_FAULT_TIMEOUT (90 s)
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -231,6 +232,16 @@ def pick_target(c, job, kind, rng, rank0_agent):
     return None
 
 
+def rank0_round(c, job, attempt):
+    """The last round trainer 0 of `attempt` has logged (0 if none)."""
+    try:
+        with open(f"{c.state}/work/jobs/{job}/logs/attempt-{attempt}-rank-0.log") as f:
+            rounds = re.findall(r"^\[trainer 0\] round (\d+)/", f.read(), re.M)
+    except OSError:
+        return 0
+    return int(rounds[-1]) if rounds else 0
+
+
 def in_final_eval(c, job, j):
     """True when the job's current attempt is in trainer 0's final evaluation: every round is
     reported and rank 0's log of this attempt has reached (or resumed at) the last round."""
@@ -279,13 +290,15 @@ def fault(c, job, rng, kind, final, rank0_agent, target_round):
     r0, a0 = j["round"], j["attempts"]
     if final and kind != "coordinator":  # recovered: the job redid its work and is back at its end
         ok = lambda j: j["state"] == SUCCEEDED or (j["attempts"] > a0 and in_final_eval(c, job, j))
-    else:
-        ok = lambda j: j["state"] == SUCCEEDED or (j["state"] == RUNNING and j["round"] > r0)
+    else:  # past r0 as the job shows it, and (after a restart) in the new attempt's own log: the
+        # job's progress may still show the failed attempt's last report
+        ok = lambda j: j["state"] == SUCCEEDED or (j["state"] == RUNNING and j["round"] > r0 and (
+            j["attempts"] == a0 or rank0_round(c, job, j["attempts"]) > r0))
     marks = {}  # when the driver first saw: the attempt fail, the next one placed
 
     def ok_marking(j):
         now = time.monotonic() - t0
-        if j["state"] != RUNNING or j["attempts"] > a0:
+        if j["state"] not in (RUNNING, SUCCEEDED) or j["attempts"] > a0:
             marks.setdefault("failed", now)
         if j["state"] == RUNNING and j["attempts"] > a0:
             marks.setdefault("placed", now)
