@@ -10,7 +10,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
+#include <sstream>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -70,21 +72,37 @@ std::vector<pid_t> ReadPids(const std::string& state_dir) {
   return pids;
 }
 
-// Review L1: a pid from the file is signalled only while it is still one of ours (its command
-// name is vsdm-*), never an unrelated process that got the pid after a reboot or pid reuse.
-bool IsVsdmProcess(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/comm"));
-  std::string comm;
-  if (!(in >> comm)) return false;
-  return absl::StartsWith(comm, "vsdm-");
+// When `pid` started, in Unix seconds (from /proc: its start in clock ticks after boot, plus the
+// boot time); nullopt when /proc does not say.
+std::optional<double> ProcessStartUnix(pid_t pid) {
+  std::ifstream stat_file(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');  // the command name may hold spaces
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i < 22) continue;
+    std::ifstream proc_stat("/proc/stat");
+    std::string key;
+    double btime = 0;
+    while (proc_stat >> key)
+      if (key == "btime" && proc_stat >> btime) return btime + std::stod(field) / sysconf(_SC_CLK_TCK);
+  }
+  return std::nullopt;
 }
 
 // SIGTERM to each (the last started first: agents stop their ranks), SIGKILL to what is left
-// after kStopGrace; our own children are reaped. Pids that are not vsdm processes are left alone.
-void StopProcesses(const std::vector<pid_t>& all) {
+// after kStopGrace; our own children are reaped. Review L1: with `not_after` (when the pids
+// file was last written), a pid whose process started later is someone else's (pid reuse, or
+// a reboot since) and is left alone.
+void StopProcesses(const std::vector<pid_t>& all, std::optional<double> not_after = std::nullopt) {
   std::vector<pid_t> pids;
-  for (pid_t p : all)
-    if (Running(p) && IsVsdmProcess(p)) pids.push_back(p);
+  for (pid_t p : all) {
+    const std::optional<double> started = not_after ? ProcessStartUnix(p) : std::nullopt;
+    if (started && *started > *not_after + 1.0) continue;  // 1 s: btime is whole seconds
+    pids.push_back(p);
+  }
   for (auto it = pids.rbegin(); it != pids.rend(); ++it)
     if (Running(*it)) kill(*it, SIGTERM);
   const absl::Time until = absl::Now() + kStopGrace;
@@ -335,7 +353,11 @@ absl::StatusOr<std::string> LocalClusterUp(const LocalClusterOptions& o) {
 }
 
 absl::Status LocalClusterDown(const std::string& state_dir) {
-  StopProcesses(ReadPids(state_dir));
+  struct stat st;
+  std::optional<double> not_after;
+  if (::stat((fs::path(state_dir) / "pids").c_str(), &st) == 0)
+    not_after = static_cast<double>(st.st_mtim.tv_sec) + 1e-9 * static_cast<double>(st.st_mtim.tv_nsec);
+  StopProcesses(ReadPids(state_dir), not_after);
   std::error_code ec;
   fs::remove(fs::path(state_dir) / "pids", ec);
   fs::remove(fs::path(state_dir) / "coordinator", ec);

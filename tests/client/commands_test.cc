@@ -977,6 +977,8 @@ TEST(LocalClusterDownTest, LeavesAPidThatIsNoLongerAVsdmProcessAlone) {
   const fs::path state = fs::temp_directory_path() / absl::StrCat("vsdm-l1-", getpid());
   fs::create_directories(state);
   std::ofstream(state / "pids") << other << "\n";
+  // The file was written an hour before this process started: its pid is someone else's now.
+  fs::last_write_time(state / "pids", fs::file_time_type::clock::now() - std::chrono::hours(1));
   ASSERT_TRUE(LocalClusterDown(state.string()).ok());
   EXPECT_EQ(kill(other, 0), 0) << "an unrelated process (sleep) was killed";
   kill(other, SIGKILL);
