@@ -783,7 +783,7 @@ TEST_F(AgentTest, RankZeroResumesFromAnEarlierAttemptOfTheSameUidNeverFromAnothe
   };
   plant("attempt-0-0123456789ab", 10, "A10");
   plant("attempt-1-0123456789ab", 30, "A30");
-  plant("attempt-1-fedcba987654", 50, "B50");  // another job that had this id
+  plant(std::string("attempt-1-") + std::string(kUidB).substr(0, 12), 50, "B50");  // another job that had this id
   client_.checkpoints[20] = "coordinator's 20";
   Agent agent(options_, client_, processes_);
   v1::Assignment a = MakeAssignment(0);
