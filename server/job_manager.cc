@@ -537,10 +537,11 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
   const bool in_startup = r.attempt && !r.attempt->reported;
   const bool same_again = in_startup && !startup_signature.empty() && startup_signature == c.job.last_startup_error();
   c.job.set_last_startup_error(in_startup ? startup_signature : "");
+  const int streak = preempted ? r.failure_streak : in_startup ? r.failure_streak + 1 : 0;
   if (restarts <= max_restarts && !same_again) {
     const absl::Duration backoff =
         preempted ? absl::ZeroDuration()
-                  : std::min(options_.max_backoff, options_.restart_backoff * std::pow(2.0, std::max(0, restarts - 1)));
+                  : std::min(options_.max_backoff, options_.restart_backoff * std::pow(2.0, std::max(0, streak - 1)));
     c.job.set_state(v1::JOB_STATE_QUEUED);
     c.job.set_message(absl::StrCat("attempt ", n, preempted ? " preempted: " : " failed: ", reason));
     c.event = MakeEvent(r, c.job, "requeued",
@@ -550,7 +551,8 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
                                   : absl::StrFormat("attempt %d failed: %s; restart %d of %d after %s", n, reason,
                                                     restarts, max_restarts, absl::FormatDuration(backoff)));
     const absl::Time failed = failed_at.value_or(now);
-    c.apply = [this, &r, now, backoff, cause, failed]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    c.apply = [this, &r, now, backoff, cause, failed, streak]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      r.failure_streak = streak;
       if (r.attempt) EndAttempt(*r.attempt);
       r.attempt.reset();
       r.queued_since = now;

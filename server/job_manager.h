@@ -188,6 +188,10 @@ class JobManager {
     absl::Time queued_since;
     absl::Time not_before = absl::InfinitePast();
     std::optional<Attempt> attempt;  // while RUNNING
+    // Failed attempts in a row with no progress report (the restart backoff doubles over them):
+    // an attempt that trained resets it, so a long job hit by many unrelated faults does not wait
+    // minutes for each (Kubernetes resets CrashLoopBackOff after a good run the same way).
+    int failure_streak = 0;
   };
   // One pending change: the new job record, its event, and what to do once it is durable.
   struct Change {

@@ -1194,3 +1194,62 @@ TEST_F(JobManagerTest, MinTrainersAboveTrainersIsRefusedNamingTheField) {
 
 }  // namespace
 }  // namespace vsdm::server
+
+namespace vsdm::server {
+namespace {
+
+// The chaos test's finding: a long job hit by many unrelated faults waited 2 min for its 8th
+// restart. The backoff doubles only over attempts in a row that failed before any progress.
+TEST_F(JobManagerTest, TheRestartBackoffDoublesOnlyOverAttemptsThatMadeNoProgress) {
+  Register("w1", 2);
+  v1::Job j = Submit(Spec(1, 10));
+  mgr_->Tick();
+  auto backoff_of_last_requeue = [&] {
+    std::vector<v1::JobEvent> events;
+    EXPECT_TRUE(mgr_->Watch(j.job_id(), 0, [](const v1::JobEvent&) {}, &events).ok());
+    const std::string& m = events.back().message();
+    return m.substr(m.rfind(" after ") + 7);
+  };
+  auto fail = [&](int attempt, bool after_progress, const std::string& why) {
+    const std::string att = absl::StrCat(j.job_id(), "/", attempt);
+    ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+    if (after_progress) {
+      v1::ReportRequest rep;
+      rep.set_worker_id("w1");
+      rep.set_attempt_id(att);
+      rep.mutable_progress()->set_round(attempt);
+      ASSERT_TRUE(mgr_->Report(rep, creds_["w1"]).ok());
+    }
+    v1::CompleteRequest c;
+    c.set_worker_id("w1");
+    c.set_attempt_id(att);
+    c.set_rank(1);
+    c.set_exit_code(1);
+    c.set_message("last lines:\n" + why);
+    ASSERT_TRUE(mgr_->Complete(c, creds_["w1"]).ok());
+  };
+  auto wait = [&](int seconds) {  // the backoff passes; w1 keeps beating
+    for (int i = 0; i < seconds; ++i) {
+      clock_.Advance(absl::Seconds(1));
+      Heartbeat("w1");
+      mgr_->Tick();
+    }
+  };
+  fail(1, true, "a");
+  EXPECT_EQ(backoff_of_last_requeue(), "5s");
+  wait(5);
+  fail(2, true, "b");
+  EXPECT_EQ(backoff_of_last_requeue(), "5s") << "old: 10s, 20s, ... over the job's whole life";
+  wait(5);
+  fail(3, false, "c");  // fails in start-up: the streak grows
+  EXPECT_EQ(backoff_of_last_requeue(), "5s");
+  wait(5);
+  fail(4, false, "d");
+  EXPECT_EQ(backoff_of_last_requeue(), "10s");
+  wait(10);
+  fail(5, true, "e");  // trained: back to the first backoff
+  EXPECT_EQ(backoff_of_last_requeue(), "5s");
+}
+
+}  // namespace
+}  // namespace vsdm::server
