@@ -29,7 +29,13 @@ namespace tp = train_protocol;
 namespace {
 
 constexpr int kChunksPerTurn = 32;                                  // Note [Uploads in slices]
-constexpr absl::Duration kDumpStacksAfter = absl::Seconds(2);       // Note [Stacks of a hung rank]
+// Note [Stacks of a hung rank]: a healthy rank checkpoints and exits 75 within a round or two of
+// its SIGTERM, so the stacks are taken only 4 s before the SIGKILL is due (at least 2 s after
+// the SIGTERM): gdb pauses the rank it attaches to, and doing it early held up the graceful
+// exits of every rank of the gang past the kill grace (local_cluster_cancel in CI).
+constexpr absl::Duration kDumpStacksAfter = absl::Seconds(2);
+constexpr absl::Duration kDumpStacksBeforeKill = absl::Seconds(4);
+constexpr absl::Duration kAbortGrace = absl::Seconds(2);  // SIGTERM -> SIGKILL for an aborted attempt
 constexpr std::chrono::hours kStaleTempAge{1};                      // L7
 constexpr size_t kUidInDirName = 12;                                // hex digits of the job uid
 
@@ -575,8 +581,10 @@ void Agent::PruneAttemptDirs(const std::string& job_id, const std::string& curre
 
 void Agent::StopRank(int64_t id, Rank& r, bool dump_stacks) {
   StopOptions how;
-  how.grace = options_.kill_grace;
-  if (dump_stacks) how.dump_stacks_after = kDumpStacksAfter;
+  // An aborted attempt is over (cancelled, or failed: its peers are gone), so its ranks get a
+  // short grace; a fence or a shutdown gives the full kill grace, in which they checkpoint.
+  how.grace = dump_stacks ? options_.kill_grace : std::min(options_.kill_grace, kAbortGrace);
+  if (dump_stacks) how.dump_stacks_after = std::max(kDumpStacksAfter, options_.kill_grace - kDumpStacksBeforeKill);
   processes_.Stop(id, how);
   r.aborted = true;
 }
@@ -591,7 +599,9 @@ void Agent::ApplyAnswers() {
     for (const auto& a : resp.assignments()) Start(a);
     for (const auto& attempt : resp.abort_attempts()) {
       for (auto& [id, r] : ranks_)
-        if (r.assignment.attempt_id() == attempt && !r.aborted) StopRank(id, r, /*dump_stacks=*/true);
+        // No stacks for an abort: gdb pauses the rank and blocks this loop, which held the SIGKILL
+        // of cancelled ranks past their kill grace (local_cluster_cancel); the fence keeps them.
+        if (r.assignment.attempt_id() == attempt && !r.aborted) StopRank(id, r, /*dump_stacks=*/false);
       // The coordinator has moved on: an exited rank 0's files of that attempt are not wanted.
       pending_uploads_.erase(std::remove_if(pending_uploads_.begin(), pending_uploads_.end(),
                                             [&](const PendingUpload& p) {

@@ -117,7 +117,7 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
     c = SteadyClock::now();
     VSDM_RETURN_IF_ERROR(Checkpoint(k, t));
     t.broadcast += SecondsSince(c);
-    if (rank_ == 0) {  // an evaluation, counted as compute
+    if (rank_ == 0 && t.stop_mask == 0) {  // an evaluation, counted as compute; not on the way out
       c = SteadyClock::now();
       straightness_ = MeasureStraightness(k);
       t.compute += SecondsSince(c);
