@@ -35,7 +35,6 @@ constexpr int kChunksPerTurn = 32;                                  // Note [Upl
 // exits of every rank of the gang past the kill grace (local_cluster_cancel in CI).
 constexpr absl::Duration kDumpStacksAfter = absl::Seconds(2);
 constexpr absl::Duration kDumpStacksBeforeKill = absl::Seconds(4);
-constexpr absl::Duration kAbortGrace = absl::Seconds(2);  // SIGTERM -> SIGKILL for an aborted attempt
 constexpr std::chrono::hours kStaleTempAge{1};                      // L7
 constexpr size_t kUidInDirName = 12;                                // hex digits of the job uid
 
@@ -581,9 +580,9 @@ void Agent::PruneAttemptDirs(const std::string& job_id, const std::string& curre
 
 void Agent::StopRank(int64_t id, Rank& r, bool dump_stacks) {
   StopOptions how;
-  // An aborted attempt is over (cancelled, or failed: its peers are gone), so its ranks get a
-  // short grace; a fence or a shutdown gives the full kill grace, in which they checkpoint.
-  how.grace = dump_stacks ? options_.kill_grace : std::min(options_.kill_grace, kAbortGrace);
+  // The full grace also for an abort: a preempted attempt's trainer 0 may still be writing the
+  // checkpoint every rank agreed on when the abort (sent on its peers' exit 75) arrives.
+  how.grace = options_.kill_grace;
   if (dump_stacks) how.dump_stacks_after = std::max(kDumpStacksAfter, options_.kill_grace - kDumpStacksBeforeKill);
   processes_.Stop(id, how);
   r.aborted = true;

@@ -306,7 +306,7 @@ TEST_F(AgentTest, AbortStopsTheAttemptsRanksWithTheGraceAndDoesNotReportTheirExi
   client_.next_heartbeat.push_back(abort);
   agent.Step();
   ASSERT_EQ(processes_.stopped.size(), 2u);
-  EXPECT_EQ(processes_.stopped[0].second.grace, absl::Seconds(2)) << "an aborted attempt gets a short grace";
+  EXPECT_EQ(processes_.stopped[0].second.grace, absl::Seconds(7));
   // No stack dump on an abort (it held cancelled ranks past their grace); the fence has one.
   EXPECT_EQ(processes_.stopped[0].second.dump_stacks_after, absl::InfiniteDuration());
   // A second abort of the same attempt does not stop twice.
