@@ -48,6 +48,14 @@ class JobManagerTest : public ::testing::Test {
     EXPECT_TRUE(resp.ok()) << resp.status();
     return resp.ok() ? *resp : v1::HeartbeatResponse();
   }
+  // One tick a second for `seconds` s, `workers` beating before each (a live cluster).
+  void BeatAndTick(int seconds, const std::vector<std::string>& workers) {
+    for (int i = 0; i < seconds; ++i) {
+      clock_.Advance(absl::Seconds(1));
+      for (const std::string& w : workers) Heartbeat(w);
+      mgr_->Tick();
+    }
+  }
   // Ticks through `d` one second at a time (a live coordinator ticks often).
   void TickThrough(absl::Duration d) {
     for (absl::Duration t = absl::ZeroDuration(); t < d; t += absl::Seconds(1)) {
@@ -941,11 +949,7 @@ TEST_F(JobManagerTest, AnAttemptWithNoProgressPastItsDeadlineIsRequeuedWithTheRe
   v1::Job j = Submit(spec);
   mgr_->Tick();
   // Start-up: 30 s to the first report.
-  for (int i = 0; i < 29; ++i) {
-    clock_.Advance(absl::Seconds(1));
-    Heartbeat("w1");
-    mgr_->Tick();
-  }
+  BeatAndTick(29, {"w1"});
   ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
   v1::ReportRequest rep;
   rep.set_worker_id("w1");
@@ -953,11 +957,7 @@ TEST_F(JobManagerTest, AnAttemptWithNoProgressPastItsDeadlineIsRequeuedWithTheRe
   rep.mutable_progress()->set_round(1);
   rep.mutable_progress()->set_steps_per_second(50);  // 2 s a round: the deadline is 20 s
   ASSERT_TRUE(mgr_->Report(rep, creds_["w1"]).ok());
-  for (int i = 0; i < 19; ++i) {
-    clock_.Advance(absl::Seconds(1));
-    Heartbeat("w1");
-    mgr_->Tick();
-  }
+  BeatAndTick(19, {"w1"});
   ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING) << "heartbeats alone are not progress, but 19 s < 20 s";
   clock_.Advance(absl::Seconds(1));
   Heartbeat("w1");
@@ -969,11 +969,7 @@ TEST_F(JobManagerTest, AnAttemptWithNoProgressPastItsDeadlineIsRequeuedWithTheRe
   // The next attempt that never reports is failed at the start-up deadline.
   TickThrough(absl::Seconds(5));  // backoff
   ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
-  for (int i = 0; i < 31; ++i) {
-    clock_.Advance(absl::Seconds(1));
-    Heartbeat("w1");
-    mgr_->Tick();
-  }
+  BeatAndTick(31, {"w1"});
   now = *mgr_->Get(j.job_id());
   EXPECT_NE(now.message().find("to its first report"), std::string::npos) << now.message();
 }
@@ -1050,18 +1046,10 @@ TEST_F(JobManagerTest, WhenMostLeasesRunOutInOneTickTheyGetOneMoreLeaseFirst) {
   o.max_expire_fraction = 0.5;
   mgr_ = std::make_unique<JobManager>(store_, clock_, o);
   for (const char* w : {"w1", "w2", "w3", "w4"}) Register(w, 1);
-  for (int i = 0; i < 10; ++i) {  // only w1 keeps beating
-    clock_.Advance(absl::Seconds(1));
-    Heartbeat("w1");
-    mgr_->Tick();
-  }
+  BeatAndTick(10, {"w1"});  // only w1 keeps beating
   EXPECT_EQ(mgr_->TakeStats().workers_alive, 4) << "3 of 4 at once: one lease of grace";
   EXPECT_NE(logs_.back().find("3 of 4 workers' leases ran out in the same tick"), std::string::npos) << logs_.back();
-  for (int i = 0; i < 10; ++i) {
-    clock_.Advance(absl::Seconds(1));
-    Heartbeat("w1");
-    mgr_->Tick();
-  }
+  BeatAndTick(10, {"w1"});
   EXPECT_EQ(mgr_->TakeStats().workers_alive, 1);
 }
 
@@ -1138,17 +1126,9 @@ TEST_F(JobManagerTest, ARestartShrinksToTheTrainersTheClusterStillHoldsButNotBel
   ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(mgr_->Get(j.job_id())->trainers(), 3);
   // w4 goes away for good: its lease runs out while the others beat.
-  for (int i = 0; i < 11; ++i) {
-    clock_.Advance(absl::Seconds(1));
-    for (const char* w : {"w1", "w2", "w3"}) Heartbeat(w);
-    mgr_->Tick();
-  }
+  BeatAndTick(11, {"w1", "w2", "w3"});
   ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_QUEUED);
-  for (int i = 0; i < 6; ++i) {  // the backoff
-    clock_.Advance(absl::Seconds(1));
-    for (const char* w : {"w1", "w2", "w3"}) Heartbeat(w);
-    mgr_->Tick();
-  }
+  BeatAndTick(6, {"w1", "w2", "w3"});  // the backoff
   v1::Job now = *mgr_->Get(j.job_id());
   ASSERT_EQ(now.state(), v1::JOB_STATE_RUNNING) << now.pending_reason();
   EXPECT_EQ(now.trainers(), 2);
@@ -1174,11 +1154,7 @@ TEST_F(JobManagerTest, BelowMinTrainersARestartWaitsForTheFullGang) {
   spec.mutable_resources()->set_min_trainers(3);
   v1::Job j = Submit(spec);
   mgr_->Tick();
-  for (int i = 0; i < 30; ++i) {  // w4 is lost, then the backoff passes
-    clock_.Advance(absl::Seconds(1));
-    for (const char* w : {"w1", "w2", "w3"}) Heartbeat(w);
-    mgr_->Tick();
-  }
+  BeatAndTick(30, {"w1", "w2", "w3"});  // w4 is lost, then the backoff passes
   v1::Job now = *mgr_->Get(j.job_id());
   EXPECT_EQ(now.state(), v1::JOB_STATE_QUEUED);
   EXPECT_NE(now.pending_reason().find("4 slots"), std::string::npos) << now.pending_reason();
