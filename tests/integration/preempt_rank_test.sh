@@ -4,7 +4,9 @@
 # writes that round's checkpoint (off the checkpoint_every schedule) and every rank exits 75
 # within the agent's 10 s kill grace. The next attempt resumes from exactly that round and the
 # finished job passes the distributed quality bar. The same for --standalone, and a rank that
-# cannot reach a round boundary (stuck in the rendezvous) exits 75 by its watchdog.
+# cannot reach a round boundary (stuck in the rendezvous) exits 75 by its watchdog. A kill -9 with
+# no notice (attempt 2) makes the others exit 3 at once naming a gone peer; the run resumes from
+# the last scheduled checkpoint (this replaced distributed_kill_test.sh).
 # Before: SIGTERM killed the signalled rank, its peers failed with exit 3 after the
 # process-group timeout, and every round since the last scheduled checkpoint was lost.
 # usage: preempt_rank_test.sh PATH/TO/vsdm-train SOURCE_DIR  (the cluster-level case, the coordinator
@@ -75,16 +77,33 @@ wait_for_round $((first + 4))
 grep -q "resumed from checkpoint at round $first" "$out/logs/rank-0.log" || fail "attempt 1 did not resume from round $first"
 preempt_rank_and_expect_exit_75 1 2  # the variational rank
 second=$stopped
+# Attempt 2: kill -9 (no notice) of trainer 1 past the next scheduled checkpoint: the other ranks
+# see the peer gone and exit 3 with a clear error, not after the 300 s process-group timeout.
+kept=$(( (second / 10 + 1) * 10 ))
+[ "$kept" -lt 30 ] || fail "attempt 1 stopped after round $second: no scheduled checkpoint left before the end"
 launch 2
-wait "$runner" || fail "attempt 2 failed"
+wait_for_round $((kept + 1))
 grep -q "resumed from checkpoint at round $second" "$out/logs/rank-0.log" || fail "attempt 2 did not resume from round $second"
-python3 - "$out/metrics.json" "$second" <<'EOF' || fail "metrics"
+pid=$(pgrep -f -- "--out $out --rank 1 ") || fail "rank 1 not running"
+kill -9 "$pid"
+t0=$SECONDS; rc=0; wait "$runner" || rc=$?
+[ "$rc" -eq 3 ] || fail "attempt 2: kill -9 of rank 1: run exited $rc, want 3 (a peer is gone)"
+[ $((SECONDS - t0)) -le 30 ] || fail "attempt 2: the other ranks took $((SECONDS - t0))s to exit after the kill"
+for r in 0 2; do
+  grep -q "a peer rank is gone or stuck" "$out/logs/rank-$r.log" || fail "attempt 2: rank $r logged no clear error"
+done
+if pgrep -f -- "--out $out --rank" > /dev/null; then fail "attempt 2: ranks still running"; fi
+echo "attempt 2: kill -9 of rank 1 after round $kept; ranks 0 and 2 exited 3 in $((SECONDS - t0))s naming a gone peer"
+launch 3
+wait "$runner" || fail "attempt 3 failed"
+grep -q "resumed from checkpoint at round $kept" "$out/logs/rank-0.log" || fail "attempt 3 did not resume from round $kept"
+python3 - "$out/metrics.json" "$kept" <<'EOF' || fail "metrics"
 import json, sys
 m = json.load(open(sys.argv[1]))
 assert m["resumed_from_round"] == int(sys.argv[2]), (m["resumed_from_round"], sys.argv[2])
 assert m["checkpoints_skipped"] == 0, m["checkpoint_skips"]
 EOF
-/usr/bin/python3 "$SRC/tests/integration/check_distributed.py" "$out" 30 "$second" || fail "quality bar"
+/usr/bin/python3 "$SRC/tests/integration/check_distributed.py" "$out" 30 "$kept" || fail "quality bar"
 grep -h "preemption check \[5\]" "$out/logs/rank-0.log" | tail -n 1
 
 # ---- 2. standalone: SIGTERM, exit 75 after a checkpoint of that round, resume, quality --------
