@@ -72,6 +72,10 @@ struct Options {
   double stall_seconds = 5;
   double max_expire_fraction = 0.5;
   int64_t artifact_quota_bytes = int64_t{64} << 30;  // per job; 0 = none
+  // Note [Handlers off the reactor] (server/handler_pool.h): the threads every gRPC handler runs
+  // on, and how many calls may wait for one before new ones are refused RESOURCE_EXHAUSTED.
+  int handler_threads = 16;
+  int handler_queue = 10000;
   // `backup` subcommand: copy <data-dir>/vsdm.db to this file and exit ("" = run the coordinator).
   std::string backup_out;
 };
@@ -148,6 +152,11 @@ void AddReliabilityFlags(CLI::App& app, Options* opt) {
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--artifact-quota-bytes", opt->artifact_quota_bytes, "artifact bytes a job may store (0 = none)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
+  app.add_option("--handler-threads", opt->handler_threads, "threads the gRPC handlers run on (not gRPC's own)")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--handler-queue", opt->handler_queue,
+                 "calls that may wait for a handler thread; more are refused RESOURCE_EXHAUSTED (retried)")
+      ->check(CLI::Range(1, 1000000));
 }
 
 // Fills `opt` from argv. nullopt to go on; else the exit code: 0 after --help or --version, 2
@@ -485,7 +494,10 @@ int main(int argc, char** argv) {
   vsdm::server::ArtifactStoreOptions artifact_options;
   artifact_options.max_job_bytes = opt.artifact_quota_bytes;
   vsdm::server::ArtifactStore artifacts(opt.artifact_root, artifact_options);
-  const vsdm::server::ServiceDeps deps{manager, artifacts, metrics, **auth, **audit, opt.priority_ceiling};
+  vsdm::server::HandlerPool pool(opt.handler_threads, opt.handler_queue);  // both outlive the server
+  vsdm::server::HandlerPool heartbeat_pool(4, opt.handler_queue);
+  const vsdm::server::ServiceDeps deps{manager, artifacts,      metrics, **auth, **audit,
+                                       pool,    heartbeat_pool, opt.priority_ceiling};
   vsdm::server::JobServiceImpl jobs(deps);
   vsdm::server::WorkerServiceImpl workers(deps);
   int port = 0;

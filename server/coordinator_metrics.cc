@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -101,6 +102,12 @@ void CoordinatorMetrics::BuildSchedulingMetrics() {
                     .Help("Wall time of the latest scheduling pass")
                     .Register(*registry_)
                     .Add({});
+  heartbeats_deferred_ = &prometheus::BuildCounter()
+                              .Name("vsdm_heartbeats_deferred_total")
+                              .Help("Heartbeats answered with only the lease renewed: the coordinator's state was "
+                                    "locked longer than the wait (a slow disk under a commit)")
+                              .Register(*registry_)
+                              .Add({});
 }
 
 void CoordinatorMetrics::Update(const JobManagerStats& s) {
@@ -151,6 +158,8 @@ void CoordinatorMetrics::Update(const JobManagerStats& s) {
   for (double w : s.queue_wait_seconds) queue_wait_->Observe(w);
   pass_->Observe(s.last_pass_seconds);
   last_pass_->Set(s.last_pass_seconds);
+  if (const double n = static_cast<double>(s.heartbeats_deferred); n > heartbeats_deferred_seen_)
+    heartbeats_deferred_->Increment(n - std::exchange(heartbeats_deferred_seen_, n));
 }
 
 void CoordinatorMetrics::RecordSubmit(bool accepted) { (accepted ? submits_accepted_ : submits_refused_)->Increment(); }

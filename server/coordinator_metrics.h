@@ -57,6 +57,8 @@ class CoordinatorMetrics {
   prometheus::Histogram* queue_wait_;
   prometheus::Histogram* pass_;
   prometheus::Gauge* last_pass_;
+  prometheus::Counter* heartbeats_deferred_;
+  double heartbeats_deferred_seen_ = 0;
   prometheus::Family<prometheus::Counter>* rpc_total_;
   prometheus::Family<prometheus::Histogram>* rpc_seconds_;
   absl::Mutex mu_;

@@ -4,6 +4,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <iostream>
 #include <iterator>
@@ -11,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/time/clock.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -584,6 +586,7 @@ JobManager::Change JobManager::FailAttempt(Record& r, const std::string& reason,
 void JobManager::Tick() {
   {
     absl::MutexLock lock(&mu_);
+    ApplyBeats();
     GuardLeases(clock_.Monotonic());
     std::set<std::string> failing;  // jobs whose attempt this tick fails (each once)
     std::vector<Change> changes = ExpireLeases(&failing);
@@ -675,7 +678,13 @@ std::vector<JobManager::Change> JobManager::ExpireProgress(std::set<std::string>
 
 std::vector<JobManager::Change> JobManager::ExpireLeases(std::set<std::string>* failing) {
   std::vector<Change> changes;
-  for (LostWorker& lw : registry_.ExpireLeases()) pending_lost_.push_back(std::move(lw));
+  for (LostWorker& lw : registry_.ExpireLeases()) {
+    {
+      absl::MutexLock beats(&beats_mu_);  // its heartbeats go the full way: NOT_FOUND, register again
+      beats_.erase(lw.worker_id);
+    }
+    pending_lost_.push_back(std::move(lw));
+  }
   for (const LostWorker& lw : pending_lost_) {
     const WorkerInfo* w = registry_.Find(lw.worker_id);
     const std::optional<absl::Time> last_heartbeat =
@@ -873,6 +882,10 @@ absl::StatusOr<v1::RegisterResponse> JobManager::Register(const v1::RegisterRequ
     b.principal = principal;
     b.credential = RandomHex(16);  // the previous one, if any, is revoked
     resp.set_worker_credential(b.credential);
+    {
+      absl::MutexLock beats(&beats_mu_);
+      beats_[req.worker_id()] = {b.credential, clock_.Monotonic()};
+    }
     ReclaimRunningRanks(req);
     // It lists exactly what it runs: an acknowledged rank it does not list is gone.
     std::set<std::pair<std::string, int>> running;
@@ -964,11 +977,52 @@ void JobManager::ReclaimRunningRanks(const v1::RegisterRequest& req) {
   }
 }
 
+bool JobManager::RenewLease(const std::string& worker_id, const std::string& credential) {
+  absl::MutexLock lock(&beats_mu_);
+  auto it = beats_.find(worker_id);
+  if (it == beats_.end() || credential.empty() || credential.size() != it->second.credential.size() ||
+      !std::equal(credential.begin(), credential.end(), it->second.credential.begin()))
+    return false;
+  it->second.at = clock_.Monotonic();
+  return true;
+}
+
+void JobManager::ApplyBeats() {
+  absl::MutexLock lock(&beats_mu_);
+  for (const auto& [id, beat] : beats_) registry_.RenewFrom(id, beat.at);
+}
+
+bool JobManager::LockWithin(absl::Duration d) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  const auto until = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(d);
+  while (!mu_.TryLock()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
+}
+
 absl::StatusOr<v1::HeartbeatResponse> JobManager::Heartbeat(const v1::HeartbeatRequest& req,
                                                            const std::string& credential) {
-  absl::MutexLock lock(&mu_);
   if (req.running_size() > 4096)
     return absl::InvalidArgumentError(absl::StrCat("running: at most 4096 ranks, got ", req.running_size()));
+  if (RenewLease(req.worker_id(), credential)) {
+    if (!LockWithin(options_.heartbeat_lock_wait)) {  // Note [Heartbeats beside the lock]
+      absl::MutexLock lock(&beats_mu_);
+      ++heartbeats_deferred_;
+      v1::HeartbeatResponse resp;
+      resp.set_lease_seconds(absl::ToDoubleSeconds(options_.lease));
+      return resp;
+    }
+  } else {
+    mu_.Lock();  // the full path says why (NOT_FOUND, PERMISSION_DENIED)
+  }
+  absl::StatusOr<v1::HeartbeatResponse> resp = HeartbeatLocked(req, credential);
+  mu_.Unlock();
+  return resp;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> JobManager::HeartbeatLocked(const v1::HeartbeatRequest& req,
+                                                                 const std::string& credential) {
   if (absl::Status s = CheckWorker(req.worker_id(), credential); !s.ok()) return s;
   if (absl::Status s = registry_.Heartbeat(req.worker_id()); !s.ok()) return s;
   v1::HeartbeatResponse resp;
@@ -1127,14 +1181,25 @@ v1::ListWorkersResponse JobManager::Workers() const {
       rr->set_attempt_id(r.attempt_id);
       rr->set_rank(r.rank);
     }
-    s->set_lease_remaining_seconds(std::max(0.0, absl::ToDoubleSeconds(w.lease_expiry - now)));
+    absl::Time expiry = w.lease_expiry;
+    {
+      absl::MutexLock beats(&beats_mu_);  // a renewal not yet applied (Note [Heartbeats beside the lock])
+      if (auto b = beats_.find(id); b != beats_.end() && w.state == WorkerState::kAlive)
+        expiry = std::max(expiry, b->second.at + options_.lease);
+    }
+    s->set_lease_remaining_seconds(std::max(0.0, absl::ToDoubleSeconds(expiry - now)));
   }
   return resp;
 }
 
 JobManagerStats JobManager::TakeStats() {
   absl::MutexLock lock(&mu_);
+  ApplyBeats();
   JobManagerStats s;
+  {
+    absl::MutexLock beats(&beats_mu_);
+    s.heartbeats_deferred = heartbeats_deferred_;
+  }
   for (const auto& [id, r] : jobs_) ++s.jobs_by_state[r.stored.job.state()];
   s.workers_alive = registry_.CountInState(WorkerState::kAlive);
   s.workers_lost = registry_.CountInState(WorkerState::kLost);

@@ -50,6 +50,9 @@ struct JobManagerOptions {
   // more lease first (logged); whoever is still silent after that is expired.
   absl::Duration stall_threshold = absl::Seconds(5);
   double max_expire_fraction = 0.5;
+  // Note [Heartbeats beside the lock]: how long a heartbeat waits for the manager's mutex before
+  // it answers with only its lease renewed.
+  absl::Duration heartbeat_lock_wait = absl::Milliseconds(250);
   SchedulerOptions scheduler;
   std::string artifact_root = "artifacts";  // a job's artifacts: <root>/<job_id> (same for every attempt)
   // TCPStore ports for the attempts' rank 0, handed out round-robin; no two live attempts share
@@ -87,6 +90,7 @@ struct JobManagerStats {
   // attempt's first progress report (rendezvous, checkpoint restore, one round). Drained.
   std::vector<std::pair<std::string, double>> recovery;
   double last_pass_seconds = 0;            // wall time of the last scheduling pass (snapshot, plan, starts)
+  int64_t heartbeats_deferred = 0;         // so far: heartbeats answered lease-only (Note [Heartbeats beside the lock])
   std::vector<double> queue_wait_seconds;  // of attempts started since the last call (drained)
 };
 
@@ -139,7 +143,18 @@ class JobManager {
   absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request, const std::string& principal = "");
   // NOT_FOUND for an unknown or lost worker (register again); PERMISSION_DENIED for a credential
   // that is not the worker's current one.
-  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request, const std::string& credential);
+  //
+  // Note [Heartbeats beside the lock]: the manager's mutex is held across durable writes (Commit
+  // waits for the group commit's fsync), so on a stalled disk a heartbeat that waited for it
+  // would wait as long as the disk, and every worker could run out of lease at once (review M7).
+  // A heartbeat of a known worker with its current credential therefore first renews its lease
+  // under a mutex of its own (beats_mu_), then waits at most heartbeat_lock_wait for mu_: past
+  // that it answers OK with lease_seconds and nothing else. That is safe because nothing a
+  // heartbeat carries is lost by waiting: assignments are sent again until the worker lists the
+  // rank, abort orders stay queued, and the check of the ranks it lists runs at its next
+  // heartbeat. The renewals reach the registry (and so lease expiry) at the start of each Tick.
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request, const std::string& credential)
+      ABSL_LOCKS_EXCLUDED(mu_, beats_mu_);
   // Progress of rank 0 of the caller's attempt: round within [0, rounds] and never lower than the
   // attempt's last report, finite figures, at most 64 metrics (INVALID_ARGUMENT otherwise).
   absl::Status Report(const v1::ReportRequest& request, const std::string& credential);
@@ -234,6 +249,15 @@ class JobManager {
   // else nullopt, with `key` marked in flight (when there is a request_id).
   absl::StatusOr<std::optional<v1::Job>> AdmitSubmit(const JobSpec& spec, const std::string& request_id,
                                                      const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Note [Heartbeats beside the lock]: true (and the beat recorded) when `credential` is the
+  // current one of a worker that is alive; false for anything else (the full path says why).
+  bool RenewLease(const std::string& worker_id, const std::string& credential) ABSL_LOCKS_EXCLUDED(beats_mu_);
+  // The beats recorded beside the lock, into the registry's lease expiries.
+  void ApplyBeats() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) ABSL_LOCKS_EXCLUDED(beats_mu_);
+  // Takes mu_ if it comes free within `d` (real time: a bound on waiting, not a decision).
+  bool LockWithin(absl::Duration d) ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true, mu_);
+  absl::StatusOr<v1::HeartbeatResponse> HeartbeatLocked(const v1::HeartbeatRequest& req, const std::string& credential)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // PERMISSION_DENIED unless `credential` is `worker_id`'s current session credential; NOT_FOUND
   // for a worker that is not registered (or lost: register again).
   absl::Status CheckWorker(const std::string& worker_id, const std::string& credential) const
@@ -318,6 +342,15 @@ class JobManager {
   std::optional<absl::Time> mass_expiry_since_ ABSL_GUARDED_BY(mu_);  // Note [Lease safety]
   double last_pass_seconds_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<double> queue_waits_ ABSL_GUARDED_BY(mu_);
+  // Note [Heartbeats beside the lock]: each alive worker's current credential (a copy of its
+  // binding's) and its newest heartbeat (Monotonic).
+  struct Beat {
+    std::string credential;
+    absl::Time at;
+  };
+  mutable absl::Mutex beats_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::map<std::string, Beat> beats_ ABSL_GUARDED_BY(beats_mu_);
+  int64_t heartbeats_deferred_ ABSL_GUARDED_BY(beats_mu_) = 0;
 };
 
 }  // namespace vsdm::server

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -18,32 +20,18 @@ namespace {
 
 // Streams a job's events: the stored ones after the request's sequence, then live ones, and
 // ends after the event that puts the job in a final state. Events arrive from JobManager on
-// other threads; `Shared` outlives the reactor so a late callback finds it gone, not freed.
+// other threads; `Shared` outlives the reactor so a late callback finds it gone, not freed. The
+// subscription is made on the handler pool (it takes the manager's mutex: Note [Handlers off
+// the reactor]); a call cancelled before that ran subscribes nothing.
 class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
-  WatchReactor(JobManager& manager, const v1::WatchJobRequest& req, const JobScope& scope)
+  WatchReactor(JobManager& manager, HandlerPool& pool, const v1::WatchJobRequest& req, const JobScope& scope)
       : manager_(manager), shared_(std::make_shared<Shared>()) {
-    // Held across the subscription so a live event cannot overtake the replay.
     absl::MutexLock lock(&shared_->mu);
     shared_->reactor = this;
-    std::vector<v1::JobEvent> replay;
-    std::weak_ptr<Shared> weak = shared_;
-    auto sub = manager_.Watch(
-        req.job_id(), req.after_sequence(),
-        [weak](const v1::JobEvent& e) {
-          if (auto s = weak.lock()) s->Push(e);
-        },
-        &replay, scope);
-    if (!sub.ok()) {
-      shared_->FinishLocked(ToGrpcStatus(sub.status()));
-      return;
-    }
-    sub_ = *sub;
-    // A job that has already ended: replay and close.
-    auto job = manager_.Get(req.job_id());
-    for (auto& e : replay) shared_->queue.push_back(std::move(e));
-    if (job.ok() && IsFinalState(job->state()) && replay.empty()) shared_->end_after_queue = true;
-    shared_->NextLocked();
+    if (!pool.Run([m = &manager_, shared = shared_, req, scope] { Subscribe(*m, shared, req, scope); }))
+      shared_->FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                         "the coordinator is busy: too many calls wait for a handler; retry"));
   }
 
   void OnWriteDone(bool ok) override {
@@ -60,18 +48,47 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
     shared_->FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
   void OnDone() override {
-    if (sub_ >= 0) manager_.Unwatch(sub_);
+    int64_t sub = -1;
     {
       absl::MutexLock lock(&shared_->mu);
       shared_->reactor = nullptr;
+      std::swap(sub, shared_->sub);
     }
+    if (sub >= 0) manager_.Unwatch(sub);
     delete this;
   }
 
  private:
+  struct Shared;
+  // Held across the subscription so a live event cannot overtake the replay.
+  static void Subscribe(JobManager& manager, const std::shared_ptr<Shared>& shared, const v1::WatchJobRequest& req,
+                        const JobScope& scope) {
+    absl::MutexLock lock(&shared->mu);
+    if (shared->reactor == nullptr || shared->finished) return;  // cancelled before this ran
+    std::vector<v1::JobEvent> replay;
+    std::weak_ptr<Shared> weak = shared;
+    auto sub = manager.Watch(
+        req.job_id(), req.after_sequence(),
+        [weak](const v1::JobEvent& e) {
+          if (auto s = weak.lock()) s->Push(e);
+        },
+        &replay, scope);
+    if (!sub.ok()) {
+      shared->FinishLocked(ToGrpcStatus(sub.status()));
+      return;
+    }
+    shared->sub = *sub;
+    // A job that has already ended: replay and close.
+    auto job = manager.Get(req.job_id());
+    for (auto& e : replay) shared->queue.push_back(std::move(e));
+    if (job.ok() && IsFinalState(job->state()) && replay.empty()) shared->end_after_queue = true;
+    shared->NextLocked();
+  }
+
   struct Shared {
     absl::Mutex mu;
     WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+    int64_t sub ABSL_GUARDED_BY(mu) = -1;  // the manager's subscription, once made
     std::deque<v1::JobEvent> queue ABSL_GUARDED_BY(mu);
     v1::JobEvent current ABSL_GUARDED_BY(mu);
     bool writing ABSL_GUARDED_BY(mu) = false;
@@ -115,31 +132,41 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
 
   JobManager& manager_;
   std::shared_ptr<Shared> shared_;
-  int64_t sub_ = -1;
 };
 
 // Streams one artifact file in 64 KiB chunks, total_bytes in the first. The file is read from
 // its open descriptor, so one replaced or removed meanwhile still streams whole; a read that
 // fails or comes up short ends the stream with that error (INTERNAL), never OK with fewer bytes
-// than total_bytes. Reads are synchronous on the gRPC thread (one page-cache-sized chunk a
-// callback, no lock held: review M7 accepts that).
+// than total_bytes. Opening and every read run on the handler pool (Note [Handlers off the
+// reactor]): one step at a time, each either starting a write or finishing the call.
 class ArtifactReactor : public grpc::ServerWriteReactor<v1::ArtifactChunk> {
  public:
-  explicit ArtifactReactor(ArtifactFile file) : file_(std::move(file)) {
-    chunk_.set_total_bytes(file_.size());
-    Next();
+  // `open` (run on the pool) returns the file to stream or the error that ends the call.
+  ArtifactReactor(HandlerPool& pool, std::function<absl::StatusOr<ArtifactFile>()> open) : pool_(pool) {
+    Post([this, open = std::move(open)] {
+      absl::StatusOr<ArtifactFile> file = open();
+      if (!file.ok()) return Finish(ToGrpcStatus(file.status()));
+      file_.emplace(std::move(*file));
+      chunk_.set_total_bytes(file_->size());
+      Next();
+    });
   }
   void OnWriteDone(bool ok) override {
     if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
-    Next();
+    Post([this] { Next(); });
   }
   void OnDone() override { delete this; }
 
  private:
   static constexpr int64_t kChunkBytes = 64 * 1024;
+  void Post(std::function<void()> step) {
+    if (!pool_.Run(std::move(step)))
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "the coordinator is busy: too many calls wait for a handler; retry"));
+  }
   void Next() {
-    if (offset_ >= file_.size() && sent_any_) return Finish(grpc::Status::OK);
-    absl::StatusOr<std::string> data = file_.Read(offset_, kChunkBytes);
+    if (offset_ >= file_->size() && sent_any_) return Finish(grpc::Status::OK);
+    absl::StatusOr<std::string> data = file_->Read(offset_, kChunkBytes);
     if (!data.ok()) return Finish(ToGrpcStatus(data.status()));
     offset_ += static_cast<int64_t>(data->size());
     if (sent_any_) chunk_.clear_total_bytes();
@@ -147,7 +174,8 @@ class ArtifactReactor : public grpc::ServerWriteReactor<v1::ArtifactChunk> {
     sent_any_ = true;  // an empty file is one empty chunk with total_bytes 0
     StartWrite(&chunk_);
   }
-  const ArtifactFile file_;
+  HandlerPool& pool_;
+  std::optional<ArtifactFile> file_;
   int64_t offset_ = 0;
   bool sent_any_ = false;
   v1::ArtifactChunk chunk_;
@@ -174,78 +202,77 @@ JobScope ScopeOf(const Caller& c) {
 
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* req,
                                                     v1::Job* resp) {
-  const auto t0 = RpcClock::now();
-  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
-  absl::Status status = caller.status();
-  if (status.ok() && caller->authenticated && caller->role != Role::kAdmin &&
-      req->spec().priority() > d_.priority_ceiling)
-    status = absl::PermissionDeniedError(absl::StrCat("priority: ", req->spec().priority(), " is above ",
-                                                      d_.priority_ceiling, ", the most a user may ask (admins only)"));
-  std::string job_id;
-  if (status.ok()) {
-    // The owner is who called; the spec's owner field counts only with auth off.
-    const std::string owner = caller->authenticated ? caller->principal : req->spec().owner();
-    auto j = d_.manager.Submit(req->spec(), req->request_id(), owner);
-    status = j.status();
-    if (j.ok()) {
-      job_id = j->job_id();
-      *resp = std::move(*j);
+  return OffloadUnary(ctx, d_, "SubmitJob", [this, ctx, req, resp] {
+    const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+    absl::Status status = caller.status();
+    if (status.ok() && caller->authenticated && caller->role != Role::kAdmin &&
+        req->spec().priority() > d_.priority_ceiling)
+      status = absl::PermissionDeniedError(absl::StrCat("priority: ", req->spec().priority(), " is above ",
+                                                        d_.priority_ceiling, ", the most a user may ask (admins only)"));
+    std::string job_id;
+    if (status.ok()) {
+      // The owner is who called; the spec's owner field counts only with auth off.
+      const std::string owner = caller->authenticated ? caller->principal : req->spec().owner();
+      auto j = d_.manager.Submit(req->spec(), req->request_id(), owner);
+      status = j.status();
+      if (j.ok()) {
+        job_id = j->job_id();
+        *resp = std::move(*j);
+      }
     }
-  }
-  d_.metrics.RecordSubmit(status.ok());
-  d_.audit.Record(caller, "SubmitJob", job_id, status);
-  return FinishUnary(ctx, d_.metrics, "SubmitJob", t0, status);
+    d_.metrics.RecordSubmit(status.ok());
+    d_.audit.Record(caller, "SubmitJob", job_id, status);
+    return status;
+  });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* req,
                                                  v1::Job* resp) {
-  const auto t0 = RpcClock::now();
-  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
-  absl::Status status = caller.status();
-  if (status.ok()) {
+  return OffloadUnary(ctx, d_, "GetJob", [this, ctx, req, resp] {
+    const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+    if (!caller.ok()) return caller.status();
     auto j = d_.manager.Get(req->job_id(), ScopeOf(*caller));
-    status = j.status();
     if (j.ok()) *resp = std::move(*j);
-  }
-  return FinishUnary(ctx, d_.metrics, "GetJob", t0, status);
+    return j.status();
+  });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(grpc::CallbackServerContext* ctx, const v1::ListJobsRequest* req,
                                                    v1::ListJobsResponse* resp) {
-  const auto t0 = RpcClock::now();
-  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
-  absl::Status status = caller.status();
-  if (status.ok()) {
+  return OffloadUnary(ctx, d_, "ListJobs", [this, ctx, req, resp] {
+    const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+    if (!caller.ok()) return caller.status();
     auto r = d_.manager.List(*req, ScopeOf(*caller));
-    status = r.status();
     if (r.ok()) *resp = std::move(*r);
-  }
-  return FinishUnary(ctx, d_.metrics, "ListJobs", t0, status);
+    return r.status();
+  });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* req,
                                                     v1::Job* resp) {
-  const auto t0 = RpcClock::now();
-  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
-  absl::Status status = caller.status();
-  if (status.ok()) {
-    auto j = d_.manager.Cancel(req->job_id(), ScopeOf(*caller));
-    status = j.status();
-    if (j.ok()) *resp = std::move(*j);
-  }
-  d_.audit.Record(caller, "CancelJob", req->job_id(), status);
-  return FinishUnary(ctx, d_.metrics, "CancelJob", t0, status);
+  return OffloadUnary(ctx, d_, "CancelJob", [this, ctx, req, resp] {
+    const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+    absl::Status status = caller.status();
+    if (status.ok()) {
+      auto j = d_.manager.Cancel(req->job_id(), ScopeOf(*caller));
+      status = j.status();
+      if (j.ok()) *resp = std::move(*j);
+    }
+    d_.audit.Record(caller, "CancelJob", req->job_id(), status);
+    return status;
+  });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest*,
                                                       v1::ListWorkersResponse* resp) {
-  const auto t0 = RpcClock::now();
-  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
-  absl::Status status = caller.status();
-  if (status.ok() && caller->authenticated && caller->role != Role::kAdmin)
-    status = absl::PermissionDeniedError("the worker list is for admins (it names every node and its address)");
-  if (status.ok()) *resp = d_.manager.Workers();
-  return FinishUnary(ctx, d_.metrics, "ListWorkers", t0, status);
+  return OffloadUnary(ctx, d_, "ListWorkers", [this, ctx, resp] {
+    const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+    if (!caller.ok()) return caller.status();
+    if (caller->authenticated && caller->role != Role::kAdmin)
+      return absl::PermissionDeniedError("the worker list is for admins (it names every node and its address)");
+    *resp = d_.manager.Workers();
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(grpc::CallbackServerContext* ctx,
@@ -253,23 +280,22 @@ grpc::ServerWriteReactor<v1::JobEvent>* JobServiceImpl::WatchJob(grpc::CallbackS
   const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
   d_.metrics.RecordRpc("WatchJob", static_cast<int>(caller.status().code()), 0.0);
   if (!caller.ok()) return new ErrorReactor<v1::JobEvent>(caller.status());
-  return new WatchReactor(d_.manager, *req, ScopeOf(*caller));
+  return new WatchReactor(d_.manager, d_.pool, *req, ScopeOf(*caller));
 }
 
 grpc::ServerWriteReactor<v1::ArtifactChunk>* JobServiceImpl::GetArtifact(grpc::CallbackServerContext* ctx,
                                                                          const v1::GetArtifactRequest* req) {
-  auto fail = [&](const absl::Status& s) {
-    d_.metrics.RecordRpc("GetArtifact", static_cast<int>(s.code()), 0.0);
-    return new ErrorReactor<v1::ArtifactChunk>(s);
-  };
-  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
-  if (!caller.ok()) return fail(caller.status());
-  auto job = d_.manager.Get(req->job_id(), ScopeOf(*caller));
-  if (!job.ok()) return fail(job.status());
-  auto file = d_.artifacts.Open(req->job_id(), req->path());
-  if (!file.ok()) return fail(file.status());
-  d_.metrics.RecordRpc("GetArtifact", 0, 0.0);
-  return new ArtifactReactor(std::move(*file));
+  return new ArtifactReactor(d_.pool, [this, ctx, req]() -> absl::StatusOr<ArtifactFile> {
+    auto opened = [&]() -> absl::StatusOr<ArtifactFile> {
+      const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+      if (!caller.ok()) return caller.status();
+      if (auto job = d_.manager.Get(req->job_id(), ScopeOf(*caller)); !job.ok()) return job.status();
+      return d_.artifacts.Open(req->job_id(), req->path());
+    };
+    absl::StatusOr<ArtifactFile> file = opened();
+    d_.metrics.RecordRpc("GetArtifact", static_cast<int>(file.status().code()), 0.0);
+    return file;
+  });
 }
 
 }  // namespace vsdm::server

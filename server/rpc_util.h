@@ -2,15 +2,18 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "server/artifact_store.h"
 #include "server/audit_log.h"
 #include "server/auth.h"
 #include "server/coordinator_metrics.h"
+#include "server/handler_pool.h"
 #include "server/job_manager.h"
 
 namespace vsdm::server {
@@ -24,6 +27,8 @@ struct ServiceDeps {
   CoordinatorMetrics& metrics;
   const Authenticator& auth;
   AuditLog& audit;
+  HandlerPool& pool;            // where every handler runs (Note [Handlers off the reactor]) ...
+  HandlerPool& heartbeat_pool;  // ... but heartbeats: blocked handlers never hold up a lease renewal
   int64_t priority_ceiling = 100;  // a `user` may not submit above it (PERMISSION_DENIED naming priority)
 };
 
@@ -43,6 +48,28 @@ inline grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, C
   auto* r = ctx->DefaultReactor();
   r->Finish(ToGrpcStatus(s));
   return r;
+}
+
+// Runs `body` (which returns the call's status, having filled the response) on `d.pool` and
+// finishes `ctx`'s call from that thread, recorded as FinishUnary does (the time includes the
+// wait for a pool thread). When the pool's queue is full the call ends at once RESOURCE_EXHAUSTED
+// and `body` never runs. `body` may use the call's request, response and context: they live
+// until the call is finished.
+inline grpc::ServerUnaryReactor* OffloadUnary(grpc::CallbackServerContext* ctx, const ServiceDeps& d,
+                                              const char* method, std::function<absl::Status()> body,
+                                              HandlerPool* on = nullptr /* d.pool */) {
+  const auto t0 = RpcClock::now();
+  CoordinatorMetrics& metrics = d.metrics;
+  HandlerPool& pool = on != nullptr ? *on : d.pool;
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();  // once per call (placement new)
+  auto finish = [reactor, &metrics, method, t0](const absl::Status& s) {
+    metrics.RecordRpc(method, static_cast<int>(s.code()), std::chrono::duration<double>(RpcClock::now() - t0).count());
+    reactor->Finish(ToGrpcStatus(s));
+  };
+  if (!pool.Run([finish, body = std::move(body)] { finish(body()); }))
+    finish(absl::ResourceExhaustedError(
+        absl::StrCat("the coordinator is busy: ", pool.queued(), " calls are waiting for a handler; retry")));
+  return reactor;
 }
 
 }  // namespace vsdm::server

@@ -29,6 +29,12 @@ absl::Status WorkerRegistry::Heartbeat(const std::string& id) {
   return absl::OkStatus();
 }
 
+void WorkerRegistry::RenewFrom(const std::string& id, absl::Time beat) {
+  auto it = workers_.find(id);
+  if (it == workers_.end() || it->second.state != WorkerState::kAlive) return;
+  it->second.lease_expiry = std::max(it->second.lease_expiry, beat + lease_);
+}
+
 std::vector<std::string> WorkerRegistry::Expired() const {
   std::vector<std::string> out;
   const absl::Time now = clock_.Monotonic();

@@ -60,6 +60,9 @@ class WorkerRegistry {
   absl::Status Register(const std::string& worker_id, const WorkerResourcesInfo& resources);
   // Renews the lease. NOT_FOUND for an unknown or lost worker: it must register again.
   absl::Status Heartbeat(const std::string& worker_id);
+  // A heartbeat taken at `beat` (Monotonic) while the registry was busy: the lease runs to
+  // beat + lease unless it already runs later. Nothing for an unknown or lost worker.
+  void RenewFrom(const std::string& worker_id, absl::Time beat);
   // Marks every alive worker whose lease has run out lost and releases its ranks.
   std::vector<LostWorker> ExpireLeases();
   // The alive workers whose lease has run out (what ExpireLeases would take), changing nothing.

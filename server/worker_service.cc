@@ -14,75 +14,82 @@ bool IsCheckpointPath(const std::string& path) {
 
 }  // namespace
 
-// Authorize, call, audit (`audit_ok`: also successful calls), finish.
-#define VSDM_WORKER_CALL(method, job, audit_ok, body)                                        \
-  const auto t0 = RpcClock::now();                                                            \
-  const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kWorkers);             \
-  absl::Status status = caller.status();                                                      \
-  if (status.ok()) {                                                                          \
-    const std::string credential = MetadataValue(*ctx, kWorkerCredentialKey);                 \
-    body                                                                                      \
-  }                                                                                           \
-  if ((audit_ok) || !status.ok()) d_.audit.Record(caller, method, job, status);               \
-  return FinishUnary(ctx, d_.metrics, method, t0, status)
+grpc::ServerUnaryReactor* WorkerServiceImpl::Call(grpc::CallbackServerContext* ctx, const char* method,
+                                                  std::string audit_target, bool audit_ok, Body body,
+                                                  HandlerPool* on) {
+  return OffloadUnary(ctx, d_, method,
+                      [this, ctx, method, target = std::move(audit_target), audit_ok, body = std::move(body)] {
+                        const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kWorkers);
+                        absl::Status status = caller.status();
+                        if (status.ok()) status = body(*caller, MetadataValue(*ctx, kWorkerCredentialKey));
+                        if (audit_ok || !status.ok()) d_.audit.Record(caller, method, target, status);
+                        return status;
+                      },
+                      on);
+}
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContext* ctx, const v1::RegisterRequest* req,
                                                       v1::RegisterResponse* resp) {
-  VSDM_WORKER_CALL("Register", req->worker_id(), true, {
-    (void)credential;
-    auto r = d_.manager.Register(*req, caller->principal);
-    status = r.status();
+  return Call(ctx, "Register", req->worker_id(), true, [this, req, resp](const Caller& caller, const std::string&) {
+    auto r = d_.manager.Register(*req, caller.principal);
     if (r.ok()) *resp = std::move(*r);
+    return r.status();
   });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
                                                        const v1::HeartbeatRequest* req, v1::HeartbeatResponse* resp) {
-  VSDM_WORKER_CALL("Heartbeat", req->worker_id(), false, {
-    auto r = d_.manager.Heartbeat(*req, credential);
-    status = r.status();
-    if (r.ok()) *resp = std::move(*r);
-  });
+  return Call(ctx, "Heartbeat", req->worker_id(), false,
+              [this, req, resp](const Caller&, const std::string& credential) {
+                auto r = d_.manager.Heartbeat(*req, credential);
+                if (r.ok()) *resp = std::move(*r);
+                return r.status();
+              },
+              &d_.heartbeat_pool);
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Report(grpc::CallbackServerContext* ctx, const v1::ReportRequest* req,
                                                     v1::ReportResponse*) {
-  VSDM_WORKER_CALL("Report", req->attempt_id(), false, { status = d_.manager.Report(*req, credential); });
+  return Call(ctx, "Report", req->attempt_id(), false, [this, req](const Caller&, const std::string& credential) {
+    return d_.manager.Report(*req, credential);
+  });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Complete(grpc::CallbackServerContext* ctx, const v1::CompleteRequest* req,
                                                       v1::CompleteResponse*) {
-  VSDM_WORKER_CALL("Complete", req->attempt_id(), true, { status = d_.manager.Complete(*req, credential); });
+  return Call(ctx, "Complete", req->attempt_id(), true, [this, req](const Caller&, const std::string& credential) {
+    return d_.manager.Complete(*req, credential);
+  });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::UploadArtifact(grpc::CallbackServerContext* ctx,
                                                             const v1::UploadArtifactRequest* req,
                                                             v1::UploadArtifactResponse*) {
-  VSDM_WORKER_CALL("UploadArtifact", req->attempt_id(), req->last(), {
-    auto job = d_.manager.UploadTarget(*req, credential);
-    status = job.status();
-    if (job.ok()) status = d_.artifacts.AppendChunk(*job, req->path(), req->offset(), req->data(), req->last(),
-                                                       req->attempt_id());
-    // A completed checkpoint replaces the older ones (the newest two are kept).
-    if (status.ok() && req->last() && IsCheckpointPath(req->path())) d_.artifacts.PruneCheckpoints(*job, 2);
-  });
+  return Call(ctx, "UploadArtifact", req->attempt_id(), req->last(),
+              [this, req](const Caller&, const std::string& credential) {
+                auto job = d_.manager.UploadTarget(*req, credential);
+                absl::Status status = job.status();
+                if (job.ok())
+                  status = d_.artifacts.AppendChunk(*job, req->path(), req->offset(), req->data(), req->last(),
+                                                    req->attempt_id());
+                // A completed checkpoint replaces the older ones (the newest two are kept).
+                if (status.ok() && req->last() && IsCheckpointPath(req->path())) d_.artifacts.PruneCheckpoints(*job, 2);
+                return status;
+              });
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::FetchCheckpoint(grpc::CallbackServerContext* ctx,
                                                              const v1::FetchCheckpointRequest* req,
                                                              v1::FetchCheckpointResponse* resp) {
   constexpr int64_t kPage = 1 << 20;
-  VSDM_WORKER_CALL("FetchCheckpoint", req->attempt_id(), false, {
-    auto job = d_.manager.CheckpointSource(*req, credential);
-    status = job.status();
-    if (job.ok()) {
-      auto page = d_.artifacts.ReadCheckpoint(*job, req->after_round(), req->round(), req->offset(), kPage);
-      status = page.status();
-      if (page.ok()) *resp = std::move(*page);
-    }
-  });
+  return Call(ctx, "FetchCheckpoint", req->attempt_id(), false,
+              [this, req, resp](const Caller&, const std::string& credential) {
+                auto job = d_.manager.CheckpointSource(*req, credential);
+                if (!job.ok()) return job.status();
+                auto page = d_.artifacts.ReadCheckpoint(*job, req->after_round(), req->round(), req->offset(), kPage);
+                if (page.ok()) *resp = std::move(*page);
+                return page.status();
+              });
 }
-
-#undef VSDM_WORKER_CALL
 
 }  // namespace vsdm::server

@@ -3,6 +3,9 @@
 // JobManager.
 #pragma once
 
+#include <functional>
+#include <string>
+
 #include "server/rpc_util.h"
 #include "vsdm/v1/service.grpc.pb.h"
 
@@ -28,6 +31,14 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
                                             v1::FetchCheckpointResponse* resp) override;
 
  private:
+  // What each handler does on the handler pool: authorize (role worker), run `body` with the
+  // caller and its session credential (the x-vsdm-worker-credential metadata, "" when absent),
+  // audit (`audit_ok`: successful calls too; failed ones always), finish.
+  using Body = std::function<absl::Status(const Caller& caller, const std::string& credential)>;
+  // `on`: the pool it runs on (default the handler pool).
+  grpc::ServerUnaryReactor* Call(grpc::CallbackServerContext* ctx, const char* method, std::string audit_target,
+                                 bool audit_ok, Body body, HandlerPool* on = nullptr);
+
   ServiceDeps d_;
 };
 

@@ -4,12 +4,16 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <functional>
+#include <future>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "proto/job_spec_proto.h"
 #include "server/attempt_id.h"
+#include "tests/server/stalling_store.h"
 
 namespace vsdm::server {
 namespace {
@@ -1225,6 +1229,65 @@ TEST_F(JobManagerTest, TheRestartBackoffDoublesOnlyOverAttemptsThatMadeNoProgres
   wait(10);
   fail(5, true, "e");  // trained: back to the first backoff
   EXPECT_EQ(backoff_of_last_requeue(), "5s");
+}
+
+// Note [Heartbeats beside the lock] (review M7): a commit that waits on a stalled disk holds the
+// manager's mutex; a heartbeat meanwhile answers within its wait, renewing the lease, and what it
+// did not carry comes with the next one. Before, it waited for the disk, and the worker's lease
+// ran out behind it.
+TEST(JobManagerStallTest, AHeartbeatRenewsItsLeaseWhileACommitWaitsOnAStalledDisk) {
+  FakeClock clock;
+  StallingStore store;
+  JobManagerOptions o;
+  o.lease = absl::Seconds(10);
+  o.heartbeat_lock_wait = absl::Milliseconds(20);
+  o.stall_threshold = absl::InfiniteDuration();
+  o.log = [](const std::string&) {};
+  JobManager mgr(store, clock, o);
+  v1::RegisterRequest reg;
+  reg.set_worker_id("w1");
+  reg.mutable_resources()->set_slots(2);
+  reg.mutable_resources()->set_host("h-w1");
+  auto registered = mgr.Register(reg);
+  ASSERT_TRUE(registered.ok()) << registered.status();
+  v1::HeartbeatRequest beat;
+  beat.set_worker_id("w1");
+  const std::string credential = registered->worker_credential();
+  auto started = mgr.Submit(Spec(), "", "alice");  // its 2 ranks fill w1
+  auto queued = mgr.Submit(Spec(), "", "alice");
+  ASSERT_TRUE(started.ok() && queued.ok());
+  mgr.Tick();
+  ASSERT_EQ(mgr.Get(started->job_id())->state(), v1::JOB_STATE_RUNNING);
+
+  store.Stall(true);
+  std::thread cancel([&] { EXPECT_TRUE(mgr.Cancel(queued->job_id()).ok()); });  // commits under the lock
+  store.AwaitBlockedWrites(1);
+  clock.Advance(absl::Seconds(8));
+  auto during = std::async(std::launch::async, [&] { return mgr.Heartbeat(beat, credential); });
+  const bool answered = during.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  clock.Advance(absl::Seconds(8));  // 16 s after Register, 8 s after that heartbeat
+  store.Stall(false);
+  cancel.join();
+  ASSERT_TRUE(answered) << "the heartbeat waited for the stalled disk";
+  const absl::StatusOr<v1::HeartbeatResponse> deferred = during.get();
+  ASSERT_TRUE(deferred.ok()) << deferred.status();
+  EXPECT_EQ(deferred->lease_seconds(), 10);
+  EXPECT_EQ(deferred->assignments_size(), 0) << "it carried nothing: the lock was not taken";
+
+  mgr.Tick();
+  const v1::ListWorkersResponse workers = mgr.Workers();
+  ASSERT_EQ(workers.workers_size(), 1);
+  EXPECT_EQ(workers.workers(0).state(), "alive") << "old: lost, its lease counted from Register";
+  EXPECT_NEAR(workers.workers(0).lease_remaining_seconds(), 2, 1e-6);
+  EXPECT_EQ(mgr.Get(started->job_id())->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(mgr.TakeStats().heartbeats_deferred, 1);
+  // With the lock free the next heartbeat is a full one: the two assignments come now.
+  auto next = mgr.Heartbeat(beat, credential);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->assignments_size(), 2);
+  EXPECT_EQ(mgr.TakeStats().heartbeats_deferred, 1);
+  // A credential that is not the current one still goes the full way and is refused.
+  EXPECT_EQ(mgr.Heartbeat(beat, "not-the-credential").status().code(), absl::StatusCode::kPermissionDenied);
 }
 
 }  // namespace
