@@ -161,6 +161,10 @@ struct TrainerProgress {
   double checkpoint_seconds = 0;                                 // since the job began, when it was written
   double checkpoint_unix_seconds = 0;                            // wall clock when it was written (0 = none yet)
   int64_t device_memory_used_bytes = -1;                         // CUDA only; -1 = not measured
+  // This attempt's resume (Note [Resume from the newest good checkpoint] in core/checkpoint.h):
+  // the newer checkpoints it refused (renamed .bad), and the round it resumed from.
+  int64_t checkpoints_skipped = 0;
+  int64_t resumed_from_round = 0;
 
   // v(key, field) for every field, in a fixed order; Self is TrainerProgress or its const.
   template <class Self, class V>
@@ -187,6 +191,8 @@ struct TrainerProgress {
     v("checkpoint_seconds", p.checkpoint_seconds);
     v("checkpoint_unix_seconds", p.checkpoint_unix_seconds);
     v("device_memory_used_bytes", p.device_memory_used_bytes);
+    v("checkpoints_skipped", p.checkpoints_skipped);
+    v("resumed_from_round", p.resumed_from_round);
   }
   std::string ToJson() const;
   bool operator==(const TrainerProgress& o) const;

@@ -10,7 +10,10 @@
 #include <iostream>
 #include <sstream>
 #include <optional>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -381,11 +384,14 @@ void Announce(const Options& opt, JobManager& manager, CoordinatorMetrics& metri
 // Tick and metrics every `period` on its own thread, until destroyed.
 class Ticker {
  public:
-  Ticker(JobManager& manager, CoordinatorMetrics& metrics, absl::Duration period)
-      : thread_([this, &manager, &metrics, period] {
+  // `pools` (name, pool) are reported in vsdm_handler_calls each tick; all must outlive this.
+  Ticker(JobManager& manager, CoordinatorMetrics& metrics, absl::Duration period,
+         std::vector<std::pair<std::string, const vsdm::server::HandlerPool*>> pools)
+      : thread_([this, &manager, &metrics, period, pools = std::move(pools)] {
           while (!stop_.WaitForNotificationWithTimeout(period)) {
             manager.Tick();
             metrics.Update(manager.TakeStats());  // the only caller of Update from now on
+            for (const auto& [name, pool] : pools) metrics.SetHandlerCalls(name, pool->queued(), pool->busy());
           }
         }) {}
   ~Ticker() {
@@ -409,13 +415,14 @@ class StoreHealth {
  public:
   // Both servers must outlive this; `health_only` may be null.
   StoreHealth(vsdm::server::SqliteJobStore& store, grpc::Server& server, HealthOnlyServer* health_only,
-              absl::Duration period)
-      : thread_([this, &store, &server, health_only, period] {
+              CoordinatorMetrics& metrics, absl::Duration period)
+      : thread_([this, &store, &server, health_only, &metrics, period] {
           bool serving = true;
           while (!stop_.WaitForNotificationWithTimeout(period)) {
             const absl::Status s = store.Probe(period);
             if (s.ok() == serving) continue;
             serving = s.ok();
+            metrics.SetStoreWritable(serving);
             server.GetHealthCheckService()->SetServingStatus(serving);
             if (health_only) health_only->SetServing(serving);
             std::cerr << "vsdm-coordinator: "
@@ -508,8 +515,9 @@ int main(int argc, char** argv) {
       opt.health_listen.empty() ? nullptr : std::make_unique<HealthOnlyServer>(opt.health_listen);
   Announce(opt, manager, metrics, {port, endpoint->port});
   {
-    Ticker ticker(manager, metrics, absl::Seconds(opt.tick_seconds));
-    StoreHealth store_health(*storage.store, *server, health.get(), absl::Seconds(opt.store_probe_seconds));
+    Ticker ticker(manager, metrics, absl::Seconds(opt.tick_seconds),
+                  {{"handlers", &pool}, {"heartbeats", &heartbeat_pool}});
+    StoreHealth store_health(*storage.store, *server, health.get(), metrics, absl::Seconds(opt.store_probe_seconds));
     const int sig = WaitForStopSignal(stop_signals, **auth);
     std::cout << "vsdm-coordinator: signal " << sig << ", shutting down" << std::endl;
   }

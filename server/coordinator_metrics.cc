@@ -34,6 +34,19 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
       .Set(1);
   BuildJobMetrics();
   BuildSchedulingMetrics();
+  store_writable_ = &prometheus::BuildGauge()
+                         .Name("vsdm_store_writable")
+                         .Help("1 while the job store can write, 0 while writes fail (health is NOT_SERVING)")
+                         .Register(*registry_)
+                         .Add({});
+  store_writable_->Set(1);
+  auto& calls = prometheus::BuildGauge()
+                    .Name("vsdm_handler_calls")
+                    .Help("gRPC calls on the coordinator's handler pools, by pool and state (queued, running)")
+                    .Register(*registry_);
+  for (const char* pool : {"handlers", "heartbeats"})
+    handler_calls_[pool] = {&calls.Add({{"pool", pool}, {"state", "queued"}}),
+                            &calls.Add({{"pool", pool}, {"state", "running"}})};
   rpc_total_ =
       &prometheus::BuildCounter().Name("vsdm_rpc_total").Help("RPCs by method and status code").Register(*registry_);
   rpc_seconds_ = &prometheus::BuildHistogram()
@@ -160,6 +173,15 @@ void CoordinatorMetrics::Update(const JobManagerStats& s) {
   last_pass_->Set(s.last_pass_seconds);
   if (const double n = static_cast<double>(s.heartbeats_deferred); n > heartbeats_deferred_seen_)
     heartbeats_deferred_->Increment(n - std::exchange(heartbeats_deferred_seen_, n));
+}
+
+void CoordinatorMetrics::SetStoreWritable(bool writable) { store_writable_->Set(writable ? 1 : 0); }
+
+void CoordinatorMetrics::SetHandlerCalls(const std::string& pool, int queued, int busy) {
+  auto it = handler_calls_.find(pool);
+  if (it == handler_calls_.end()) return;
+  it->second.first->Set(queued);
+  it->second.second->Set(busy);
 }
 
 void CoordinatorMetrics::RecordSubmit(bool accepted) { (accepted ? submits_accepted_ : submits_refused_)->Increment(); }

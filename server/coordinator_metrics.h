@@ -17,7 +17,7 @@
 
 namespace vsdm::server {
 
-// Threading: RecordSubmit and RecordRpc are thread-safe (the RPC threads call them). Update is
+// Threading: RecordSubmit, RecordRpc, SetStoreWritable and SetHandlerCalls are thread-safe (the RPC threads call them). Update is
 // not: it mutates unguarded maps (restarts_seen_, heartbeat_gauges_, goodput_gauges_), so one
 // thread at a time must call it (the coordinator's ticker thread; main's first call precedes it).
 class CoordinatorMetrics {
@@ -31,6 +31,12 @@ class CoordinatorMetrics {
   void RecordSubmit(bool accepted);
   // One finished RPC: `method` from a fixed set, `code` its canonical status code.
   void RecordRpc(const std::string& method, int code, double seconds);
+  // Whether the job store can write, as health sees it (Note [Health follows the store]).
+  // Thread-safe.
+  void SetStoreWritable(bool writable);
+  // The calls of a handler pool (Note [Handlers off the reactor]), `pool` "handlers" or
+  // "heartbeats": waiting for a thread, and running. Thread-safe.
+  void SetHandlerCalls(const std::string& pool, int queued, int busy);
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
@@ -58,6 +64,8 @@ class CoordinatorMetrics {
   prometheus::Histogram* pass_;
   prometheus::Gauge* last_pass_;
   prometheus::Counter* heartbeats_deferred_;
+  prometheus::Gauge* store_writable_;
+  std::map<std::string, std::pair<prometheus::Gauge*, prometheus::Gauge*>> handler_calls_;  // queued, busy; fixed
   double heartbeats_deferred_seen_ = 0;
   prometheus::Family<prometheus::Counter>* rpc_total_;
   prometheus::Family<prometheus::Histogram>* rpc_seconds_;

@@ -1074,6 +1074,8 @@ absl::Status JobManager::Report(const v1::ReportRequest& req, const std::string&
     r->attempt->round_seconds = per_round;
     if (since_submit > 0) p.set_goodput_ratio(std::min(1.0, static_cast<double>(p.round()) * per_round / since_submit));
     *r->stored.job.mutable_progress() = p;
+    if (std::optional<Change> c = FallbackChange(*r, p))
+      Commit({std::move(*c)}).IgnoreError();  // a failed write: said again at the next report
     if (r->recovery && r->recovery->started_at) {
       recovery_.emplace_back("resume", absl::ToDoubleSeconds(clock_.Monotonic() - *r->recovery->started_at));
       r->recovery.reset();
@@ -1084,6 +1086,24 @@ absl::Status JobManager::Report(const v1::ReportRequest& req, const std::string&
   }
   Deliver();
   return absl::OkStatus();
+}
+
+std::optional<JobManager::Change> JobManager::FallbackChange(Record& r, const v1::Progress& p) {
+  auto skipped = p.metrics().find("checkpoints_skipped");
+  if (r.attempt->fallback_reported || skipped == p.metrics().end() || skipped->second <= 0) return std::nullopt;
+  auto from = p.metrics().find("resumed_from_round");
+  Change c;
+  c.job_id = r.stored.job.job_id();
+  c.job = r.stored.job;
+  c.event = MakeEvent(r, c.job, "checkpoint_fallback",
+                      absl::StrFormat("attempt %d resumed from round %d: its %d newest checkpoint(s) were refused "
+                                      "(truncated, corrupt, another job's or not finite) and renamed .bad; rank 0's "
+                                      "log says why",
+                                      r.attempt->number, from == p.metrics().end() ? 0 : static_cast<int64_t>(from->second),
+                                      static_cast<int64_t>(skipped->second)));
+  Attempt* a = &*r.attempt;
+  c.apply = [a] { a->fallback_reported = true; };
+  return c;
 }
 
 absl::Status JobManager::Complete(const v1::CompleteRequest& req, const std::string& credential) {

@@ -190,6 +190,7 @@ class JobManager {
     double round_seconds = 0;     // of the last report (steps_per_round / steps_per_second)
     std::string rendezvous_secret;     // in its c10d store key prefix (Assignment.rendezvous_secret)
     int64_t last_round = 0;            // of rank 0's last progress report
+    bool fallback_reported = false;    // its checkpoint_fallback event is durable
     std::optional<absl::Time> recovering_since;
   };
   struct Recovery {
@@ -235,6 +236,11 @@ class JobManager {
   Change FailAttempt(Record& r, const std::string& reason, const std::string& cause,
                      std::optional<absl::Time> failed_at = std::nullopt, const std::string& startup_signature = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Note [Checkpoint fallback events]: the change that records, once an attempt, that rank 0's
+  // report says it resumed from an older checkpoint than its newest (progress metric
+  // checkpoints_skipped > 0: the newer ones were truncated, corrupt, another job's or not
+  // finite, and renamed .bad); nullopt when there is nothing (more) to say.
+  std::optional<Change> FallbackChange(Record& r, const v1::Progress& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The change that ends an attempt whose rank exited non-zero (Complete).
   Change RankExited(Record& r, const v1::CompleteRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The change that ends the job SUCCEEDED (rank 0 exited 0).

@@ -41,15 +41,21 @@ echo "data dir $data on $fs_kind"
 
 start_coordinator() {  # start_coordinator NAME DATA_DIR FLAGS... ; sets $port and $cpid
   rm -f "$work/$1.ports"
-  "$BIN/vsdm-coordinator" --listen 127.0.0.1:0 --metrics-listen "" --data-dir "$2" --port-file "$work/$1.ports" \
+  "$BIN/vsdm-coordinator" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --data-dir "$2" --port-file "$work/$1.ports" \
     "${@:3}" > "$work/$1.log" 2>&1 &
   cpid=$!
   pids+=("$cpid")
   for _ in $(seq 100); do [ -s "$work/$1.ports" ] && break; sleep 0.1; done
   port=$(awk '/grpc/ {print $2}' "$work/$1.ports" 2> /dev/null || true)
+  mport=$(awk '/metrics/ {print $2}' "$work/$1.ports" 2> /dev/null || true)
   [ -n "$port" ] || { cat "$work/$1.log"; echo "FAIL: coordinator $1 did not start"; exit 1; }
 }
 ctl() { "$BIN/vsdmctl" --coordinator "127.0.0.1:$port" "$@"; }
+store_writable() {  # the vsdm_store_writable gauge of the coordinator started last
+  python3 -c 'import sys, urllib.request
+for line in urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode().splitlines():
+    if line.startswith("vsdm_store_writable "): print(int(float(line.split()[1])))' "$mport"
+}
 health_is() {  # health_is ADDR WANT: vsdmctl health at ADDR prints WANT
   "$BIN/vsdmctl" --coordinator "$1" health > "$work/health.txt" 2>&1 || true
   grep -qw "$2" "$work/health.txt"
@@ -123,6 +129,8 @@ df -k "$mnt" | tail -1
 not_serving=$(wait_health "127.0.0.1:$port" NOT_SERVING 5)
 wait_health "127.0.0.1:$hport" NOT_SERVING 5 > /dev/null
 echo "ok: health NOT_SERVING while full, on the main port and on --health-listen (within ${not_serving} s of the last refused submit)"
+[ "$(store_writable)" = 0 ] || { echo "FAIL: vsdm_store_writable is $(store_writable) while the disk is full"; exit 1; }
+echo "ok: /metrics vsdm_store_writable 0 while full"
 grep "job store cannot write" "$work/c1.log" || { cat "$work/c1.log"; echo "FAIL: no log line"; exit 1; }
 
 # --- Space returns: health recovers by itself (the probe), submits work again.
@@ -130,6 +138,7 @@ rm -f "$mnt/filler" "$mnt/filler2"
 recovered=$(wait_health "127.0.0.1:$port" SERVING 5)
 wait_health "127.0.0.1:$hport" SERVING 5 > /dev/null
 echo "ok: health SERVING again ${recovered} s after the filler was deleted, with nothing else writing"
+[ "$(store_writable)" = 1 ] || { echo "FAIL: vsdm_store_writable is $(store_writable) once space returned"; exit 1; }
 grep "job store writable again" "$work/c1.log" || { cat "$work/c1.log"; echo "FAIL: no log line"; exit 1; }
 first_refused=$(head -1 "$work/refused")
 submit "$first_refused" || { echo "FAIL: the retry of refused $first_refused"; exit 1; }

@@ -1231,6 +1231,41 @@ TEST_F(JobManagerTest, TheRestartBackoffDoublesOnlyOverAttemptsThatMadeNoProgres
   EXPECT_EQ(backoff_of_last_requeue(), "5s");
 }
 
+
+// Note [Checkpoint fallback events]: rank 0's reports that its resume refused the newest
+// checkpoints become one durable event of the attempt, naming the round it resumed from.
+TEST_F(JobManagerTest, AResumeFromAnOlderCheckpointIsOneDurableEventOfItsAttempt) {
+  Register("w1", 2);
+  const v1::Job j = Submit();
+  mgr_->Tick();
+  ASSERT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+  auto report = [&](int round, int skipped) {
+    v1::ReportRequest rep;
+    rep.set_attempt_id(j.job_id() + "/1");
+    rep.set_worker_id("w1");
+    rep.mutable_progress()->set_round(round);
+    if (skipped > 0) {
+      (*rep.mutable_progress()->mutable_metrics())["checkpoints_skipped"] = skipped;
+      (*rep.mutable_progress()->mutable_metrics())["resumed_from_round"] = 1;
+    }
+    const absl::Status s = mgr_->Report(rep, creds_["w1"]);
+    EXPECT_TRUE(s.ok()) << s;
+  };
+  report(1, 0);
+  report(2, 2);
+  report(3, 2);  // the same attempt says it again: no second event
+  auto stored = store_.LoadEvents(j.job_id(), 0);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  std::vector<std::string> messages;
+  for (const auto& e : *stored)
+    if (e.kind() == "checkpoint_fallback") messages.push_back(e.message());
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_NE(messages[0].find("attempt 1 resumed from round 1: its 2 newest checkpoint(s) were refused"),
+            std::string::npos)
+      << messages[0];
+  EXPECT_EQ(State(j.job_id()), v1::JOB_STATE_RUNNING);
+}
+
 // Note [Heartbeats beside the lock] (review M7): a commit that waits on a stalled disk holds the
 // manager's mutex; a heartbeat meanwhile answers within its wait, renewing the lease, and what it
 // did not carry comes with the next one. Before, it waited for the disk, and the worker's lease

@@ -781,6 +781,10 @@ void Agent::ForwardTrainer(Rank& r) {
   pr->set_a_norm(p->a_norm);
   pr->set_steps_per_second(p->steps_per_second);
   pr->set_eta_seconds(p->eta_seconds);
+  if (p->checkpoints_skipped > 0) {  // the coordinator turns it into a checkpoint_fallback event
+    (*pr->mutable_metrics())["checkpoints_skipped"] = static_cast<double>(p->checkpoints_skipped);
+    (*pr->mutable_metrics())["resumed_from_round"] = static_cast<double>(p->resumed_from_round);
+  }
   client_.Report(rep).IgnoreError();  // progress is best effort; the next round sends more
   r.last_progress = std::move(text);
 }

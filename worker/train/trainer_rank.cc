@@ -187,6 +187,8 @@ train_protocol::TrainerProgress TrainerRank::MakeProgress(int64_t k, const Round
   p.checkpoint_seconds = last_checkpoint_seconds_;
   p.checkpoint_unix_seconds = last_checkpoint_unix_;
   p.device_memory_used_bytes = DeviceMemoryUsedBytes();
+  p.checkpoints_skipped = static_cast<int64_t>(skipped_.size());
+  p.resumed_from_round = resumed_from_round_;
   return p;
 }
 
@@ -195,6 +197,7 @@ absl::StatusOr<nlohmann::json> TrainerRank::Run() {
   start_time_ = SteadyClock::now();
   VSDM_ASSIGN_OR_RETURN(const int64_t start, Resume());
   last_checkpoint_round_ = start;
+  resumed_from_round_ = start;
   process_ = setup_.Process(A_);
   const int64_t K = spec.train.rounds;
   std::vector<RoundTiming> timings;

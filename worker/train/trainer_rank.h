@@ -69,6 +69,7 @@ class TrainerRank {
   int64_t allreduce_bytes_total_ = 0;   // trainer 0: this attempt's gradient all-reduce bytes
   int64_t broadcast_bytes_total_ = 0;   // trainer 0: this attempt's [1], [3], [4] bytes
   std::vector<std::string> skipped_;    // trainer 0: the checkpoints Resume refused, and why
+  int64_t resumed_from_round_ = 0;      // the round this attempt resumed from (0: from scratch)
 };
 
 }  // namespace vsdm::worker

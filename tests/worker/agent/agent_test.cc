@@ -414,6 +414,16 @@ TEST_F(AgentTest, ForwardsEachNewTrainerProgressRecordOnceAndIgnoresAGarbledOne)
   agent.Step();
   ASSERT_EQ(client_.reports.size(), 2u);
   EXPECT_EQ(client_.reports[1].progress().round(), 4);
+  EXPECT_TRUE(client_.reports[1].progress().metrics().empty());
+  // A resume that refused newer checkpoints goes up as two metrics (the coordinator's event).
+  p.round = 5;
+  p.checkpoints_skipped = 1;
+  p.resumed_from_round = 2;
+  ASSERT_TRUE(AtomicWriteFile(path, p.ToJson()).ok());
+  agent.Step();
+  ASSERT_EQ(client_.reports.size(), 3u);
+  EXPECT_EQ(client_.reports[2].progress().metrics().at("checkpoints_skipped"), 1);
+  EXPECT_EQ(client_.reports[2].progress().metrics().at("resumed_from_round"), 2);
 }
 
 // M3: the coordinator's assignment names a directory, a log file and an argv element. Each bad

@@ -10,12 +10,14 @@
 #include <future>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <mutex>
 #include <thread>
 
 #include <gmock/gmock.h>
 
 #include "common/job_spec.h"
+#include "common/train_protocol.h"
 #include "core/checkpoint.h"
 #include "worker/train/comm.h"
 #include "worker/train/data_parallel.h"
@@ -579,6 +581,13 @@ TEST_P(TinyJobTest, ResumeRefusesAnotherJobsCheckpointsAndFallsBackFromACorruptN
             "[trainer 0] skipped checkpoint ckpt-00000004.pt: corrupt checkpoint: not a zip archive (no "
             "end-of-central-directory record); resuming from ckpt-00000002.pt");
   EXPECT_DOUBLE_EQ(third[0]["energy_distance"].get<double>(), second[0]["energy_distance"].get<double>());
+  // The progress file says so too: the agent forwards it (the coordinator's checkpoint_fallback event).
+  std::ifstream in(out + "/" + train_protocol::kProgressFile);
+  auto progress = train_protocol::TrainerProgressFromJson(
+      std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+  ASSERT_TRUE(progress.ok()) << progress.status();
+  EXPECT_EQ(progress->checkpoints_skipped, 1);
+  EXPECT_EQ(progress->resumed_from_round, 2);
 }
 
 INSTANTIATE_TEST_SUITE_P(SyncAndAsync, TinyJobTest, ::testing::Values(false, true),
