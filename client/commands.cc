@@ -323,6 +323,8 @@ absl::Status RunArtifacts(const ArtifactsArgs& args, v1::JobService::StubInterfa
     const std::string path = (fs::path(args.out_dir) / name).string();
     auto size = Download(stub, args.job_id, name, path);
     if (absl::IsNotFound(size.status())) continue;
+    if (absl::IsFailedPrecondition(size.status()))  // not succeeded (yet): nothing to take
+      return WithExitCode(size.status(), kExitJobNotSucceeded);
     if (!size.ok()) return size.status();
     out << path << "  (" << *size << " bytes)\n";
     ++got;

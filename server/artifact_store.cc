@@ -260,6 +260,11 @@ class ArtifactStore::FileLock {
   LockEntry* entry_ = nullptr;
 };
 
+bool ArtifactStore::IsCheckpoint(const std::string& path) {
+  const std::string dir = absl::StrCat(train_protocol::kCheckpointDir, "/");
+  return absl::StartsWith(path, dir) && train_protocol::CheckpointRound(path.substr(dir.size())).has_value();
+}
+
 absl::Status ArtifactStore::CheckPath(const std::string& path) {
   const auto bad = [&](absl::string_view why) {
     return absl::InvalidArgumentError(

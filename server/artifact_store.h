@@ -87,6 +87,8 @@ class ArtifactStore {
   // (no trailing or doubled '/'), none starting with '.' or ending in ".part", no control
   // characters. Else INVALID_ARGUMENT naming `path`.
   static absl::Status CheckPath(const std::string& path);
+  // True for `checkpoint/ckpt-<round>.pt`, the files the agents upload while a job runs.
+  static bool IsCheckpoint(const std::string& path);
   static constexpr size_t kMaxPathBytes = 255;
   static constexpr size_t kMaxDepth = 4;
   static constexpr size_t kMaxComponentBytes = 250;

@@ -289,7 +289,15 @@ grpc::ServerWriteReactor<v1::ArtifactChunk>* JobServiceImpl::GetArtifact(grpc::C
     auto opened = [&]() -> absl::StatusOr<ArtifactFile> {
       const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
       if (!caller.ok()) return caller.status();
-      if (auto job = d_.manager.Get(req->job_id(), ScopeOf(*caller)); !job.ok()) return job.status();
+      auto job = d_.manager.Get(req->job_id(), ScopeOf(*caller));
+      if (!job.ok()) return job.status();
+      if (absl::Status s = ArtifactStore::CheckPath(req->path()); !s.ok()) return s;
+      // Only complete files of the job's current state: the result once it has succeeded, the
+      // checkpoints (each complete, renamed into place) in any state (review H5).
+      if (job->state() != v1::JOB_STATE_SUCCEEDED && !ArtifactStore::IsCheckpoint(req->path()))
+        return absl::FailedPreconditionError(absl::StrCat(req->job_id(), " is ", JobStateName(job->state()),
+                                                          ": its artifacts are served once it has succeeded (before "
+                                                          "that, only its checkpoint/ files)"));
       return d_.artifacts.Open(req->job_id(), req->path());
     };
     absl::StatusOr<ArtifactFile> file = opened();

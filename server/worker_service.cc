@@ -1,18 +1,8 @@
 #include "server/worker_service.h"
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/train_protocol.h"
 
 namespace vsdm::server {
-namespace {
-
-bool IsCheckpointPath(const std::string& path) {
-  const std::string dir = absl::StrCat(train_protocol::kCheckpointDir, "/");
-  return absl::StartsWith(path, dir) && train_protocol::CheckpointRound(path.substr(dir.size())).has_value();
-}
-
-}  // namespace
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Call(grpc::CallbackServerContext* ctx, const char* method,
                                                   std::string audit_target, bool audit_ok, Body body,
@@ -73,7 +63,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::UploadArtifact(grpc::CallbackServer
                   status = d_.artifacts.AppendChunk(*job, req->path(), req->offset(), req->data(), req->last(),
                                                     req->attempt_id());
                 // A completed checkpoint replaces the older ones (the newest two are kept).
-                if (status.ok() && req->last() && IsCheckpointPath(req->path())) d_.artifacts.PruneCheckpoints(*job, 2);
+                if (status.ok() && req->last() && ArtifactStore::IsCheckpoint(req->path())) d_.artifacts.PruneCheckpoints(*job, 2);
                 return status;
               });
 }

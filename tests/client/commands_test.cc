@@ -642,6 +642,19 @@ TEST_F(CommandsTest, ArtifactsFailsOnAShortStreamAndLeavesNoFileUnderItsName) {
   EXPECT_EQ(std::distance(fs::directory_iterator(out_dir), fs::directory_iterator()), 2);  // no temp file
 }
 
+// The coordinator serves a job's result only once it has succeeded (FAILED_PRECONDITION before):
+// exit 1 with its message, and nothing written.
+TEST_F(CommandsTest, ArtifactsOfAJobThatHasNotSucceededExitOneWithTheCoordinatorsReason) {
+  const std::string out_dir = dir_ / "out";
+  EXPECT_CALL(stub_, GetArtifactRaw(_, _))
+      .WillOnce(Return(Stream<v1::ArtifactChunk>(
+          {}, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                           "j-1 is RUNNING: its artifacts are served once it has succeeded"))));
+  EXPECT_EQ(Report(RunArtifacts(ArtifactsArgs{"j-1", out_dir}, stub_, out_)), 1);
+  EXPECT_THAT(err_.str(), HasSubstr("j-1 is RUNNING: its artifacts are served once it has succeeded"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(out_dir), fs::directory_iterator()), 0);
+}
+
 TEST_F(CommandsTest, ArtifactsFailsOnAStreamWithoutASizeOrOneThatBreaksOff) {
   const std::string out_dir = dir_ / "out";
   EXPECT_CALL(stub_, GetArtifactRaw(_, _))

@@ -252,7 +252,7 @@ TEST_F(AuthMatrixTest, EveryRpcByEveryKindOfCallerGetsTheExpectedCode) {
        [&](CallerId& c) {
          v1::GetArtifactRequest req;
          req.set_job_id(j.job_id());
-         req.set_path("metrics.json");
+         req.set_path("checkpoint/ckpt-00000001.pt");
          return ReadStream<v1::ArtifactChunk>(c, &v1::JobService::Stub::GetArtifact, req);
        }},
       {"CancelJob",
@@ -295,7 +295,7 @@ TEST_F(AuthMatrixTest, EveryRpcByEveryKindOfCallerGetsTheExpectedCode) {
          v1::UploadArtifactRequest req;
          req.set_worker_id(c.worker_id.empty() ? "worker-1" : c.worker_id);
          req.set_attempt_id(attempt);
-         req.set_path("metrics.json");
+         req.set_path("checkpoint/ckpt-00000001.pt");
          req.set_data(R"({"by": ")" + c.name + "\"}\n");
          req.set_last(true);
          v1::UploadArtifactResponse out;
@@ -378,7 +378,7 @@ TEST_F(AuthMatrixTest, EveryRpcByEveryKindOfCallerGetsTheExpectedCode) {
   EXPECT_EQ(Get(j.job_id()).state(), v1::JOB_STATE_RUNNING);
   v1::GetArtifactRequest areq;
   areq.set_job_id(j.job_id());
-  areq.set_path("metrics.json");
+  areq.set_path("checkpoint/ckpt-00000001.pt");
   grpc::ClientContext actx;
   Prepare(actx, alice_);
   auto reader = jobs_->GetArtifact(&actx, areq);

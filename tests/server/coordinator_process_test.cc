@@ -227,10 +227,12 @@ TEST_F(CoordinatorProcessTest, ServesTheJobApiOverLoopback) {
     v1::Job c;
     EXPECT_EQ(stub_->CancelJob(&ctx, cr, &c).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   }
-  // Artifacts stream from <data-dir>/artifacts/<job>/; paths cannot leave it.
-  fs::create_directories(dir_ + "/data/artifacts/" + ids[0]);
+  // Artifacts stream from <data-dir>/artifacts/<job>/; paths cannot leave it. A job that has not
+  // succeeded serves only its checkpoints (complete files), not a result half uploaded.
+  fs::create_directories(dir_ + "/data/artifacts/" + ids[0] + "/checkpoint");
   std::string payload(200 * 1024, 'x');
   payload[12345] = 'y';
+  std::ofstream(dir_ + "/data/artifacts/" + ids[0] + "/checkpoint/ckpt-00000003.pt") << payload;
   std::ofstream(dir_ + "/data/artifacts/" + ids[0] + "/samples.npy") << payload;
   auto fetch = [&](const std::string& path, std::string* data) {
     grpc::ClientContext ctx;
@@ -244,11 +246,14 @@ TEST_F(CoordinatorProcessTest, ServesTheJobApiOverLoopback) {
     return reader->Finish();
   };
   std::string data;
-  ASSERT_TRUE(fetch("samples.npy", &data).ok());
+  ASSERT_TRUE(fetch("checkpoint/ckpt-00000003.pt", &data).ok());
   EXPECT_EQ(data, payload);
   std::string none;
+  EXPECT_EQ(fetch("samples.npy", &none).error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << "old: served while the job is queued";
+  EXPECT_TRUE(none.empty());
   EXPECT_EQ(fetch("../../vsdm.db", &none).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(fetch("nope.png", &none).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(fetch("checkpoint/ckpt-00000009.pt", &none).error_code(), grpc::StatusCode::NOT_FOUND);
   // /metrics counts what happened (the job gauges follow within a tick or two: poll).
   const std::string cmd = "curl -s http://127.0.0.1:" + std::to_string(proc_->metrics_port()) + "/metrics";
   const std::vector<std::string> want = {"vsdm_rpc_total{code=\"INVALID_ARGUMENT\",method=\"SubmitJob\"} 1",
