@@ -33,8 +33,20 @@ constexpr int kChunksPerTurn = 32;                                  // Note [Upl
 // its SIGTERM, so the stacks are taken only 4 s before the SIGKILL is due (at least 2 s after
 // the SIGTERM): gdb pauses the rank it attaches to, and doing it early held up the graceful
 // exits of every rank of the gang past the kill grace (local_cluster_cancel in CI).
+// An abort takes them only from a rank whose log has been silent for kHungAfter (issue 18: a
+// rank that makes no progress has its stacks dumped, then is aborted): the coordinator aborts an
+// attempt that sent no progress for at least its shortest deadline (--progress-deadline-min-
+// seconds, 60 s), while a healthy rank being cancelled has logged within its last round.
 constexpr absl::Duration kDumpStacksAfter = absl::Seconds(2);
 constexpr absl::Duration kDumpStacksBeforeKill = absl::Seconds(4);
+constexpr std::chrono::seconds kHungAfter{60};
+
+// True when the file at `path` exists and was last written `d` or more ago.
+bool SilentFor(const std::string& path, std::chrono::seconds d) {
+  std::error_code ec;
+  const fs::file_time_type t = fs::last_write_time(path, ec);
+  return !ec && fs::file_time_type::clock::now() - t >= d;
+}
 constexpr std::chrono::hours kStaleTempAge{1};                      // L7
 constexpr size_t kUidInDirName = 12;                                // hex digits of the job uid
 
@@ -598,9 +610,11 @@ void Agent::ApplyAnswers() {
     for (const auto& a : resp.assignments()) Start(a);
     for (const auto& attempt : resp.abort_attempts()) {
       for (auto& [id, r] : ranks_)
-        // No stacks for an abort: gdb pauses the rank and blocks this loop, which held the SIGKILL
-        // of cancelled ranks past their kill grace (local_cluster_cancel); the fence keeps them.
-        if (r.assignment.attempt_id() == attempt && !r.aborted) StopRank(id, r, /*dump_stacks=*/false);
+        // No stacks for the abort of a rank that is logging: gdb pauses the rank and blocks this
+        // loop, which held the SIGKILL of cancelled ranks past their kill grace
+        // (local_cluster_cancel). A silent one is hung (Note [Stacks of a hung rank]).
+        if (r.assignment.attempt_id() == attempt && !r.aborted)
+          StopRank(id, r, /*dump_stacks=*/SilentFor(r.log_path, kHungAfter));
       // The coordinator has moved on: an exited rank 0's files of that attempt are not wanted.
       pending_uploads_.erase(std::remove_if(pending_uploads_.begin(), pending_uploads_.end(),
                                             [&](const PendingUpload& p) {

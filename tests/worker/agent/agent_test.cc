@@ -325,6 +325,25 @@ TEST_F(AgentTest, AbortStopsTheAttemptsRanksWithTheGraceAndDoesNotReportTheirExi
   EXPECT_EQ(client_.heartbeats.back().running_size(), 0);
 }
 
+// Note [Stacks of a hung rank]: an abort (the coordinator's progress deadline, a cancel) dumps the
+// stacks of a rank whose log has been silent for a minute, 4 s before its SIGKILL; a rank that is
+// logging stops without.
+TEST_F(AgentTest, AnAbortDumpsTheStacksOfARankWhoseLogHasBeenSilentForAMinute) {
+  Agent agent(options_, client_, processes_);
+  Assign({MakeAssignment(0), MakeAssignment(1)});
+  agent.Step();
+  const fs::path logs = fs::path(JobDir()) / tp::kLogsDir;
+  for (int rank : {0, 1}) std::ofstream(logs / tp::RankLogName(2, rank)) << "[trainer] round 3/10\n";
+  fs::last_write_time(logs / tp::RankLogName(2, 1), fs::file_time_type::clock::now() - std::chrono::seconds(90));
+  v1::HeartbeatResponse abort;
+  abort.add_abort_attempts("job-1/2");
+  client_.next_heartbeat.push_back(abort);
+  agent.Step();
+  ASSERT_EQ(processes_.stopped.size(), 2u);
+  EXPECT_EQ(processes_.stopped[0].second.dump_stacks_after, absl::InfiniteDuration()) << "rank 0 is logging";
+  EXPECT_EQ(processes_.stopped[1].second.dump_stacks_after, absl::Seconds(3)) << "rank 1: silent for 90 s (grace 7 s)";
+}
+
 TEST_F(AgentTest, RankZeroSucceedsOnlyAfterItsArtifactsAreUploadedAndKeepsReportsWhileUnreachable) {
   Agent agent(options_, client_, processes_);
   Assign({MakeAssignment(0)});
