@@ -17,9 +17,10 @@
 
 namespace vsdm::server {
 
-// Threading: RecordSubmit, RecordRpc, SetStoreWritable and SetHandlerCalls are thread-safe (the RPC threads call them). Update is
-// not: it mutates unguarded maps (restarts_seen_, heartbeat_gauges_, goodput_gauges_), so one
-// thread at a time must call it (the coordinator's ticker thread; main's first call precedes it).
+// Threading: RecordSubmit, RecordRpc, SetStoreWritable and SetHandlerCalls are thread-safe (the
+// RPC threads call them). Update is not: it mutates unguarded maps (restarts_seen_,
+// heartbeat_gauges_, goodput_gauges_), so one thread at a time must call it (the coordinator's
+// ticker thread; main's first call precedes it).
 class CoordinatorMetrics {
  public:
   explicit CoordinatorMetrics(std::shared_ptr<prometheus::Registry> registry);

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace vsdm::server {
 
 HandlerPool::HandlerPool(int threads, int max_queued) : max_queued_(static_cast<size_t>(max_queued)) {
@@ -44,6 +46,11 @@ void HandlerPool::Loop() {
     absl::MutexLock lock(&mu_);
     --busy_;
   }
+}
+
+absl::Status HandlerPool::BusyError() const {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the coordinator is busy: ", queued(), " calls are waiting for a handler; retry"));
 }
 
 int HandlerPool::queued() const {

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 
 namespace vsdm::server {
@@ -36,6 +37,9 @@ class HandlerPool {
   // Queues `work` for a pool thread; false (and `work` dropped unrun) when max_queued calls are
   // already waiting or the pool is stopping. Thread-safe; `work` runs with no lock of the pool held.
   bool Run(std::function<void()> work);
+
+  // RESOURCE_EXHAUSTED saying the pool is full (what a call that Run refused ends with).
+  absl::Status BusyError() const;
 
   // Calls waiting for a thread, and threads running one (for /metrics). Thread-safe.
   int queued() const;

@@ -12,7 +12,6 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "absl/time/clock.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -20,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/stopwatch.h"
 #include "common/train_protocol.h"
 #include "proto/job_spec_proto.h"
@@ -84,6 +84,11 @@ std::optional<int> StorePortOf(const std::vector<v1::JobEvent>& events, int atte
 }
 
 // Caller input in a message: at most 64 characters, control characters as '?'.
+// True when `given` is `current` (a worker's session credential); an empty one never is.
+bool IsCredential(const std::string& given, const std::string& current) {
+  return !given.empty() && given.size() == current.size() && std::equal(given.begin(), given.end(), current.begin());
+}
+
 std::string Clip(absl::string_view s) {
   std::string out(s.substr(0, 64));
   for (char& c : out)
@@ -902,8 +907,7 @@ absl::Status JobManager::CheckWorker(const std::string& worker_id, const std::st
   auto it = bindings_.find(worker_id);
   const WorkerInfo* w = it == bindings_.end() ? nullptr : registry_.Find(worker_id);
   if (w == nullptr) return absl::NotFoundError(absl::StrCat("worker ", Clip(worker_id), " is not registered"));
-  if (credential.empty() || credential.size() != it->second.credential.size() ||
-      !std::equal(credential.begin(), credential.end(), it->second.credential.begin()))
+  if (!IsCredential(credential, it->second.credential))
     return absl::PermissionDeniedError(absl::StrCat(
         "worker ", worker_id, ": the x-vsdm-worker-credential is not the one its current registration was given"));
   if (w->state != WorkerState::kAlive)
@@ -980,9 +984,7 @@ void JobManager::ReclaimRunningRanks(const v1::RegisterRequest& req) {
 bool JobManager::RenewLease(const std::string& worker_id, const std::string& credential) {
   absl::MutexLock lock(&beats_mu_);
   auto it = beats_.find(worker_id);
-  if (it == beats_.end() || credential.empty() || credential.size() != it->second.credential.size() ||
-      !std::equal(credential.begin(), credential.end(), it->second.credential.begin()))
-    return false;
+  if (it == beats_.end() || !IsCredential(credential, it->second.credential)) return false;
   it->second.at = clock_.Monotonic();
   return true;
 }
@@ -1092,6 +1094,7 @@ std::optional<JobManager::Change> JobManager::FallbackChange(Record& r, const v1
   auto skipped = p.metrics().find("checkpoints_skipped");
   if (r.attempt->fallback_reported || skipped == p.metrics().end() || skipped->second <= 0) return std::nullopt;
   auto from = p.metrics().find("resumed_from_round");
+  const int64_t resumed = from == p.metrics().end() ? 0 : static_cast<int64_t>(from->second);
   Change c;
   c.job_id = r.stored.job.job_id();
   c.job = r.stored.job;
@@ -1099,8 +1102,7 @@ std::optional<JobManager::Change> JobManager::FallbackChange(Record& r, const v1
                       absl::StrFormat("attempt %d resumed from round %d: its %d newest checkpoint(s) were refused "
                                       "(truncated, corrupt, another job's or not finite) and renamed .bad; rank 0's "
                                       "log says why",
-                                      r.attempt->number, from == p.metrics().end() ? 0 : static_cast<int64_t>(from->second),
-                                      static_cast<int64_t>(skipped->second)));
+                                      r.attempt->number, resumed, static_cast<int64_t>(skipped->second)));
   Attempt* a = &*r.attempt;
   c.apply = [a] { a->fallback_reported = true; };
   return c;
@@ -1185,6 +1187,7 @@ absl::StatusOr<std::string> JobManager::CheckpointSource(const v1::FetchCheckpoi
 
 v1::ListWorkersResponse JobManager::Workers() const {
   absl::MutexLock lock(&mu_);
+  absl::MutexLock beats(&beats_mu_);
   v1::ListWorkersResponse resp;
   const absl::Time now = clock_.Monotonic();
   for (const auto& [id, w] : registry_.workers()) {
@@ -1201,12 +1204,9 @@ v1::ListWorkersResponse JobManager::Workers() const {
       rr->set_attempt_id(r.attempt_id);
       rr->set_rank(r.rank);
     }
-    absl::Time expiry = w.lease_expiry;
-    {
-      absl::MutexLock beats(&beats_mu_);  // a renewal not yet applied (Note [Heartbeats beside the lock])
-      if (auto b = beats_.find(id); b != beats_.end() && w.state == WorkerState::kAlive)
-        expiry = std::max(expiry, b->second.at + options_.lease);
-    }
+    absl::Time expiry = w.lease_expiry;  // or a renewal not yet applied (Note [Heartbeats beside the lock])
+    if (auto b = beats_.find(id); b != beats_.end() && w.state == WorkerState::kAlive)
+      expiry = std::max(expiry, b->second.at + options_.lease);
     s->set_lease_remaining_seconds(std::max(0.0, absl::ToDoubleSeconds(expiry - now)));
   }
   return resp;

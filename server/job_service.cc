@@ -30,8 +30,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
     absl::MutexLock lock(&shared_->mu);
     shared_->reactor = this;
     if (!pool.Run([m = &manager_, shared = shared_, req, scope] { Subscribe(*m, shared, req, scope); }))
-      shared_->FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                         "the coordinator is busy: too many calls wait for a handler; retry"));
+      shared_->FinishLocked(ToGrpcStatus(pool.BusyError()));
   }
 
   void OnWriteDone(bool ok) override {
@@ -160,9 +159,7 @@ class ArtifactReactor : public grpc::ServerWriteReactor<v1::ArtifactChunk> {
  private:
   static constexpr int64_t kChunkBytes = 64 * 1024;
   void Post(std::function<void()> step) {
-    if (!pool_.Run(std::move(step)))
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "the coordinator is busy: too many calls wait for a handler; retry"));
+    if (!pool_.Run(std::move(step))) Finish(ToGrpcStatus(pool_.BusyError()));
   }
   void Next() {
     if (offset_ >= file_->size() && sent_any_) return Finish(grpc::Status::OK);

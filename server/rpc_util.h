@@ -7,7 +7,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "server/artifact_store.h"
 #include "server/audit_log.h"
@@ -41,20 +40,11 @@ inline std::string MetadataValue(const grpc::CallbackServerContext& ctx, const c
   return it == ctx.client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());
 }
 
-// Finishes `ctx`'s unary call with `s` and records it (method, code, time since `t0`).
-inline grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, CoordinatorMetrics& m,
-                                             const char* method, RpcClock::time_point t0, const absl::Status& s) {
-  m.RecordRpc(method, static_cast<int>(s.code()), std::chrono::duration<double>(RpcClock::now() - t0).count());
-  auto* r = ctx->DefaultReactor();
-  r->Finish(ToGrpcStatus(s));
-  return r;
-}
-
-// Runs `body` (which returns the call's status, having filled the response) on `d.pool` and
-// finishes `ctx`'s call from that thread, recorded as FinishUnary does (the time includes the
-// wait for a pool thread). When the pool's queue is full the call ends at once RESOURCE_EXHAUSTED
-// and `body` never runs. `body` may use the call's request, response and context: they live
-// until the call is finished.
+// Runs `body` (which returns the call's status, having filled the response) on `d.pool` (or `on`)
+// and finishes `ctx`'s call from that thread, recorded in `d.metrics` (method, code, and the time
+// since the call arrived, the wait for a pool thread included). When the pool's queue is full the
+// call ends at once RESOURCE_EXHAUSTED and `body` never runs. `body` may use the call's request,
+// response and context: they live until the call is finished.
 inline grpc::ServerUnaryReactor* OffloadUnary(grpc::CallbackServerContext* ctx, const ServiceDeps& d,
                                               const char* method, std::function<absl::Status()> body,
                                               HandlerPool* on = nullptr /* d.pool */) {
@@ -66,9 +56,7 @@ inline grpc::ServerUnaryReactor* OffloadUnary(grpc::CallbackServerContext* ctx, 
     metrics.RecordRpc(method, static_cast<int>(s.code()), std::chrono::duration<double>(RpcClock::now() - t0).count());
     reactor->Finish(ToGrpcStatus(s));
   };
-  if (!pool.Run([finish, body = std::move(body)] { finish(body()); }))
-    finish(absl::ResourceExhaustedError(
-        absl::StrCat("the coordinator is busy: ", pool.queued(), " calls are waiting for a handler; retry")));
+  if (!pool.Run([finish, body = std::move(body)] { finish(body()); })) finish(pool.BusyError());
   return reactor;
 }
 

@@ -63,7 +63,8 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::UploadArtifact(grpc::CallbackServer
                   status = d_.artifacts.AppendChunk(*job, req->path(), req->offset(), req->data(), req->last(),
                                                     req->attempt_id());
                 // A completed checkpoint replaces the older ones (the newest two are kept).
-                if (status.ok() && req->last() && ArtifactStore::IsCheckpoint(req->path())) d_.artifacts.PruneCheckpoints(*job, 2);
+                if (status.ok() && req->last() && ArtifactStore::IsCheckpoint(req->path()))
+                  d_.artifacts.PruneCheckpoints(*job, 2);
                 return status;
               });
 }

@@ -43,9 +43,9 @@ KINDS = [k for k in os.environ.get(
     "CHAOS_KINDS", "trainer,agent,variational,coordinator,trainer,agent").split(",") if k]
 FINAL = [k for k in os.environ.get("CHAOS_FINAL", "agent,coordinator").split(",") if k]
 TRAINERS = 2
-# ~1.4 s a round on 2 busy cores: a clean run takes ~2 min, the chaos run ~5 min. Rounds are
-# many and short because each fault needs the job to move past its round before the next one
-# (a coordinator outage lets it run on 7-10 rounds, see COST); a checkpoint every round keeps the recovery
+# ~2-3 s a round on 2 busy cores (at 361d6f7: the clean run 213 s, the chaos run 349 s). Rounds
+# are many and short because each fault needs the job to move past its round before the next one
+# (a coordinator outage lets it run on 4-9 rounds, see COST); a checkpoint every round keeps the recovery
 # time the system's own rather than recomputation; 2000 samples keep the final evaluation,
 # which the last faults repeat, short (the energy distance's noise floor is then ~0.01).
 SPEC_SETS = [f"train.rounds={ROUNDS}", "train.steps_per_round=30", "train.checkpoint_every=1",
@@ -329,7 +329,8 @@ def plan(rng):
 
 # Rounds a fault uses up before the next can be told apart from it: a rank or agent fault stops the
 # job, which is recovered once it is 1 round past the fault; the job runs on through a coordinator
-# outage (~13 s until the new coordinator shows its progress: 7-10 rounds of ~1.4 s).
+# outage (11-16 s until the new coordinator shows its progress: 4-5 rounds here, 7-9 in the CI
+# run of stop 25, whose faster rounds ran past a fixed plan).
 COST = {"coordinator": 10}
 LAST_ROUND = ROUNDS - 3  # a later fault could not be told from one in the final evaluation
 
