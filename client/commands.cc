@@ -35,9 +35,6 @@ constexpr char kExitCodePayload[] = "type.googleapis.com/vsdm.vsdmctl.ExitCode";
 // Deadlines of the calls.
 constexpr absl::Duration kSubmitTimeout = absl::Seconds(30);
 constexpr absl::Duration kCallTimeout = absl::Seconds(10);
-// The stored events of `logs` arrive at once; a running job's stream then waits for news,
-// which this deadline cuts off.
-constexpr absl::Duration kLogsTimeout = absl::Seconds(2);
 constexpr absl::Duration kArtifactTimeout = absl::Seconds(60);
 
 // What the agent of rank 0 uploads for a succeeded job.
@@ -219,6 +216,7 @@ int ReportFailure(const absl::Status& status, std::ostream& err) {
 }
 
 absl::Status RunSubmit(const SubmitArgs& args, v1::JobService::StubInterface& stub, std::ostream& out) {
+  if (!args.sweeps.empty()) return RunSubmitSweep(args, stub, out);
   auto spec = LoadJobSpecFile(args.file, args.overrides);
   if (!spec.ok()) {  // always exit 2: the input is refused, whatever the code
     return WithExitCode(absl::Status(spec.status().code(), absl::StrCat(args.file, ": ", spec.status().message())),
@@ -246,6 +244,7 @@ absl::Status RunGet(const JobArgs& args, v1::JobService::StubInterface& stub, st
 }
 
 absl::Status RunList(const ListArgs& args, v1::JobService::StubInterface& stub, std::ostream& out) {
+  if (!args.group.empty()) return RunListGroup(args, stub, out);
   v1::ListJobsRequest req;
   if (!args.state.empty()) {
     VSDM_ASSIGN_OR_RETURN(const v1::JobState st, ParseStateFilter(args.state));
@@ -281,36 +280,14 @@ absl::Status RunWatch(const WatchArgs& args, v1::JobService::StubInterface& stub
 }
 
 absl::Status RunCancel(const JobArgs& args, v1::JobService::StubInterface& stub, std::ostream& out) {
+  if (!args.group.empty()) return RunCancelGroup(args, stub, out);
+  if (args.job_id.empty()) return absl::InvalidArgumentError("cancel: give a JOB or --group G");
   v1::CancelJobRequest req;
   req.set_job_id(args.job_id);
   v1::Job job;
   VSDM_RETURN_IF_ERROR(CallUnary(absl::StrCat("cancel ", args.job_id), kCallTimeout,
                                  [&](grpc::ClientContext* ctx) { return stub.CancelJob(ctx, req, &job); }));
   out << job.job_id() << " " << JobStateName(job.state()) << "\n";
-  return absl::OkStatus();
-}
-
-absl::Status RunLogs(const LogsArgs& args, v1::JobService::StubInterface& stub, std::ostream& out) {
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, kLogsTimeout);
-  v1::WatchJobRequest req;
-  req.set_job_id(args.job_id);
-  auto reader = stub.WatchJob(&ctx, req);
-  v1::JobEvent e;
-  while (reader->Read(&e)) {
-    if (e.kind() == "progress") continue;
-    out << (args.json ? ToJson(e) : EventLine(e)) << "\n";
-  }
-  const grpc::Status s = reader->Finish();
-  if (s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-    VSDM_RETURN_IF_ERROR(StatusOfCall(absl::StrCat("logs ", args.job_id), s));
-  }
-  if (args.json) return absl::OkStatus();
-  out << "ranks' logs: <agent work dir>/jobs/" << args.job_id << "/logs/";
-  if (!args.local_state_dir.empty()) {
-    out << " (local cluster: " << args.local_state_dir << "/work/jobs/" << args.job_id << "/logs/)";
-  }
-  out << "\n";
   return absl::OkStatus();
 }
 

@@ -46,6 +46,9 @@ struct SubmitArgs {
   std::string file;                    // -f: the job spec YAML
   std::vector<std::string> overrides;  // --set key=value, applied in order over the file
   std::string request_id;              // --request-id; "" = no idempotency key
+  // --sweep key=v1,v2 (repeatable): submit the grid of every combination as one group (Note
+  // [Sweeps] in service.proto); the first key varies slowest.
+  std::vector<std::string> sweeps;
   bool wait = false;                   // --wait: follow the job to the end (exit 1 unless it succeeds)
   bool json = false;                   // -o json
   FollowOptions follow;                // for --wait
@@ -53,11 +56,14 @@ struct SubmitArgs {
 
 struct JobArgs {  // get, cancel
   std::string job_id;
+  std::string group;  // cancel --group: every member of the sweep not yet final
   bool json = false;  // -o json (get only; cancel prints one line either way)
 };
 
 struct ListArgs {
   std::string state;  // --state queued|running|succeeded|failed|cancelled; "" = any
+  std::string group;  // --group: the members of one sweep, with their overrides and the metric
+  std::string metric;  // --metric: the figure of metrics.json to compare members by ("" = the headline)
   bool json = false;
 };
 
@@ -69,7 +75,13 @@ struct WatchArgs {
 
 struct LogsArgs {
   std::string job_id;
-  bool json = false;
+  bool json = false;  // one JSON object a line: {"attempt", "rank", "line"}
+  int rank = -1;      // --rank; -1 = every rank
+  int attempt = 0;    // --attempt; 0 = the newest (and, following, each newer one as it starts)
+  bool follow = false;  // -f: until the job has ended
+  bool events = false;  // --events: the job's event log instead of its ranks' output
+  absl::Duration poll = absl::Milliseconds(500);  // between GetLogs while following
+  int reconnect_tries = 60;                       // retryable failures in a row while following
   // The state dir of the local cluster when the coordinator addressed is that cluster's
   // ("" = it is not), to say where the ranks' logs are on this machine.
   std::string local_state_dir;
@@ -95,7 +107,22 @@ absl::Status RunList(const ListArgs& args, v1::JobService::StubInterface& stub, 
 // outcome. WithExitCode(1) when it did not succeed.
 absl::Status RunWatch(const WatchArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
 absl::Status RunCancel(const JobArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
-// The stored events (progress left out), then where the ranks' logs are.
+
+// Note [Sweeps]: the grid of `sweeps` ("key=v1,v2,...") as the overrides of each member, in
+// order (the first key slowest). INVALID_ARGUMENT naming the bad --sweep; at most 256 members.
+absl::StatusOr<std::vector<std::vector<std::string>>> ExpandSweep(const std::vector<std::string>& sweeps);
+// submit --sweep: every member loaded and checked here, then one SubmitSweep; prints the group
+// and its members (with --wait: waits for them all, prints the group table; exit 1 unless all
+// succeeded).
+absl::Status RunSubmitSweep(const SubmitArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
+// list --group: GroupTable of the members.
+absl::Status RunListGroup(const ListArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
+// cancel --group: cancels every member not yet final; prints each.
+absl::Status RunCancelGroup(const JobArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
+// Note [Live rank logs]: the output of the job's ranks that the coordinator keeps, each line as
+// "[rank R] ..." (the variational rank: "[var R] ..."); with `follow`, new lines as they come
+// until the job has ended, "--- attempt N ---" when a newer attempt starts. With `events`: the
+// stored events (progress left out), then where the full logs are on the agents.
 absl::Status RunLogs(const LogsArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
 // Downloads the known artifact files that exist. WithExitCode(1) when there is none; DATA_LOSS
 // naming the file and both sizes when one arrives short (nothing is left under its name).

@@ -2,8 +2,12 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <map>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/format.h"
 #include "proto/job_state.h"
 
@@ -81,6 +85,65 @@ std::string JobTable(const v1::ListJobsResponse& jobs) {
     absl::StrAppend(&out, absl::StrFormat("%-14s %-20s %-10s %-8d %s\n", j.job_id(), j.spec().name().substr(0, 20),
                                           JobStateName(j.state()), j.attempts(), extra));
   }
+  return out;
+}
+
+std::string GroupMetric(const v1::ListJobsResponse& jobs, const std::string& metric) {
+  if (!metric.empty()) return metric;
+  for (const char* m : {"energy_distance", "fd", "crps_sum"})
+    for (const auto& j : jobs.jobs())
+      if (j.progress().metrics().count(m)) return m;
+  return "";
+}
+
+bool HigherIsBetter(const std::string& metric) {
+  for (const char* m : {"confident_fraction", "accuracy", "classifier_accuracy", "goodput_ratio"})
+    if (metric == m) return true;
+  return false;
+}
+
+int BestMember(const v1::ListJobsResponse& jobs, const std::string& metric) {
+  int best = -1;
+  const bool higher = HigherIsBetter(metric);
+  for (int i = 0; i < jobs.jobs_size(); ++i) {
+    const v1::Job& j = jobs.jobs(i);
+    auto it = j.progress().metrics().find(metric);
+    if (j.state() != v1::JOB_STATE_SUCCEEDED || it == j.progress().metrics().end()) continue;
+    if (best < 0) {
+      best = i;
+      continue;
+    }
+    const double b = jobs.jobs(best).progress().metrics().at(metric);
+    if (higher ? it->second > b : it->second < b) best = i;
+  }
+  return best;
+}
+
+std::string GroupTable(const v1::ListJobsResponse& jobs, const std::string& wanted) {
+  const std::string metric = GroupMetric(jobs, wanted);
+  const int best = BestMember(jobs, metric);
+  std::string out = absl::StrFormat("  %-14s %-10s %-40s %s\n", "JOB", "STATE", "OVERRIDES",
+                                    metric.empty() ? "METRIC" : metric);
+  std::map<std::string, int> states;
+  for (int i = 0; i < jobs.jobs_size(); ++i) {
+    const v1::Job& j = jobs.jobs(i);
+    ++states[JobStateName(j.state())];
+    auto it = j.progress().metrics().find(metric);
+    const std::string value = it == j.progress().metrics().end()     ? "-"
+                              : j.state() == v1::JOB_STATE_RUNNING ? "(running)"
+                                                                   : absl::StrFormat("%.4f", it->second);
+    absl::StrAppend(&out, absl::StrFormat("%s %-14s %-10s %-40s %s\n", i == best ? "*" : " ", j.job_id(),
+                                          JobStateName(j.state()), absl::StrJoin(j.overrides(), " "), value));
+  }
+  if (best >= 0) {
+    const v1::Job& b = jobs.jobs(best);
+    absl::StrAppend(&out, absl::StrFormat("best: %s (%s) %s %.4f (%s is better)\n", b.job_id(),
+                                          absl::StrJoin(b.overrides(), " "), metric, b.progress().metrics().at(metric),
+                                          HigherIsBetter(metric) ? "higher" : "lower"));
+  }
+  std::vector<std::string> counts;
+  for (const auto& [state, n] : states) counts.push_back(absl::StrCat(n, " ", state));
+  absl::StrAppend(&out, jobs.jobs_size(), " members: ", absl::StrJoin(counts, ", "), "\n");
   return out;
 }
 

@@ -25,6 +25,17 @@ std::string JobDetails(const v1::Job& job);
 // `vsdmctl list`: a header and one row a job.
 std::string JobTable(const v1::ListJobsResponse& jobs);
 
+// Note [Sweeps]: the figure a group's members are compared by: `metric` when given, else the
+// first of energy_distance, fd, crps_sum that a member's final metrics have ("" if none).
+std::string GroupMetric(const v1::ListJobsResponse& jobs, const std::string& metric);
+// Lower is better but for these (confident_fraction, accuracy, ...).
+bool HigherIsBetter(const std::string& metric);
+// The index of the best member that has `metric` (succeeded ones only), or -1.
+int BestMember(const v1::ListJobsResponse& jobs, const std::string& metric);
+// `vsdmctl list --group`: one row a member (its overrides and the metric; `*` on the best), then
+// "best: <job> (<overrides>) <metric> <value>" and how many members are in which state.
+std::string GroupTable(const v1::ListJobsResponse& jobs, const std::string& metric);
+
 // `vsdmctl workers`: a header and one row a worker.
 std::string WorkerTable(const v1::ListWorkersResponse& workers);
 

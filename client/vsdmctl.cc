@@ -1,6 +1,8 @@
 // vsdmctl: the command line of vsdm, written against the generated JobService stub.
-//   submit -f job.yaml [--set key=value]... [--wait]   get JOB   list [--state S]   watch JOB
-//   cancel JOB   logs JOB   artifacts JOB --out DIR   workers   health   local up [--workers N] | local down
+//   submit -f job.yaml [--set key=value]... [--sweep key=v1,v2]... [--wait]   get JOB
+//   list [--state S] [--group G [--metric M]]   watch JOB   cancel JOB | --group G
+//   logs JOB [--rank R] [--attempt N] [-f] [--events]   artifacts JOB --out DIR   workers   health
+//   local up [--workers N] | local down
 //   --version
 // Exit codes: 0 ok; 1 the job failed (or was cancelled); 2 bad usage or input refused (the
 // server's message names the field); 3 the coordinator is unavailable.
@@ -76,18 +78,30 @@ void AddJobCommands(CLI::App& app, Options& opt, Subcommands& cmd) {
   cmd.submit->add_option("-f,--file", opt.submit.file, "job spec YAML")->required();
   cmd.submit->add_option("--set", opt.submit.overrides, "override a spec field, key=value (repeatable)")
       ->allow_extra_args(false);
+  cmd.submit->add_option("--sweep", opt.submit.sweeps,
+                         "field=v1,v2,...: submit every combination as one group (repeatable)")
+      ->allow_extra_args(false);
   cmd.submit->add_option("--request-id", opt.submit.request_id, "idempotency key (default: none)");
   cmd.submit->add_flag("--wait", opt.submit.wait, "watch it to the end (exit 1 if it does not succeed)");
   cmd.get = app.add_subcommand("get", "show a job");
   cmd.get->add_option("job", opt.get.job_id)->required();
   cmd.list = app.add_subcommand("list", "list jobs, newest first");
   cmd.list->add_option("--state", opt.list.state, "queued|running|succeeded|failed|cancelled");
+  cmd.list->add_option("--group", opt.list.group, "a sweep's members, their overrides and the best by --metric");
+  cmd.list->add_option("--metric", opt.list.metric, "with --group: the metrics.json figure to compare by");
   cmd.watch = app.add_subcommand("watch", "follow a job with a progress bar");
   cmd.watch->add_option("job", opt.watch.job_id)->required();
   cmd.cancel = app.add_subcommand("cancel", "cancel a job");
-  cmd.cancel->add_option("job", opt.cancel.job_id)->required();
-  cmd.logs = app.add_subcommand("logs", "a job's event log (and where its ranks' logs are)");
+  auto* cancel_job = cmd.cancel->add_option("job", opt.cancel.job_id);
+  cmd.cancel->add_option("--group", opt.cancel.group, "every member of this sweep that has not ended")
+      ->excludes(cancel_job);
+  cmd.logs = app.add_subcommand("logs", "the output of a job's ranks (--events: its event log)");
   cmd.logs->add_option("job", opt.logs.job_id)->required();
+  cmd.logs->add_option("--rank", opt.logs.rank, "only this rank")->check(CLI::NonNegativeNumber);
+  cmd.logs->add_option("--attempt", opt.logs.attempt, "this attempt (default: the newest)")
+      ->check(CLI::PositiveNumber);
+  cmd.logs->add_flag("-f,--follow", opt.logs.follow, "print new lines as they come, until the job ends");
+  cmd.logs->add_flag("--events", opt.logs.events, "the job's event log, and where the full rank logs are");
   cmd.artifacts = app.add_subcommand("artifacts", "download a finished job's artifacts");
   cmd.artifacts->add_option("job", opt.artifacts.job_id)->required();
   cmd.artifacts->add_option("--out", opt.artifacts.out_dir, "directory to write into")->required();

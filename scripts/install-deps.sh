@@ -25,6 +25,9 @@ PKGS=(
   dataset-fashion-mnist
   # Python side of the TorchScript export check (torch.jit.load) and .npy checks
   python3-torch python3-numpy
+  # the Python client package (python/: import vsdm) and its stubs (grpc_python_plugin is in
+  # protobuf-compiler-grpc)
+  python3-grpcio python3-protobuf python3-yaml
   # a real Prometheus server for the observability integration test
   prometheus
   # misc used by tests and scripts

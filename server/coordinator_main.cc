@@ -34,6 +34,7 @@
 #include "server/coordinator_metrics.h"
 #include "server/job_manager.h"
 #include "server/job_service.h"
+#include "server/log_book.h"
 #include "server/job_store.h"
 #include "server/worker_service.h"
 
@@ -503,8 +504,9 @@ int main(int argc, char** argv) {
   vsdm::server::ArtifactStore artifacts(opt.artifact_root, artifact_options);
   vsdm::server::HandlerPool pool(opt.handler_threads, opt.handler_queue);  // both outlive the server
   vsdm::server::HandlerPool heartbeat_pool(4, opt.handler_queue);
-  const vsdm::server::ServiceDeps deps{manager, artifacts,      metrics, **auth, **audit,
-                                       pool,    heartbeat_pool, opt.priority_ceiling};
+  vsdm::server::LogBook logs;
+  const vsdm::server::ServiceDeps deps{manager, artifacts,      metrics,  **auth, **audit,
+                                       pool,    heartbeat_pool, opt.priority_ceiling, &logs};
   vsdm::server::JobServiceImpl jobs(deps);
   vsdm::server::WorkerServiceImpl workers(deps);
   int port = 0;

@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "common/stopwatch.h"
 #include "common/train_protocol.h"
 #include "proto/job_spec_proto.h"
@@ -101,6 +102,10 @@ std::string Clip(absl::string_view s) {
 absl::Status JobNotFound(const std::string& job_id) {
   return absl::NotFoundError(absl::StrCat("job ", Clip(job_id), " not found"));
 }
+
+// The stored request_id of a sweep's first member: "sweep:<the request's id>" (Submit refuses
+// ids with this prefix, so a job's key and a sweep's never meet).
+constexpr char kSweepRequestPrefix[] = "sweep:";
 
 // Idempotency keys are scoped per owner.
 std::string RequestKey(const std::string& owner, const std::string& request_id) {
@@ -341,6 +346,18 @@ void JobManager::Deliver() {
   }
 }
 
+absl::Status JobManager::CheckQueueQuota(const std::string& owner, int adding) const {
+  if (options_.max_queued_per_owner <= 0) return absl::OkStatus();
+  int queued = 0;
+  for (const auto& [id, r] : jobs_)
+    queued += r.stored.job.owner() == owner && r.stored.job.state() == v1::JOB_STATE_QUEUED;
+  if (queued + adding > options_.max_queued_per_owner)
+    return absl::ResourceExhaustedError(absl::StrCat("quota --max-queued-per-owner: ", Clip(owner), " already has ",
+                                                     queued, " queued jobs (the limit is ",
+                                                     options_.max_queued_per_owner, ")"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<v1::Job>> JobManager::AdmitSubmit(const JobSpec& spec, const std::string& request_id,
                                                                const std::string& key) {
   if (!request_id.empty()) {
@@ -352,24 +369,42 @@ absl::StatusOr<std::optional<v1::Job>> JobManager::AdmitSubmit(const JobSpec& sp
       return std::optional<v1::Job>(Visible(first));
     }
   }
-  if (options_.max_queued_per_owner > 0) {
-    int queued = 0;
-    for (const auto& [id, r] : jobs_)
-      queued += r.stored.job.owner() == spec.owner && r.stored.job.state() == v1::JOB_STATE_QUEUED;
-    if (queued >= options_.max_queued_per_owner)
-      return absl::ResourceExhaustedError(absl::StrCat("quota --max-queued-per-owner: ", Clip(spec.owner),
-                                                       " already has ", queued, " queued jobs (the limit is ",
-                                                       options_.max_queued_per_owner, ")"));
-  }
+  VSDM_RETURN_IF_ERROR(CheckQueueQuota(spec.owner, 1));
   if (!request_id.empty() && !requests_in_flight_.insert(key).second)
     return absl::UnavailableError("request_id: a submit with this id is in progress; retry");
   return std::optional<v1::Job>();
+}
+
+JobManager::Record JobManager::NewJobRecord(const JobSpec& spec, const std::string& job_id, absl::Time now,
+                                            v1::JobEvent* ev) const {
+  Record r;
+  v1::Job& job = r.stored.job;
+  job.set_job_id(job_id);
+  *job.mutable_spec() = JobSpecToProto(spec);
+  job.set_state(v1::JOB_STATE_QUEUED);
+  *job.mutable_submit_time() = ToProto(now);
+  job.set_owner(spec.owner);
+  job.set_uid(RandomHex(16));  // Note [Job identity] in job.proto
+  job.set_spec_hash(SpecHash(job.spec()));
+  job.mutable_progress()->set_rounds(spec.train.rounds);
+  r.queued_since = clock_.Monotonic();
+  ev->set_job_id(job_id);
+  ev->set_sequence(1);
+  *ev->mutable_time() = job.submit_time();
+  ev->set_state(v1::JOB_STATE_QUEUED);
+  ev->set_kind("submitted");
+  ev->set_message(absl::StrFormat("%s: %s on %s, %d trainers + 1 variational rank", spec.name, spec.method,
+                                  spec.problem.dataset, spec.resources.trainers));
+  return r;
 }
 
 absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const std::string& request_id,
                                            const std::string& owner) {
   if (request_id.size() > 128)
     return absl::InvalidArgumentError(absl::StrCat("request_id: at most 128 characters, got ", request_id.size()));
+  if (absl::StartsWith(request_id, kSweepRequestPrefix))
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id: the prefix ", kSweepRequestPrefix, " is reserved for SubmitSweep"));
   absl::StatusOr<JobSpec> spec = JobSpecFromProto(proto_spec, options_.spec_limits);
   if (!spec.ok()) return spec.status();
   if (!owner.empty()) spec->owner = owner;
@@ -382,27 +417,9 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
     if (*first) return **first;
     job_id = absl::StrFormat("job-%08d", next_job_++);
   }
-  const absl::Time now = clock_.Now();
-  Record r;
-  r.stored.request_id = request_id;
-  v1::Job& job = r.stored.job;
-  job.set_job_id(job_id);
-  *job.mutable_spec() = JobSpecToProto(*spec);
-  job.set_state(v1::JOB_STATE_QUEUED);
-  *job.mutable_submit_time() = ToProto(now);
-  job.set_owner(spec->owner);
-  job.set_uid(RandomHex(16));  // Note [Job identity] in job.proto
-  job.set_spec_hash(SpecHash(job.spec()));
-  job.mutable_progress()->set_rounds(spec->train.rounds);
-  r.queued_since = clock_.Monotonic();
   v1::JobEvent ev;
-  ev.set_job_id(job_id);
-  ev.set_sequence(1);
-  *ev.mutable_time() = job.submit_time();
-  ev.set_state(v1::JOB_STATE_QUEUED);
-  ev.set_kind("submitted");
-  ev.set_message(absl::StrFormat("%s: %s on %s, %d trainers + 1 variational rank", spec->name, spec->method,
-                                 spec->problem.dataset, spec->resources.trainers));
+  Record r = NewJobRecord(*spec, job_id, clock_.Now(), &ev);
+  r.stored.request_id = request_id;
   // The write happens outside the lock so concurrent submits share a group commit.
   absl::Status written = store_.Write({{r.stored}, {ev}, {}});
   if (!written.ok())
@@ -420,6 +437,103 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::JobSpec& proto_spec, const 
   }
   Deliver();
   return out;
+}
+
+absl::StatusOr<std::vector<JobSpec>> JobManager::SweepSpecs(const v1::SubmitSweepRequest& req,
+                                                            const std::string& owner) const {
+  if (req.members_size() < 1 || req.members_size() > options_.max_sweep_members)
+    return absl::InvalidArgumentError(absl::StrCat("members: a sweep has 1..", options_.max_sweep_members,
+                                                   " members, got ", req.members_size()));
+  if (req.request_id().size() > 128)
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id: at most 128 characters, got ", req.request_id().size()));
+  std::vector<JobSpec> specs;
+  for (int i = 0; i < req.members_size(); ++i) {
+    const v1::SweepMember& m = req.members(i);
+    absl::StatusOr<JobSpec> spec = JobSpecFromProto(m.spec(), options_.spec_limits);
+    if (!spec.ok())
+      return absl::Status(spec.status().code(), absl::StrCat("members[", i, "].", spec.status().message()));
+    if (m.overrides_size() > 64)
+      return absl::InvalidArgumentError(absl::StrCat("members[", i, "].overrides: at most 64, got ",
+                                                     m.overrides_size()));
+    for (const std::string& o : m.overrides())
+      if (o.size() > 256 || o.find('=') == std::string::npos)
+        return absl::InvalidArgumentError(absl::StrCat("members[", i, "].overrides: each is field=value of at most "
+                                                       "256 characters, got \"", Clip(o), "\""));
+    if (!owner.empty()) spec->owner = owner;
+    specs.push_back(std::move(*spec));
+  }
+  return specs;
+}
+
+// The members of a sweep already submitted under the request's key, if they are the same members.
+absl::StatusOr<v1::SubmitSweepResponse> JobManager::SweepReplay(const std::vector<JobSpec>& specs,
+                                                                const std::string& first_id) const {
+  const std::string& group = jobs_.at(first_id).stored.job.group_id();
+  v1::SubmitSweepResponse resp;
+  resp.set_group_id(group);
+  for (const auto& [id, r] : jobs_)
+    if (r.stored.job.group_id() == group) *resp.add_jobs() = Visible(r);
+  bool same = resp.jobs_size() == static_cast<int>(specs.size());
+  for (int i = 0; same && i < resp.jobs_size(); ++i)
+    same = google::protobuf::util::MessageDifferencer::Equivalent(JobSpecToProto(specs[static_cast<size_t>(i)]),
+                                                                  resp.jobs(i).spec());
+  if (!same)
+    return absl::AlreadyExistsError(absl::StrCat("request_id: already used for ", group,
+                                                 " with other members (a retry must send the same sweep)"));
+  return resp;
+}
+
+absl::StatusOr<v1::SubmitSweepResponse> JobManager::SubmitSweep(const v1::SubmitSweepRequest& req,
+                                                                const std::string& owner) {
+  VSDM_ASSIGN_OR_RETURN(std::vector<JobSpec> specs, SweepSpecs(req, owner));
+  const std::string request_id = req.request_id().empty() ? "" : absl::StrCat(kSweepRequestPrefix, req.request_id());
+  const std::string key = RequestKey(specs[0].owner, request_id);
+  int64_t first = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!request_id.empty())
+      if (auto it = by_request_.find(key); it != by_request_.end()) return SweepReplay(specs, it->second);
+    VSDM_RETURN_IF_ERROR(CheckQueueQuota(specs[0].owner, static_cast<int>(specs.size())));
+    if (!request_id.empty() && !requests_in_flight_.insert(key).second)
+      return absl::UnavailableError("request_id: a submit with this id is in progress; retry");
+    first = next_job_;
+    next_job_ += static_cast<int64_t>(specs.size());
+  }
+  const std::string group = absl::StrFormat("sweep-%08d", first);
+  const absl::Time now = clock_.Now();
+  std::vector<Record> records;
+  StoreWrite w;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    v1::JobEvent ev;
+    Record r = NewJobRecord(specs[i], absl::StrFormat("job-%08d", first + static_cast<int64_t>(i)), now, &ev);
+    r.stored.job.set_group_id(group);
+    *r.stored.job.mutable_overrides() = req.members(static_cast<int>(i)).overrides();
+    if (i == 0) r.stored.request_id = request_id;
+    r.events.push_back(ev);
+    w.jobs.push_back(r.stored);
+    w.events.push_back(ev);
+    records.push_back(std::move(r));
+  }
+  absl::Status written = store_.Write(std::move(w));  // one commit: the whole sweep or none of it
+  if (!written.ok())
+    written = absl::UnavailableError(absl::StrCat("job store: ", written.message(), " (not submitted; retry)"));
+  v1::SubmitSweepResponse resp;
+  resp.set_group_id(group);
+  {
+    absl::MutexLock lock(&mu_);
+    requests_in_flight_.erase(key);
+    if (!written.ok()) return written;
+    if (!request_id.empty()) by_request_[key] = records[0].stored.job.job_id();
+    for (Record& r : records) {
+      const std::string id = r.stored.job.job_id();
+      events_.Publish(r.events[0]);
+      jobs_[id] = std::move(r);
+      *resp.add_jobs() = Visible(jobs_.at(id));
+    }
+  }
+  Deliver();
+  return resp;
 }
 
 absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id, const JobScope& scope) const {
@@ -445,6 +559,7 @@ absl::StatusOr<v1::ListJobsResponse> JobManager::List(const v1::ListJobsRequest&
     const v1::Job& j = r.stored.job;
     if (req.state() != v1::JOB_STATE_UNSPECIFIED && j.state() != req.state()) continue;
     if (!req.owner().empty() && j.owner() != req.owner()) continue;
+    if (!req.group_id().empty() && j.group_id() != req.group_id()) continue;
     if (!scope.Sees(j.owner())) continue;
     // Newest first: keep the ones strictly after the token's key in that order.
     if (paged) {
@@ -1166,23 +1281,27 @@ JobManager::Change JobManager::Succeeded(Record& r, const v1::CompleteRequest& r
   return c;
 }
 
-absl::StatusOr<std::string> JobManager::RankZeroJob(const std::string& worker_id, const std::string& attempt_id,
-                                                    const std::string& credential) {
+absl::StatusOr<std::string> JobManager::RankJob(const std::string& worker_id, const std::string& attempt_id,
+                                                int64_t rank, const std::string& credential) {
   absl::MutexLock lock(&mu_);
   if (absl::Status s = CheckWorker(worker_id, credential); !s.ok()) return s;
-  absl::StatusOr<Record*> held = HeldAttempt(worker_id, attempt_id, 0);
+  absl::StatusOr<Record*> held = HeldAttempt(worker_id, attempt_id, rank);
   if (!held.ok()) return held.status();
   return (*held)->stored.job.job_id();
 }
 
 absl::StatusOr<std::string> JobManager::UploadTarget(const v1::UploadArtifactRequest& req,
                                                      const std::string& credential) {
-  return RankZeroJob(req.worker_id(), req.attempt_id(), credential);
+  return RankJob(req.worker_id(), req.attempt_id(), 0, credential);
 }
 
 absl::StatusOr<std::string> JobManager::CheckpointSource(const v1::FetchCheckpointRequest& req,
                                                          const std::string& credential) {
-  return RankZeroJob(req.worker_id(), req.attempt_id(), credential);
+  return RankJob(req.worker_id(), req.attempt_id(), 0, credential);
+}
+
+absl::StatusOr<std::string> JobManager::LogTarget(const v1::AppendLogRequest& req, const std::string& credential) {
+  return RankJob(req.worker_id(), req.attempt_id(), req.rank(), credential);
 }
 
 v1::ListWorkersResponse JobManager::Workers() const {

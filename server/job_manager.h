@@ -63,6 +63,7 @@ struct JobManagerOptions {
   int max_page_size = 500;
   // Per-owner quota on jobs waiting in the queue (RESOURCE_EXHAUSTED naming it); 0 = none.
   int max_queued_per_owner = 0;
+  int max_sweep_members = 256;  // SubmitSweep
   // Per-field bounds and the per-rank memory estimate a submitted spec must pass (--max-rank-memory).
   JobSpecLimits spec_limits;
   // Retention: beyond this many finished jobs the oldest (by end time) are deleted with their
@@ -119,6 +120,11 @@ class JobManager {
   // authenticated principal (the spec's owner field is used only when auth is off and `owner` is
   // ""). Durable when it returns.
   absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec, const std::string& request_id, const std::string& owner);
+  // Note [Sweeps] (service.proto): every member validated (INVALID_ARGUMENT naming
+  // `members[i].<field>`), then all written in one commit as jobs of one new group, or none.
+  // request_id and the quota as for Submit (the quota counts every member).
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SubmitSweepRequest& request,
+                                                      const std::string& owner);
   absl::StatusOr<v1::Job> Get(const std::string& job_id, const JobScope& scope = {}) const;  // NOT_FOUND
   // Newest first. INVALID_ARGUMENT for a negative page_size or a page_token not from ListJobs.
   // A scope with an owner lists only that owner's jobs (whatever the request's owner filter).
@@ -165,6 +171,8 @@ class JobManager {
   // attempt may upload (FAILED_PRECONDITION otherwise).
   absl::StatusOr<std::string> UploadTarget(const v1::UploadArtifactRequest& request, const std::string& credential);
   // The job whose checkpoints the caller may fetch: the same rule (rank 0 of the current attempt).
+  // AppendLog: the job whose running attempt has the request's rank on its worker.
+  absl::StatusOr<std::string> LogTarget(const v1::AppendLogRequest& request, const std::string& credential);
   absl::StatusOr<std::string> CheckpointSource(const v1::FetchCheckpointRequest& request, const std::string& credential);
 
   // One pass: lease expiry (fail, abort, requeue or fail for good), recovery deadlines, then a
@@ -253,6 +261,13 @@ class JobManager {
   // Submit's checks under the lock: the first job when `key` (owner, request_id) was submitted
   // with the same spec, ALREADY_EXISTS with another spec, RESOURCE_EXHAUSTED at the queue quota;
   // else nullopt, with `key` marked in flight (when there is a request_id).
+  // RESOURCE_EXHAUSTED when `adding` more queued jobs would put `owner` past max_queued_per_owner.
+  absl::Status CheckQueueQuota(const std::string& owner, int adding) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A queued job's record and its "submitted" event (not yet stored).
+  Record NewJobRecord(const JobSpec& spec, const std::string& job_id, absl::Time now, v1::JobEvent* ev) const;
+  absl::StatusOr<std::vector<JobSpec>> SweepSpecs(const v1::SubmitSweepRequest& req, const std::string& owner) const;
+  absl::StatusOr<v1::SubmitSweepResponse> SweepReplay(const std::vector<JobSpec>& specs, const std::string& first_id)
+      const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::optional<v1::Job>> AdmitSubmit(const JobSpec& spec, const std::string& request_id,
                                                      const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Note [Heartbeats beside the lock]: true (and the beat recorded) when `credential` is the
@@ -269,7 +284,7 @@ class JobManager {
   absl::Status CheckWorker(const std::string& worker_id, const std::string& credential) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job of `attempt_id` when the caller is `worker_id` (CheckWorker) and holds its rank 0.
-  absl::StatusOr<std::string> RankZeroJob(const std::string& worker_id, const std::string& attempt_id,
+  absl::StatusOr<std::string> RankJob(const std::string& worker_id, const std::string& attempt_id, int64_t rank,
                                           const std::string& credential) ABSL_LOCKS_EXCLUDED(mu_);
   // The running attempt `attempt_id` with `rank` placed on `worker_id`; FAILED_PRECONDITION
   // otherwise (a stale attempt, a rank out of range or placed elsewhere).

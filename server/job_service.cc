@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "proto/job_state.h"
+#include "server/log_book.h"
 #include "server/rpc_util.h"
 
 namespace vsdm::server {
@@ -197,15 +198,20 @@ JobScope ScopeOf(const Caller& c) {
 
 }  // namespace
 
+absl::Status CheckPriority(const ServiceDeps& d, const Caller& caller, const v1::JobSpec& spec,
+                           const std::string& field) {
+  if (!caller.authenticated || caller.role == Role::kAdmin || spec.priority() <= d.priority_ceiling)
+    return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(field, ": ", spec.priority(), " is above ", d.priority_ceiling,
+                                                  ", the most a user may ask (admins only)"));
+}
+
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* req,
                                                     v1::Job* resp) {
   return OffloadUnary(ctx, d_, "SubmitJob", [this, ctx, req, resp] {
     const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
     absl::Status status = caller.status();
-    if (status.ok() && caller->authenticated && caller->role != Role::kAdmin &&
-        req->spec().priority() > d_.priority_ceiling)
-      status = absl::PermissionDeniedError(absl::StrCat("priority: ", req->spec().priority(), " is above ",
-                                                        d_.priority_ceiling, ", the most a user may ask (admins only)"));
+    if (status.ok()) status = CheckPriority(d_, *caller, req->spec(), "priority");
     std::string job_id;
     if (status.ok()) {
       // The owner is who called; the spec's owner field counts only with auth off.
@@ -268,6 +274,44 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListWorkers(grpc::CallbackServerContex
     if (caller->authenticated && caller->role != Role::kAdmin)
       return absl::PermissionDeniedError("the worker list is for admins (it names every node and its address)");
     *resp = d_.manager.Workers();
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::SubmitSweep(grpc::CallbackServerContext* ctx,
+                                                      const v1::SubmitSweepRequest* req, v1::SubmitSweepResponse* resp) {
+  return OffloadUnary(ctx, d_, "SubmitSweep", [this, ctx, req, resp] {
+    const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+    absl::Status status = caller.status();
+    for (int i = 0; status.ok() && i < req->members_size(); ++i)
+      status = CheckPriority(d_, *caller, req->members(i).spec(), absl::StrCat("members[", i, "].priority"));
+    if (status.ok()) {
+      const std::string owner = caller->authenticated ? caller->principal : "";
+      auto r = d_.manager.SubmitSweep(*req, owner);
+      status = r.status();
+      if (r.ok()) *resp = std::move(*r);
+    }
+    for (int i = 0; i < req->members_size(); ++i) d_.metrics.RecordSubmit(status.ok());
+    d_.audit.Record(caller, "SubmitSweep", resp->group_id(), status);
+    return status;
+  });
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::GetLogs(grpc::CallbackServerContext* ctx, const v1::GetLogsRequest* req,
+                                                  v1::GetLogsResponse* resp) {
+  return OffloadUnary(ctx, d_, "GetLogs", [this, ctx, req, resp] {
+    const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
+    if (!caller.ok()) return caller.status();
+    if (d_.logs == nullptr) return absl::UnimplementedError("this coordinator keeps no rank logs");
+    if (req->attempt() < 0) return absl::InvalidArgumentError(absl::StrCat("attempt: must be >= 0, got ", req->attempt()));
+    // Access follows the job's: another owner's job is NOT_FOUND.
+    auto job = d_.manager.Get(req->job_id(), ScopeOf(*caller));
+    if (!job.ok()) return job.status();
+    std::map<int, int64_t> after;
+    for (const v1::LogCursor& c : req->after()) after[c.rank()] = c.offset();
+    d_.logs->Read(req->job_id(), req->attempt(),
+                  req->has_rank() ? std::optional<int>(req->rank()) : std::nullopt, after, resp);
+    resp->set_state(job->state());
     return absl::OkStatus();
   });
 }

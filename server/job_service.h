@@ -9,6 +9,10 @@
 
 namespace vsdm::server {
 
+// The submit checks of SubmitJob and SubmitSweep: PERMISSION_DENIED for a user's `spec` priority
+// above the ceiling (`field` names it in the message).
+absl::Status CheckPriority(const ServiceDeps& d, const Caller& caller, const v1::JobSpec& spec, const std::string& field);
+
 // Every call is authorized first: roles user (its own jobs; others' are NOT_FOUND) and admin
 // (every job, the worker list); a worker's token is PERMISSION_DENIED here.
 class JobServiceImpl final : public v1::JobService::CallbackService {
@@ -29,6 +33,10 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
                                                            const v1::GetArtifactRequest* req) override;
   grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest* req,
                                         v1::ListWorkersResponse* resp) override;
+  grpc::ServerUnaryReactor* SubmitSweep(grpc::CallbackServerContext* ctx, const v1::SubmitSweepRequest* req,
+                                        v1::SubmitSweepResponse* resp) override;
+  grpc::ServerUnaryReactor* GetLogs(grpc::CallbackServerContext* ctx, const v1::GetLogsRequest* req,
+                                    v1::GetLogsResponse* resp) override;
 
  private:
   ServiceDeps d_;

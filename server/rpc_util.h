@@ -14,6 +14,7 @@
 #include "server/coordinator_metrics.h"
 #include "server/handler_pool.h"
 #include "server/job_manager.h"
+#include "server/log_book.h"
 
 namespace vsdm::server {
 
@@ -29,6 +30,7 @@ struct ServiceDeps {
   HandlerPool& pool;            // where every handler runs (Note [Handlers off the reactor]) ...
   HandlerPool& heartbeat_pool;  // ... but heartbeats: blocked handlers never hold up a lease renewal
   int64_t priority_ceiling = 100;  // a `user` may not submit above it (PERMISSION_DENIED naming priority)
+  LogBook* logs = nullptr;         // the ranks' live logs (Note [Live rank logs]); null = GetLogs/AppendLog UNIMPLEMENTED
 };
 
 // The metadata key of a worker's session credential (RegisterResponse.worker_credential).

@@ -1,6 +1,8 @@
 #include "server/worker_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/attempt_id.h"
+#include "server/log_book.h"
 
 namespace vsdm::server {
 
@@ -81,6 +83,23 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::FetchCheckpoint(grpc::CallbackServe
                 if (page.ok()) *resp = std::move(*page);
                 return page.status();
               });
+}
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::AppendLog(grpc::CallbackServerContext* ctx, const v1::AppendLogRequest* req,
+                                                       v1::AppendLogResponse*) {
+  constexpr size_t kMaxAppend = 64 << 10;
+  return Call(ctx, "AppendLog", req->attempt_id(), false, [this, req](const Caller&, const std::string& credential) {
+    if (d_.logs == nullptr) return absl::UnimplementedError("this coordinator keeps no rank logs");
+    if (req->data().size() > kMaxAppend)
+      return absl::InvalidArgumentError(absl::StrCat("data: at most 65536 bytes, got ", req->data().size()));
+    if (req->offset() < 0) return absl::InvalidArgumentError(absl::StrCat("offset: must be >= 0, got ", req->offset()));
+    auto job = d_.manager.LogTarget(*req, credential);
+    if (!job.ok()) return job.status();
+    const std::optional<AttemptRef> ref = ParseAttemptId(req->attempt_id());
+    if (!ref) return absl::InvalidArgumentError("attempt_id: not an attempt id");
+    d_.logs->Append(*job, ref->attempt, req->rank(), req->offset(), req->data());
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace vsdm::server

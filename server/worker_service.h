@@ -29,6 +29,8 @@ class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
                                            v1::UploadArtifactResponse* resp) override;
   grpc::ServerUnaryReactor* FetchCheckpoint(grpc::CallbackServerContext* ctx, const v1::FetchCheckpointRequest* req,
                                             v1::FetchCheckpointResponse* resp) override;
+  grpc::ServerUnaryReactor* AppendLog(grpc::CallbackServerContext* ctx, const v1::AppendLogRequest* req,
+                                      v1::AppendLogResponse* resp) override;
 
  private:
   // What each handler does on the handler pool: authorize (role worker), run `body` with the

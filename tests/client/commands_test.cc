@@ -126,6 +126,7 @@ WatchArgs WatchOf(const std::string& job_id, bool json = false) {
 LogsArgs LogsOf(const std::string& job_id) {
   LogsArgs a;
   a.job_id = job_id;
+  a.events = true;
   return a;
 }
 

@@ -92,7 +92,7 @@ for w in json.load(sys.stdin).get("workers", []):
 job=$(ctl submit -f "$SRC/examples/spiral.yaml" --set train.rounds=30 --set sample.n=5000 \
         --set train.checkpoint_every=5 | awk '{print $1}')
 log "submitted $job"
-wait_for 180 at_round "$job" 1 1 || die "$job never ran: $(ctl logs "$job")"
+wait_for 180 at_round "$job" 1 1 || die "$job never ran: $(ctl logs --events "$job")"
 
 # 1. cross-host rendezvous: where the three ranks are, and TCP between the hosts' IPs
 placement=$(for r in 0 1 2; do host_of_rank "$job" "$r"; done | tr '\n' ' ')
@@ -116,10 +116,10 @@ t0=$SECONDS
 inns "$r0" iptables -I INPUT -i eth0 -j DROP
 inns "$r0" iptables -I OUTPUT -o eth0 -j DROP
 log "partitioned $r0 (${ip[$r0]}): all its traffic dropped"
-requeued() { ctl logs "$job" | grep -q "\[requeued\]"; }
-wait_for 40 requeued || die "not requeued 40 s after the partition (lease 10 s): $(ctl logs "$job")"
+requeued() { ctl logs --events "$job" | grep -q "\[requeued\]"; }
+wait_for 40 requeued || die "not requeued 40 s after the partition (lease 10 s): $(ctl logs --events "$job")"
 t_requeue=$((SECONDS - t0))
-wait_for 120 at_round "$job" 1 2 || die "attempt 2 never ran: $(ctl logs "$job")"
+wait_for 120 at_round "$job" 1 2 || die "attempt 2 never ran: $(ctl logs --events "$job")"
 t_running=$((SECONDS - t0))
 new0=$(host_of_rank "$job" 0)
 log "requeued after ${t_requeue} s; attempt 2 running after ${t_running} s with rank 0 on $new0"
@@ -129,7 +129,7 @@ log "requeued after ${t_requeue} s; attempt 2 running after ${t_running} s with 
 ctl watch "$job" > /dev/null || true
 t_done=$((SECONDS - t0))
 read -r s r a < <(field "$job")
-[ "$s" = JOB_STATE_SUCCEEDED ] && [ "$a" = 2 ] || die "expected SUCCEEDED in attempt 2, got $s attempt $a: $(ctl logs "$job")"
+[ "$s" = JOB_STATE_SUCCEEDED ] && [ "$a" = 2 ] || die "expected SUCCEEDED in attempt 2, got $s attempt $a: $(ctl logs --events "$job")"
 fetched=$(grep -o "fetched the checkpoint of round [0-9]* of $job ([0-9]* bytes)" "$work/$new0/agent.log" | tail -1)
 [ -n "$fetched" ] || die "$new0's agent did not fetch a checkpoint: $(tail -5 "$work/$new0/agent.log")"
 round=$(echo "$fetched" | awk '{print $6}')

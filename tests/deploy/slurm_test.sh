@@ -139,9 +139,9 @@ t_job1=$SECONDS
 spiral 8
 job1=$(ctl submit "${SP[@]}" | awk '{print $1}')
 s=$(watch_to_end "$ADDR" "$job1" 240)
-[ "$s" = JOB_STATE_SUCCEEDED ] || { ctl logs "$job1" >&2; fail "$job1 ended $s, want SUCCEEDED"; }
+[ "$s" = JOB_STATE_SUCCEEDED ] || { ctl logs --events "$job1" >&2; fail "$job1 ended $s, want SUCCEEDED"; }
 t_job1=$((SECONDS - t_job1))
-hosts=$(ctl logs "$job1" | grep -o 'ranks [0-9]@n.*;' | head -1 || true)
+hosts=$(ctl logs --events "$job1" | grep -o 'ranks [0-9]@n.*;' | head -1 || true)
 log "$job1 SUCCEEDED in $t_job1 s (spiral, 8 rounds, $hosts)"
 for n in n1 n2 n3; do
   [ -d "$W/nodes/$n/jobs/$job1" ] || fail "no rank of $job1 ran in $n's work dir"
@@ -169,7 +169,7 @@ n=$(grep -c "stopping, killing 1 ranks" "$out" || true)
 [ "$n" = 3 ] || fail "want 3 agents stopping on SIGTERM with 1 rank each, found $n"
 wait_for 30 state_is "$ADDR" "$job2" JOB_STATE_QUEUED || fail "$job2 is $(field "$ADDR" "$job2"), want QUEUED after the lease"
 t_requeue=$((SECONDS - t_cancel))
-ctl logs "$job2" | grep -q '\[requeued\]' || fail "no [requeued] event for $job2"
+ctl logs --events "$job2" | grep -q '\[requeued\]' || fail "no [requeued] event for $job2"
 log "scancel at round $r2: $before processes gone in $t_gone s (KillWait 30 s), Slurm job CANCELLED," \
   "$job2 QUEUED after $t_requeue s: $(ctl get "$job2" -o json | $PY -c 'import json,sys; print(json.load(sys.stdin).get("pending_reason",""))')"
 
@@ -183,7 +183,7 @@ wait_for 60 three_workers "$ADDR" || fail "3 workers did not register again: '$(
 s=$(watch_to_end "$ADDR" "$job2" 240)
 read -r s _ a < <(field "$ADDR" "$job2")
 if [ "$s" != JOB_STATE_SUCCEEDED ] || [ "$a" != 2 ]; then
-  ctl logs "$job2" >&2
+  ctl logs --events "$job2" >&2
   fail "$job2: $s in attempt $a, want SUCCEEDED in attempt 2"
 fi
 ctl artifacts "$job2" --out "$W/out2" > /dev/null

@@ -179,7 +179,7 @@ def diagnose(c, job, why):
     """Prints what an operator would look at when the job is stuck, then raises Abort(why)."""
     log(f"FAILURE: {why}")
     print("---- vsdmctl get:", c.job(job))
-    print("---- vsdmctl logs:\n" + c.ctl("logs", job).stdout)
+    print("---- vsdmctl logs:\n" + c.ctl("logs", "--events", job).stdout)
     print("---- workers:", json.dumps(c.workers()))
     print("---- live vsdm-train (pid, attempt, rank):", train_procs(c.state, job))
     logs = f"{c.state}/work/jobs/{job}/logs"

@@ -40,9 +40,9 @@ echo "removed node $victim (agent pid $pid) at round $r"
 ctl watch "$job" | tail -3
 read -r s r a w < <(jget "$job")
 echo "ended $s after $a attempts, last with $w trainers, $((SECONDS - t0)) s after the removal"
-[ "$s" = JOB_STATE_SUCCEEDED ] || { ctl logs "$job"; echo "expected SUCCEEDED"; exit 1; }
-[ "$w" = 2 ] || { ctl logs "$job"; echo "expected the restart to run 2 trainers, it ran $w"; exit 1; }
-ctl logs "$job" | grep -q "elastic: 2 of 3 trainers" || { ctl logs "$job"; echo "no elastic event"; exit 1; }
+[ "$s" = JOB_STATE_SUCCEEDED ] || { ctl logs --events "$job"; echo "expected SUCCEEDED"; exit 1; }
+[ "$w" = 2 ] || { ctl logs --events "$job"; echo "expected the restart to run 2 trainers, it ran $w"; exit 1; }
+ctl logs --events "$job" | grep -q "elastic: 2 of 3 trainers" || { ctl logs --events "$job"; echo "no elastic event"; exit 1; }
 ctl artifacts "$job" --out "$work/out" > /dev/null
 /usr/bin/python3 - "$work/out" <<'PY'
 import json, sys

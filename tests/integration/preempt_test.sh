@@ -56,10 +56,10 @@ until [ -z "$(attempt_pids "$job" 1)" ]; do
 done
 echo "every rank of attempt 1 exited $((SECONDS - t0)) s after the signal"
 ctl watch "$job" | tail -2 || true
-ctl logs "$job"
+ctl logs --events "$job"
 for f in "$st/work/jobs/$job/logs"/attempt-1-rank-*.log; do echo "== $(basename "$f"): $(tail -2 "$f" | tr '\n' ' ')"; done
 job_json "$job" > "$work/job.json"
-ctl logs "$job" > "$work/events.txt"
+ctl logs --events "$job" > "$work/events.txt"
 /usr/bin/python3 - "$work/job.json" "$work/events.txt" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))

@@ -676,6 +676,7 @@ void Agent::ReapChildren() {
     auto it = ranks_.find(e.id);
     if (it == ranks_.end()) continue;
     changed = true;
+    if (!it->second.aborted) ForwardLog(it->second, /*final=*/true);
     if (auto upload = ExitUpload(it->second, e))
       pending_uploads_.push_back({std::move(it->second), e, *std::move(upload)});
     else
@@ -815,6 +816,37 @@ void Agent::ForwardProgress() {
   }
 }
 
+void Agent::ForwardLogs() {
+  for (auto& [id, r] : ranks_)
+    if (!r.aborted) ForwardLog(r, /*final=*/false);
+}
+
+void Agent::ForwardLog(Rank& r, bool final) {
+  constexpr int kChunksPerTurn = 4;
+  const absl::Time now = clock_.Monotonic();
+  if (logs_unsupported_ || now < logs_paused_until_) return;
+  for (int i = 0; i < kChunksPerTurn; ++i) {
+    std::optional<v1::AppendLogRequest> req = NextLogChunk(r.log_path, r.log, now, final);
+    if (!req) return;
+    req->set_worker_id(options_.worker_id);
+    req->set_attempt_id(r.assignment.attempt_id());
+    req->set_rank(r.assignment.rank());
+    const absl::Status s = client_.AppendLog(*req);
+    if (s.ok()) {
+      CommitLogChunk(r.log, *req);
+      continue;
+    }
+    if (absl::IsUnimplemented(s)) {
+      logs_unsupported_ = true;  // an older coordinator: the logs stay on this disk only
+    } else if (absl::IsFailedPrecondition(s) || absl::IsInvalidArgument(s)) {
+      r.log.done = true;  // its attempt is over
+    } else {
+      logs_paused_until_ = now + absl::Seconds(5);  // unreachable: do not hold up the loop for every rank
+    }
+    return;
+  }
+}
+
 absl::Duration Agent::Step() {
   Recover();
   if (!heartbeat_thread_.joinable()) Exchange();
@@ -825,6 +857,7 @@ absl::Duration Agent::Step() {
   const bool more = UploadPending();
   ReportPending();
   ForwardProgress();
+  ForwardLogs();
   PublishHeld();
   if (metrics_) metrics_->SetRanksRunning(static_cast<int>(ranks_.size()));
   if (more) return absl::ZeroDuration();

@@ -21,6 +21,7 @@
 #include "worker/agent/agent_metrics.h"
 #include "worker/agent/coordinator_client.h"
 #include "worker/agent/file_upload.h"
+#include "worker/agent/log_forward.h"
 #include "worker/agent/process_supervisor.h"
 
 namespace vsdm::worker {
@@ -113,6 +114,7 @@ class Agent {
     // Rank 0, running: the checkpoint being uploaded, and its round.
     std::optional<FileUpload> checkpoint_upload;
     int64_t checkpoint_upload_round = 0;
+    LogCursor log;  // Note [Live rank logs]: how much of its log the coordinator has
   };
   // An exited rank 0 whose files go up before its exit is reported.
   struct PendingUpload {
@@ -173,6 +175,9 @@ class Agent {
   bool UploadPending();
   void ReportPending();
   void ForwardProgress();
+  // Note [Live rank logs]: new log bytes of every running rank (`final`: of `r`, which exited).
+  void ForwardLogs();
+  void ForwardLog(Rank& r, bool final);
   void ForwardVariational(Rank& r);
   void ForwardTrainer(Rank& r);
 
@@ -188,6 +193,8 @@ class Agent {
   std::deque<v1::CompleteRequest> unreported_;   // exits to report once the coordinator answers
   std::deque<PendingUpload> pending_uploads_;    // exited rank 0s, files not yet up
   std::string state_written_;                    // the rank record as last written
+  absl::Time logs_paused_until_;                 // monotonic: the coordinator did not take logs; retry after
+  bool logs_unsupported_ = false;                // the coordinator keeps no logs (UNIMPLEMENTED)
 
   // Shared between the loop and the heartbeat thread.
   mutable absl::Mutex mu_;

@@ -58,4 +58,8 @@ absl::StatusOr<v1::FetchCheckpointResponse> GrpcCoordinatorClient::FetchCheckpoi
   return Call<v1::FetchCheckpointRequest, v1::FetchCheckpointResponse>(&v1::WorkerService::Stub::FetchCheckpoint, r);
 }
 
+absl::Status GrpcCoordinatorClient::AppendLog(const v1::AppendLogRequest& r) {
+  return Call<v1::AppendLogRequest, v1::AppendLogResponse>(&v1::WorkerService::Stub::AppendLog, r).status();
+}
+
 }  // namespace vsdm::worker

@@ -23,6 +23,7 @@ class CoordinatorClient {
   virtual absl::Status Complete(const v1::CompleteRequest& r) = 0;
   virtual absl::Status UploadArtifact(const v1::UploadArtifactRequest& r) = 0;
   virtual absl::StatusOr<v1::FetchCheckpointResponse> FetchCheckpoint(const v1::FetchCheckpointRequest& r) = 0;
+  virtual absl::Status AppendLog(const v1::AppendLogRequest& r) = 0;
 };
 
 // The bearer token and TLS come from `security`; the session credential the last successful
@@ -39,6 +40,7 @@ class GrpcCoordinatorClient : public CoordinatorClient {
   absl::Status Complete(const v1::CompleteRequest& r) override;
   absl::Status UploadArtifact(const v1::UploadArtifactRequest& r) override;
   absl::StatusOr<v1::FetchCheckpointResponse> FetchCheckpoint(const v1::FetchCheckpointRequest& r) override;
+  absl::Status AppendLog(const v1::AppendLogRequest& r) override;
 
  private:
   GrpcCoordinatorClient(std::shared_ptr<grpc::Channel> channel, absl::Duration deadline);

@@ -115,6 +115,26 @@ class FakeCoordinatorClient : public CoordinatorClient {
     return resp;
   }
 
+  absl::Status AppendLog(const v1::AppendLogRequest& r) override {
+    absl::MutexLock lock(&mu);
+    if (!reachable) return absl::UnavailableError("down");
+    if (!log_error.ok()) return log_error;
+    log_appends.push_back(r);
+    return absl::OkStatus();
+  }
+  // The bytes appended for (attempt, rank), placed at their offsets ('\0' in gaps).
+  std::string LogOf(const std::string& attempt_id, int rank) {
+    absl::MutexLock lock(&mu);
+    std::string out;
+    for (const auto& a : log_appends) {
+      if (a.attempt_id() != attempt_id || a.rank() != rank) continue;
+      const size_t end = static_cast<size_t>(a.offset()) + a.data().size();
+      if (out.size() < end) out.resize(end, '\0');
+      out.replace(static_cast<size_t>(a.offset()), a.data().size(), a.data());
+    }
+    return out;
+  }
+
   void Queue(const v1::HeartbeatResponse& r) {
     absl::MutexLock lock(&mu);
     next_heartbeat.push_back(r);
@@ -141,6 +161,8 @@ class FakeCoordinatorClient : public CoordinatorClient {
   std::vector<v1::ReportRequest> reports;
   std::vector<v1::CompleteRequest> completes;
   std::vector<v1::UploadArtifactRequest> uploads;
+  std::vector<v1::AppendLogRequest> log_appends;
+  absl::Status log_error;  // what AppendLog answers (OK = take it)
   std::vector<std::string> calls;  // "upload PATH" and "complete RANK", in order
   std::map<int64_t, std::string> checkpoints;
   size_t page = 1000;
