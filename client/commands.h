@@ -56,15 +56,15 @@ struct SubmitArgs {
 
 struct JobArgs {  // get, cancel
   std::string job_id;
-  std::string group;  // cancel --group: every member of the sweep not yet final
   bool json = false;  // -o json (get only; cancel prints one line either way)
+  std::string group = "";  // cancel --group: every member of the sweep not yet final
 };
 
 struct ListArgs {
   std::string state;  // --state queued|running|succeeded|failed|cancelled; "" = any
-  std::string group;  // --group: the members of one sweep, with their overrides and the metric
-  std::string metric;  // --metric: the figure of metrics.json to compare members by ("" = the headline)
   bool json = false;
+  std::string group = "";   // --group: the members of one sweep, with their overrides and the metric
+  std::string metric = "";  // --metric: the figure of metrics.json to compare members by ("" = the headline)
 };
 
 struct WatchArgs {

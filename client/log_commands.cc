@@ -37,7 +37,7 @@ absl::Status PrintEvents(const LogsArgs& args, v1::JobService::StubInterface& st
     VSDM_RETURN_IF_ERROR(StatusOfCall(absl::StrCat("logs ", args.job_id), s));
   }
   if (args.json) return absl::OkStatus();
-  out << "ranks' full logs: <agent work dir>/jobs/" << args.job_id << "/logs/";
+  out << "ranks' logs: <agent work dir>/jobs/" << args.job_id << "/logs/";
   if (!args.local_state_dir.empty()) {
     out << " (local cluster: " << args.local_state_dir << "/work/jobs/" << args.job_id << "/logs/)";
   }
@@ -61,8 +61,12 @@ class LogPrinter {
       if (stale) return true;  // read it again, from its start
     }
     for (const v1::LogChunk& c : resp.chunks()) {
-      if (c.skipped() > 0) Line(c.rank(), absl::StrCat("[... ", c.skipped(), " bytes skipped ...]"));
       std::string& buf = partial_[c.rank()];
+      if (c.skipped() > 0) {  // what came before the gap is a line of its own
+        if (!buf.empty()) Line(c.rank(), buf);
+        buf.clear();
+        Line(c.rank(), absl::StrCat("[... ", c.skipped(), " bytes skipped ...]"));
+      }
       buf += c.data();
       size_t start = 0;
       for (size_t nl; (nl = buf.find('\n', start)) != std::string::npos; start = nl + 1)

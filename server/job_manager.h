@@ -121,7 +121,7 @@ class JobManager {
   // ""). Durable when it returns.
   absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec, const std::string& request_id, const std::string& owner);
   // Note [Sweeps] (service.proto): every member validated (INVALID_ARGUMENT naming
-  // `members[i].<field>`), then all written in one commit as jobs of one new group, or none.
+  // `members[i].spec.<field>`), then all written in one commit as jobs of one new group, or none.
   // request_id and the quota as for Submit (the quota counts every member).
   absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SubmitSweepRequest& request,
                                                       const std::string& owner);

@@ -135,6 +135,9 @@ double SecondsLeft(const grpc::ClientContext* ctx) {
   return std::chrono::duration<double>(ctx->deadline() - std::chrono::system_clock::now()).count();
 }
 
+// Appends the call's request (argument 1) to `v`.
+ACTION_P(SaveArgToVector, v) { v->push_back(arg1); }
+
 class CommandsTest : public ::testing::Test {
  protected:
   // Writes a job spec YAML into the temp dir; returns its path.
@@ -998,6 +1001,142 @@ TEST(LocalClusterDownTest, LeavesAPidThatIsNoLongerAVsdmProcessAlone) {
   kill(other, SIGKILL);
   waitpid(other, nullptr, 0);
   fs::remove_all(state);
+}
+
+// ---- sweeps (Note [Sweeps]) -----------------------------------------------------------------
+
+TEST_F(CommandsTest, ASweepExpandsToEveryCombinationFirstKeySlowest) {
+  auto m = ExpandSweep({"train.lr=1e-3,3e-4", "model.hidden=128,256"});
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_EQ(m->size(), 4u);
+  EXPECT_EQ((*m)[0], (std::vector<std::string>{"train.lr=1e-3", "model.hidden=128"}));
+  EXPECT_EQ((*m)[1], (std::vector<std::string>{"train.lr=1e-3", "model.hidden=256"}));
+  EXPECT_EQ((*m)[3], (std::vector<std::string>{"train.lr=3e-4", "model.hidden=256"}));
+  for (const char* bad : {"train.lr", "=1,2", "train.lr=", "train.lr=1,,2"}) {
+    auto r = ExpandSweep({bad});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(r.status().message().find("--sweep"), std::string::npos) << r.status();
+  }
+  std::vector<std::string> huge(3, "train.seed=1,2,3,4,5,6,7");  // 343 > 256
+  EXPECT_EQ(ExpandSweep(huge).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CommandsTest, SubmitSweepSendsEveryMemberInOneRequestAndABadValueSendsNothing) {
+  v1::SubmitSweepRequest sent;
+  v1::SubmitSweepResponse resp;
+  resp.set_group_id("sweep-00000001");
+  for (int i = 0; i < 2; ++i) *resp.add_jobs() = MakeJob(absl::StrCat("job-", i), v1::JOB_STATE_QUEUED);
+  EXPECT_CALL(stub_, SubmitSweep(_, _, _))
+      .WillOnce(DoAll(SaveArg<1>(&sent), SetArgPointee<2>(resp), Return(grpc::Status::OK)));
+  SubmitArgs args;
+  args.file = SpecFile();
+  args.overrides = {"train.rounds=10"};
+  args.sweeps = {"train.lr=0.001,0.0003"};
+  args.request_id = "grid";
+  ASSERT_TRUE(RunSubmit(args, stub_, out_).ok());
+  ASSERT_EQ(sent.members_size(), 2);
+  EXPECT_EQ(sent.request_id(), "grid");
+  EXPECT_EQ(sent.members(1).spec().train().lr(), 0.0003);
+  EXPECT_EQ(sent.members(1).spec().train().rounds(), 10);  // --set applies to every member
+  EXPECT_EQ(sent.members(1).overrides(0), "train.lr=0.0003");
+  EXPECT_NE(out_.str().find("sweep-00000001 submitted: 2 jobs"), std::string::npos) << out_.str();
+  // A member the spec rules refuse: exit 2 naming it, and no call.
+  args.sweeps = {"train.lr=0.001,-5"};
+  const absl::Status bad = RunSubmit(args, stub_, out_);
+  EXPECT_EQ(Report(bad), 2);
+  EXPECT_NE(bad.message().find("(train.lr=-5): train.lr"), std::string::npos) << bad;
+}
+
+TEST_F(CommandsTest, TheGroupTableMarksTheBestSucceededMemberByTheMetric) {
+  v1::ListJobsResponse jobs;
+  const double ev[] = {0.30, 0.12, 0.05};
+  const v1::JobState st[] = {v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED};
+  for (int i = 0; i < 3; ++i) {
+    v1::Job j = MakeJob(absl::StrCat("job-", i), st[i]);
+    j.add_overrides(absl::StrCat("train.lr=", i));
+    (*j.mutable_progress()->mutable_metrics())["energy_distance"] = ev[i];
+    (*j.mutable_progress()->mutable_metrics())["confident_fraction"] = ev[i];
+    *jobs.add_jobs() = j;
+  }
+  EXPECT_EQ(GroupMetric(jobs, ""), "energy_distance");
+  EXPECT_EQ(BestMember(jobs, "energy_distance"), 1);  // the failed one's figure does not count
+  EXPECT_EQ(BestMember(jobs, "confident_fraction"), 0);  // higher is better
+  EXPECT_EQ(BestMember(jobs, "nope"), -1);
+  const std::string t = GroupTable(jobs, "");
+  EXPECT_NE(t.find("* job-1"), std::string::npos) << t;
+  EXPECT_NE(t.find("best: job-1 (train.lr=1) energy_distance 0.1200 (lower is better)"), std::string::npos) << t;
+  EXPECT_NE(t.find("3 members: 1 FAILED, 2 SUCCEEDED"), std::string::npos) << t;
+}
+
+// ---- live logs (Note [Live rank logs]) --------------------------------------------------------
+
+v1::GetLogsResponse LogsPage(int attempt, v1::JobState state, std::vector<std::tuple<int, int64_t, std::string>> chunks,
+                             int64_t skipped = 0) {
+  v1::GetLogsResponse r;
+  r.set_attempt(attempt);
+  r.set_state(state);
+  for (auto& [rank, offset, data] : chunks) {
+    v1::LogChunk* c = r.add_chunks();
+    c->set_rank(rank);
+    c->set_offset(offset);
+    c->set_data(data);
+    c->set_skipped(skipped);
+  }
+  return r;
+}
+
+TEST_F(CommandsTest, LogsFollowPrintsWholeLinesPerRankWithCursorsUntilTheJobEnds) {
+  v1::Job job = MakeJob("j-1", v1::JOB_STATE_RUNNING);
+  job.set_trainers(2);
+  EXPECT_CALL(stub_, GetJob(_, _, _)).WillOnce(DoAll(SetArgPointee<2>(job), Return(grpc::Status::OK)));
+  std::vector<v1::GetLogsRequest> sent;
+  const v1::JobState run = v1::JOB_STATE_RUNNING;
+  EXPECT_CALL(stub_, GetLogs(_, _, _))
+      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(1, run, {{0, 0, "a\nhal"}, {2, 0, "v\n"}})),
+                      Return(grpc::Status::OK)))
+      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(1, run, {})), Return(grpc::Status::OK)))
+      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(1, run, {{0, 50, "f\nb\n"}}, 45)),
+                      Return(grpc::Status::OK)))
+      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(1, v1::JOB_STATE_SUCCEEDED, {})),
+                      Return(grpc::Status::OK)));
+  LogsArgs args;
+  args.job_id = "j-1";
+  args.follow = true;
+  args.poll = absl::Milliseconds(1);
+  ASSERT_TRUE(RunLogs(args, stub_, out_).ok());
+  EXPECT_EQ(out_.str(),
+            "--- attempt 1 ---\n[rank 0] a\n[var 2] v\n[rank 0] hal\n[rank 0] [... 45 bytes skipped ...]\n"
+            "[rank 0] f\n[rank 0] b\n");
+  ASSERT_EQ(sent.size(), 4u);
+  ASSERT_EQ(sent[1].after_size(), 2);
+  EXPECT_EQ(sent[1].after(0).rank(), 0);
+  EXPECT_EQ(sent[1].after(0).offset(), 5);
+  EXPECT_EQ(sent[3].after(0).offset(), 54);
+}
+
+TEST_F(CommandsTest, LogsReadANewerAttemptFromItsStartNotWithTheOldCursors) {
+  v1::Job job = MakeJob("j-1", v1::JOB_STATE_RUNNING);
+  job.set_trainers(1);
+  EXPECT_CALL(stub_, GetJob(_, _, _)).WillOnce(DoAll(SetArgPointee<2>(job), Return(grpc::Status::OK)));
+  std::vector<v1::GetLogsRequest> sent;
+  const v1::JobState run = v1::JOB_STATE_RUNNING;
+  EXPECT_CALL(stub_, GetLogs(_, _, _))
+      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(1, run, {{0, 0, "one\n"}})),
+                      Return(grpc::Status::OK)))
+      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(2, run, {{0, 4, "late\n"}})),
+                      Return(grpc::Status::OK)))
+      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(2, run, {{0, 0, "two\n"}})),
+                      Return(grpc::Status::OK)))
+      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(2, v1::JOB_STATE_FAILED, {})),
+                      Return(grpc::Status::OK)));
+  LogsArgs args;
+  args.job_id = "j-1";
+  args.follow = true;
+  args.poll = absl::Milliseconds(1);
+  ASSERT_TRUE(RunLogs(args, stub_, out_).ok());
+  EXPECT_EQ(out_.str(), "--- attempt 1 ---\n[rank 0] one\n--- attempt 2 ---\n[rank 0] two\n");
+  ASSERT_EQ(sent.size(), 4u);
+  EXPECT_EQ(sent[2].after_size(), 0);  // attempt 2 from its start
 }
 
 }  // namespace

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # End to end, what the README's main command does, on loopback: `vsdmctl local up` (coordinator +
 # 3 agents), submit the reduced-budget spiral, watch it to SUCCEEDED, download the artifacts, and
-# check the downloaded samples against the standalone quality bar of the same spec.
+# check the downloaded samples against the standalone quality bar of the same spec; meanwhile
+# `vsdmctl logs -f` follows its ranks' output (tests/integration/logs_follow.py: every line, lag).
 # usage: local_cluster_test.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 BIN=$1; SRC=$2
 work=$(mktemp -d)
 ctl() { "$BIN/vsdmctl" --state-dir "$work/state" "$@"; }
-trap 'ctl local down > /dev/null 2>&1 || true; rm -rf "$work"' EXIT
+follow=""
+trap '[ -n "$follow" ] && kill "$follow" 2> /dev/null; ctl local down > /dev/null 2>&1 || true; rm -rf "$work"' EXIT
 ctl local up --workers 3
 job=$(ctl submit -f "$SRC/examples/spiral.yaml" --set train.rounds=30 --set sample.n=5000 | awk '{print $1}')
+# Its ranks' output followed from afar while it runs (Note [Live rank logs]), with the lag.
+/usr/bin/python3 "$SRC/tests/integration/logs_follow.py" "$BIN" "$work/state" "$job" > "$work/follow.txt" 2>&1 &
+follow=$!
 ctl watch "$job" | tail -4
+wait "$follow" || { cat "$work/follow.txt"; echo "logs -f failed"; exit 1; }
+tail -2 "$work/follow.txt"
 [ "$(ctl get "$job" -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = JOB_STATE_SUCCEEDED ]
 ctl artifacts "$job" --out "$work/out"
 /usr/bin/python3 - "$work/out" <<'PY'

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/port_file.h"
 #include "common/spawn.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -311,6 +312,54 @@ TEST_F(AuthMatrixTest, EveryRpcByEveryKindOfCallerGetsTheExpectedCode) {
          v1::FetchCheckpointResponse out;
          return workers_->FetchCheckpoint(&ctx, req, &out);
        }},
+      {"SubmitSweep",
+       [&](CallerId& c) {
+         grpc::ClientContext ctx;
+         Prepare(ctx, c);
+         v1::SubmitSweepRequest req;
+         for (int i = 0; i < 2; ++i) {
+           v1::SweepMember* m = req.add_members();
+           m->mutable_spec()->set_name("sweep");
+           m->mutable_spec()->mutable_train()->set_seed(i + 1);
+           m->add_overrides(absl::StrCat("train.seed=", i + 1));
+         }
+         v1::SubmitSweepResponse out;
+         grpc::Status s = jobs_->SubmitSweep(&ctx, req, &out);
+         for (const auto& member : out.jobs())  // the owner is who called, as for SubmitJob
+           if (c.token == kBob) {
+             EXPECT_EQ(member.owner(), "bob");
+           }
+         return s;
+       }},
+      {"AppendLog (J rank 0)",
+       [&](CallerId& c) {
+         grpc::ClientContext ctx;
+         Prepare(ctx, c);
+         v1::AppendLogRequest req;
+         req.set_worker_id(c.worker_id.empty() ? "worker-1" : c.worker_id);
+         req.set_attempt_id(attempt);
+         req.set_rank(0);
+         req.set_offset(0);
+         req.set_data("line of " + c.name + "\n");
+         v1::AppendLogResponse out;
+         return workers_->AppendLog(&ctx, req, &out);
+       }},
+      {"GetLogs (J)",
+       [&](CallerId& c) {
+         grpc::ClientContext ctx;
+         Prepare(ctx, c);
+         v1::GetLogsRequest req;
+         req.set_job_id(j.job_id());
+         v1::GetLogsResponse out;
+         grpc::Status s = jobs_->GetLogs(&ctx, req, &out);
+         if (s.ok()) {  // only worker-1's line was taken
+           EXPECT_EQ(out.chunks_size(), 1);
+           if (out.chunks_size() == 1) {
+             EXPECT_EQ(out.chunks(0).data(), "line of " + worker1_.name + "\n");
+           }
+         }
+         return s;
+       }},
       {"Complete (J rank 1, exit 0)",
        [&](CallerId& c) {
          grpc::ClientContext ctx;
@@ -341,6 +390,9 @@ TEST_F(AuthMatrixTest, EveryRpcByEveryKindOfCallerGetsTheExpectedCode) {
       {"Report (J rank 0)", {UA, UA, PD, PD, PD, OK, FP}},
       {"UploadArtifact (J)", {UA, UA, PD, PD, PD, OK, FP}},
       {"FetchCheckpoint (J)", {UA, UA, PD, PD, PD, OK, FP}},
+      {"SubmitSweep", {UA, UA, OK, OK, OK, PD, PD}},
+      {"AppendLog (J rank 0)", {UA, UA, PD, PD, PD, OK, FP}},
+      {"GetLogs (J)", {UA, UA, OK, NF, OK, PD, PD}},
       {"Complete (J rank 1, exit 0)", {UA, UA, PD, PD, PD, OK, FP}},
   };
   // The upload goes first so GetArtifact has a file; Register re-issues worker-1's credential
@@ -348,7 +400,8 @@ TEST_F(AuthMatrixTest, EveryRpcByEveryKindOfCallerGetsTheExpectedCode) {
   std::vector<std::string> order = {"UploadArtifact (J)", "SubmitJob", "GetJob", "ListJobs", "WatchJob",
                                     "GetArtifact", "CancelJob", "ListWorkers", "Register (worker-1's id)",
                                     "Heartbeat (own id)", "Heartbeat (worker-1's id)", "Report (J rank 0)",
-                                    "FetchCheckpoint (J)", "Complete (J rank 1, exit 0)"};
+                                    "FetchCheckpoint (J)", "SubmitSweep", "AppendLog (J rank 0)", "GetLogs (J)",
+                                    "Complete (J rank 1, exit 0)"};
   std::map<std::string, std::vector<std::string>> got;
   for (const std::string& name : order) {
     auto it = std::find_if(rpcs.begin(), rpcs.end(), [&](const auto& p) { return p.first == name; });

@@ -10,7 +10,9 @@
 #include <future>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "proto/job_spec_proto.h"
 #include "server/attempt_id.h"
 #include "tests/server/stalling_store.h"
@@ -1323,6 +1325,120 @@ TEST(JobManagerStallTest, AHeartbeatRenewsItsLeaseWhileACommitWaitsOnAStalledDis
   EXPECT_EQ(mgr.TakeStats().heartbeats_deferred, 1);
   // A credential that is not the current one still goes the full way and is refused.
   EXPECT_EQ(mgr.Heartbeat(beat, "not-the-credential").status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+// Note [Sweeps]: a sweep of `lrs` (one member each) with request id `rid`.
+v1::SubmitSweepRequest Sweep(const std::vector<double>& lrs, const std::string& rid = "") {
+  v1::SubmitSweepRequest req;
+  req.set_request_id(rid);
+  for (double lr : lrs) {
+    v1::SweepMember* m = req.add_members();
+    *m->mutable_spec() = Spec();
+    m->mutable_spec()->mutable_train()->set_lr(lr);
+    m->add_overrides(absl::StrCat("train.lr=", lr));
+  }
+  return req;
+}
+
+TEST_F(JobManagerTest, ASweepIsSubmittedWholeAsOneGroupWithEachMembersOverrides) {
+  Submit();  // job-00000001, no group
+  auto r = mgr_->SubmitSweep(Sweep({1e-3, 3e-4, 1e-4}), "alice");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->group_id(), "sweep-00000002");
+  ASSERT_EQ(r->jobs_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    const v1::Job& j = r->jobs(i);
+    EXPECT_EQ(j.job_id(), absl::StrFormat("job-%08d", i + 2));
+    EXPECT_EQ(j.group_id(), "sweep-00000002");
+    EXPECT_EQ(j.owner(), "alice");
+    EXPECT_EQ(j.state(), v1::JOB_STATE_QUEUED);
+    ASSERT_EQ(j.overrides_size(), 1);
+    EXPECT_EQ(j.spec().train().lr(), std::vector<double>({1e-3, 3e-4, 1e-4})[static_cast<size_t>(i)]);
+  }
+  EXPECT_EQ(store_.LoadJobs()->size(), 4u);
+  v1::ListJobsRequest list;
+  list.set_group_id("sweep-00000002");
+  EXPECT_EQ(mgr_->List(list)->jobs_size(), 3);
+  EXPECT_EQ(mgr_->List({})->jobs_size(), 4);
+  // The group and the overrides are durable: a restarted coordinator lists the same members.
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  ASSERT_TRUE(mgr_->Recover().ok());
+  auto again = mgr_->List(list);
+  ASSERT_EQ(again->jobs_size(), 3);
+  EXPECT_EQ(again->jobs(0).overrides(0), absl::StrCat("train.lr=", 1e-4));
+}
+
+TEST_F(JobManagerTest, ASweepWithABadMemberIsRefusedNamingItAndNothingIsStored) {
+  v1::SubmitSweepRequest req = Sweep({1e-3, -1, 1e-4});
+  auto r = mgr_->SubmitSweep(req, "alice");
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StartsWith(r.status().message(), "members[1].spec.train.lr")) << r.status();
+  EXPECT_EQ(store_.LoadJobs()->size(), 0u);
+  EXPECT_EQ(mgr_->SubmitSweep(v1::SubmitSweepRequest(), "alice").status().code(),
+            absl::StatusCode::kInvalidArgument);  // no members
+  req = Sweep({1e-3});
+  req.mutable_members(0)->add_overrides("no equals sign");
+  r = mgr_->SubmitSweep(req, "alice");
+  EXPECT_TRUE(absl::StartsWith(r.status().message(), "members[0].overrides")) << r.status();
+  // A store that fails the write: no member is acknowledged or listed.
+  store_.FailWrites(true);
+  EXPECT_EQ(mgr_->SubmitSweep(Sweep({1e-3, 1e-4}), "alice").status().code(), absl::StatusCode::kUnavailable);
+  store_.FailWrites(false);
+  EXPECT_EQ(mgr_->List({})->jobs_size(), 0);
+}
+
+TEST_F(JobManagerTest, ASweepIsIdempotentPerRequestIdAndBoundToItsMembers) {
+  auto a = mgr_->SubmitSweep(Sweep({1e-3, 1e-4}, "grid-1"), "alice");
+  auto b = mgr_->SubmitSweep(Sweep({1e-3, 1e-4}, "grid-1"), "alice");
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+  EXPECT_EQ(a->group_id(), b->group_id());
+  ASSERT_EQ(b->jobs_size(), 2);
+  EXPECT_EQ(a->jobs(1).job_id(), b->jobs(1).job_id());
+  EXPECT_EQ(mgr_->List({})->jobs_size(), 2);
+  auto other = mgr_->SubmitSweep(Sweep({1e-3, 3e-4}, "grid-1"), "alice");
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kAlreadyExists) << other.status();
+  // After a restart too.
+  mgr_ = std::make_unique<JobManager>(store_, clock_, Options());
+  ASSERT_TRUE(mgr_->Recover().ok());
+  auto c = mgr_->SubmitSweep(Sweep({1e-3, 1e-4}, "grid-1"), "alice");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->group_id(), a->group_id());
+  // A job's request id cannot take a sweep's key.
+  EXPECT_EQ(mgr_->Submit(Spec(), "sweep:grid-1", "alice").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(JobManagerTest, ASweepCountsEveryMemberAgainstTheQueueQuota) {
+  JobManagerOptions o = Options();
+  o.max_queued_per_owner = 3;
+  mgr_ = std::make_unique<JobManager>(store_, clock_, o);
+  Submit();
+  EXPECT_EQ(mgr_->SubmitSweep(Sweep({1e-3, 1e-4, 3e-4}), "alice").status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(mgr_->SubmitSweep(Sweep({1e-3, 1e-4}), "alice").ok());
+  EXPECT_EQ(mgr_->List({})->jobs_size(), 3);
+}
+
+TEST_F(JobManagerTest, LogsAreTakenOnlyFromTheWorkerARankIsPlacedOn) {
+  Register("w1", 2);
+  Register("w2", 2);
+  const v1::Job j = Submit();
+  mgr_->Tick();
+  const std::string attempt = MakeAttemptId(j.job_id(), 1);
+  const std::string w0 = WorkerOfRank0(attempt);
+  ASSERT_FALSE(w0.empty());
+  v1::AppendLogRequest req;
+  req.set_worker_id(w0);
+  req.set_attempt_id(attempt);
+  req.set_rank(0);
+  auto target = mgr_->LogTarget(req, creds_[w0]);
+  ASSERT_TRUE(target.ok()) << target.status();
+  EXPECT_EQ(*target, j.job_id());
+  EXPECT_EQ(mgr_->LogTarget(req, "forged").status().code(), absl::StatusCode::kPermissionDenied);
+  req.set_rank(7);
+  EXPECT_EQ(mgr_->LogTarget(req, creds_[w0]).status().code(), absl::StatusCode::kFailedPrecondition);
+  req.set_rank(0);
+  req.set_attempt_id(MakeAttemptId(j.job_id(), 2));
+  EXPECT_EQ(mgr_->LogTarget(req, creds_[w0]).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

@@ -1362,5 +1362,52 @@ TEST(PosixProcessSupervisorTest, AChildDiesWithTheAgentThatStartedIt) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
+void AppendTo(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::app) << text;
+}
+
+// Note [Live rank logs]: each turn the new bytes of every rank's log go up; what an unreachable
+// coordinator missed goes later; a refused rank is given up; an exiting rank's rest goes before
+// its exit is reported.
+TEST_F(AgentTest, ForwardsItsRanksLogsAndTheRestOfALogBeforeTheExitIsReported) {
+  FakeClock clock;
+  Agent agent(options_, client_, processes_, nullptr, &clock);
+  Assign({MakeAssignment(0), MakeAssignment(2)});
+  agent.Step();
+  ASSERT_EQ(processes_.started.size(), 2u);
+  const std::string log0 = processes_.started[0].second.log_path, log2 = processes_.started[1].second.log_path;
+  AppendTo(log0, "round 1\n");
+  AppendTo(log2, "var 1\n");
+  agent.Step();
+  EXPECT_EQ(client_.LogOf("job-1/2", 0), "round 1\n");
+  EXPECT_EQ(client_.LogOf("job-1/2", 2), "var 1\n");
+  // Unreachable: kept, and sent once the pause is over.
+  AppendTo(log0, "round 2\n");
+  client_.reachable = false;
+  agent.Step();
+  client_.reachable = true;
+  agent.Step();
+  EXPECT_EQ(client_.LogOf("job-1/2", 0), "round 1\n");  // paused for 5 s, not retried every turn
+  clock.Advance(absl::Seconds(6));
+  agent.Step();
+  EXPECT_EQ(client_.LogOf("job-1/2", 0), "round 1\nround 2\n");
+  // Rank 2 fails: its last lines are up before its exit is reported.
+  AppendTo(log2, "error: boom\n");
+  processes_.Exit(2, 1);
+  agent.Step();
+  EXPECT_EQ(client_.LogOf("job-1/2", 2), "var 1\nerror: boom\n");
+  ASSERT_EQ(client_.completes.size(), 1u);
+  EXPECT_EQ(client_.completes[0].rank(), 2);
+  // The coordinator refuses rank 0's logs (its attempt is over): no more calls for it.
+  client_.log_error = absl::FailedPreconditionError("attempt over");
+  AppendTo(log0, "round 3\n");
+  agent.Step();
+  client_.log_error = absl::OkStatus();
+  const size_t calls = client_.log_appends.size();
+  AppendTo(log0, "round 4\n");
+  agent.Step();
+  EXPECT_EQ(client_.log_appends.size(), calls);
+}
+
 }  // namespace
 }  // namespace vsdm::worker
