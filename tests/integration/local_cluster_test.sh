@@ -9,7 +9,7 @@ BIN=$1; SRC=$2
 work=$(mktemp -d)
 ctl() { "$BIN/vsdmctl" --state-dir "$work/state" "$@"; }
 follow=""
-trap '[ -n "$follow" ] && kill "$follow" 2> /dev/null; ctl local down > /dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap 'if [ -n "$follow" ]; then kill "$follow" 2> /dev/null || true; fi; ctl local down > /dev/null 2>&1 || true; rm -rf "$work"' EXIT
 ctl local up --workers 3
 job=$(ctl submit -f "$SRC/examples/spiral.yaml" --set train.rounds=30 --set sample.n=5000 | awk '{print $1}')
 # Its ranks' output followed from afar while it runs (Note [Live rank logs]), with the lag.
