@@ -2,7 +2,8 @@
 # End to end, what the README's main command does, on loopback: `vsdmctl local up` (coordinator +
 # 3 agents), submit the reduced-budget spiral, watch it to SUCCEEDED, download the artifacts, and
 # check the downloaded samples against the standalone quality bar of the same spec; meanwhile
-# `vsdmctl logs -f` follows its ranks' output (tests/integration/logs_follow.py: every line, lag).
+# `vsdmctl logs -f` follows its ranks' output (tests/integration/logs_follow.py: every line, lag);
+# then check_distributed.py on the downloaded metrics.json (identical A on every rank, timings).
 # usage: local_cluster_test.sh BIN_DIR SOURCE_DIR
 set -euo pipefail
 BIN=$1; SRC=$2
@@ -36,3 +37,6 @@ assert a[1][1] < -0.2, a
 assert m["distributed"]["trainers"] == 2 and len(m["distributed"]["ranks"]) == 3
 print("ok")
 PY
+# The distributed checks on what the cluster ran: every rank held the same A in every round,
+# the per-round timing breakdown, the same quality bar.
+/usr/bin/python3 "$SRC/tests/integration/check_distributed.py" "$work/out" 30
