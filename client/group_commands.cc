@@ -39,7 +39,8 @@ absl::StatusOr<v1::ListJobsResponse> ListGroup(v1::JobService::StubInterface& st
   // Members in submission order (ids are handed out in order), not newest first.
   std::sort(all.mutable_jobs()->begin(), all.mutable_jobs()->end(),
             [](const v1::Job& a, const v1::Job& b) { return a.job_id() < b.job_id(); });
-  if (all.jobs().empty()) return absl::NotFoundError(absl::StrCat("group ", group, ": no such sweep (or none of it is yours)"));
+  if (all.jobs().empty())
+    return absl::NotFoundError(absl::StrCat("group ", group, ": no such sweep (or none of it is yours)"));
   return all;
 }
 
@@ -107,9 +108,10 @@ absl::Status RunSubmitSweep(const SubmitArgs& args, v1::JobService::StubInterfac
     all.insert(all.end(), overrides.begin(), overrides.end());
     auto spec = LoadJobSpecFile(args.file, all);
     if (!spec.ok())
-      return WithExitCode(absl::Status(spec.status().code(), absl::StrCat(args.file, " (", absl::StrJoin(overrides, " "),
-                                                                           "): ", spec.status().message())),
-                          kExitRefused);
+      return WithExitCode(
+          absl::Status(spec.status().code(),
+                       absl::StrCat(args.file, " (", absl::StrJoin(overrides, " "), "): ", spec.status().message())),
+          kExitRefused);
     v1::SweepMember* m = req.add_members();
     *m->mutable_spec() = JobSpecToProto(*spec);
     for (const std::string& o : overrides) m->add_overrides(o);

@@ -105,8 +105,8 @@ class LogPrinter {
   }
   void Line(int rank, const std::string& text) {
     if (args_.json) {
-      out_ << nlohmann::json{{"attempt", attempt_}, {"rank", rank}, {"line", text}}.dump(-1, ' ', false,
-                                                                                         nlohmann::json::error_handler_t::replace)
+      out_ << nlohmann::json{{"attempt", attempt_}, {"rank", rank}, {"line", text}}.dump(
+                  -1, ' ', false, nlohmann::json::error_handler_t::replace)
            << "\n";
       return;
     }

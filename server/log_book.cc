@@ -74,8 +74,8 @@ void LogBook::Evict() {
   }
 }
 
-void LogBook::Read(const std::string& job_id, int attempt, std::optional<int> rank,
-                   const std::map<int, int64_t>& after, v1::GetLogsResponse* resp) const {
+void LogBook::Read(const std::string& job_id, int attempt, std::optional<int> rank, const std::map<int, int64_t>& after,
+                   v1::GetLogsResponse* resp) const {
   absl::MutexLock lock(&mu_);
   auto job = jobs_.find(job_id);
   if (job == jobs_.end() || job->second.attempts.empty()) return;

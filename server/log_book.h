@@ -17,10 +17,11 @@
 namespace vsdm::server {
 
 struct LogBookOptions {
-  int64_t tail_bytes = 1 << 20;            // kept per rank and attempt (the newest bytes)
-  int attempts_per_job = 4;                // the newest attempts of a job with logs kept
-  int64_t total_bytes = int64_t{256} << 20;  // across jobs: past it, the least recently written job's oldest attempt goes
-  int64_t chunk_bytes = 256 << 10;         // at most this much per rank in one read
+  int64_t tail_bytes = 1 << 20;  // kept per rank and attempt (the newest bytes)
+  int attempts_per_job = 4;      // the newest attempts of a job with logs kept
+  int64_t total_bytes =
+      int64_t{256} << 20;           // across jobs: past it, the least recently written job's oldest attempt goes
+  int64_t chunk_bytes = 256 << 10;  // at most this much per rank in one read
 };
 
 class LogBook {

@@ -52,6 +52,10 @@ stop.set()
 poller.join()
 assert rc == 0, f"vsdmctl logs -f exited {rc}"
 
+def first_difference(a, b):
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
 lags, missing = [], []
 for path in sorted(glob.glob(os.path.join(logs_dir, "attempt-1-rank-*.log"))):
     rank = int(re.search(r"rank-(\d+)\.log$", path).group(1))
@@ -61,7 +65,7 @@ for path in sorted(glob.glob(os.path.join(logs_dir, "attempt-1-rank-*.log"))):
     texts = [text for _, text in got]
     if texts != lines:
         missing.append(f"rank {rank}: file has {len(lines)} lines, the CLI printed {len(texts)}; "
-                       f"first difference at {next((i for i, (a, b) in enumerate(zip(lines, texts)) if a != b), min(len(lines), len(texts)))}")
+                       f"first difference at line {first_difference(lines, texts)}")
         continue
     lags += [t - seen[(rank, i)] for i, (t, _) in enumerate(got) if (rank, i) in seen]
 assert not missing, "; ".join(missing)

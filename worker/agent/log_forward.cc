@@ -8,8 +8,8 @@
 
 namespace vsdm::worker {
 
-std::optional<v1::AppendLogRequest> NextLogChunk(const std::string& path, LogCursor& cursor, absl::Time now,
-                                                 bool final, const LogForwardOptions& o) {
+std::optional<v1::AppendLogRequest> NextLogChunk(const std::string& path, LogCursor& cursor, absl::Time now, bool final,
+                                                 const LogForwardOptions& o) {
   if (cursor.done) return std::nullopt;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return std::nullopt;
@@ -19,13 +19,15 @@ std::optional<v1::AppendLogRequest> NextLogChunk(const std::string& path, LogCur
     cursor.tokens = o.burst;
     cursor.refilled = now;
   }
-  cursor.tokens = std::min(o.burst, cursor.tokens + o.rate * std::max(0.0, absl::ToDoubleSeconds(now - cursor.refilled)));
+  cursor.tokens =
+      std::min(o.burst, cursor.tokens + o.rate * std::max(0.0, absl::ToDoubleSeconds(now - cursor.refilled)));
   cursor.refilled = now;
   const int64_t pending = size - cursor.sent;
   if (pending <= 0) return std::nullopt;
   const int64_t allowed = final ? o.final_bytes : static_cast<int64_t>(std::floor(cursor.tokens));
   if (allowed <= 0) return std::nullopt;
-  if (pending > allowed && (final || pending - allowed > o.chunk_bytes)) cursor.sent = size - allowed;  // skip the oldest
+  if (pending > allowed && (final || pending - allowed > o.chunk_bytes))
+    cursor.sent = size - allowed;  // skip the oldest
   const int64_t n = std::min({size - cursor.sent, o.chunk_bytes, allowed});
   std::ifstream in(path, std::ios::binary);
   if (!in.seekg(cursor.sent)) return std::nullopt;

@@ -18,25 +18,25 @@ namespace vsdm::worker {
 
 struct LogForwardOptions {
   int64_t chunk_bytes = 64 << 10;
-  double rate = 64 << 10;   // bytes per second, per rank
+  double rate = 64 << 10;  // bytes per second, per rank
   double burst = 512 << 10;
   int64_t final_bytes = 256 << 10;
 };
 
 // Where one rank's forwarding stands.
 struct LogCursor {
-  int64_t sent = 0;      // bytes of the file the coordinator has (or that were skipped)
-  double tokens = -1;    // the budget left; < 0: not started (a full burst)
-  absl::Time refilled;   // when `tokens` was last topped up
-  bool done = false;     // the coordinator refused this rank's logs (its attempt is over): stop
+  int64_t sent = 0;     // bytes of the file the coordinator has (or that were skipped)
+  double tokens = -1;   // the budget left; < 0: not started (a full burst)
+  absl::Time refilled;  // when `tokens` was last topped up
+  bool done = false;    // the coordinator refused this rank's logs (its attempt is over): stop
 };
 
 // The next AppendLog of the file at `path` from `cursor` (worker_id and attempt_id, rank left
 // for the caller to fill), or nullopt when nothing is new or the budget is spent. May move
 // cursor.sent past bytes it skips. After the call succeeds, Commit(cursor, request).
 // `final` (the rank has exited): no rate limit, at most final_bytes of what is left.
-std::optional<v1::AppendLogRequest> NextLogChunk(const std::string& path, LogCursor& cursor, absl::Time now,
-                                                 bool final, const LogForwardOptions& options = {});
+std::optional<v1::AppendLogRequest> NextLogChunk(const std::string& path, LogCursor& cursor, absl::Time now, bool final,
+                                                 const LogForwardOptions& options = {});
 void CommitLogChunk(LogCursor& cursor, const v1::AppendLogRequest& sent);
 
 }  // namespace vsdm::worker

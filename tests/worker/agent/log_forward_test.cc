@@ -54,14 +54,14 @@ TEST_F(LogForwardTest, SendsWhatIsNewInChunksFromTheCursor) {
 
 TEST_F(LogForwardTest, AFloodIsCutToTheBudgetKeepingTheNewestBytes) {
   o_.chunk_bytes = 10;
-  o_.rate = 10;   // bytes a second
+  o_.rate = 10;  // bytes a second
   o_.burst = 20;
   LogCursor c;
   Append(std::string(100, 'o') + std::string(20, 'n'));
   EXPECT_EQ(Drain(c, t0_), std::string(20, 'n'));  // the burst: the newest 20 bytes
   EXPECT_EQ(c.sent, 120);
   Append(std::string(5, 'x'));
-  EXPECT_EQ(Drain(c, t0_), "");                           // budget spent
+  EXPECT_EQ(Drain(c, t0_), "");                          // budget spent
   EXPECT_EQ(Drain(c, t0_ + absl::Seconds(1)), "xxxxx");  // 10 more a second
   // When the rank has exited, the rest goes past the budget (up to final_bytes).
   o_.final_bytes = 8;
