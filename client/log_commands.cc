@@ -21,6 +21,15 @@ constexpr absl::Duration kCallTimeout = absl::Seconds(10);
 // news, which this deadline cuts off.
 constexpr absl::Duration kEventsTimeout = absl::Seconds(2);
 
+// Where the whole rank logs are (the agents' disks).
+void FullLogsHint(const LogsArgs& args, std::ostream& out) {
+  out << "ranks' logs: <agent work dir>/jobs/" << args.job_id << "/logs/";
+  if (!args.local_state_dir.empty()) {
+    out << " (local cluster: " << args.local_state_dir << "/work/jobs/" << args.job_id << "/logs/)";
+  }
+  out << "\n";
+}
+
 absl::Status PrintEvents(const LogsArgs& args, v1::JobService::StubInterface& stub, std::ostream& out) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, kEventsTimeout);
@@ -36,12 +45,7 @@ absl::Status PrintEvents(const LogsArgs& args, v1::JobService::StubInterface& st
   if (s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
     VSDM_RETURN_IF_ERROR(StatusOfCall(absl::StrCat("logs ", args.job_id), s));
   }
-  if (args.json) return absl::OkStatus();
-  out << "ranks' logs: <agent work dir>/jobs/" << args.job_id << "/logs/";
-  if (!args.local_state_dir.empty()) {
-    out << " (local cluster: " << args.local_state_dir << "/work/jobs/" << args.job_id << "/logs/)";
-  }
-  out << "\n";
+  if (!args.json) FullLogsHint(args, out);
   return absl::OkStatus();
 }
 
@@ -97,6 +101,7 @@ class LogPrinter {
   void FollowNewest(v1::GetLogsRequest* req) const {
     if (args_.attempt == 0) req->set_attempt(0);
   }
+  int lines() const { return lines_; }  // printed so far
 
  private:
   void Marker(int attempt) {
@@ -104,6 +109,7 @@ class LogPrinter {
     out_ << "--- attempt " << attempt << " ---\n";
   }
   void Line(int rank, const std::string& text) {
+    ++lines_;
     if (args_.json) {
       out_ << nlohmann::json{{"attempt", attempt_}, {"rank", rank}, {"line", text}}.dump(
                   -1, ' ', false, nlohmann::json::error_handler_t::replace)
@@ -116,6 +122,7 @@ class LogPrinter {
   const int trainers_;
   std::ostream& out_;
   int attempt_ = 0;
+  int lines_ = 0;
   std::map<int, int64_t> cursors_;
   std::map<int, std::string> partial_;
 };
@@ -152,6 +159,10 @@ absl::Status RunLogs(const LogsArgs& args, v1::JobService::StubInterface& stub, 
     absl::SleepFor(args.poll);
   }
   printer.Flush();
+  if (printer.lines() == 0 && !args.json) {
+    out << "no rank output of " << args.job_id << " is kept by the coordinator (yet); ";
+    FullLogsHint(args, out);
+  }
   return absl::OkStatus();
 }
 

@@ -135,9 +135,6 @@ double SecondsLeft(const grpc::ClientContext* ctx) {
   return std::chrono::duration<double>(ctx->deadline() - std::chrono::system_clock::now()).count();
 }
 
-// Appends the call's request (argument 1) to `v`.
-ACTION_P(SaveArgToVector, v) { v->push_back(arg1); }
-
 class CommandsTest : public ::testing::Test {
  protected:
   // Writes a job spec YAML into the temp dir; returns its path.
@@ -1085,25 +1082,35 @@ v1::GetLogsResponse LogsPage(int attempt, v1::JobState state, std::vector<std::t
   return r;
 }
 
-TEST_F(CommandsTest, LogsFollowPrintsWholeLinesPerRankWithCursorsUntilTheJobEnds) {
+// `logs -f j-1` of a running job of `trainers` trainers, the coordinator answering `pages` in turn:
+// the requests it sent (the output is in out_).
+std::vector<v1::GetLogsRequest> FollowLogs(v1::MockJobServiceStub& stub, std::ostream& out, int trainers,
+                                           const std::vector<v1::GetLogsResponse>& pages) {
   v1::Job job = MakeJob("j-1", v1::JOB_STATE_RUNNING);
-  job.set_trainers(2);
-  EXPECT_CALL(stub_, GetJob(_, _, _)).WillOnce(DoAll(SetArgPointee<2>(job), Return(grpc::Status::OK)));
+  job.set_trainers(trainers);
+  EXPECT_CALL(stub, GetJob(_, _, _)).WillOnce(DoAll(SetArgPointee<2>(job), Return(grpc::Status::OK)));
   std::vector<v1::GetLogsRequest> sent;
-  const v1::JobState run = v1::JOB_STATE_RUNNING;
-  EXPECT_CALL(stub_, GetLogs(_, _, _))
-      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(1, run, {{0, 0, "a\nhal"}, {2, 0, "v\n"}})),
-                      Return(grpc::Status::OK)))
-      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(1, run, {})), Return(grpc::Status::OK)))
-      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(1, run, {{0, 50, "f\nb\n"}}, 45)),
-                      Return(grpc::Status::OK)))
-      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(1, v1::JOB_STATE_SUCCEEDED, {})),
-                      Return(grpc::Status::OK)));
+  EXPECT_CALL(stub, GetLogs(_, _, _))
+      .Times(static_cast<int>(pages.size()))
+      .WillRepeatedly(Invoke([&](grpc::ClientContext*, const v1::GetLogsRequest& req, v1::GetLogsResponse* resp) {
+        *resp = pages.at(sent.size());
+        sent.push_back(req);
+        return grpc::Status::OK;
+      }));
   LogsArgs args;
   args.job_id = "j-1";
   args.follow = true;
   args.poll = absl::Milliseconds(1);
-  ASSERT_TRUE(RunLogs(args, stub_, out_).ok());
+  EXPECT_TRUE(RunLogs(args, stub, out).ok());
+  return sent;
+}
+
+TEST_F(CommandsTest, LogsFollowPrintsWholeLinesPerRankWithCursorsUntilTheJobEnds) {
+  const v1::JobState run = v1::JOB_STATE_RUNNING;
+  const std::vector<v1::GetLogsRequest> sent =
+      FollowLogs(stub_, out_, 2,
+                 {LogsPage(1, run, {{0, 0, "a\nhal"}, {2, 0, "v\n"}}), LogsPage(1, run, {}),
+                  LogsPage(1, run, {{0, 50, "f\nb\n"}}, 45), LogsPage(1, v1::JOB_STATE_SUCCEEDED, {})});
   EXPECT_EQ(out_.str(),
             "--- attempt 1 ---\n[rank 0] a\n[var 2] v\n[rank 0] hal\n[rank 0] [... 45 bytes skipped ...]\n"
             "[rank 0] f\n[rank 0] b\n");
@@ -1115,28 +1122,26 @@ TEST_F(CommandsTest, LogsFollowPrintsWholeLinesPerRankWithCursorsUntilTheJobEnds
 }
 
 TEST_F(CommandsTest, LogsReadANewerAttemptFromItsStartNotWithTheOldCursors) {
-  v1::Job job = MakeJob("j-1", v1::JOB_STATE_RUNNING);
-  job.set_trainers(1);
-  EXPECT_CALL(stub_, GetJob(_, _, _)).WillOnce(DoAll(SetArgPointee<2>(job), Return(grpc::Status::OK)));
-  std::vector<v1::GetLogsRequest> sent;
   const v1::JobState run = v1::JOB_STATE_RUNNING;
-  EXPECT_CALL(stub_, GetLogs(_, _, _))
-      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(1, run, {{0, 0, "one\n"}})),
-                      Return(grpc::Status::OK)))
-      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(2, run, {{0, 4, "late\n"}})),
-                      Return(grpc::Status::OK)))
-      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(2, run, {{0, 0, "two\n"}})),
-                      Return(grpc::Status::OK)))
-      .WillOnce(DoAll(SaveArgToVector(&sent), SetArgPointee<2>(LogsPage(2, v1::JOB_STATE_FAILED, {})),
-                      Return(grpc::Status::OK)));
-  LogsArgs args;
-  args.job_id = "j-1";
-  args.follow = true;
-  args.poll = absl::Milliseconds(1);
-  ASSERT_TRUE(RunLogs(args, stub_, out_).ok());
+  const std::vector<v1::GetLogsRequest> sent =
+      FollowLogs(stub_, out_, 1,
+                 {LogsPage(1, run, {{0, 0, "one\n"}}), LogsPage(2, run, {{0, 4, "late\n"}}),
+                  LogsPage(2, run, {{0, 0, "two\n"}}), LogsPage(2, v1::JOB_STATE_FAILED, {})});
   EXPECT_EQ(out_.str(), "--- attempt 1 ---\n[rank 0] one\n--- attempt 2 ---\n[rank 0] two\n");
   ASSERT_EQ(sent.size(), 4u);
   EXPECT_EQ(sent[2].after_size(), 0);  // attempt 2 from its start
+}
+
+TEST_F(CommandsTest, LogsOfAJobWithNoOutputKeptSayWhereTheFullLogsAre) {
+  EXPECT_CALL(stub_, GetJob(_, _, _))
+      .WillOnce(DoAll(SetArgPointee<2>(MakeJob("j-1", v1::JOB_STATE_SUCCEEDED)), Return(grpc::Status::OK)));
+  EXPECT_CALL(stub_, GetLogs(_, _, _))
+      .WillOnce(DoAll(SetArgPointee<2>(LogsPage(0, v1::JOB_STATE_SUCCEEDED, {})), Return(grpc::Status::OK)));
+  LogsArgs args;
+  args.job_id = "j-1";
+  ASSERT_TRUE(RunLogs(args, stub_, out_).ok());
+  EXPECT_EQ(out_.str(),
+            "no rank output of j-1 is kept by the coordinator (yet); ranks' logs: <agent work dir>/jobs/j-1/logs/\n");
 }
 
 }  // namespace
