@@ -166,8 +166,8 @@ job=$(ctl "${user[@]}" submit -f examples/spiral.yaml --set train.rounds=10 --se
 ctl "${user[@]}" watch "$job" | tail -3 || true
 state=$(ctl "${user[@]}" get "$job" -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
 phase job $t
-[ "$state" = JOB_STATE_SUCCEEDED ] || { ctl "${user[@]}" logs "$job"; compose logs --tail 30; die "$job is $state"; }
-placed=$(ctl "${user[@]}" logs "$job" | grep -m1 'placed:') || die "no placement event"
+[ "$state" = JOB_STATE_SUCCEEDED ] || { ctl "${user[@]}" logs --events "$job"; compose logs --tail 30; die "$job is $state"; }
+placed=$(ctl "${user[@]}" logs --events "$job" | grep -m1 'placed:') || die "no placement event"
 echo "$placed"
 hosts=$(grep -o '[0-9]@agent-[0-9]' <<< "$placed" | cut -d@ -f2 | sort -u | wc -l)
 [ "$hosts" = 3 ] || die "the gang is on $hosts agents, want 3"
