@@ -54,16 +54,31 @@ class LogPrinter {
  public:
   LogPrinter(const LogsArgs& args, int trainers, std::ostream& out) : args_(args), trainers_(trainers), out_(out) {}
 
-  // Takes one GetLogs answer; true when it held any bytes.
+  // Takes one GetLogs answer; true when the next read should come at once. A newer attempt seen
+  // while reading one with cursors: first the rest of the old one (asked by number: its ranks'
+  // last lines, such as why it failed), then the new one from its start.
   bool Take(const v1::GetLogsResponse& resp) {
+    if (draining_) {
+      Chunks(resp);
+      if (!resp.chunks().empty()) return true;
+      draining_ = false;
+      Flush();
+      cursors_.clear();  // the next read is of the newest attempt, from its start
+      return true;
+    }
     if (resp.attempt() != 0 && resp.attempt() != attempt_) {
-      const bool stale = !cursors_.empty();  // read with the old attempt's cursors
+      if (!cursors_.empty()) {  // read with the old attempt's cursors
+        draining_ = true;
+        return true;
+      }
       Flush();
       if (attempt_ != 0 || args_.follow) Marker(resp.attempt());
       attempt_ = resp.attempt();
-      cursors_.clear();
-      if (stale) return true;  // read it again, from its start
     }
+    Chunks(resp);
+    return !resp.chunks().empty();
+  }
+  void Chunks(const v1::GetLogsResponse& resp) {
     for (const v1::LogChunk& c : resp.chunks()) {
       std::string& buf = partial_[c.rank()];
       if (c.skipped() > 0) {  // what came before the gap is a line of its own
@@ -79,7 +94,6 @@ class LogPrinter {
       cursors_[c.rank()] = c.offset() + static_cast<int64_t>(c.data().size());
     }
     out_ << std::flush;
-    return !resp.chunks().empty();
   }
   // Partial last lines, as they are (the rank has ended or the reader stops).
   void Flush() {
@@ -99,7 +113,7 @@ class LogPrinter {
   }
   // Following the newest attempt: ask for attempt 0 (the newest) so a newer one is seen.
   void FollowNewest(v1::GetLogsRequest* req) const {
-    if (args_.attempt == 0) req->set_attempt(0);
+    if (args_.attempt == 0 && !draining_) req->set_attempt(0);
   }
   int lines() const { return lines_; }  // printed so far
 
@@ -122,6 +136,7 @@ class LogPrinter {
   const int trainers_;
   std::ostream& out_;
   int attempt_ = 0;
+  bool draining_ = false;  // reading the rest of attempt_ before the newer one
   int lines_ = 0;
   std::map<int, int64_t> cursors_;
   std::map<int, std::string> partial_;

@@ -7,6 +7,10 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$src/python}
+# The plugin: $GRPC_PYTHON_PLUGIN (the build passes the one it found), else the one on PATH
+# (Debian: protobuf-compiler-grpc).
+plugin=${GRPC_PYTHON_PLUGIN:-$(command -v grpc_python_plugin || true)}
+[ -x "$plugin" ] || { echo "gen-python-stubs: grpc_python_plugin not found (apt-get install protobuf-compiler-grpc)" >&2; exit 1; }
 mkdir -p "$out/vsdm/v1"
 cd "$src" && protoc -I proto --python_out="$out" --grpc_python_out="$out" \
-  --plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin proto/vsdm/v1/job.proto proto/vsdm/v1/service.proto
+  --plugin=protoc-gen-grpc_python="$plugin" proto/vsdm/v1/job.proto proto/vsdm/v1/service.proto

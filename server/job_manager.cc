@@ -352,9 +352,10 @@ absl::Status JobManager::CheckQueueQuota(const std::string& owner, int adding) c
   for (const auto& [id, r] : jobs_)
     queued += r.stored.job.owner() == owner && r.stored.job.state() == v1::JOB_STATE_QUEUED;
   if (queued + adding > options_.max_queued_per_owner)
-    return absl::ResourceExhaustedError(absl::StrCat("quota --max-queued-per-owner: ", Clip(owner), " already has ",
-                                                     queued, " queued jobs (the limit is ",
-                                                     options_.max_queued_per_owner, ")"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "quota --max-queued-per-owner: ", Clip(owner), " already has ", queued, " queued jobs",
+        adding > 1 ? absl::StrCat(" and this sweep adds ", adding) : "", " (the limit is ",
+        options_.max_queued_per_owner, ")"));
   return absl::OkStatus();
 }
 
@@ -461,6 +462,10 @@ absl::StatusOr<std::vector<JobSpec>> JobManager::SweepSpecs(const v1::SubmitSwee
         return absl::InvalidArgumentError(absl::StrCat("members[", i, "].overrides: each is field=value of at most "
                                                        "256 characters, got \"", Clip(o), "\""));
     if (!owner.empty()) spec->owner = owner;
+    if (!specs.empty() && spec->owner != specs[0].owner)  // auth off: one owner keys the group and its quota
+      return absl::InvalidArgumentError(absl::StrCat("members[", i, "].spec.owner: every member of a sweep has the "
+                                                     "owner of members[0] (", Clip(specs[0].owner), "), got ",
+                                                     Clip(spec->owner)));
     specs.push_back(std::move(*spec));
   }
   return specs;
@@ -472,12 +477,18 @@ absl::StatusOr<v1::SubmitSweepResponse> JobManager::SweepReplay(const std::vecto
   const std::string& group = jobs_.at(first_id).stored.job.group_id();
   v1::SubmitSweepResponse resp;
   resp.set_group_id(group);
-  for (const auto& [id, r] : jobs_)
-    if (r.stored.job.group_id() == group) *resp.add_jobs() = Visible(r);
-  bool same = resp.jobs_size() == static_cast<int>(specs.size());
-  for (int i = 0; same && i < resp.jobs_size(); ++i)
-    same = google::protobuf::util::MessageDifferencer::Equivalent(JobSpecToProto(specs[static_cast<size_t>(i)]),
-                                                                  resp.jobs(i).spec());
+  int64_t first = 0, last = -1;
+  bool same = absl::SimpleAtoi(first_id.substr(4), &first);  // "job-%08d"
+  for (const auto& [id, r] : jobs_) {
+    if (!same || r.stored.job.group_id() != group) continue;
+    int64_t n = 0;
+    same = absl::SimpleAtoi(id.substr(4), &n) && n > last && n - first < static_cast<int64_t>(specs.size());
+    if (same)
+      same = google::protobuf::util::MessageDifferencer::Equivalent(JobSpecToProto(specs[static_cast<size_t>(n - first)]),
+                                                                    r.stored.job.spec());
+    last = n;
+    *resp.add_jobs() = Visible(r);
+  }
   if (!same)
     return absl::AlreadyExistsError(absl::StrCat("request_id: already used for ", group,
                                                  " with other members (a retry must send the same sweep)"));

@@ -170,9 +170,9 @@ class JobManager {
   // The job an artifact upload goes to: only the worker holding rank 0 of the job's current
   // attempt may upload (FAILED_PRECONDITION otherwise).
   absl::StatusOr<std::string> UploadTarget(const v1::UploadArtifactRequest& request, const std::string& credential);
-  // The job whose checkpoints the caller may fetch: the same rule (rank 0 of the current attempt).
   // AppendLog: the job whose running attempt has the request's rank on its worker.
   absl::StatusOr<std::string> LogTarget(const v1::AppendLogRequest& request, const std::string& credential);
+  // The job whose checkpoints the caller may fetch: the same rule (rank 0 of the current attempt).
   absl::StatusOr<std::string> CheckpointSource(const v1::FetchCheckpointRequest& request, const std::string& credential);
 
   // One pass: lease expiry (fail, abort, requeue or fail for good), recovery deadlines, then a
@@ -258,16 +258,19 @@ class JobManager {
   // and store port are released.
   void EndAttempt(const Attempt& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Record* FindAttempt(const std::string& attempt_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Submit's checks under the lock: the first job when `key` (owner, request_id) was submitted
-  // with the same spec, ALREADY_EXISTS with another spec, RESOURCE_EXHAUSTED at the queue quota;
-  // else nullopt, with `key` marked in flight (when there is a request_id).
   // RESOURCE_EXHAUSTED when `adding` more queued jobs would put `owner` past max_queued_per_owner.
   absl::Status CheckQueueQuota(const std::string& owner, int adding) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A queued job's record and its "submitted" event (not yet stored).
   Record NewJobRecord(const JobSpec& spec, const std::string& job_id, absl::Time now, v1::JobEvent* ev) const;
   absl::StatusOr<std::vector<JobSpec>> SweepSpecs(const v1::SubmitSweepRequest& req, const std::string& owner) const;
+  // The group first submitted under the sweep's key (`first_id`: its first member): the members
+  // still kept (retention may have removed finished ones), each of which must have the spec of
+  // the request's member at its position; ALREADY_EXISTS otherwise.
   absl::StatusOr<v1::SubmitSweepResponse> SweepReplay(const std::vector<JobSpec>& specs, const std::string& first_id)
       const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Submit's checks under the lock: the first job when `key` (owner, request_id) was submitted
+  // with the same spec, ALREADY_EXISTS with another spec, RESOURCE_EXHAUSTED at the queue quota;
+  // else nullopt, with `key` marked in flight (when there is a request_id).
   absl::StatusOr<std::optional<v1::Job>> AdmitSubmit(const JobSpec& spec, const std::string& request_id,
                                                      const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Note [Heartbeats beside the lock]: true (and the beat recorded) when `credential` is the
@@ -283,9 +286,9 @@ class JobManager {
   // for a worker that is not registered (or lost: register again).
   absl::Status CheckWorker(const std::string& worker_id, const std::string& credential) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The job of `attempt_id` when the caller is `worker_id` (CheckWorker) and holds its rank 0.
+  // The job of `attempt_id` when the caller is `worker_id` (CheckWorker) and holds its `rank`.
   absl::StatusOr<std::string> RankJob(const std::string& worker_id, const std::string& attempt_id, int64_t rank,
-                                          const std::string& credential) ABSL_LOCKS_EXCLUDED(mu_);
+                                      const std::string& credential) ABSL_LOCKS_EXCLUDED(mu_);
   // The running attempt `attempt_id` with `rank` placed on `worker_id`; FAILED_PRECONDITION
   // otherwise (a stale attempt, a rank out of range or placed elsewhere).
   absl::StatusOr<Record*> HeldAttempt(const std::string& worker_id, const std::string& attempt_id, int64_t rank)

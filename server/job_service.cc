@@ -284,7 +284,7 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitSweep(grpc::CallbackServerContex
     const absl::StatusOr<Caller> caller = d_.auth.Authorize(*ctx, Plane::kJobs);
     absl::Status status = caller.status();
     for (int i = 0; status.ok() && i < req->members_size(); ++i)
-      status = CheckPriority(d_, *caller, req->members(i).spec(), absl::StrCat("members[", i, "].priority"));
+      status = CheckPriority(d_, *caller, req->members(i).spec(), absl::StrCat("members[", i, "].spec.priority"));
     if (status.ok()) {
       const std::string owner = caller->authenticated ? caller->principal : "";
       auto r = d_.manager.SubmitSweep(*req, owner);
@@ -308,7 +308,12 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetLogs(grpc::CallbackServerContext* c
     auto job = d_.manager.Get(req->job_id(), ScopeOf(*caller));
     if (!job.ok()) return job.status();
     std::map<int, int64_t> after;
-    for (const v1::LogCursor& c : req->after()) after[c.rank()] = c.offset();
+    for (int i = 0; i < req->after_size(); ++i) {
+      const v1::LogCursor& c = req->after(i);
+      if (c.offset() < 0)
+        return absl::InvalidArgumentError(absl::StrCat("after[", i, "].offset: must be >= 0, got ", c.offset()));
+      after[c.rank()] = c.offset();
+    }
     d_.logs->Read(req->job_id(), req->attempt(),
                   req->has_rank() ? std::optional<int>(req->rank()) : std::nullopt, after, resp);
     resp->set_state(job->state());

@@ -10,9 +10,6 @@ void LogBook::Append(const std::string& job_id, int attempt, int rank, int64_t o
   JobLogs& job = jobs_[job_id];
   job.last_write = ++clock_;
   auto& attempts = job.attempts;
-  if (!attempts.count(attempt) && !attempts.empty() && attempt < attempts.begin()->first &&
-      static_cast<int>(attempts.size()) >= options_.attempts_per_job)
-    return;  // older than every attempt kept
   Tail& t = attempts[attempt][rank];
   // Only the part past what is held: an agent resends after a lost answer.
   const int64_t end = t.end();
@@ -84,7 +81,9 @@ void LogBook::Read(const std::string& job_id, int attempt, std::optional<int> ra
   auto it = attempt == 0 ? std::prev(attempts.end()) : attempts.find(attempt);
   if (it == attempts.end()) return;
   resp->set_attempt(it->first);
+  int64_t budget = options_.reply_bytes;  // the rest comes with the next read
   for (const auto& [r, t] : it->second) {
+    if (budget <= 0) break;
     if (rank && *rank != r) continue;
     const auto cursor_it = after.find(r);
     const int64_t cursor = cursor_it == after.end() ? 0 : cursor_it->second;
@@ -92,7 +91,8 @@ void LogBook::Read(const std::string& job_id, int attempt, std::optional<int> ra
     auto seg = std::find_if(t.segments.begin(), t.segments.end(), [&](const Segment& s) { return s.end() > cursor; });
     if (seg == t.segments.end()) continue;
     const int64_t from = std::max(cursor, seg->offset);
-    const int64_t n = std::min<int64_t>(seg->end() - from, options_.chunk_bytes);
+    const int64_t n = std::min<int64_t>({seg->end() - from, options_.chunk_bytes, budget});
+    budget -= n;
     v1::LogChunk* c = resp->add_chunks();
     c->set_rank(r);
     c->set_offset(from);

@@ -19,9 +19,11 @@ namespace vsdm::server {
 struct LogBookOptions {
   int64_t tail_bytes = 1 << 20;  // kept per rank and attempt (the newest bytes)
   int attempts_per_job = 4;      // the newest attempts of a job with logs kept
-  int64_t total_bytes =
-      int64_t{256} << 20;           // across jobs: past it, the least recently written job's oldest attempt goes
-  int64_t chunk_bytes = 256 << 10;  // at most this much per rank in one read
+  // Across jobs: past it, whole attempts go, the least recently written job's oldest first (so
+  // one job with very many ranks can push out the others' logs: a bound on memory, not fairness).
+  int64_t total_bytes = int64_t{256} << 20;
+  int64_t chunk_bytes = 256 << 10;  // at most this much per rank in one read ...
+  int64_t reply_bytes = 1 << 20;    // ... and this much in all (gRPC's default message limit is 4 MiB)
 };
 
 class LogBook {
@@ -36,7 +38,8 @@ class LogBook {
 
   // Fills `resp`'s attempt, attempts and chunks (not state): of attempt `attempt` (0 = the newest
   // kept), each rank (or only `rank`) after its cursor in `after` (none: from byte 0), at most one
-  // chunk of chunk_bytes per rank, only ranks with something new.
+  // chunk of chunk_bytes per rank and reply_bytes in all (the rest comes with the next read),
+  // only ranks with something new.
   void Read(const std::string& job_id, int attempt, std::optional<int> rank, const std::map<int, int64_t>& after,
             v1::GetLogsResponse* resp) const ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -92,7 +92,10 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::AppendLog(grpc::CallbackServerConte
     if (d_.logs == nullptr) return absl::UnimplementedError("this coordinator keeps no rank logs");
     if (req->data().size() > kMaxAppend)
       return absl::InvalidArgumentError(absl::StrCat("data: at most 65536 bytes, got ", req->data().size()));
-    if (req->offset() < 0) return absl::InvalidArgumentError(absl::StrCat("offset: must be >= 0, got ", req->offset()));
+    if (req->data().empty()) return absl::InvalidArgumentError("data: empty (send only new bytes)");
+    constexpr int64_t kMaxOffset = int64_t{1} << 50;
+    if (req->offset() < 0 || req->offset() > kMaxOffset)
+      return absl::InvalidArgumentError(absl::StrCat("offset: must be in [0, 2^50], got ", req->offset()));
     auto job = d_.manager.LogTarget(*req, credential);
     if (!job.ok()) return job.status();
     const std::optional<AttemptRef> ref = ParseAttemptId(req->attempt_id());

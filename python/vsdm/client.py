@@ -564,12 +564,13 @@ class _LogReader:
         self._wanted = attempt  # 0 = the newest
         self._follow = follow
         self._attempt = 0
+        self._draining = False  # reading the rest of self._attempt before a newer one
         self._cursors: Dict[int, int] = {}
         self._partial: Dict[int, bytes] = {}
 
     def request(self, job_id: str, rank: Optional[int]) -> Any:
         req = service_pb2.GetLogsRequest(job_id=job_id, attempt=self._wanted or self._attempt)
-        if self._follow and self._wanted == 0:
+        if self._follow and self._wanted == 0 and not self._draining:
             req.attempt = 0  # the newest, so a newer attempt is seen when it starts
         if rank is not None:
             req.rank = rank
@@ -578,17 +579,31 @@ class _LogReader:
         return req
 
     def take(self, resp: Any) -> "tuple[bool, List[LogLine]]":
-        """(whether to read again at once, the whole lines of `resp`)."""
+        """(whether to read again at once, the whole lines of `resp`). A newer attempt seen while
+        reading one with cursors: first the rest of the old one (asked by number: its ranks' last
+        lines, such as why it failed), then the new one from its start."""
         lines: List[LogLine] = []
+        if self._draining:
+            lines += self._chunks(resp)
+            if resp.chunks:
+                return True, lines
+            self._draining = False
+            lines += self.flush()
+            self._cursors.clear()  # the next read is of the newest attempt, from its start
+            return True, lines
         if resp.attempt != 0 and resp.attempt != self._attempt:
-            stale = bool(self._cursors)  # read with the old attempt's cursors
+            if self._cursors:  # read with the old attempt's cursors
+                self._draining = True
+                return True, lines
             lines += self.flush()
             if self._attempt != 0 or self._follow:
                 lines.append(LogLine(-1, resp.attempt, f"--- attempt {resp.attempt} ---"))
             self._attempt = resp.attempt
-            self._cursors.clear()
-            if stale:
-                return True, lines  # read it again, from its start
+        lines += self._chunks(resp)
+        return bool(resp.chunks), lines
+
+    def _chunks(self, resp: Any) -> List[LogLine]:
+        lines: List[LogLine] = []
         for c in resp.chunks:
             buf = self._partial.get(c.rank, b"")
             if c.skipped > 0:  # what came before the gap is a line of its own
@@ -601,7 +616,7 @@ class _LogReader:
             lines += [self._line(c.rank, w) for w in whole]
             self._partial[c.rank] = buf
             self._cursors[c.rank] = c.offset + len(c.data)
-        return bool(resp.chunks), lines
+        return lines
 
     def flush(self) -> List[LogLine]:
         """The partial last lines, as they are (the rank has ended or the reader stops)."""

@@ -1121,15 +1121,25 @@ TEST_F(CommandsTest, LogsFollowPrintsWholeLinesPerRankWithCursorsUntilTheJobEnds
   EXPECT_EQ(sent[3].after(0).offset(), 54);
 }
 
-TEST_F(CommandsTest, LogsReadANewerAttemptFromItsStartNotWithTheOldCursors) {
+TEST_F(CommandsTest, LogsReadTheRestOfAnAttemptThenTheNewerOneFromItsStart) {
   const v1::JobState run = v1::JOB_STATE_RUNNING;
   const std::vector<v1::GetLogsRequest> sent =
       FollowLogs(stub_, out_, 1,
-                 {LogsPage(1, run, {{0, 0, "one\n"}}), LogsPage(2, run, {{0, 4, "late\n"}}),
-                  LogsPage(2, run, {{0, 0, "two\n"}}), LogsPage(2, v1::JOB_STATE_FAILED, {})});
-  EXPECT_EQ(out_.str(), "--- attempt 1 ---\n[rank 0] one\n--- attempt 2 ---\n[rank 0] two\n");
-  ASSERT_EQ(sent.size(), 4u);
-  EXPECT_EQ(sent[2].after_size(), 0);  // attempt 2 from its start
+                 {LogsPage(1, run, {{0, 0, "one\n"}}),
+                  LogsPage(2, run, {{0, 4, "late\n"}}),      // a newer attempt, read with attempt 1's cursors
+                  LogsPage(1, run, {{0, 4, "why it failed\n"}}),  // the rest of attempt 1
+                  LogsPage(1, run, {}),
+                  LogsPage(2, run, {{0, 0, "two\n"}}),       // attempt 2 from its start
+                  LogsPage(2, v1::JOB_STATE_FAILED, {})});
+  EXPECT_EQ(out_.str(), "--- attempt 1 ---\n[rank 0] one\n[rank 0] why it failed\n--- attempt 2 ---\n[rank 0] two\n");
+  ASSERT_EQ(sent.size(), 6u);
+  EXPECT_EQ(sent[1].attempt(), 0);  // following: the newest
+  EXPECT_EQ(sent[2].attempt(), 1);  // the rest of attempt 1, by number, from its cursor
+  ASSERT_EQ(sent[2].after_size(), 1);
+  EXPECT_EQ(sent[2].after(0).offset(), 4);
+  EXPECT_EQ(sent[3].after(0).offset(), 18);
+  EXPECT_EQ(sent[4].attempt(), 0);
+  EXPECT_EQ(sent[4].after_size(), 0);  // attempt 2 from its start
 }
 
 TEST_F(CommandsTest, LogsOfAJobWithNoOutputKeptSayWhereTheFullLogsAre) {

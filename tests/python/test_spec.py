@@ -400,9 +400,13 @@ class FollowTest(unittest.TestCase):
             service_pb2.GetLogsResponse(attempt=1, state=job_pb2.JOB_STATE_RUNNING),
             service_pb2.GetLogsResponse(attempt=1, state=job_pb2.JOB_STATE_RUNNING,
                                         chunks=[chunk(0, 20, b"tial?\nb1\n", skipped=10)]),
-            # A newer attempt, read with the old cursors: read again from its start.
+            # A newer attempt, read with the old cursors: the rest of the old one first (asked by
+            # number), then the new one from its start.
             service_pb2.GetLogsResponse(attempt=2, state=job_pb2.JOB_STATE_RUNNING,
                                         chunks=[chunk(0, 40, b"zz\n")]),
+            service_pb2.GetLogsResponse(attempt=1, state=job_pb2.JOB_STATE_RUNNING,
+                                        chunks=[chunk(0, 29, b"why\n")]),
+            service_pb2.GetLogsResponse(attempt=1, state=job_pb2.JOB_STATE_RUNNING),
             service_pb2.GetLogsResponse(attempt=2, state=job_pb2.JOB_STATE_RUNNING,
                                         chunks=[chunk(0, 0, b"c1\nlast")]),
             service_pb2.GetLogsResponse(attempt=2, state=job_pb2.JOB_STATE_SUCCEEDED),
@@ -418,10 +422,11 @@ class FollowTest(unittest.TestCase):
         self.assertEqual([(l.rank, l.attempt, l.text) for l in lines], [
             (-1, 1, "--- attempt 1 ---"), (0, 1, "a1"), (0, 1, "a2"), (2, 1, "v1"),
             (0, 1, "par"), (0, 1, "[... 10 bytes skipped ...]"), (0, 1, "tial?"), (0, 1, "b1"),
-            (-1, 2, "--- attempt 2 ---"), (0, 2, "c1"), (0, 2, "last"),
+            (0, 1, "why"), (-1, 2, "--- attempt 2 ---"), (0, 2, "c1"), (0, 2, "last"),
         ])
         self.assertEqual(requests, [(0, []), (0, [(0, 9), (2, 3)]), (0, [(0, 9), (2, 3)]),
-                                    (0, [(0, 29), (2, 3)]), (0, []), (0, [(0, 7)])])
+                                    (0, [(0, 29), (2, 3)]), (1, [(0, 29), (2, 3)]), (1, [(0, 33), (2, 3)]),
+                                    (0, []), (0, [(0, 7)])])
 
     def test_logs_without_follow_reads_what_there_is(self):
         pages = [service_pb2.GetLogsResponse(attempt=3, state=job_pb2.JOB_STATE_RUNNING,

@@ -1380,6 +1380,11 @@ TEST_F(JobManagerTest, ASweepWithABadMemberIsRefusedNamingItAndNothingIsStored) 
   req.mutable_members(0)->add_overrides("no equals sign");
   r = mgr_->SubmitSweep(req, "alice");
   EXPECT_TRUE(absl::StartsWith(r.status().message(), "members[0].overrides")) << r.status();
+  // Auth off (no caller owner): the members' owners must agree (one owner keys the group).
+  req = Sweep({1e-3, 1e-4});
+  req.mutable_members(1)->mutable_spec()->set_owner("bob");
+  r = mgr_->SubmitSweep(req, "");
+  EXPECT_TRUE(absl::StartsWith(r.status().message(), "members[1].spec.owner")) << r.status();
   // A store that fails the write: no member is acknowledged or listed.
   store_.FailWrites(true);
   EXPECT_EQ(mgr_->SubmitSweep(Sweep({1e-3, 1e-4}), "alice").status().code(), absl::StatusCode::kUnavailable);
@@ -1403,6 +1408,22 @@ TEST_F(JobManagerTest, ASweepIsIdempotentPerRequestIdAndBoundToItsMembers) {
   auto c = mgr_->SubmitSweep(Sweep({1e-3, 1e-4}, "grid-1"), "alice");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->group_id(), a->group_id());
+  // Retention removed a finished member: a retry still returns the group (the members kept).
+  ASSERT_TRUE(mgr_->Cancel(a->jobs(1).job_id()).ok());
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(mgr_->Cancel(Submit().job_id()).ok());  // a newer finished job
+  JobManagerOptions keep_one = Options();
+  keep_one.retain_finished = 1;
+  mgr_ = std::make_unique<JobManager>(store_, clock_, keep_one);
+  ASSERT_TRUE(mgr_->Recover().ok());
+  mgr_->Tick();
+  ASSERT_EQ(mgr_->List({})->jobs_size(), 2);  // member 0 and the newer job; member 1 is gone
+  auto d = mgr_->SubmitSweep(Sweep({1e-3, 1e-4}, "grid-1"), "alice");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->group_id(), a->group_id());
+  EXPECT_EQ(d->jobs_size(), 1);
+  EXPECT_EQ(mgr_->SubmitSweep(Sweep({3e-4, 1e-4}, "grid-1"), "alice").status().code(),
+            absl::StatusCode::kAlreadyExists);
   // A job's request id cannot take a sweep's key.
   EXPECT_EQ(mgr_->Submit(Spec(), "sweep:grid-1", "alice").status().code(), absl::StatusCode::kInvalidArgument);
 }

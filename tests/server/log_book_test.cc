@@ -75,6 +75,7 @@ TEST(LogBookTest, KeepsTheNewestAttemptsAndReadsTheNewestByDefault) {
   EXPECT_EQ(Read(book, "j", 1).chunks_size(), 0);  // gone
   book.Append("j", 1, 0, 0, "late");               // older than every attempt kept: dropped
   EXPECT_EQ(Read(book, "j", 1).chunks_size(), 0);
+  EXPECT_EQ(Read(book, "j").attempts_size(), 2);
   EXPECT_EQ(book.bytes(), 5);
 }
 
@@ -87,6 +88,22 @@ TEST(LogBookTest, TheTotalBoundDropsTheLeastRecentlyWrittenJobFirst) {
   EXPECT_EQ(Read(book, "old").chunks_size(), 0);
   EXPECT_EQ(Read(book, "new").chunks(0).data(), "abcdef");
   EXPECT_EQ(book.bytes(), 6);
+}
+
+TEST(LogBookTest, AReadReturnsAtMostReplyBytesInAllAndTheRestNext) {
+  LogBookOptions o;
+  o.chunk_bytes = 4;
+  o.reply_bytes = 6;
+  LogBook book(o);
+  for (int r = 0; r < 3; ++r) book.Append("j", 1, r, 0, "abcd");
+  v1::GetLogsResponse first = Read(book, "j");
+  ASSERT_EQ(first.chunks_size(), 2);  // 4 + 2 bytes
+  EXPECT_EQ(first.chunks(1).data(), "ab");
+  v1::GetLogsResponse next = Read(book, "j", 0, {{0, 4}, {1, 2}});
+  ASSERT_EQ(next.chunks_size(), 2);
+  EXPECT_EQ(next.chunks(0).data(), "cd");
+  EXPECT_EQ(next.chunks(1).rank(), 2);
+  EXPECT_EQ(next.chunks(1).data(), "abcd");
 }
 
 TEST(LogBookTest, AReadReturnsAtMostChunkBytesPerRank) {

@@ -824,7 +824,8 @@ void Agent::ForwardLogs() {
 void Agent::ForwardLog(Rank& r, bool final) {
   constexpr int kChunksPerTurn = 4;
   const absl::Time now = clock_.Monotonic();
-  if (logs_unsupported_ || now < logs_paused_until_) return;
+  // A rank's last lines are tried even while paused: they say why it ended.
+  if (logs_unsupported_ || (!final && now < logs_paused_until_)) return;
   for (int i = 0; i < kChunksPerTurn; ++i) {
     std::optional<v1::AppendLogRequest> req = NextLogChunk(r.log_path, r.log, now, final);
     if (!req) return;

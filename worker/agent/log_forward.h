@@ -4,7 +4,9 @@
 // that floods its log costs the coordinator bounded memory and the agent bounded time. Bytes
 // past the budget are skipped (the oldest of what is new: the newest lines are what a reader
 // wants); the gap in offsets tells the reader how many. When a rank exits, what is left goes at
-// once, past the budget (up to final_bytes: its last lines say why it ended).
+// once, past the budget (up to final_bytes: its last lines say why it ended). Rank logs are only
+// appended to; one that shrank (replaced) is read again from its start, and the coordinator takes
+// of it only what lies past the end it holds.
 #pragma once
 
 #include <cstdint>

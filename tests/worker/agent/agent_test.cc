@@ -120,6 +120,7 @@ class FakeCoordinatorClient : public CoordinatorClient {
     if (!reachable) return absl::UnavailableError("down");
     if (!log_error.ok()) return log_error;
     log_appends.push_back(r);
+    calls.push_back(absl::StrCat("log ", r.rank()));
     return absl::OkStatus();
   }
   // The bytes appended for (attempt, rank), placed at their offsets ('\0' in gaps).
@@ -163,7 +164,7 @@ class FakeCoordinatorClient : public CoordinatorClient {
   std::vector<v1::UploadArtifactRequest> uploads;
   std::vector<v1::AppendLogRequest> log_appends;
   absl::Status log_error;  // what AppendLog answers (OK = take it)
-  std::vector<std::string> calls;  // "upload PATH" and "complete RANK", in order
+  std::vector<std::string> calls;  // "upload PATH", "log RANK" and "complete RANK", in order
   std::map<int64_t, std::string> checkpoints;
   size_t page = 1000;
   int fail_after_pages = -1;  // >= 0: that many pages succeed, then the coordinator is gone
@@ -1391,16 +1392,27 @@ TEST_F(AgentTest, ForwardsItsRanksLogsAndTheRestOfALogBeforeTheExitIsReported) {
   clock.Advance(absl::Seconds(6));
   agent.Step();
   EXPECT_EQ(client_.LogOf("job-1/2", 0), "round 1\nround 2\n");
-  // Rank 2 fails: its last lines are up before its exit is reported.
+  // Rank 2 fails while forwarding is paused (an append just failed): its last lines are still
+  // tried, and are up before its exit is reported.
   AppendTo(log2, "error: boom\n");
+  AppendTo(log0, "round 3\n");
+  client_.reachable = false;
+  agent.Step();  // pauses forwarding for 5 s
+  client_.reachable = true;
   processes_.Exit(2, 1);
   agent.Step();
   EXPECT_EQ(client_.LogOf("job-1/2", 2), "var 1\nerror: boom\n");
+  EXPECT_EQ(client_.LogOf("job-1/2", 0), "round 1\nround 2\n");  // rank 0 runs on: it waits for the pause
   ASSERT_EQ(client_.completes.size(), 1u);
   EXPECT_EQ(client_.completes[0].rank(), 2);
+  const auto& order = client_.calls;
+  const auto log2_at = std::find(order.rbegin(), order.rend(), "log 2");
+  const auto complete2_at = std::find(order.rbegin(), order.rend(), "complete 2");
+  ASSERT_TRUE(log2_at != order.rend() && complete2_at != order.rend());
+  EXPECT_GT(log2_at - order.rbegin(), complete2_at - order.rbegin());  // the log call came first
   // The coordinator refuses rank 0's logs (its attempt is over): no more calls for it.
+  clock.Advance(absl::Seconds(6));
   client_.log_error = absl::FailedPreconditionError("attempt over");
-  AppendTo(log0, "round 3\n");
   agent.Step();
   client_.log_error = absl::OkStatus();
   const size_t calls = client_.log_appends.size();
