@@ -14,7 +14,7 @@ work=$(mktemp -d /tmp/vsdm-chaos.XXXXXX)
 driver=
 cleanup() {
   [ -z "$driver" ] || kill "$driver" 2>/dev/null || true
-  for s in "$work/chaos" "$work/clean"; do
+  for s in "$work/calibrate" "$work/chaos" "$work/clean"; do
     [ -d "$s" ] && "$work/bin/vsdmctl" --state-dir "$s" local down > /dev/null 2>&1 || true
   done
   pkill -9 -f -- "$work/" 2>/dev/null || true  # whatever the driver restarted, and orphaned ranks
