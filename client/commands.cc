@@ -243,6 +243,19 @@ absl::Status RunGet(const JobArgs& args, v1::JobService::StubInterface& stub, st
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::ListJobsResponse> ListAllJobs(v1::JobService::StubInterface& stub, v1::ListJobsRequest req,
+                                                 absl::string_view what) {
+  v1::ListJobsResponse all;
+  for (;;) {
+    v1::ListJobsResponse resp;
+    VSDM_RETURN_IF_ERROR(
+        CallUnary(what, kCallTimeout, [&](grpc::ClientContext* ctx) { return stub.ListJobs(ctx, req, &resp); }));
+    for (auto& j : *resp.mutable_jobs()) *all.add_jobs() = std::move(j);
+    if (resp.next_page_token().empty()) return all;
+    req.set_page_token(resp.next_page_token());
+  }
+}
+
 absl::Status RunList(const ListArgs& args, v1::JobService::StubInterface& stub, std::ostream& out) {
   if (!args.group.empty()) return RunListGroup(args, stub, out);
   v1::ListJobsRequest req;
@@ -251,15 +264,7 @@ absl::Status RunList(const ListArgs& args, v1::JobService::StubInterface& stub, 
     req.set_state(st);
   }
   req.set_page_size(100);
-  v1::ListJobsResponse all;
-  for (;;) {
-    v1::ListJobsResponse resp;
-    VSDM_RETURN_IF_ERROR(
-        CallUnary("list", kCallTimeout, [&](grpc::ClientContext* ctx) { return stub.ListJobs(ctx, req, &resp); }));
-    for (auto& j : *resp.mutable_jobs()) *all.add_jobs() = std::move(j);
-    if (resp.next_page_token().empty()) break;
-    req.set_page_token(resp.next_page_token());
-  }
+  VSDM_ASSIGN_OR_RETURN(const v1::ListJobsResponse all, ListAllJobs(stub, req, "list"));
   out << (args.json ? ToJson(all) + "\n" : JobTable(all));
   return absl::OkStatus();
 }

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/local_cluster.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -101,6 +103,9 @@ struct WorkersArgs {
 // prefixed "submit <file>".
 absl::Status RunSubmit(const SubmitArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
 absl::Status RunGet(const JobArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
+// Every page of `req` (from its first), newest first, in one response; errors prefixed `what`.
+absl::StatusOr<v1::ListJobsResponse> ListAllJobs(v1::JobService::StubInterface& stub, v1::ListJobsRequest req,
+                                                 absl::string_view what);
 // Every page (100 jobs a request), newest first. INVALID_ARGUMENT for an unknown --state.
 absl::Status RunList(const ListArgs& args, v1::JobService::StubInterface& stub, std::ostream& out);
 // Streams events (reconnecting on retryable failures) until the job is final, then prints its

@@ -27,25 +27,13 @@ absl::StatusOr<v1::ListJobsResponse> ListGroup(v1::JobService::StubInterface& st
   v1::ListJobsRequest req;
   req.set_group_id(group);
   req.set_page_size(500);
-  v1::ListJobsResponse all;
-  for (;;) {
-    v1::ListJobsResponse resp;
-    VSDM_RETURN_IF_ERROR(CallUnary(absl::StrCat("list --group ", group), kCallTimeout,
-                                   [&](grpc::ClientContext* ctx) { return stub.ListJobs(ctx, req, &resp); }));
-    for (auto& j : *resp.mutable_jobs()) *all.add_jobs() = std::move(j);
-    if (resp.next_page_token().empty()) break;
-    req.set_page_token(resp.next_page_token());
-  }
+  VSDM_ASSIGN_OR_RETURN(v1::ListJobsResponse all, ListAllJobs(stub, req, absl::StrCat("list --group ", group)));
   // Members in submission order (ids are handed out in order), not newest first.
   std::sort(all.mutable_jobs()->begin(), all.mutable_jobs()->end(),
             [](const v1::Job& a, const v1::Job& b) { return a.job_id() < b.job_id(); });
   if (all.jobs().empty())
     return absl::NotFoundError(absl::StrCat("group ", group, ": no such sweep (or none of it is yours)"));
   return all;
-}
-
-bool AllFinal(const v1::ListJobsResponse& jobs) {
-  return std::all_of(jobs.jobs().begin(), jobs.jobs().end(), [](const v1::Job& j) { return IsFinalState(j.state()); });
 }
 
 // --wait: one line each time a member ends, then the group table.
@@ -63,7 +51,7 @@ absl::Status WaitForGroup(const std::string& group, v1::JobService::StubInterfac
                                                     [](const v1::Job& j) { return IsFinalState(j.state()); }));
     if (done != done_shown) out << group << ": " << done << "/" << jobs->jobs_size() << " members done" << std::endl;
     done_shown = done;
-    if (AllFinal(*jobs)) {
+    if (done == jobs->jobs_size()) {
       out << GroupTable(*jobs, "");
       const bool all_ok = std::all_of(jobs->jobs().begin(), jobs->jobs().end(),
                                       [](const v1::Job& j) { return j.state() == v1::JOB_STATE_SUCCEEDED; });

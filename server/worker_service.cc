@@ -91,16 +91,16 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::AppendLog(grpc::CallbackServerConte
   return Call(ctx, "AppendLog", req->attempt_id(), false, [this, req](const Caller&, const std::string& credential) {
     if (d_.logs == nullptr) return absl::UnimplementedError("this coordinator keeps no rank logs");
     if (req->data().size() > kMaxAppend)
-      return absl::InvalidArgumentError(absl::StrCat("data: at most 65536 bytes, got ", req->data().size()));
+      return absl::InvalidArgumentError(absl::StrCat("data: at most ", kMaxAppend, " bytes, got ", req->data().size()));
     if (req->data().empty()) return absl::InvalidArgumentError("data: empty (send only new bytes)");
     constexpr int64_t kMaxOffset = int64_t{1} << 50;
     if (req->offset() < 0 || req->offset() > kMaxOffset)
       return absl::InvalidArgumentError(absl::StrCat("offset: must be in [0, 2^50], got ", req->offset()));
-    auto job = d_.manager.LogTarget(*req, credential);
-    if (!job.ok()) return job.status();
     const std::optional<AttemptRef> ref = ParseAttemptId(req->attempt_id());
     if (!ref) return absl::InvalidArgumentError("attempt_id: not an attempt id");
-    d_.logs->Append(*job, ref->attempt, req->rank(), req->offset(), req->data());
+    // LogTarget authorizes (the caller's rank of a running attempt); the attempt id names the job.
+    if (absl::Status s = d_.manager.LogTarget(*req, credential).status(); !s.ok()) return s;
+    d_.logs->Append(ref->job_id, ref->attempt, req->rank(), req->offset(), req->data());
     return absl::OkStatus();
   });
 }
