@@ -1,8 +1,11 @@
 // Training throughput of the image UNet (core/unet.h) on this machine (a benchmark, not a test):
-// forward + MSE loss + backward + AdamW step on random [B, C, S, S] data at random times; prints
-// the parameter count, an analytic GFLOP/step estimate, median ms/step and images/s.
+// forward + MSE loss + backward + AdamW step on random [B, C, S, S] data at random times, on the
+// CPU or a GPU; prints the parameter count, an analytic GFLOP/step estimate, median ms/step,
+// images/s and the achieved TFLOP/s of that estimate (scripts/gpu-check.sh sets it against the
+// GPU's peak).
 // usage: vsdm_unet_bench [--batch 64] [--base 32] [--mult 1,2,2] [--res-blocks 1] [--no-attention]
 //                        [--steps 10] [--threads 2] [--thread-mode blas|torch|both] [--channels-last] [--bf16]
+//                        [--device cpu|cuda]
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -11,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "CLI/CLI.hpp"
@@ -19,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "core/threading.h"
+#include "core/torch_compat.h"
 #include "core/unet.h"
 
 namespace {
@@ -69,12 +73,18 @@ void SetBlasThreads(int n) {
   auto set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   if (set_blas != nullptr) set_blas(n);
 }
+
+// Waits for the work queued on `device` (a no-op on the CPU, whose ops return done), so the clock
+// reads what the step took rather than how long it took to queue.
+void Barrier(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   int64_t batch = 64, size = 28, channels = 1;
   vsdm::core::UNetOptions o;
-  std::string mult = "1,2,2", thread_mode = "both";
+  std::string mult = "1,2,2", thread_mode = "both", device_name = "cpu";
   int steps = 10, warmup = 2, threads = 2, interop = 0;
   bool channels_last = false, bf16 = false;
   CLI::App app{"vsdm_unet_bench"};
@@ -96,7 +106,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"blas", "torch", "both"}));
   app.add_option("--interop", interop, "torch inter-op threads (0: leave default)");
   app.add_flag("--channels-last", channels_last, "channels_last parameters and input");
-  app.add_flag("--bf16", bf16, "CPU autocast to bfloat16 for the forward pass");
+  app.add_flag("--bf16", bf16, "autocast to bfloat16 for the forward pass (on --device)");
+  app.add_option("--device", device_name, "cpu | cuda: where the model, the data and the optimiser state live")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   CLI11_PARSE(app, argc, argv);
 
   o.mult.clear();
@@ -114,6 +126,12 @@ int main(int argc, char** argv) {
     std::cerr << "options: " << problem << "\n";
     return 2;
   }
+  if (device_name == "cuda" && !torch::cuda::is_available()) {
+    std::cerr << "--device cuda: no CUDA device is visible (a CPU LibTorch, or no GPU)\n";
+    return 2;
+  }
+  const torch::Device device(device_name);
+  const vsdm::core::Precision precision = bf16 ? vsdm::core::Precision::kBf16 : vsdm::core::Precision::kFp32;
   if (interop > 0) at::set_num_interop_threads(interop);
   std::string threading;
   if (thread_mode == "blas") {
@@ -132,6 +150,7 @@ int main(int argc, char** argv) {
     for (auto& p : net->named_parameters())
       if (p.key().rfind("out_conv.", 0) == 0) p.value().normal_(0.0, 0.01);
   }
+  net->to(device);  // before the optimiser: its state is made on the parameters' device
   const auto memory_format = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   if (channels_last) {
     torch::NoGradGuard g;
@@ -142,32 +161,36 @@ int main(int argc, char** argv) {
   for (const auto& p : net->parameters()) params += p.numel();
   const double gflop_step = 3.0 * ForwardFlopsPerImage(net) * batch / 1e9;
   torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(2e-4));
-  if (bf16) {
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-  }
+  const auto on_device = torch::TensorOptions().dtype(torch::kFloat32).device(device);
 
   std::vector<double> times;
   for (int s = 0; s < warmup + steps; ++s) {
-    torch::Tensor x = torch::randn({batch, channels, size, size}).contiguous(memory_format);
-    torch::Tensor target = torch::randn({batch, channels, size, size});
-    torch::Tensor t = torch::rand({batch});
+    torch::Tensor x = torch::randn({batch, channels, size, size}, on_device).contiguous(memory_format);
+    torch::Tensor target = torch::randn({batch, channels, size, size}, on_device);
+    torch::Tensor t = torch::rand({batch}, on_device);
+    Barrier(device);  // the data is made before the clock starts
     const auto start = Clock::now();
     opt.zero_grad();
-    torch::Tensor out = net->forward(x, net->TimeEmbedding(t));
-    if (bf16) at::autocast::clear_cache();
+    torch::Tensor out;
+    {
+      // The forward pass under autocast; its cast weights are dropped when the guard ends.
+      vsdm::core::AutocastGuard autocast(device, precision);
+      out = net->forward(x, net->TimeEmbedding(t));
+    }
     torch::Tensor loss = torch::mse_loss(out.to(torch::kFloat32), target);
     loss.backward();
     opt.step();
+    Barrier(device);  // the step's kernels have finished
     if (s >= warmup) times.push_back(Since(start));
   }
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2];
   std::cout << absl::StrFormat(
-      "unet base %d mult %s rb %d attn %d | batch %d %dx%dx%d | %s%s%s | params %d | %.2f GFLOP/step | "
-      "%.1f ms/step (min %.1f) | %.1f images/s | %.1f GFLOP/s\n",
-      o.base, mult, o.res_blocks, o.attention ? 1 : 0, batch, channels, size, size, threading,
-      channels_last ? " | channels_last" : "", bf16 ? " | bf16 autocast" : "", params, gflop_step, 1e3 * median,
-      1e3 * times.front(), batch / median, gflop_step / median);
+      "unet base %d mult %s rb %d attn %d | batch %d %dx%dx%d | %s | %s%s%s | params %d | %.2f GFLOP/step | "
+      "%.1f ms/step (min %.1f) | %.1f images/s | %.1f GFLOP/s | %.3f TFLOP/s\n",
+      o.base, mult, o.res_blocks, o.attention ? 1 : 0, batch, channels, size, size, device.str(),
+      device.is_cuda() ? "torch on the GPU" : threading, channels_last ? " | channels_last" : "",
+      bf16 ? " | bf16 autocast" : "", params, gflop_step, 1e3 * median, 1e3 * times.front(), batch / median,
+      gflop_step / median, gflop_step / median / 1e3);
   return 0;
 }

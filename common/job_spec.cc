@@ -74,6 +74,7 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.Int("train.seed", s.train.seed, 0, (int64_t{1} << 62));
   v.Int("train.checkpoint_every", s.train.checkpoint_every, 1, 1000000);
   v.Double("train.grad_clip", s.train.grad_clip, 0.0, 1e6);
+  v.Choice("train.precision", s.train.precision, {"fp32", "bf16"});
   v.Int("sample.n", s.sample.n, 1, 10000000);
   v.Choice("sample.solver", s.sample.solver, {"heun", "euler", "sde"});
   v.String("sample.classifier", s.sample.classifier, 4096);

@@ -8,13 +8,21 @@
 namespace vsdm::core {
 namespace {
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+const auto kF32 = torch::TensorOptions().dtype(torch::kFloat32);
+const auto kLong = torch::TensorOptions().dtype(torch::kLong);
 
 // Standard normal noise shaped like x, drawn and scaled in float32 exactly as the dense path does
-// (so a float64 test sees the same numbers); adding it to x promotes it.
+// (so a float64 test sees the same numbers), on the generator's device; adding it to x promotes it.
 torch::Tensor Noise(const torch::Tensor& x, torch::Generator& gen) {
-  return torch::randn(x.sizes(), gen, torch::kFloat32);
+  return torch::randn(x.sizes(), gen, kF32.device(gen.device()));
 }
 }  // namespace
+
+void DiagonalKernelTable::MoveTo(const torch::Device& device) {
+  for (torch::Tensor* x :
+       {&t, &beta, &sqrt_beta, &mean, &std, &inv_std, &input_scale, &a, &dvec, &prior_std, &a64, &prior_var64})
+    if (x->defined()) *x = x->to(device);
+}
 
 DiagonalKernelTable BuildDiagonalKernelTable(const BetaSchedule& schedule, const TimeGrid& grid, const torch::Tensor& a,
                                              const torch::Tensor& second_moment, torch::ScalarType dtype) {
@@ -87,7 +95,7 @@ torch::Tensor DiagonalDsmLoss(ScoreNet& net, Parameterization param, int64_t tim
 }
 
 torch::Tensor DiagonalPrior(const DiagonalKernelTable& table, int64_t n, bool adaptive, torch::Generator& gen) {
-  torch::Tensor z = torch::randn({n, table.dim()}, gen, torch::kFloat32).to(table.a.scalar_type());
+  torch::Tensor z = torch::randn({n, table.dim()}, gen, kF32.device(gen.device())).to(table.a.scalar_type());
   return adaptive ? z * table.prior_std : z;
 }
 
@@ -106,15 +114,16 @@ VariationalStats DiagonalVariationalStats(const DiagonalKernelTable& tab, const 
   const int64_t G = (K + group_size - 1) / group_size;
   const double h = tab.grid.Step();
   // Group membership as a [G, K] float64 matrix: per-group sums are one matmul.
-  torch::Tensor gid = torch::arange(K, torch::kLong).div(group_size, "floor");
+  const auto f64 = kF64.device(x_T.device());
+  torch::Tensor gid = torch::arange(K, kLong.device(x_T.device())).div(group_size, "floor");
   torch::Tensor member = torch::nn::functional::one_hot(gid, G).to(torch::kFloat64).t().contiguous();
   torch::Tensor counts = member.sum(1);
 
   VariationalStats s;
-  s.sxx = torch::zeros({G, d}, kF64);
-  s.szx = torch::zeros({G, d}, kF64);
-  s.sbeta = torch::zeros({G}, kF64);
-  s.count = torch::zeros({G}, kF64);
+  s.sxx = torch::zeros({G, d}, f64);
+  s.szx = torch::zeros({G, d}, f64);
+  s.sbeta = torch::zeros({G}, f64);
+  s.count = torch::zeros({G}, f64);
   s.dt = h;
   torch::Tensor x = x_T.clone();
   for (int64_t k = tab.grid.steps; k >= 1; --k) {
@@ -172,8 +181,8 @@ class DiagonalVsdmProcess : public Process {
 
   torch::Tensor Loss(ScoreNet& net, const torch::Tensor& x0, torch::Generator& gen) const override {
     const int64_t n = x0.size(0) * o_.times_per_point, d = x0.size(1);
-    torch::Tensor idx = torch::randint(0, table_.size(), {n}, gen, torch::kLong);
-    torch::Tensor eps = torch::randn({n, d}, gen, torch::kFloat32);
+    torch::Tensor idx = torch::randint(0, table_.size(), {n}, gen, kLong.device(gen.device()));
+    torch::Tensor eps = torch::randn({n, d}, gen, kF32.device(gen.device()));
     return DiagonalDsmLoss(net, o_.param, o_.times_per_point, x0, idx, eps, table_);
   }
   torch::Tensor SamplePrior(int64_t n, bool adaptive, torch::Generator& gen) const override {
@@ -200,12 +209,22 @@ class DiagonalVsdmProcess : public Process {
     return ExportDiagonalTorchScript(path, net, table_, info);
   }
   std::vector<std::pair<std::string, torch::Tensor>> Describe() const override {
-    return {{"a", table_.a64}, {"d", 1.0 - 2.0 * table_.a64}, {"prior_var", table_.prior_var64}};
+    const torch::Tensor a64 = table_.a64.cpu();
+    return {{"a", a64}, {"d", 1.0 - 2.0 * a64}, {"prior_var", table_.prior_var64.cpu()}};
   }
+  // Rebuilt on the CPU in float64 from a_, then moved to this process's device.
   std::unique_ptr<Process> WithGrid(const TimeGrid& grid) const override {
-    return std::make_unique<DiagonalVsdmProcess>(o_, a_, grid);
+    auto p = std::make_unique<DiagonalVsdmProcess>(o_, a_, grid);
+    p->table_.MoveTo(table_.t.device());
+    return p;
   }
   const TimeGrid& grid() const override { return table_.grid; }
+  // The table moves; a_ and the options' second moment stay on the CPU (inputs of a rebuild).
+  std::unique_ptr<Process> To(const torch::Device& device) const override {
+    auto p = std::make_unique<DiagonalVsdmProcess>(*this);
+    p->table_.MoveTo(device);
+    return p;
+  }
 
  private:
   DiagonalProcessOptions o_;

@@ -43,6 +43,8 @@ struct DiagonalKernelTable {
 
   int64_t dim() const { return a.size(0); }
   int64_t size() const { return t.size(0); }
+  // Moves every defined tensor to `device`, dtypes kept; beta_host stays on the host.
+  void MoveTo(const torch::Device& device);
 };
 
 // Builds the table for a ([d], float64). `second_moment` ([d] float64, may be undefined) is the

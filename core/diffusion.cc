@@ -4,6 +4,12 @@
 
 namespace vsdm::core {
 
+void KernelTable::MoveTo(const torch::Device& device) {
+  for (torch::Tensor* x :
+       {&t, &beta, &sqrt_beta, &mean, &chol, &chol_inv_t, &input_scale, &A, &D, &prior_chol, &A64, &prior_cov64})
+    if (x->defined()) *x = x->to(device);
+}
+
 KernelTable BuildKernelTable(const BetaSchedule& schedule, const TimeGrid& grid, const torch::Tensor& A,
                              const torch::Tensor& data_cov, torch::ScalarType dtype) {
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);

@@ -39,6 +39,8 @@ struct KernelTable {
 
   int64_t dim() const { return A.size(0); }
   int64_t size() const { return t.size(0); }
+  // Moves every defined tensor to `device`, dtypes kept (a no-op on the device they are on).
+  void MoveTo(const torch::Device& device);
 };
 
 // Builds the table for `A` (float64; [d, d] full, or [d] for the diagonal form).

@@ -15,6 +15,7 @@ DsmPair MakeDsmPair(const torch::Tensor& x0, const torch::Tensor& eps, const tor
 
 DsmTrainer::DsmTrainer(ScoreNet net, const DsmTrainerOptions& options)
     : options_(options), net_(std::move(net)), ema_(CloneScoreNet(net_)) {
+  net_->set_precision(options_.precision);  // the EMA copy (sampling, export) stays float32
   opt_ = std::make_unique<torch::optim::AdamW>(net_->parameters(),
                                                torch::optim::AdamWOptions(options_.lr).weight_decay(0.0));
   for (auto& p : ema_->parameters()) p.set_requires_grad(false);
@@ -22,8 +23,9 @@ DsmTrainer::DsmTrainer(ScoreNet net, const DsmTrainerOptions& options)
 
 torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table) {
   const int64_t n = x0.size(0) * options_.times_per_point, d = x0.size(1);
-  torch::Tensor idx = torch::randint(0, table.size(), {n}, gen, torch::kLong);
-  torch::Tensor eps = torch::randn({n, d}, gen, torch::kFloat32);
+  torch::Tensor idx =
+      torch::randint(0, table.size(), {n}, gen, torch::TensorOptions().dtype(torch::kLong).device(gen.device()));
+  torch::Tensor eps = torch::randn({n, d}, gen, torch::TensorOptions().dtype(torch::kFloat32).device(gen.device()));
   return Loss(x0, idx, eps, table);
 }
 
@@ -43,30 +45,45 @@ torch::Tensor DsmTrainer::Loss(const torch::Tensor& x0, const torch::Tensor& idx
   return DsmLoss(net_, options_.param, options_.times_per_point, x0, idx, eps, table);
 }
 
-double DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const Process& process) {
+torch::Tensor DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const Process& process) {
   opt_->zero_grad();
   torch::Tensor loss = process.Loss(net_, x0, gen);
   loss.backward();
-  return loss.item<double>();
+  return loss.detach();
 }
 
-double DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table) {
+torch::Tensor DsmTrainer::ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table) {
   opt_->zero_grad();
   torch::Tensor loss = Loss(x0, gen, table);
   loss.backward();
-  return loss.item<double>();
+  return loss.detach();
 }
 
-double DsmTrainer::ComputeGradients(const torch::Tensor& x0, const torch::Tensor& idx, const torch::Tensor& eps,
-                                    const KernelTable& table) {
+torch::Tensor DsmTrainer::ComputeGradients(const torch::Tensor& x0, const torch::Tensor& idx, const torch::Tensor& eps,
+                                           const KernelTable& table) {
   opt_->zero_grad();
   torch::Tensor loss = Loss(x0, idx, eps, table);
   loss.backward();
-  return loss.item<double>();
+  return loss.detach();
 }
 
+namespace {
+// clip_grad_norm_ of LibTorch reads the norm on the host (.item()); this keeps it on the device:
+// g <- g * min(1, max_norm / (||g|| + 1e-6)), the same factor torch.nn.utils.clip_grad_norm_ uses.
+void ClipGradNorm(const std::vector<torch::Tensor>& params, double max_norm) {
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(torch::kFloat64));
+  if (norms.empty()) return;
+  torch::Tensor total = torch::stack(norms).norm(2);
+  torch::Tensor coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
+  for (const auto& p : params)
+    if (p.grad().defined()) p.grad().mul_(coef.to(p.grad().scalar_type()));
+}
+}  // namespace
+
 void DsmTrainer::ApplyGradients() {
-  if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(net_->parameters(), options_.grad_clip);
+  if (options_.grad_clip > 0) ClipGradNorm(net_->parameters(), options_.grad_clip);
   opt_->step();
   ++steps_;
   torch::NoGradGuard guard;

@@ -9,6 +9,7 @@
 #include "core/process.h"
 #include "core/score_model.h"
 #include "core/score_net.h"
+#include "core/torch_compat.h"
 
 namespace vsdm::core {
 
@@ -18,6 +19,7 @@ struct DsmTrainerOptions {
   double ema = 0.99;  // EMA decay (with warm-up min(ema, (1+n)/(10+n)))
   int64_t times_per_point = 1;
   double grad_clip = 0.0;  // clip the global gradient norm before each step (0: off)
+  Precision precision = Precision::kFp32;  // the net's forward/backward under autocast (train.precision)
 };
 
 // The DSM pair of spec §2 for data x0 [n, d] and noise eps [n, d] with per-row kernel
@@ -46,14 +48,16 @@ class DsmTrainer {
   // (n = B * times_per_point). A data-parallel test feeds shards of one batch's draws here.
   torch::Tensor Loss(const torch::Tensor& x0, const torch::Tensor& idx, const torch::Tensor& eps,
                      const KernelTable& table);
-  // Zeroes gradients, computes the loss and its gradients; returns the loss value.
-  double ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table);
-  double ComputeGradients(const torch::Tensor& x0, const torch::Tensor& idx, const torch::Tensor& eps,
-                          const KernelTable& table);
+  // Zeroes gradients, computes the loss and its gradients; returns the loss, detached, as a
+  // 0-dim float32 tensor on the net's device. Note [No host sync in a step]: nothing here (nor in
+  // ApplyGradients) reads a device value on the host; the caller reads losses once per round.
+  torch::Tensor ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const KernelTable& table);
+  torch::Tensor ComputeGradients(const torch::Tensor& x0, const torch::Tensor& idx, const torch::Tensor& eps,
+                                 const KernelTable& table);
   // The same under any forward process (its own loss and draws).
-  double ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const Process& process);
-  // One AdamW step with the current gradients (norm-clipped to grad_clip when set), then the EMA
-  // update.
+  torch::Tensor ComputeGradients(const torch::Tensor& x0, torch::Generator& gen, const Process& process);
+  // One AdamW step with the current gradients (norm-clipped to grad_clip when set, with the
+  // clip factor computed on the device), then the EMA update.
   void ApplyGradients();
 
   ScoreNet& net() { return net_; }

@@ -11,6 +11,8 @@
 namespace vsdm::core {
 namespace {
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+const auto kF32 = torch::TensorOptions().dtype(torch::kFloat32);
+const auto kLong = torch::TensorOptions().dtype(torch::kLong);
 
 // The score of the conditional net at grid index k for target rows x [n*H, D] (H rows per window,
 // window-major) under condition `cond` [n, C*D + F]: the dense model's s = -L^{-T} eps_hat (eps)
@@ -40,8 +42,8 @@ class ForecastProcess : public Process {
     const int64_t H = o_.horizon, D = o_.series, hd = H * D;
     torch::Tensor x0 = o_.times_per_point > 1 ? x0_in.repeat_interleave(o_.times_per_point, 0) : x0_in;
     const int64_t n = x0.size(0);
-    torch::Tensor idx = torch::randint(0, table_.size(), {n}, gen, torch::kLong);
-    torch::Tensor eps = torch::randn({n, H, D}, gen, torch::kFloat32);
+    torch::Tensor idx = torch::randint(0, table_.size(), {n}, gen, kLong.device(gen.device()));
+    torch::Tensor eps = torch::randn({n, H, D}, gen, kF32.device(gen.device()));
     torch::Tensor target = x0.slice(1, 0, hd).reshape({n, H, D});
     torch::Tensor cond = x0.slice(1, hd);
     torch::Tensor xt = torch::bmm(target, table_.mean.index_select(0, idx).transpose(1, 2)) +
@@ -59,7 +61,7 @@ class ForecastProcess : public Process {
   torch::Tensor SamplePrior(int64_t n, bool adaptive, torch::Generator& gen) const override {
     const int64_t hd = o_.horizon * o_.series;
     torch::Tensor x = core::SamplePrior(table_, n * o_.horizon, adaptive, gen).reshape({n, hd});
-    torch::Tensor pick = torch::randint(0, o_.train_condition.size(0), {n}, gen, torch::kLong);
+    torch::Tensor pick = torch::randint(0, o_.train_condition.size(0), {n}, gen, kLong.device(gen.device()));
     return torch::cat({x, o_.train_condition.index_select(0, pick)}, 1);
   }
 
@@ -89,12 +91,25 @@ class ForecastProcess : public Process {
   absl::Status Export(const std::string& path, ScoreNet& net, const std::string& method) const override;
 
   std::vector<std::pair<std::string, torch::Tensor>> Describe() const override {
-    return {{"A", table_.A64}, {"D", table_.D.to(torch::kFloat64)}, {"prior_cov", table_.prior_cov64}};
+    return {
+        {"A", table_.A64.cpu()}, {"D", table_.D.to(torch::kFloat64).cpu()}, {"prior_cov", table_.prior_cov64.cpu()}};
   }
+  // Rebuilt on the CPU in float64 from A_ (o_ keeps data_cov there), then moved to this process's device.
   std::unique_ptr<Process> WithGrid(const TimeGrid& grid) const override {
-    return std::make_unique<ForecastProcess>(o_, A_, grid);
+    auto p = std::make_unique<ForecastProcess>(o_, A_, grid);
+    p->table_.MoveTo(table_.t.device());
+    return p;
   }
   const TimeGrid& grid() const override { return table_.grid; }
+  // The table, the training conditions and the series' transform move; A_ and data_cov stay on the
+  // CPU (inputs of a rebuild).
+  std::unique_ptr<Process> To(const torch::Device& device) const override {
+    auto p = std::make_unique<ForecastProcess>(*this);
+    p->table_.MoveTo(device);
+    for (torch::Tensor* x : {&p->o_.train_condition, &p->o_.value_mean, &p->o_.value_std, &p->o_.log1p})
+      if (x->defined()) *x = x->to(device);
+    return p;
+  }
   const KernelTable& table() const { return table_; }
   const ForecastProcessOptions& options() const { return o_; }
 
@@ -129,7 +144,7 @@ std::unique_ptr<ProcessFamily> MakeForecastFamily(const ForecastProcessOptions& 
 
 torch::Tensor WithCondition(const torch::Tensor& prior, const torch::Tensor& condition) {
   const int64_t target = prior.size(1) - condition.size(1);
-  return torch::cat({prior.slice(1, 0, target), condition.to(prior.scalar_type())}, 1);
+  return torch::cat({prior.slice(1, 0, target), condition.to(prior.device(), prior.scalar_type())}, 1);
 }
 
 absl::Status ForecastProcess::Export(const std::string& path, ScoreNet& net, const std::string& method) const {

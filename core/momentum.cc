@@ -6,6 +6,8 @@
 namespace vsdm::core {
 namespace {
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+const auto kF32 = torch::TensorOptions().dtype(torch::kFloat32);
+const auto kLong = torch::TensorOptions().dtype(torch::kLong);
 
 // Splits z [B, 2d] into x and v ([B, d] each).
 std::pair<torch::Tensor, torch::Tensor> Split(const torch::Tensor& z) {
@@ -18,14 +20,19 @@ torch::Tensor PairsToState(const torch::Tensor& pairs) {
   return torch::cat({pairs.select(2, 0), pairs.select(2, 1)}, 1);
 }
 
-// sqrt(var) N(0, 1) on the velocity channels of states like z, zero on x.
+// sqrt(var) N(0, 1) on the velocity channels of states like z, zero on x (drawn on gen's device).
 torch::Tensor VelocityNoise(const torch::Tensor& z, double var, torch::Generator& gen) {
   const int64_t d = z.size(1) / 2;
   torch::Tensor noise = torch::zeros_like(z);
-  noise.slice(1, d, 2 * d).copy_(std::sqrt(var) * torch::randn({z.size(0), d}, gen, torch::kFloat32));
+  noise.slice(1, d, 2 * d).copy_(std::sqrt(var) * torch::randn({z.size(0), d}, gen, kF32.device(gen.device())));
   return noise;
 }
 }  // namespace
+
+void MomentumTable::MoveTo(const torch::Device& device) {
+  for (torch::Tensor* x : {&t, &mean, &chol, &input_scale, &a, &c, &a64, &c64, &prior_chol, &prior_cov64})
+    if (x->defined()) *x = x->to(device);
+}
 
 torch::Tensor CriticalDampingA(const torch::Tensor& c, const MomentumOptions& o) {
   torch::Tensor w = 1.0 - 2.0 * c;
@@ -40,7 +47,7 @@ torch::Tensor MomentumDriftMatrix(const torch::Tensor& c, const MomentumOptions&
   torch::Tensor c64 = c.to(torch::kFloat64);
   torch::Tensor a = CriticalDampingA(c64, o);
   const int64_t d = c64.size(0);
-  torch::Tensor F = torch::zeros({d, 2, 2}, kF64);
+  torch::Tensor F = torch::zeros({d, 2, 2}, kF64.device(c64.device()));
   F.select(1, 0).select(1, 1).fill_(0.5 * o.beta);
   F.select(1, 1).select(1, 0).copy_(-0.5 * o.beta * (1.0 - 2.0 * o.gamma * a));
   F.select(1, 1).select(1, 1).copy_(-0.5 * o.beta * o.gamma * (1.0 - 2.0 * c64));
@@ -57,7 +64,7 @@ MomentumKernel ComputeMomentumKernel(const torch::Tensor& c, const torch::Tensor
   torch::Tensor tt = t.to(torch::kFloat64).reshape({n, 1, 1, 1});
   torch::Tensor Ft = F.unsqueeze(0) * tt;  // [n, d, 2, 2] = int_0^t F
   // Van Loan: expm([[F t, Q], [0, -(F t)^T]]) = [[e^{Ft}, G], [0, e^{-F^T t}]], Sigma = G e^{F^T t}.
-  torch::Tensor P = torch::zeros({n, d, 4, 4}, kF64);
+  torch::Tensor P = torch::zeros({n, d, 4, 4}, kF64.device(F.device()));
   P.slice(2, 0, 2).slice(3, 0, 2).copy_(Ft);
   P.slice(2, 2, 4).slice(3, 2, 4).copy_(-Ft.transpose(2, 3));
   P.select(2, 1).select(2, 3).copy_((o.gamma * o.beta) * t.to(torch::kFloat64).reshape({n, 1}).expand({n, d}));
@@ -75,7 +82,7 @@ torch::Tensor CriticalMeanClosedForm(const torch::Tensor& c, const torch::Tensor
   torch::Tensor F = MomentumDriftMatrix(c, o).unsqueeze(0);  // [1, d, 2, 2]
   torch::Tensor mu = CriticalEigenvalue(c, o).reshape({1, -1, 1, 1});
   torch::Tensor tt = t.to(torch::kFloat64).reshape({n, 1, 1, 1});
-  torch::Tensor eye = torch::eye(2, kF64).reshape({1, 1, 2, 2});
+  torch::Tensor eye = torch::eye(2, kF64.device(F.device())).reshape({1, 1, 2, 2});
   return torch::exp(mu * tt) * (eye + (F - mu * eye) * tt);
 }
 
@@ -139,9 +146,10 @@ torch::Tensor MomentumLoss(ScoreNet& net, const MomentumTable& tab, const torch:
                            torch::Generator& gen) {
   torch::Tensor x0 = times_per_point > 1 ? x0_in.repeat_interleave(times_per_point, 0) : x0_in;
   const int64_t n = x0.size(0), d = x0.size(1);
-  torch::Tensor idx = torch::randint(0, tab.size(), {n}, gen, torch::kLong);
-  torch::Tensor v0 = torch::randn({n, d}, gen, torch::kFloat32);  // v_0 ~ N(0, I)
-  torch::Tensor eps = torch::randn({n, d, 2}, gen, torch::kFloat32);
+  const torch::Device dev = gen.device();
+  torch::Tensor idx = torch::randint(0, tab.size(), {n}, gen, kLong.device(dev));
+  torch::Tensor v0 = torch::randn({n, d}, gen, kF32.device(dev));  // v_0 ~ N(0, I)
+  torch::Tensor eps = torch::randn({n, d, 2}, gen, kF32.device(dev));
   torch::Tensor zt = MomentumPerturb(tab, x0, v0, eps, idx);
   // The kernel's velocity score is -eps_v / L_vv, so eps_hat regresses on eps_v.
   return torch::mse_loss(MomentumNetOutput(net, tab, zt, idx), eps.select(2, 1));
@@ -149,7 +157,7 @@ torch::Tensor MomentumLoss(ScoreNet& net, const MomentumTable& tab, const torch:
 
 torch::Tensor MomentumPrior(const MomentumTable& tab, int64_t n, bool adaptive, torch::Generator& gen) {
   const int64_t d = tab.dim();
-  torch::Tensor eps = torch::randn({n, d, 2}, gen, torch::kFloat32);
+  torch::Tensor eps = torch::randn({n, d, 2}, gen, kF32.device(gen.device()));
   if (!adaptive) return PairsToState(eps);
   return PairsToState(torch::matmul(tab.prior_chol.unsqueeze(0), eps.unsqueeze(3)).squeeze(3));  // L eps
 }
@@ -205,15 +213,16 @@ VariationalStats MomentumVariationalStats(ScoreNet& net, const MomentumTable& ta
   const int64_t G = (K + group_size - 1) / group_size;
   const double h = tab.grid.Step();
   const double g2 = tab.g2(), g = std::sqrt(g2);
-  torch::Tensor gid = torch::arange(K, torch::kLong).div(group_size, "floor");
+  const auto f64 = kF64.device(z_T.device());
+  torch::Tensor gid = torch::arange(K, kLong.device(z_T.device())).div(group_size, "floor");
   torch::Tensor onehot = torch::nn::functional::one_hot(gid, G).to(torch::kFloat64);  // [K, G]
   torch::Tensor counts = onehot.sum(0);
 
   VariationalStats s;
-  s.sxx = torch::zeros({G, d, 2, 2}, kF64);
-  s.szx = torch::zeros({G, d, 2}, kF64);
-  s.sbeta = torch::zeros({G}, kF64);
-  s.count = torch::zeros({G}, kF64);
+  s.sxx = torch::zeros({G, d, 2, 2}, f64);
+  s.szx = torch::zeros({G, d, 2}, f64);
+  s.sbeta = torch::zeros({G}, f64);
+  s.count = torch::zeros({G}, f64);
   s.dt = h;
   torch::Tensor z = z_T.clone();
   for (int64_t k = tab.grid.steps; k >= 1; --k) {
@@ -297,17 +306,18 @@ class MomentumObjective : public VariationalObjective {
     const int64_t d = m.S.size(0);
     const double lo = kCLow, hi = c_max();
     const int64_t cells = 4000;
-    torch::Tensor grid = torch::linspace(lo, hi, cells + 1, kF64);  // [C]
-    torch::Tensor cg = grid.unsqueeze(1).expand({cells + 1, d});    // [C, d]
+    const auto f64 = kF64.device(m.S.device());
+    torch::Tensor grid = torch::linspace(lo, hi, cells + 1, f64);  // [C]
+    torch::Tensor cg = grid.unsqueeze(1).expand({cells + 1, d});   // [C, d]
     Moments mb{m.S.unsqueeze(0), m.R.unsqueeze(0), m.sb};
     torch::Tensor L = LossPerCoordinate(mb, CriticalDampingA(cg, o_), cg, zeta_);  // [C, d]
     torch::Tensor best = L.argmin(0);
-    torch::Tensor out = torch::empty({d}, kF64);
+    torch::Tensor out = torch::empty({d}, f64);
     const double cell = (hi - lo) / static_cast<double>(cells);
     for (int64_t i = 0; i < d; ++i) {
       const Moments mi{m.S.slice(0, i, i + 1), m.R.slice(0, i, i + 1), m.sb};
       auto f = [&](double c) {
-        torch::Tensor ct = torch::full({1}, c, kF64);
+        torch::Tensor ct = torch::full({1}, c, f64);
         return LossPerCoordinate(mi, CriticalDampingA(ct, o_), ct, zeta_).item<double>();
       };
       const double centre = grid[best[i].item<int64_t>()].item<double>();
@@ -331,7 +341,7 @@ class MomentumObjective : public VariationalObjective {
       }
       double c = 0.5 * (a + b);
       // Golden section finds c to ~sqrt(eps) (the loss is flat there); Newton on dL/dc polishes.
-      auto dl = [&](double x) { return LossDerivative(mi, torch::full({1}, x, kF64), zeta_, o_).item<double>(); };
+      auto dl = [&](double x) { return LossDerivative(mi, torch::full({1}, x, f64), zeta_, o_).item<double>(); };
       for (int it = 0; it < 4; ++it) {
         const double h = 1e-6 * std::max(1.0, std::abs(c));
         const double curv = (dl(c + h) - dl(c - h)) / (2 * h);

@@ -61,6 +61,8 @@ struct MomentumTable {
   int64_t size() const { return t.size(0); }
   double beta() const { return options.beta; }
   double g2() const { return options.gamma * options.beta; }  // squared diffusion of v
+  // Moves every defined tensor to `device`, dtypes kept (a no-op on the device they are on).
+  void MoveTo(const torch::Device& device);
 };
 
 // `data_var` ([d] float64, may be undefined) is the per-coordinate data variance used for the

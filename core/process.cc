@@ -7,6 +7,8 @@
 namespace vsdm::core {
 namespace {
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+const auto kF32 = torch::TensorOptions().dtype(torch::kFloat32);
+const auto kLong = torch::TensorOptions().dtype(torch::kLong);
 
 // VSDM (and DSM, whose A stays 0): the multivariate OU process of spec §1 on x.
 class VsdmProcess : public Process {
@@ -18,8 +20,8 @@ class VsdmProcess : public Process {
 
   torch::Tensor Loss(ScoreNet& net, const torch::Tensor& x0, torch::Generator& gen) const override {
     const int64_t n = x0.size(0) * o_.times_per_point, d = x0.size(1);
-    torch::Tensor idx = torch::randint(0, table_.size(), {n}, gen, torch::kLong);
-    torch::Tensor eps = torch::randn({n, d}, gen, torch::kFloat32);
+    torch::Tensor idx = torch::randint(0, table_.size(), {n}, gen, kLong.device(gen.device()));
+    torch::Tensor eps = torch::randn({n, d}, gen, kF32.device(gen.device()));
     return DsmLoss(net, o_.param, o_.times_per_point, x0, idx, eps, table_);
   }
   torch::Tensor SamplePrior(int64_t n, bool adaptive, torch::Generator& gen) const override {
@@ -39,12 +41,22 @@ class VsdmProcess : public Process {
     return ExportTorchScript(path, net, table_, ExportInfo{o_.schedule, o_.param, method});
   }
   std::vector<std::pair<std::string, torch::Tensor>> Describe() const override {
-    return {{"A", table_.A64}, {"D", table_.D.to(torch::kFloat64)}, {"prior_cov", table_.prior_cov64}};
+    return {
+        {"A", table_.A64.cpu()}, {"D", table_.D.to(torch::kFloat64).cpu()}, {"prior_cov", table_.prior_cov64.cpu()}};
   }
+  // Rebuilt on the CPU in float64 from A_, then moved to this process's device.
   std::unique_ptr<Process> WithGrid(const TimeGrid& grid) const override {
-    return std::make_unique<VsdmProcess>(o_, A_, grid);
+    auto p = std::make_unique<VsdmProcess>(o_, A_, grid);
+    p->table_.MoveTo(table_.t.device());
+    return p;
   }
   const TimeGrid& grid() const override { return table_.grid; }
+  // The table moves; A_ and the options' data_cov stay on the CPU (inputs of a rebuild).
+  std::unique_ptr<Process> To(const torch::Device& device) const override {
+    auto p = std::make_unique<VsdmProcess>(*this);
+    p->table_.MoveTo(device);
+    return p;
+  }
 
  private:
   VsdmProcessOptions o_;
@@ -94,15 +106,25 @@ class VsmdProcess : public Process {
     return ExportMomentumTorchScript(path, net, table_, method);
   }
   std::vector<std::pair<std::string, torch::Tensor>> Describe() const override {
-    return {{"c", table_.c64},
-            {"a", table_.a64},
-            {"damping_eigenvalue", CriticalEigenvalue(table_.c64, table_.options)},
-            {"prior_cov", table_.prior_cov64}};
+    const torch::Tensor c64 = table_.c64.cpu();
+    return {{"c", c64},
+            {"a", table_.a64.cpu()},
+            {"damping_eigenvalue", CriticalEigenvalue(c64, table_.options)},
+            {"prior_cov", table_.prior_cov64.cpu()}};
   }
+  // Rebuilt on the CPU in float64 from c_, then moved to this process's device.
   std::unique_ptr<Process> WithGrid(const TimeGrid& grid) const override {
-    return std::make_unique<VsmdProcess>(o_, c_, grid);
+    auto p = std::make_unique<VsmdProcess>(o_, c_, grid);
+    p->table_.MoveTo(table_.t.device());
+    return p;
   }
   const TimeGrid& grid() const override { return table_.grid; }
+  // The table moves; c_ and the options' data_var stay on the CPU (inputs of a rebuild).
+  std::unique_ptr<Process> To(const torch::Device& device) const override {
+    auto p = std::make_unique<VsmdProcess>(*this);
+    p->table_.MoveTo(device);
+    return p;
+  }
 
  private:
   VsmdProcessOptions o_;
@@ -129,6 +151,18 @@ class VsmdFamily : public ProcessFamily {
 };
 
 }  // namespace
+
+std::unique_ptr<Process> Process::To(const torch::Device& device) const {
+  TORCH_CHECK(device.is_cpu(), "this forward process cannot move to ", device.str());
+  return WithGrid(grid());
+}
+
+std::unique_ptr<Process> ProcessFamily::Make(const torch::Tensor& phi, const TimeGrid& grid,
+                                             const torch::Device& device) const {
+  std::unique_ptr<Process> p = Make(phi.cpu(), grid);
+  if (device.is_cpu()) return p;
+  return p->To(device);
+}
 
 std::unique_ptr<ProcessFamily> MakeVsdmFamily(int64_t dim, const VsdmProcessOptions& o) {
   return std::make_unique<VsdmFamily>(dim, o);

@@ -46,6 +46,8 @@ class Process {
   // The same process on another time grid (e.g. fewer sampler steps).
   virtual std::unique_ptr<Process> WithGrid(const TimeGrid& grid) const = 0;
   virtual const TimeGrid& grid() const = 0;
+  // The same process with every table on `device` (dtypes kept: the float64 copies stay float64).
+  virtual std::unique_ptr<Process> To(const torch::Device& device) const;
 };
 
 // The job's process, not yet bound to a parameter.
@@ -57,6 +59,8 @@ class ProcessFamily {
   // The variational parameter at round 0 (float64): A = 0 [d, d], or c [d].
   virtual torch::Tensor InitialParam() const = 0;
   virtual std::unique_ptr<Process> Make(const torch::Tensor& phi, const TimeGrid& grid) const = 0;
+  // The same, its tables on `device` (built on the CPU in float64 from phi, then moved).
+  std::unique_ptr<Process> Make(const torch::Tensor& phi, const TimeGrid& grid, const torch::Device& device) const;
   // The loss the variational update minimises over phi.
   virtual std::shared_ptr<const VariationalObjective> Objective(const VariationalOptions& o) const = 0;
 };

@@ -3,6 +3,12 @@
 #include <cmath>
 
 namespace vsdm::core {
+namespace {
+// Noise and prior draws are float32 on the generator's device (CPU draws unchanged).
+torch::TensorOptions DrawOptions(const torch::Generator& gen) {
+  return torch::TensorOptions().dtype(torch::kFloat32).device(gen.device());
+}
+}  // namespace
 
 Solver ParseSolver(const std::string& s) {
   if (s == "euler") return Solver::kEuler;
@@ -11,7 +17,7 @@ Solver ParseSolver(const std::string& s) {
 }
 
 torch::Tensor SamplePrior(const KernelTable& table, int64_t n, bool adaptive, torch::Generator& gen) {
-  torch::Tensor z = torch::randn({n, table.dim()}, gen, torch::kFloat32);
+  torch::Tensor z = torch::randn({n, table.dim()}, gen, DrawOptions(gen));
   return adaptive ? torch::matmul(z, table.prior_chol.t()) : z;
 }
 
@@ -35,7 +41,7 @@ SampleResult IntegrateReverse(const TimeGrid& grid, const std::vector<double>& b
     if (solver == Solver::kSde) {
       // x <- x + beta (1/2 D x + s) h + sqrt(beta h) xi.
       x = x + h * (beta * (0.5 * apply_d(x) + score(x, k)));
-      if (k > 1) x = x + std::sqrt(beta * h) * torch::randn(x.sizes(), gen, torch::kFloat32);
+      if (k > 1) x = x + std::sqrt(beta * h) * torch::randn(x.sizes(), gen, DrawOptions(gen));
     } else if (solver == Solver::kEuler) {
       x = x + h * ode_drift(x, k);
     } else {

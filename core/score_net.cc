@@ -75,6 +75,18 @@ ScoreNetImpl::ScoreNetImpl(const ScoreNetOptions& options)
 }
 
 torch::Tensor ScoreNetImpl::TimeFeatures(const torch::Tensor& t) {
+  if (precision_ == Precision::kFp32) return TimeFeaturesImpl(t);
+  AutocastGuard autocast(t.device(), precision_);
+  return TimeFeaturesImpl(t);  // bfloat16: it only feeds ForwardFeatures
+}
+
+torch::Tensor ScoreNetImpl::ForwardFeatures(const torch::Tensor& x, const torch::Tensor& tf) {
+  if (precision_ == Precision::kFp32) return ForwardFeaturesImpl(x, tf);
+  AutocastGuard autocast(x.device(), precision_);
+  return ForwardFeaturesImpl(x, tf).to(torch::kFloat32);
+}
+
+torch::Tensor ScoreNetImpl::TimeFeaturesImpl(const torch::Tensor& t) {
   if (unet_) return unet_->TimeEmbedding(t.reshape({-1}));
   torch::Tensor arg = (t.reshape({-1, 1}) * kTimeEmbeddingScale) * freqs_;
   torch::Tensor emb = torch::cat({torch::cos(arg), torch::sin(arg)}, 1);
@@ -82,7 +94,7 @@ torch::Tensor ScoreNetImpl::TimeFeatures(const torch::Tensor& t) {
   return t_in_(emb);
 }
 
-torch::Tensor ScoreNetImpl::ForwardFeatures(const torch::Tensor& x, const torch::Tensor& tf) {
+torch::Tensor ScoreNetImpl::ForwardFeaturesImpl(const torch::Tensor& x, const torch::Tensor& tf) {
   if (unet_) {
     const UNetOptions& u = options_.unet;
     const int64_t b = x.size(0);

@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "core/torch_compat.h"
 #include "core/unet.h"
 
 namespace vsdm::core {
@@ -56,6 +57,13 @@ class ScoreNetImpl : public torch::nn::Module {
   // Convenience: output at times t ([B] or [1]).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t);
 
+  // train.precision: kBf16 runs TimeFeatures and ForwardFeatures under autocast on the input's
+  // device (ForwardFeatures' output is float32 either way; TimeFeatures' is bfloat16, as it
+  // only feeds ForwardFeatures). Not copied by CloneScoreNet: an EMA copy
+  // samples in float32.
+  void set_precision(Precision p) { precision_ = p; }
+  Precision precision() const { return precision_; }
+
   const std::string& arch() const { return arch_; }
   int64_t dim() const { return dim_; }
   int64_t out_dim() const { return out_dim_; }
@@ -69,6 +77,9 @@ class ScoreNetImpl : public torch::nn::Module {
 
  private:
   ScoreNetOptions options_;
+  Precision precision_ = Precision::kFp32;
+  torch::Tensor TimeFeaturesImpl(const torch::Tensor& t);
+  torch::Tensor ForwardFeaturesImpl(const torch::Tensor& x, const torch::Tensor& tf);
   std::string arch_;
   int64_t dim_, hidden_, out_dim_;
   UNet unet_{nullptr};

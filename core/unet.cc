@@ -46,6 +46,12 @@ torch::nn::Conv2d Conv(int64_t in, int64_t out, int64_t kernel, int64_t stride =
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2));
 }
 
+// GroupNorm in float32 under bf16 autocast: LibTorch 1.13's CPU autocast hands group_norm a
+// bfloat16 input with its float32 weights, which it refuses; the next conv casts back.
+torch::Tensor Normed(torch::nn::GroupNorm& norm, const torch::Tensor& x) {
+  return norm(x.scalar_type() == torch::kBFloat16 ? x.to(torch::kFloat32) : x);
+}
+
 torch::nn::GroupNorm Norm(int64_t groups, int64_t channels) {
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels).eps(kGroupNormEps));
 }
@@ -68,9 +74,9 @@ class UNetImpl::ResBlockImpl : public torch::nn::Module {
 
   // x [B, in, H, W]; silu_emb = SiLU(emb), [B or 1, E].
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& silu_emb) {
-    torch::Tensor h = conv1_(torch::silu(norm1_(x)));
+    torch::Tensor h = conv1_(torch::silu(Normed(norm1_, x)));
     h = h + temb_(silu_emb).unsqueeze(2).unsqueeze(3);
-    h = conv2_(torch::dropout(torch::silu(norm2_(h)), dropout_, is_training()));
+    h = conv2_(torch::dropout(torch::silu(Normed(norm2_, h)), dropout_, is_training()));
     return (h + (skip_ ? skip_(x) : x)) * M_SQRT1_2;
   }
 
@@ -113,7 +119,7 @@ class UNetImpl::AttentionImpl : public torch::nn::Module {
 
   torch::Tensor forward(const torch::Tensor& x) {
     const int64_t b = x.size(0), c = channels_, h = x.size(2), w = x.size(3);
-    torch::Tensor qkv = qkv_(norm_(x));
+    torch::Tensor qkv = qkv_(Normed(norm_, x));
     torch::Tensor q = qkv.narrow(1, 0, c).reshape({b, c, h * w});
     torch::Tensor k = qkv.narrow(1, c, c).reshape({b, c, h * w});
     torch::Tensor v = qkv.narrow(1, 2 * c, c).reshape({b, c, h * w});
@@ -262,7 +268,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& emb
       h = upsample_[i](torch::upsample_nearest2d(h, size));
     }
   }
-  return out_conv_(torch::silu(out_norm_(h)));
+  return out_conv_(torch::silu(Normed(out_norm_, h)));
 }
 
 std::string UNetImpl::TorchScriptSource(const std::string& prefix) const {

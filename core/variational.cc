@@ -5,7 +5,15 @@
 namespace vsdm::core {
 namespace {
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+
+// `s` with its tensors on `device` (the same tensors when they are there already).
+VariationalStats StatsOn(const VariationalStats& s, const torch::Device& device) {
+  VariationalStats out = s;
+  for (torch::Tensor* x : {&out.sxx, &out.szx, &out.sbeta, &out.count})
+    if (x->defined()) *x = x->to(device);
+  return out;
 }
+}  // namespace
 
 torch::Tensor VariationalStats::Flatten() const {
   const int64_t g = groups();
@@ -31,22 +39,28 @@ VariationalStats ComputeVariationalStats(const KernelTable& tab, const ScoreFn& 
   const int64_t K = x_T.size(0), d = x_T.size(1);
   const int64_t G = (K + group_size - 1) / group_size;
   const double h = tab.grid.Step();
+  const auto f64 = kF64.device(x_T.device());
   // group id of each trajectory, as a one-hot [K, G] (float64) to reduce per group by matmul.
-  torch::Tensor gid = torch::arange(K, torch::kLong).div(group_size, "floor");
+  torch::Tensor gid =
+      torch::arange(K, torch::TensorOptions().dtype(torch::kLong).device(x_T.device())).div(group_size, "floor");
   torch::Tensor onehot = torch::nn::functional::one_hot(gid, G).to(torch::kFloat64);  // [K, G]
 
   VariationalStats s;
-  s.sxx = torch::zeros({G, d, d}, kF64);
-  s.szx = torch::zeros({G, d, d}, kF64);
-  s.sbeta = torch::zeros({G}, kF64);
-  s.count = torch::zeros({G}, kF64);
+  s.sxx = torch::zeros({G, d, d}, f64);
+  s.szx = torch::zeros({G, d, d}, f64);
+  s.sbeta = torch::zeros({G}, f64);
+  s.count = torch::zeros({G}, f64);
   s.dt = h;
   const torch::Tensor Dt = tab.D.t();
   const torch::Tensor At = tab.A.t();
+  // beta(t_k) read to the host once per call, not once per step.
+  const torch::Tensor beta_host = tab.beta.to(torch::kFloat64).cpu().contiguous();
+  const double* beta_k = beta_host.data_ptr<double>();
+  const auto noise = torch::TensorOptions().dtype(torch::kFloat32).device(gen.device());
   torch::Tensor x = x_T.clone();
   torch::Tensor counts = onehot.sum(0);  // trajectories per group
   for (int64_t k = tab.grid.steps; k >= 1; --k) {
-    const double beta = tab.beta[k].item<double>();
+    const double beta = beta_k[k];
     const double sb = std::sqrt(beta);
     torch::Tensor score = score_fn(x, k);
     torch::Tensor zb = sb * (score - torch::matmul(x, At));  // z_b = sqrt(beta)(s - A x)
@@ -58,7 +72,7 @@ VariationalStats ComputeVariationalStats(const KernelTable& tab, const ScoreFn& 
     s.count += counts;
     // Euler-Maruyama step of the backward SDE (spec §4).
     torch::Tensor drift = beta * (0.5 * torch::matmul(x, Dt) + score);
-    x = x + h * drift + std::sqrt(beta * h) * torch::randn(x.sizes(), gen, torch::kFloat32);
+    x = x + h * drift + std::sqrt(beta * h) * torch::randn(x.sizes(), gen, noise);
   }
   return s;
 }
@@ -72,7 +86,7 @@ torch::Tensor VariationalGradient(const VariationalStats& s, const torch::Tensor
   const int64_t d = sxx.size(0);
   // grad L = (Delta/n) (A S_xx + S_zx + zeta S_beta I), spec §3.
   torch::Tensor g = diagonal ? torch::diag(torch::diag(A) * torch::diag(sxx) + torch::diag(szx) + zeta * sb)
-                             : torch::matmul(A, sxx) + szx + zeta * sb * torch::eye(d, kF64);
+                             : torch::matmul(A, sxx) + szx + zeta * sb * torch::eye(d, kF64.device(sxx.device()));
   return g * (s.dt / n);
 }
 
@@ -80,7 +94,7 @@ torch::Tensor VariationalMinimizer(const VariationalStats& s, double zeta, bool 
   torch::Tensor sxx = s.sxx.sum(0), szx = s.szx.sum(0);
   const double sb = s.sbeta.sum().item<double>();
   const int64_t d = sxx.size(0);
-  torch::Tensor rhs = -(szx + zeta * sb * torch::eye(d, kF64));
+  torch::Tensor rhs = -(szx + zeta * sb * torch::eye(d, kF64.device(sxx.device())));
   if (diagonal) return torch::diag(torch::diag(rhs) / torch::diag(sxx));
   // A* = rhs S_xx^{-1}  <=>  S_xx^T A*^T = rhs^T.
   return torch::linalg_solve(sxx.t(), rhs.t()).t();
@@ -88,7 +102,7 @@ torch::Tensor VariationalMinimizer(const VariationalStats& s, double zeta, bool 
 
 bool ProjectPositiveDefinite(torch::Tensor& A, double d_min, bool diagonal, double* min_eig_after) {
   const int64_t d = A.size(0);
-  torch::Tensor eye = torch::eye(d, kF64);
+  torch::Tensor eye = torch::eye(d, kF64.device(A.device()));
   torch::Tensor D = eye - 2.0 * A;
   if (diagonal) {
     torch::Tensor dd = torch::diag(D);
@@ -148,7 +162,8 @@ VariationalUpdater::VariationalUpdater(const torch::Tensor& initial, const Varia
   adam_v_ = torch::zeros_like(A_);
 }
 
-UpdateInfo VariationalUpdater::Apply(const VariationalStats& stats) {
+UpdateInfo VariationalUpdater::Apply(const VariationalStats& stats_in) {
+  const VariationalStats stats = StatsOn(stats_in, A_.device());  // statistics from any device
   UpdateInfo info;
   torch::Tensor grad = objective_->Gradient(stats, A_, -1);
   info.grad_norm = grad.norm().item<double>();

@@ -39,7 +39,7 @@ TEST(DsmTrainerTest, LossFallsOnAGaussian) {
   auto batch = [&] { return torch::randn({512, 2}, g) * 0.5 + 1.0; };
   double first = 0, last = 0;
   for (int i = 0; i < 300; ++i) {
-    double l = tr.ComputeGradients(batch(), g, tab);
+    double l = tr.ComputeGradients(batch(), g, tab).item<double>();
     tr.ApplyGradients();
     if (i < 20) first += l / 20;
     if (i >= 280) last += l / 20;

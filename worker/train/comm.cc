@@ -107,14 +107,31 @@ std::string DefaultBackend(bool want_cuda) {
   return want_cuda && BuiltWithNccl() && torch::cuda::is_available() ? "nccl" : "gloo";
 }
 
+absl::StatusOr<std::string> ResolveBackend(const std::string& choice, bool want_cuda) {
+  if (choice == "auto") return DefaultBackend(want_cuda);
+  if (choice == "gloo") return choice;
+  if (choice == "nccl") {
+    if (!BuiltWithNccl())
+      return absl::FailedPreconditionError(
+          "nccl: this build has no NCCL backend (configure with -DVSDM_WITH_CUDA=ON against a CUDA LibTorch)");
+    return choice;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("must be auto, gloo or nccl, got \"", choice, "\""));
+}
+
 struct Comm::Impl {
   std::string name, backend;
   int rank = 0, size = 1;
   c10::intrusive_ptr<GroupBase> pg;
-  bool on_cuda = false;  // nccl: collectives run on device copies
+  // nccl: the group's GPU; collectives run on tensors there. Gloo: the CPU, unused.
+  bool on_cuda = false;
+  torch::Device device{torch::kCPU};
 
-  // NCCL needs device tensors; Gloo takes the CPU tensors as they are.
-  torch::Tensor Stage(const torch::Tensor& t) const { return on_cuda ? t.to(torch::kCUDA) : t.contiguous(); }
+  // Note [Collective tensors on any device] (comm.h). NCCL needs contiguous tensors on the group's
+  // device; Gloo takes contiguous CPU and CUDA tensors as they are (it stages CUDA ones through
+  // pinned host memory on its own streams, ordered after the caller's current stream). A staged
+  // copy is written back by the caller of Stage.
+  torch::Tensor Stage(const torch::Tensor& t) const { return on_cuda ? t.to(device).contiguous() : t.contiguous(); }
 };
 
 Comm::Comm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -148,11 +165,15 @@ absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const 
     } else if (options.backend == "nccl") {
 #ifdef VSDM_WITH_CUDA
       if (!torch::cuda::is_available()) return absl::FailedPreconditionError("backend nccl: no CUDA device");
-      c10::cuda::set_device(static_cast<c10::DeviceIndex>(rank % torch::cuda::device_count()));
+      // One GPU per rank: each rank's own when it sees several (threads of one test process), else
+      // cuda:0 (a rank process whose CUDA_VISIBLE_DEVICES names its GPU).
+      const auto index = static_cast<c10::DeviceIndex>(rank % torch::cuda::device_count());
+      c10::cuda::set_device(index);
       auto o = c10d::ProcessGroupNCCL::Options::create();
       o->timeout = options.timeout;
       impl->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, size, o);
       impl->on_cuda = true;
+      impl->device = torch::Device(torch::kCUDA, index);
 #else
       return absl::FailedPreconditionError(
           "backend nccl: this build has no CUDA (configure with -DVSDM_WITH_CUDA=ON against a CUDA LibTorch)");
@@ -183,7 +204,7 @@ absl::Status Comm::Broadcast(torch::Tensor& t, int root) {
     c10d::BroadcastOptions o;
     o.rootRank = root;
     impl_->pg->broadcast(v, o)->wait();
-    if (!v[0].is_same(t)) t.copy_(v[0]);
+    if (!v[0].is_same(t)) t.copy_(v[0]);  // staged: the result back into the caller's tensor
   } catch (const std::exception& e) {
     return FromException(absl::StrCat(impl_->name, " broadcast from rank ", root), e);
   }

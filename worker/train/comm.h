@@ -1,8 +1,8 @@
-// The one adapter between vsdm and c10d: the rendezvous store, process groups (Gloo on CPU;
-// NCCL when built with VSDM_WITH_CUDA and a device is present) and the few collectives the
-// runtime posts, with exceptions turned into Status. Everything that differs between Debian's
-// LibTorch 1.13 and LibTorch 2.x (ProcessGroup vs Backend base class, NCCL options) lives in
-// comm.cc; no other file includes a c10d header.
+// The one adapter between vsdm and c10d: the rendezvous store, process groups (Gloo, on CPU or
+// CUDA tensors; NCCL when built with VSDM_WITH_CUDA and a device is present) and the few
+// collectives the runtime posts, with exceptions turned into Status. Everything that differs
+// between Debian's LibTorch 1.13 and LibTorch 2.x (ProcessGroup vs Backend base class, NCCL
+// options) lives in comm.cc; no other file includes a c10d header.
 #pragma once
 
 #include <chrono>
@@ -49,6 +49,11 @@ inline constexpr int64_t kMaxBroadcastBytes = int64_t{2} << 30;  // 2 GiB
 
 // "nccl" when this build has the NCCL backend and a CUDA device is visible, else "gloo".
 std::string DefaultBackend(bool want_cuda);
+// The backend a choice names (vsdm-train --backend, $VSDM_BACKEND): "auto" is
+// DefaultBackend(want_cuda); "gloo" and "nccl" are themselves (Gloo also serves ranks whose
+// tensors are on a GPU, e.g. several ranks sharing one GPU, which NCCL refuses). "nccl" in a build
+// without it is FAILED_PRECONDITION; anything else INVALID_ARGUMENT naming the choices.
+absl::StatusOr<std::string> ResolveBackend(const std::string& choice, bool want_cuda);
 // Whether this binary was built with the NCCL backend (VSDM_WITH_CUDA).
 bool BuiltWithNccl();
 // Bytes in use on the current CUDA device (cudaMemGetInfo: total - free, so other processes'
@@ -69,6 +74,13 @@ class Comm {
   int size() const;
   const std::string& backend() const;
 
+  // Note [Collective tensors on any device]: the tensors of Broadcast and AllReduceSum may live
+  // on the CPU or a CUDA device under either backend (Gloo copies CUDA tensors through pinned
+  // host memory itself; for NCCL, comm.cc stages CPU tensors, or ones on another GPU, to the
+  // group's device); a non-contiguous tensor is staged as a contiguous copy. Either way the result
+  // is written back into the caller's tensor before the call returns, and a CUDA result is ordered
+  // before later work on the caller's current stream.
+  //
   // In place: every rank ends with root's contents of `t` (same shape and dtype on all ranks).
   absl::Status Broadcast(torch::Tensor& t, int root);
   // In place, sum over ranks; one collective per tensor, all posted before the first wait, so

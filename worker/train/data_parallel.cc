@@ -25,11 +25,12 @@ GradientBuckets::GradientBuckets(std::vector<torch::Tensor> params, int64_t buck
     int64_t n = 0;
     for (size_t i : members_[b]) n += params_[i].numel();
     if (b + 1 == members_.size()) n += extras_;
-    buffers_.push_back(torch::zeros({n}, torch::kFloat32));
+    buffers_.push_back(torch::zeros({n}, torch::TensorOptions().dtype(torch::kFloat32).device(
+        params_.empty() ? torch::Device(torch::kCPU) : params_.front().device())));
   }
 }
 
-absl::Status GradientBuckets::AllReduce(Comm& comm, double scale, std::vector<double>& extras) {
+absl::Status GradientBuckets::AllReduce(Comm& comm, double scale, torch::Tensor& extras) {
   torch::NoGradGuard guard;
   for (size_t b = 0; b < members_.size(); ++b) {
     int64_t off = 0;
@@ -47,8 +48,8 @@ absl::Status GradientBuckets::AllReduce(Comm& comm, double scale, std::vector<do
   }
   torch::Tensor& last = buffers_.back();
   const int64_t base = last.numel() - extras_;
-  for (int64_t e = 0; e < extras_; ++e)
-    last[base + e] = e < static_cast<int64_t>(extras.size()) ? static_cast<float>(extras[e]) : 0.0f;
+  TORCH_CHECK(extras.numel() == extras_, "GradientBuckets: ", extras.numel(), " extras, want ", extras_);
+  if (extras_ > 0) last.narrow(0, base, extras_).copy_(extras.reshape({-1}));
   if (auto s = comm.AllReduceSum(buffers_); !s.ok()) return s;
   for (size_t b = 0; b < members_.size(); ++b) {
     int64_t off = 0;
@@ -63,8 +64,7 @@ absl::Status GradientBuckets::AllReduce(Comm& comm, double scale, std::vector<do
       off += n;
     }
   }
-  extras.resize(extras_);
-  for (int64_t e = 0; e < extras_; ++e) extras[e] = last[base + e].item<double>();
+  if (extras_ > 0) extras.copy_(last.narrow(0, base, extras_).view(extras.sizes()));
   return absl::OkStatus();
 }
 

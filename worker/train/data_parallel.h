@@ -16,14 +16,16 @@ namespace vsdm::worker {
 int64_t ShardSize(int64_t batch, int64_t trainers, int64_t rank);
 
 // Flat float32 buckets over the gradients of a fixed parameter list (≈ bucket_bytes each,
-// parameters kept whole, in order), with room for a few extra scalars (the loss) at the end.
+// parameters kept whole, in order), on the parameters' device, with room for a few extra
+// scalars (the loss) at the end.
 class GradientBuckets {
  public:
   GradientBuckets(std::vector<torch::Tensor> params, int64_t bucket_bytes, int64_t extras = 1);
 
-  // grads <- sum over ranks of (scale * grad); extras likewise (scaled by the caller). A
-  // missing gradient counts as zero.
-  absl::Status AllReduce(Comm& comm, double scale, std::vector<double>& extras);
+  // grads <- sum over ranks of (scale * grad); extras ([extras] float32 on the parameters'
+  // device, scaled by the caller) likewise, in place. A missing gradient counts as zero. Nothing
+  // is read on the host (Note [No host sync in a step], core/dsm_trainer.h).
+  absl::Status AllReduce(Comm& comm, double scale, torch::Tensor& extras);
 
   int64_t buckets() const { return static_cast<int64_t>(buffers_.size()); }
   int64_t numel() const { return numel_; }

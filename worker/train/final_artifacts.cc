@@ -63,9 +63,29 @@ absl::Status WritePlot(const JobSpec& spec, const std::string& param_name, const
 }
 }  // namespace
 
+namespace {
+absl::StatusOr<nlohmann::json> WriteFinalArtifactsOnHost(const JobSetup& setup, core::ScoreNet& ema_net,
+                                                         const core::Process& process, const std::string& out_dir,
+                                                         const nlohmann::json& extra);
+}  // namespace
+
 absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::ScoreNet& ema_net,
                                                    const core::Process& process, const std::string& out_dir,
                                                    const nlohmann::json& extra) {
+  if (!setup.device.is_cpu()) {
+    // The evaluation (metrics, pictures, the export) runs on the CPU: a copy of the EMA net and of
+    // the process there, drawing from the CPU evaluation stream.
+    core::ScoreNet host = core::CloneScoreNet(ema_net);
+    std::unique_ptr<core::Process> host_process = process.To(torch::kCPU);
+    return WriteFinalArtifactsOnHost(setup, host, *host_process, out_dir, extra);
+  }
+  return WriteFinalArtifactsOnHost(setup, ema_net, process, out_dir, extra);
+}
+
+namespace {
+absl::StatusOr<nlohmann::json> WriteFinalArtifactsOnHost(const JobSetup& setup, core::ScoreNet& ema_net,
+                                                         const core::Process& process, const std::string& out_dir,
+                                                         const nlohmann::json& extra) {
   if (setup.images) return WriteImageArtifacts(setup, ema_net, process, out_dir, extra);
   if (setup.series) return WriteForecastArtifacts(setup, ema_net, process, out_dir, extra);
   const JobSpec& spec = setup.spec;
@@ -109,6 +129,7 @@ absl::StatusOr<nlohmann::json> WriteFinalArtifacts(const JobSetup& setup, core::
   VSDM_RETURN_IF_ERROR(WriteMetricsFile(m, extra, t_eval, out_dir));
   return m;
 }
+}  // namespace
 
 nlohmann::json TensorToJson(const torch::Tensor& t) {
   torch::Tensor a = t.to(torch::kFloat64).contiguous();

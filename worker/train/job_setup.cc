@@ -10,10 +10,21 @@
 
 namespace vsdm::worker {
 
+namespace {
+// The generator's device: the rank's GPU for a cuda job's streams, so draws are made where the
+// tensors live; but the data moments and the whole-job evaluation (MakeGenerator's kEval: the final
+// artifacts, computed on the CPU, final_artifacts.h) draw on the CPU. CPU jobs: the CPU throughout.
+torch::Device StreamDevice(const JobSpec& spec, Stream s, bool per_round) {
+  if (spec.resources.device != "cuda" || s == Stream::kDataCov || (s == Stream::kEval && !per_round))
+    return torch::kCPU;
+  return torch::Device(torch::kCUDA, 0);
+}
+}  // namespace
+
 torch::Generator MakeGenerator(const JobSpec& spec, Stream s, int64_t rank) {
   const uint64_t seed = static_cast<uint64_t>(spec.train.seed) * 1000003ULL + static_cast<uint64_t>(s) * 7919ULL +
                         static_cast<uint64_t>(rank) * 104729ULL;
-  return at::make_generator<at::CPUGeneratorImpl>(seed);
+  return core::MakeDeviceGenerator(StreamDevice(spec, s, /*per_round=*/false), seed);
 }
 
 torch::Generator MakeRoundGenerator(const JobSpec& spec, Stream s, int64_t rank, int64_t round) {
@@ -27,7 +38,7 @@ torch::Generator MakeRoundGenerator(const JobSpec& spec, Stream s, int64_t rank,
   uint64_t h = mix(static_cast<uint64_t>(spec.train.seed));
   for (uint64_t v : {static_cast<uint64_t>(s), static_cast<uint64_t>(rank), static_cast<uint64_t>(round)})
     h = mix(h ^ v);
-  return at::make_generator<at::CPUGeneratorImpl>(h);
+  return core::MakeDeviceGenerator(StreamDevice(spec, s, /*per_round=*/true), h);
 }
 
 namespace {
@@ -134,7 +145,7 @@ core::DataMoments MomentsOf(const JobSpec& spec, const JobSetup& s) {
 }  // namespace
 
 torch::Tensor JobSetup::TrainBatch(int64_t n, int64_t rank, int64_t world, int64_t step, torch::Generator& gen) const {
-  if (!images && !series) return dataset->Sample(n, gen);
+  if (!images && !series) return dataset->Sample(n, gen).to(device);  // drawn on the generator's device
   const uint64_t seed = static_cast<uint64_t>(spec.train.seed) * 1000003ULL + 0x5eedULL;
   core::EpochSampler sampler(train_items, world, rank, seed);
   torch::Tensor idx = sampler.Indices(step * n, n);
@@ -143,9 +154,11 @@ torch::Tensor JobSetup::TrainBatch(int64_t n, int64_t rank, int64_t world, int64
     const torch::Tensor picked = idx.to(torch::kInt64).contiguous();
     const int64_t* i = picked.data_ptr<int64_t>();
     for (int64_t k = 0; k < n; ++k) origins[k] = series->train_origins[i[k]];
-    return series->Windows(origins);
+    return ToDevice(series->Windows(origins), device);
   }
-  return images->train.images.index_select(0, idx).reshape({n, -1});
+  // Small sets live on the device whole (train_on_device); the indices go up pinned.
+  if (train_on_device.defined()) return train_on_device.index_select(0, ToDevice(idx, device)).reshape({n, -1});
+  return ToDevice(images->train.images.index_select(0, idx).reshape({n, -1}), device);
 }
 
 core::ScoreNet JobSetup::MakeNet() const {
@@ -161,7 +174,16 @@ core::ScoreNet JobSetup::MakeNet() const {
   if (o.arch == "forecast")
     o.forecast = {series->horizon, series->context,      series->dim(),
                   series->covariates(), spec.model.channels, spec.model.dropout};
-  return core::ScoreNet(o);
+  core::ScoreNet net(o);
+  net->to(device);
+  return net;
+}
+
+torch::Tensor ToDevice(const torch::Tensor& t, const torch::Device& device) {
+  if (t.device() == device) return t;
+  // A pageable host->device copy waits for the device; a pinned one is queued behind the step.
+  if (device.is_cuda()) return t.pin_memory().to(device, /*non_blocking=*/true);
+  return t.to(device);
 }
 
 core::VariationalUpdater JobSetup::MakeUpdater() const {
@@ -182,10 +204,10 @@ core::ImageDataPaths DefaultImageDataPaths() {
 absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec) { return MakeJobSetup(spec, DefaultImageDataPaths()); }
 
 absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec, const core::ImageDataPaths& paths) {
-  if (spec.resources.device == "cuda" && !torch::cuda::is_available())
-    return absl::FailedPreconditionError("resources.device: cuda requested but no CUDA device");
   JobSetup s;
   s.spec = spec;
+  VSDM_ASSIGN_OR_RETURN(s.device, core::ParseDevice(spec.resources.device));
+  VSDM_ASSIGN_OR_RETURN(s.trainer_options.precision, core::ParsePrecision(spec.train.precision));
   if (core::IsImageDataset(spec.problem.dataset)) {
     VSDM_RETURN_IF_ERROR(LoadImages(spec, paths, s));
   } else if (core::IsSeriesDataset(spec.problem.dataset)) {
@@ -215,6 +237,11 @@ absl::StatusOr<JobSetup> MakeJobSetup(const JobSpec& spec, const core::ImageData
   v.adam_steps = spec.variational.adam_steps;
   v.seed = static_cast<int64_t>(spec.train.seed) + 17;
   if (!s.series) s.family = core::MakeProcessFamily(spec, MomentsOf(spec, s));
+  // Image sets up to 1 GiB go to the device once (Fashion-MNIST's 60 000 images: 188 MB).
+  constexpr int64_t kMaxDeviceSetBytes = int64_t{1} << 30;
+  if (s.images && s.device.is_cuda() &&
+      s.train_items * s.images->train.dim() * static_cast<int64_t>(sizeof(float)) <= kMaxDeviceSetBytes)
+    s.train_on_device = s.images->train.images.slice(0, 0, s.train_items).to(s.device);
   return s;
 }
 

@@ -33,10 +33,15 @@ struct JobSetup {
   std::shared_ptr<const core::ImageData> images;  // image sets (finite, with a test split), or null
   core::ImageShape image;                         // the images' shape (zero for points)
   std::shared_ptr<const core::SeriesData> series; // time series (forecasting windows), or null
+  torch::Tensor train_on_device;  // image jobs on a GPU: the training images, loaded there once
   int64_t train_items = 0;  // image jobs: the training images used (the first problem.train_limit, or all)
   std::string cache_dir;    // image jobs: where the feature net is cached (set by main; empty: no cache)
   int eval_threads = 0;     // image jobs: torch threads for the final evaluation (set by main; 0: as is)
   core::TimeGrid grid;
+  // resources.device: where this rank's training math lives (the net, its optimiser state, the
+  // batches, the kernel tables, A and the variational statistics). A rank sees one GPU
+  // (CUDA_VISIBLE_DEVICES from its agent slot), so cuda means cuda:0 of the process.
+  torch::Device device{torch::kCPU};
   core::DsmTrainerOptions trainer_options;
   core::VariationalOptions variational_options;
   bool learn_a = true;  // false for method dsm
@@ -53,15 +58,24 @@ struct JobSetup {
   // resumed job reads what the uninterrupted one would have; series read packed training windows
   // the same way.
   torch::Tensor TrainBatch(int64_t n, int64_t rank, int64_t world, int64_t step, torch::Generator& gen) const;
-  // A fresh network initialised from the spec's seed (identical on every rank and thread).
+  // A fresh network initialised from the spec's seed (identical on every rank and thread), on
+  // `device` (initialised on the CPU first, so every device starts from the same weights).
   core::ScoreNet MakeNet() const;
-  // The variational parameter at round 0 (A = 0 [d, d], or c [d] for VSMD; float64).
-  torch::Tensor InitialParam() const { return family->InitialParam(); }
-  // The forward process under parameter `phi` on the spec's grid.
-  std::unique_ptr<core::Process> Process(const torch::Tensor& phi) const { return family->Make(phi, grid); }
+  // float32 on `device`.
+  torch::TensorOptions FloatOptions() const { return torch::TensorOptions().dtype(torch::kFloat32).device(device); }
+  // The variational parameter at round 0 (A = 0 [d, d], or c [d] for VSMD; float64 on `device`).
+  torch::Tensor InitialParam() const { return family->InitialParam().to(device); }
+  // The forward process under parameter `phi` on the spec's grid, its tables on `device` (built
+  // in float64 on the CPU: a few small tensors once a round).
+  std::unique_ptr<core::Process> Process(const torch::Tensor& phi) const {
+    return family->Make(phi.cpu(), grid, device);
+  }
   // The variational update rule, starting from InitialParam().
   core::VariationalUpdater MakeUpdater() const;
 };
+
+// `t` on `device` (as is when it is there): pinned and non-blocking to a GPU.
+torch::Tensor ToDevice(const torch::Tensor& t, const torch::Device& device);
 
 // INVALID_ARGUMENT when the spec names a dataset this build does not know or a file that cannot be
 // read as one (the message names problem.dataset and the file), or a model that does not fit the

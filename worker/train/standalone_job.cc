@@ -56,12 +56,15 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
     RoundReport rep;
     const auto t0 = SteadyClock::now();
     trainer.net()->train();
-    double loss_sum = 0.0;
+    // Note [No host sync in a step] (core/dsm_trainer.h): the losses are read once a round.
+    torch::Tensor loss_sum = torch::zeros({}, setup.FloatOptions().dtype(torch::kFloat64));
+    // [step loop] begin (tests/host_sync_test.py)
     for (int64_t s = 0; s < spec.train.steps_per_round; ++s) {
       torch::Tensor x0 = setup.TrainBatch(spec.train.batch_points, 0, 1, r * spec.train.steps_per_round + s, gen_data);
-      loss_sum += trainer.ComputeGradients(x0, gen_train, *process);
+      loss_sum.add_(trainer.ComputeGradients(x0, gen_train, *process).to(torch::kFloat64));
       trainer.ApplyGradients();
     }
+    // [step loop] end
     const auto t1 = SteadyClock::now();
     // No update after the last round: the final model keeps the A its network was trained on.
     if (setup.learn_a && r + 1 < rounds) {
@@ -74,7 +77,7 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
     const auto t2 = SteadyClock::now();
     rep.round = r + 1;
     rep.rounds = rounds;
-    rep.loss = loss_sum / static_cast<double>(spec.train.steps_per_round);
+    rep.loss = loss_sum.item<double>() / static_cast<double>(spec.train.steps_per_round);
     rep.a_norm = updater.A().norm().item<double>();
     rep.train_sec = Seconds(t0, t1);
     rep.variational_sec = Seconds(t1, t2);

@@ -7,13 +7,17 @@
 // joined; 75 preempted: SIGTERM to this or another rank of the attempt, after trainer 0 wrote the
 // round's checkpoint (Note [Preemption], preemption.h). $VSDM_PREEMPT_GRACE_SECONDS (default 8,
 // under the agent's 10 s kill grace; 0: none) bounds how long after SIGTERM a rank may take to
-// exit before its watchdog exits 75 without a new checkpoint.
+// exit before its watchdog exits 75 without a new checkpoint. --backend auto|gloo|nccl (else
+// $VSDM_BACKEND, else auto) picks a distributed rank's collective backend.
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -50,9 +54,54 @@ int Fail(TrainExit code, const std::string& msg) {
   std::_Exit(ExitCode(TrainExit::kPeerLost));
 }
 
-vsdm::worker::CommOptions MakeCommOptions(const TrainArgs& opt, const vsdm::JobSpec& spec, const std::string& host) {
+// --backend auto|gloo|nccl: the collective backend of a distributed rank. Read here rather than by
+// ParseTrainArgs, since the agent never passes it (common/train_protocol.h is the agent's
+// contract): a rank started by an agent gets the default, or $VSDM_BACKEND from its environment.
+constexpr char kBackendFlag[] = "--backend";
+constexpr char kBackendEnv[] = "VSDM_BACKEND";
+constexpr char kBackendHelp[] =
+    "Collective backend:\n"
+    "  --backend TEXT              distributed: auto | gloo | nccl (default $VSDM_BACKEND, else auto: nccl for\n"
+    "                              resources.device cuda in a CUDA build, else gloo). gloo also carries CUDA\n"
+    "                              tensors: use it when ranks share one GPU, which NCCL refuses\n";
+
+// Removes every `--backend V` / `--backend=V` from `args` (argv[0] first, left alone) and returns
+// the last V; "" when absent. INVALID_ARGUMENT when the flag has no value.
+absl::StatusOr<std::string> TakeBackendFlag(std::vector<std::string>& args) {
+  std::string value;
+  std::vector<std::string> rest;
+  const std::string with_value = std::string(kBackendFlag) + "=";
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (i > 0 && args[i] == kBackendFlag) {
+      if (i + 1 == args.size()) return absl::InvalidArgumentError("--backend: needs a value (auto | gloo | nccl)");
+      value = args[++i];
+    } else if (i > 0 && args[i].rfind(with_value, 0) == 0) {
+      value = args[i].substr(with_value.size());
+    } else {
+      rest.push_back(args[i]);
+    }
+  }
+  args = std::move(rest);
+  return value;
+}
+
+// The backend a rank runs: --backend, else $VSDM_BACKEND, else auto (ResolveBackend, comm.h).
+absl::StatusOr<std::string> ChooseBackend(const std::string& flag, const vsdm::JobSpec& spec) {
+  std::string choice = flag, source = kBackendFlag;
+  if (const char* env = std::getenv(kBackendEnv); choice.empty() && env != nullptr && *env != '\0') {
+    choice = env;
+    source = absl::StrCat("$", kBackendEnv);
+  }
+  if (choice.empty()) choice = "auto";
+  auto backend = vsdm::worker::ResolveBackend(choice, spec.resources.device == "cuda");
+  if (!backend.ok())
+    return absl::Status(backend.status().code(), absl::StrCat(source, ": ", backend.status().message()));
+  return backend;
+}
+
+vsdm::worker::CommOptions MakeCommOptions(const TrainArgs& opt, const std::string& backend, const std::string& host) {
   vsdm::worker::CommOptions co;
-  co.backend = vsdm::worker::DefaultBackend(spec.resources.device == "cuda");
+  co.backend = backend;
   co.timeout = std::chrono::milliseconds(static_cast<int64_t>(opt.pg_timeout_seconds * 1000));
   co.bind = !opt.bind.empty() ? opt.bind : (host == "127.0.0.1" || host == "localhost") ? "127.0.0.1" : "";
   if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME")) co.interface = ifname;  // as torchrun
@@ -99,9 +148,10 @@ void PrintDistributedDone(const TrainArgs& opt, const std::string& who, const nl
       opt.out_dir, ArtifactList(m));
 }
 
-// `secret`: the attempt's rendezvous secret, from the environment (train_protocol.h).
+// `secret`: the attempt's rendezvous secret, from the environment (train_protocol.h); `backend`:
+// gloo | nccl (ChooseBackend).
 int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::worker::JobSetup& setup,
-                   const std::string& secret) {
+                   const std::string& secret, const std::string& backend) {
   using namespace vsdm::worker;
   const int W = opt.trainers;
   const std::string who = opt.rank < W ? absl::StrCat("trainer ", opt.rank) : std::string("variational");
@@ -122,7 +172,7 @@ int RunDistributed(const TrainArgs& opt, const vsdm::JobSpec& spec, const vsdm::
   d.job_uid = opt.job_uid;
   d.spec_hash = opt.spec_hash;
   d.stop_requested = PreemptionRequested;
-  const CommOptions co = MakeCommOptions(opt, spec, host);
+  const CommOptions co = MakeCommOptions(opt, backend, host);
   std::cout << absl::StrFormat(
                    "vsdm-train[%s]: attempt %d, %d trainers + 1 variational rank, store %s, %s, "
                    "timeout %.0fs%s\n",
@@ -207,15 +257,21 @@ int main(int argc, char** argv) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: carry on, spinning
   }
+  // Note [Large tensors and the allocator] (core/threading.h): before the first tensor.
+  vsdm::core::ConfigureAllocator();
   // Note [Preemption]: before anything slow (the spec's data, the rendezvous), so that a SIGTERM
   // at any moment ends in exit 75.
   double grace = 8;
   if (const char* g = std::getenv("VSDM_PREEMPT_GRACE_SECONDS"); g != nullptr && *g != '\0') grace = std::atof(g);
   vsdm::worker::InstallPreemptionHandler(grace);
-  auto parsed = vsdm::train_protocol::ParseTrainArgs(std::vector<std::string>(argv, argv + argc));
+  std::vector<std::string> args(argv, argv + argc);
+  auto backend_flag = TakeBackendFlag(args);
+  if (!backend_flag.ok()) return Fail(TrainExit::kBadInput, std::string(backend_flag.status().message()));
+  auto parsed = vsdm::train_protocol::ParseTrainArgs(args);
   if (!parsed.ok()) return Fail(TrainExit::kBadInput, std::string(parsed.status().message()));
   if (!parsed->help.empty()) {
     std::cout << parsed->help;
+    if (parsed->help.find("--spec") != std::string::npos) std::cout << kBackendHelp;  // not for --version
     return ExitCode(TrainExit::kOk);
   }
   TrainArgs opt = parsed->args;
@@ -238,21 +294,27 @@ int main(int argc, char** argv) {
   auto setup = vsdm::worker::MakeJobSetup(*spec, paths);
   if (!setup.ok()) return Fail(TrainExit::kBadInput, std::string(setup.status().message()));
   setup->cache_dir = opt.cache_dir.empty() ? DefaultCacheDir() : opt.cache_dir;
+  std::string backend;
   if (!opt.standalone) {
     if (absl::Status s = CheckWorld(opt, *spec); !s.ok()) return Fail(TrainExit::kBadInput, std::string(s.message()));
     if (auto store = vsdm::train_protocol::ParseHostPort(opt.store); !store.ok())
       return Fail(TrainExit::kBadInput, std::string(store.status().message()));
+    auto chosen = ChooseBackend(*backend_flag, *spec);
+    if (!chosen.ok()) return Fail(TrainExit::kBadInput, std::string(chosen.status().message()));
+    backend = *chosen;
   }
-  // --threads goes to the BLAS; torch's own intra-op pool gets 1 (core/threading.h).
+  // --threads goes to the BLAS with 1 torch thread for fp32, to torch's pool (oneDNN runs the
+  // bfloat16 matmuls) for bf16 (core/threading.h).
   const int threads =
       opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const std::string thread_desc = vsdm::core::ConfigureThreads(threads);
+  const std::string thread_desc = vsdm::core::ConfigureThreads(
+      threads, vsdm::core::DefaultThreadMode(setup->trainer_options.precision));
   // An image job's final evaluation runs on trainer 0 after the other ranks have exited: it takes
   // every core of the machine, whatever --threads the rank was given.
   setup->eval_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::error_code ec;
   std::filesystem::create_directories(opt.out_dir, ec);
   if (ec) return Fail(TrainExit::kFailed, "cannot create " + opt.out_dir + ": " + ec.message());
-  if (!opt.standalone) return RunDistributed(opt, *spec, *setup, secret);
+  if (!opt.standalone) return RunDistributed(opt, *spec, *setup, secret, backend);
   return RunStandaloneJob(opt, *spec, *setup, thread_desc);
 }

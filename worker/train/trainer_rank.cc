@@ -85,12 +85,15 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
   torch::Generator gen_train = MakeRoundGenerator(spec, Stream::kTrain, rank_, k);
   trainer_.net()->train();
   t.compute += SecondsSince(c);
-  double loss_sum = 0;
-  std::vector<double> extras(1);
+  // Note [No host sync in a step] (core/dsm_trainer.h): the losses stay on the device, summed
+  // there, and are read once, after the round's last step.
+  torch::Tensor loss_sum = torch::zeros({}, setup_.FloatOptions().dtype(torch::kFloat64));
+  torch::Tensor extras = torch::zeros({1}, setup_.FloatOptions());
+  // [step loop] begin (tests/host_sync_test.py: nothing here reads the device on the host)
   for (int64_t s = 0; s < spec.train.steps_per_round; ++s) {
     c = SteadyClock::now();
     torch::Tensor x0 = setup_.TrainBatch(shard, rank_, W_, k * spec.train.steps_per_round + s, gen_data);
-    extras[0] = trainer_.ComputeGradients(x0, gen_train, *process_) * weight;  // the global mean loss, summed
+    extras.copy_(trainer_.ComputeGradients(x0, gen_train, *process_).mul(weight).reshape({1}));  // summed: the global mean
     t.compute += SecondsSince(c);
     c = SteadyClock::now();
     // [2]
@@ -99,9 +102,10 @@ absl::Status TrainerRank::RunRound(int64_t k, RoundTiming& t) {
     c = SteadyClock::now();
     trainer_.ApplyGradients();
     t.compute += SecondsSince(c);
-    loss_sum += extras[0];
+    loss_sum.add_(extras[0].to(torch::kFloat64));
   }
-  t.loss = loss_sum / static_cast<double>(spec.train.steps_per_round);
+  // [step loop] end
+  t.loss = loss_sum.item<double>() / static_cast<double>(spec.train.steps_per_round);
   // [3]
   c = SteadyClock::now();
   torch::Tensor ema = FlattenParams(trainer_.ema_net());

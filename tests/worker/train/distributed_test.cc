@@ -80,11 +80,11 @@ TEST_F(DistributedTest, BucketedAllReduceSumsGradientsAcrossRanksInSeveralBucket
       params[i].mutable_grad() = torch::full_like(params[i], static_cast<float>((rank + 1) * (i + 1)));
     GradientBuckets buckets(params, /*bucket_bytes=*/5 * 4);  // 5 floats: forces one bucket per tensor
     EXPECT_EQ(buckets.buckets(), 3);
-    std::vector<double> extras = {rank == 0 ? 0.25 : 0.5};
+    torch::Tensor extras = torch::full({1}, rank == 0 ? 0.25f : 0.5f);
     EXPECT_TRUE(buckets.AllReduce(**comm, 2.0, extras).ok());
     std::vector<torch::Tensor> grads;
     for (auto& p : params) grads.push_back(p.grad().clone());
-    grads.push_back(torch::tensor({extras[0]}));
+    grads.push_back(extras.clone());
     return grads;
   });
   for (int rank = 0; rank < 2; ++rank) {
@@ -122,7 +122,7 @@ TEST_F(DistributedTest, TwoTrainersOnHalfBatchesMatchOneTrainerOnTheWholeBatch) 
     if (!comm.ok()) return false;
     const int64_t n = ShardSize(B, 2, rank), off = rank == 0 ? 0 : ShardSize(B, 2, 0);
     core::DsmTrainer& t = *ranks[rank];
-    std::vector<double> extras = {0.0};
+    torch::Tensor extras = torch::zeros({1});
     t.ComputeGradients(x0.narrow(0, off, n), idx.narrow(0, off, n), eps.narrow(0, off, n), table);
     GradientBuckets buckets(t.net()->parameters(), 25 << 20);
     if (!buckets.AllReduce(**comm, ShardWeight(B, 2, rank), extras).ok()) return false;
