@@ -124,9 +124,8 @@ int main(int argc, char** argv) {
     std::cout << absl::StrFormat(
         "DSM step %s %s, 200x200 pairs, toy_resnet %d: median %.3f s/step (%.3f steps/s) over %d steps [%.3f .. %.3f], "
         "%.1f GFLOP/step, %.1f GFLOP/s\n",
-        PrecisionName(prec), device.str(), hidden, med, 1.0 / med, timed,
-        *std::min_element(times.begin(), times.end()), *std::max_element(times.begin(), times.end()), flops / 1e9,
-        flops / med / 1e9);
+        PrecisionName(prec), device.str(), hidden, med, 1.0 / med, timed, *std::min_element(times.begin(), times.end()),
+        *std::max_element(times.begin(), times.end()), flops / 1e9, flops / med / 1e9);
   }
   if (step_only) return 0;
   // 3. Variational update: 3000 trajectories x 100 steps (simulation + exact update).

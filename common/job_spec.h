@@ -84,7 +84,7 @@ struct TrainSpec {
   double ema = 0.99;
   int64_t seed = 42;
   int64_t checkpoint_every = 10;
-  double grad_clip = 0.0;  // clip the global gradient norm to this (0: off)
+  double grad_clip = 0.0;          // clip the global gradient norm to this (0: off)
   std::string precision = "fp32";  // fp32 | bf16: the score network under autocast (job.proto)
 };
 

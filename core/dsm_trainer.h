@@ -18,7 +18,7 @@ struct DsmTrainerOptions {
   double lr = 1e-3;   // AdamW learning rate
   double ema = 0.99;  // EMA decay (with warm-up min(ema, (1+n)/(10+n)))
   int64_t times_per_point = 1;
-  double grad_clip = 0.0;  // clip the global gradient norm before each step (0: off)
+  double grad_clip = 0.0;                  // clip the global gradient norm before each step (0: off)
   Precision precision = Precision::kFp32;  // the net's forward/backward under autocast (train.precision)
 };
 

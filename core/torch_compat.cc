@@ -3,9 +3,9 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 
 // LibTorch 2.4 renamed the per-device autocast switches (set_autocast_enabled(device_type, on),
 // set_autocast_dtype(device_type, dtype)) and deprecated the old ones, which -Werror refuses.
@@ -90,8 +90,8 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& s) {
   if (!torch::cuda::is_available())
     return absl::FailedPreconditionError("resources.device: cuda requested but no CUDA device is visible");
   int index = 0;
-  if (s.size() > 5 && (!absl::SimpleAtoi(s.substr(5), &index) || index < 0 ||
-                       index >= static_cast<int>(torch::cuda::device_count())))
+  if (s.size() > 5 &&
+      (!absl::SimpleAtoi(s.substr(5), &index) || index < 0 || index >= static_cast<int>(torch::cuda::device_count())))
     return absl::InvalidArgumentError(absl::StrCat("resources.device: no such device \"", s, "\""));
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }

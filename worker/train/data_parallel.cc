@@ -25,8 +25,10 @@ GradientBuckets::GradientBuckets(std::vector<torch::Tensor> params, int64_t buck
     int64_t n = 0;
     for (size_t i : members_[b]) n += params_[i].numel();
     if (b + 1 == members_.size()) n += extras_;
-    buffers_.push_back(torch::zeros({n}, torch::TensorOptions().dtype(torch::kFloat32).device(
-        params_.empty() ? torch::Device(torch::kCPU) : params_.front().device())));
+    buffers_.push_back(
+        torch::zeros({n}, torch::TensorOptions()
+                              .dtype(torch::kFloat32)
+                              .device(params_.empty() ? torch::Device(torch::kCPU) : params_.front().device())));
   }
 }
 

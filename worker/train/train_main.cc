@@ -307,8 +307,8 @@ int main(int argc, char** argv) {
   // bfloat16 matmuls) for bf16 (core/threading.h).
   const int threads =
       opt.threads > 0 ? opt.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const std::string thread_desc = vsdm::core::ConfigureThreads(
-      threads, vsdm::core::DefaultThreadMode(setup->trainer_options.precision));
+  const std::string thread_desc =
+      vsdm::core::ConfigureThreads(threads, vsdm::core::DefaultThreadMode(setup->trainer_options.precision));
   // An image job's final evaluation runs on trainer 0 after the other ranks have exited: it takes
   // every core of the machine, whatever --threads the rank was given.
   setup->eval_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
