@@ -152,11 +152,6 @@ class VsmdFamily : public ProcessFamily {
 
 }  // namespace
 
-std::unique_ptr<Process> Process::To(const torch::Device& device) const {
-  TORCH_CHECK(device.is_cpu(), "this forward process cannot move to ", device.str());
-  return WithGrid(grid());
-}
-
 std::unique_ptr<Process> ProcessFamily::Make(const torch::Tensor& phi, const TimeGrid& grid,
                                              const torch::Device& device) const {
   std::unique_ptr<Process> p = Make(phi.cpu(), grid);

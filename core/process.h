@@ -47,7 +47,7 @@ class Process {
   virtual std::unique_ptr<Process> WithGrid(const TimeGrid& grid) const = 0;
   virtual const TimeGrid& grid() const = 0;
   // The same process with every table on `device` (dtypes kept: the float64 copies stay float64).
-  virtual std::unique_ptr<Process> To(const torch::Device& device) const;
+  virtual std::unique_ptr<Process> To(const torch::Device& device) const = 0;
 };
 
 // The job's process, not yet bound to a parameter.

@@ -55,21 +55,26 @@ STEP_FUNCTIONS = [
 STEP_REGIONS = ["worker/train/trainer_rank.cc", "worker/train/standalone_job.cc"]
 
 
+def closing(text, start, open_ch, close_ch):
+    """The index of the bracket that closes the one at `start` (len(text) when unbalanced)."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == open_ch:
+            depth += 1
+        elif text[i] == close_ch:
+            depth -= 1
+            if depth == 0:
+                return i
+    return len(text)
+
+
 def functions(text, name_re):
     """(start line, body) of every top-level or member function definition whose name matches."""
     out = []
     pat = re.compile(r"(?:^|[\s*&:])((?:\w+::)*(?:" + name_re + r"))\s*\(", re.M)
     for m in pat.finditer(text):
         # The definition: the matching ')' then qualifiers, then '{' before any ';'.
-        i, depth = m.end() - 1, 0
-        while i < len(text):
-            if text[i] == "(":
-                depth += 1
-            elif text[i] == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-            i += 1
+        i = closing(text, m.end() - 1, "(", ")")
         j = i + 1
         while j < len(text) and text[j] not in "{;":
             j += 1
@@ -78,15 +83,7 @@ def functions(text, name_re):
         head = text[i + 1:j]
         if "=" in head and "override" not in head and ":" not in head:  # an initialiser, not a body
             continue
-        depth, k = 0, j
-        while k < len(text):
-            if text[k] == "{":
-                depth += 1
-            elif text[k] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            k += 1
+        k = closing(text, j, "{", "}")
         out.append((text.count("\n", 0, m.start(1)) + 1, text[m.start(1):k + 1]))
     return out
 

@@ -124,14 +124,13 @@ struct Comm::Impl {
   int rank = 0, size = 1;
   c10::intrusive_ptr<GroupBase> pg;
   // nccl: the group's GPU; collectives run on tensors there. Gloo: the CPU, unused.
-  bool on_cuda = false;
   torch::Device device{torch::kCPU};
 
   // Note [Collective tensors on any device] (comm.h). NCCL needs contiguous tensors on the group's
   // device; Gloo takes contiguous CPU and CUDA tensors as they are (it stages CUDA ones through
   // pinned host memory on its own streams, ordered after the caller's current stream). A staged
   // copy is written back by the caller of Stage.
-  torch::Tensor Stage(const torch::Tensor& t) const { return on_cuda ? t.to(device).contiguous() : t.contiguous(); }
+  torch::Tensor Stage(const torch::Tensor& t) const { return device.is_cuda() ? t.to(device).contiguous() : t.contiguous(); }
 };
 
 Comm::Comm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -172,7 +171,6 @@ absl::StatusOr<std::unique_ptr<Comm>> Comm::Create(const StorePtr& store, const 
       auto o = c10d::ProcessGroupNCCL::Options::create();
       o->timeout = options.timeout;
       impl->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, rank, size, o);
-      impl->on_cuda = true;
       impl->device = torch::Device(torch::kCUDA, index);
 #else
       return absl::FailedPreconditionError(

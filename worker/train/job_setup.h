@@ -68,7 +68,7 @@ struct JobSetup {
   // The forward process under parameter `phi` on the spec's grid, its tables on `device` (built
   // in float64 on the CPU: a few small tensors once a round).
   std::unique_ptr<core::Process> Process(const torch::Tensor& phi) const {
-    return family->Make(phi.cpu(), grid, device);
+    return family->Make(phi, grid, device);
   }
   // The variational update rule, starting from InitialParam().
   core::VariationalUpdater MakeUpdater() const;

@@ -21,6 +21,7 @@
 #include "core/checkpoint.h"
 #include "worker/train/comm.h"
 #include "worker/train/data_parallel.h"
+#include "tests/worker/train/on_threads.h"
 #include "worker/train/preemption.h"
 #include "worker/train/round_timing.h"
 
@@ -34,17 +35,6 @@ CommOptions LoopbackOptions(int timeout_ms = 30000) {
   o.bind = "127.0.0.1";
   o.timeout = milliseconds(timeout_ms);
   return o;
-}
-
-// Runs fn(rank) on `n` threads and returns their results in rank order.
-template <typename F>
-auto OnThreads(int n, F fn) {
-  using R = decltype(fn(0));
-  std::vector<std::future<R>> fs;
-  for (int r = 0; r < n; ++r) fs.push_back(std::async(std::launch::async, fn, r));
-  std::vector<R> out;
-  for (auto& f : fs) out.push_back(f.get());
-  return out;
 }
 
 class DistributedTest : public ::testing::Test {

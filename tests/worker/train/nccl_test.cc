@@ -7,20 +7,10 @@
 #include <future>
 
 #include "worker/train/comm.h"
+#include "tests/worker/train/on_threads.h"
 
 namespace vsdm::worker {
 namespace {
-
-// Runs fn(rank) on `n` threads and returns their results in rank order.
-template <typename F>
-auto OnThreads(int n, F fn) {
-  using R = decltype(fn(0));
-  std::vector<std::future<R>> fs;
-  for (int r = 0; r < n; ++r) fs.push_back(std::async(std::launch::async, fn, r));
-  std::vector<R> out;
-  for (auto& f : fs) out.push_back(f.get());
-  return out;
-}
 
 TEST(CommBackendTest, ResolvesEveryChoiceInACudaBuild) {
   ASSERT_TRUE(torch::cuda::is_available());
