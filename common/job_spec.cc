@@ -44,7 +44,7 @@ void VisitJobSpecFields(JobSpec& s, JobSpecVisitor& v) {
   v.Choice("variational.form", s.variational.form, {"full", "diagonal"});
   v.Choice("variational.update", s.variational.update, {"exact", "sa", "adam"});
   v.Double("variational.interact", s.variational.interact, 0.0, 2.0);
-  v.Choice("variational.prior", s.variational.prior, {"adaptive", "standard"});
+  v.Choice("variational.prior", s.variational.prior, {"adaptive", "standard", "conditional"});
   v.Int("variational.trajectories", s.variational.trajectories, 1, 1000000);
   v.Double("variational.lr", s.variational.lr, 1e-8, 10.0);
   v.Double("variational.decay", s.variational.decay, 0.0, 1.0);
@@ -338,6 +338,10 @@ absl::Status ValidateModelForData(const JobSpec& spec) {
                               QuoteInput(spec.problem.dataset)));
   if (series && spec.method == "vsmd")
     return absl::InvalidArgumentError("method: vsmd is not supported on time series yet (use vsdm or dsm)");
+  if (!series && spec.variational.prior == "conditional")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "variational.prior: conditional needs a time series (problem.dataset series:<csv> | weather | var1), got ",
+        QuoteInput(spec.problem.dataset)));
   return absl::OkStatus();
 }
 }  // namespace

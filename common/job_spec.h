@@ -43,7 +43,7 @@ struct VariationalSpec {
   std::string form = "full";       // full | diagonal
   std::string update = "exact";    // exact | sa | adam
   double interact = 1.0;           // zeta
-  std::string prior = "adaptive";  // adaptive: N(0, Sigma_T) | standard: N(0, I)
+  std::string prior = "adaptive";  // adaptive: N(0, Sigma_T) | standard: N(0, I) | conditional (time series)
   int64_t trajectories = 500;      // backward trajectories per round
   double lr = 1.0;                 // rho (exact), eta_0 (sa), lr (adam)
   double decay = 0.6;              // sa only: alpha in eta_k = eta_0 (k+1)^-alpha

@@ -1,5 +1,6 @@
 #include "core/forecast_process.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -34,7 +35,9 @@ class ForecastProcess : public Process {
   ForecastProcess(const ForecastProcessOptions& o, const torch::Tensor& A, const TimeGrid& grid)
       : o_(o),
         A_(A.to(torch::kFloat64).clone()),
-        table_(BuildKernelTable(o.schedule, grid, A_, o.data_cov)) {}
+        table_(BuildKernelTable(o.schedule, grid, A_, o.data_cov)) {
+    if (o_.prior_weight.defined()) UseConditionalPrior();
+  }
 
   // Spec §2 on each horizon row: x_t = M x0 + L eps with one time per window (Note: all H rows
   // of a window share t, as the net sees the block at one time).
@@ -70,8 +73,7 @@ class ForecastProcess : public Process {
     const int64_t n = prior.size(0), hd = o_.horizon * o_.series;
     torch::Tensor cond = prior.slice(1, hd).contiguous();
     SampleResult r = core::Sample(table_, ConditionalScore(net, o_.param, table_, cond, o_.horizon),
-                                  prior.slice(1, 0, hd).reshape({n * o_.horizon, o_.series}), solver, gen,
-                                  keep_trajectory);
+                                  Start(prior).reshape({n * o_.horizon, o_.series}), solver, gen, keep_trajectory);
     r.x = r.x.reshape({n, hd});
     if (r.trajectory.defined()) r.trajectory = r.trajectory.reshape({r.trajectory.size(0), n, hd});
     return r;
@@ -84,8 +86,7 @@ class ForecastProcess : public Process {
     const int64_t n = prior.size(0), hd = o_.horizon * o_.series;
     torch::Tensor cond = prior.slice(1, hd).contiguous();
     return ComputeVariationalStats(table_, ConditionalScore(net, o_.param, table_, cond, o_.horizon),
-                                   prior.slice(1, 0, hd).reshape({n * o_.horizon, o_.series}),
-                                   group_size * o_.horizon, gen);
+                                   Start(prior).reshape({n * o_.horizon, o_.series}), group_size * o_.horizon, gen);
   }
 
   absl::Status Export(const std::string& path, ScoreNet& net, const std::string& method) const override;
@@ -106,7 +107,8 @@ class ForecastProcess : public Process {
   std::unique_ptr<Process> To(const torch::Device& device) const override {
     auto p = std::make_unique<ForecastProcess>(*this);
     p->table_.MoveTo(device);
-    for (torch::Tensor* x : {&p->o_.train_condition, &p->o_.value_mean, &p->o_.value_std, &p->o_.log1p})
+    for (torch::Tensor* x :
+         {&p->o_.train_condition, &p->o_.value_mean, &p->o_.value_std, &p->o_.log1p, &p->prior_shift_})
       if (x->defined()) *x = x->to(device);
     return p;
   }
@@ -114,9 +116,31 @@ class ForecastProcess : public Process {
   const ForecastProcessOptions& options() const { return o_; }
 
  private:
+  // The conditional prior: Sigma_T + M_T Sigma_r M_T^T as the table's prior, and the map from the
+  // condition's features to the prior mean M_T mu(c) of the H rows, [2D + F + 1, H*D] float32.
+  void UseConditionalPrior() {
+    const int64_t H = o_.horizon, D = o_.series;
+    torch::Tensor m = table_.mean[table_.size() - 1].to(torch::kFloat64);  // M_T [D, D]
+    table_.prior_cov64 = table_.prior_cov64 + torch::matmul(torch::matmul(m, o_.residual_cov), m.t());
+    table_.prior_cov64 = 0.5 * (table_.prior_cov64 + table_.prior_cov64.t());
+    table_.prior_chol = torch::linalg_cholesky(table_.prior_cov64).to(table_.prior_chol.scalar_type());
+    const int64_t k = o_.prior_weight.size(0);
+    prior_shift_ = torch::matmul(o_.prior_weight.reshape({k, H, D}), m.t()).reshape({k, H * D}).to(torch::kFloat32);
+  }
+  // The target part of packed prior rows plus the condition's prior mean (none without the
+  // conditional prior): the state at T. [n, H*D].
+  torch::Tensor Start(const torch::Tensor& prior) const {
+    const int64_t hd = o_.horizon * o_.series;
+    torch::Tensor x = prior.slice(1, 0, hd);
+    if (!prior_shift_.defined()) return x;
+    torch::Tensor f = PriorFeatures(prior.slice(1, hd), o_.context, o_.series);
+    return x + torch::matmul(f, prior_shift_.to(f.options()));
+  }
+
   ForecastProcessOptions o_;
   torch::Tensor A_;
   KernelTable table_;
+  torch::Tensor prior_shift_;
 };
 
 class ForecastFamily : public ProcessFamily {
@@ -142,6 +166,27 @@ std::unique_ptr<ProcessFamily> MakeForecastFamily(const ForecastProcessOptions& 
   return std::make_unique<ForecastFamily>(o);
 }
 
+torch::Tensor PriorFeatures(const torch::Tensor& cond, int64_t context, int64_t series) {
+  const int64_t n = cond.size(0), cd = context * series;
+  torch::Tensor ctx = cond.slice(1, 0, cd).reshape({n, context, series});
+  return torch::cat({ctx.select(1, context - 1), ctx.mean(1), cond.slice(1, cd), torch::ones({n, 1}, cond.options())},
+                    1);
+}
+
+void FitConditionalPrior(const torch::Tensor& windows, ForecastProcessOptions& o) {
+  const int64_t H = o.horizon, D = o.series, hd = H * D;
+  torch::Tensor w = windows.to(torch::kCPU, torch::kFloat64);
+  const int64_t n = w.size(0);
+  torch::Tensor y = w.slice(1, 0, hd);
+  torch::Tensor f = PriorFeatures(w.slice(1, hd), o.context, D);
+  const int64_t k = f.size(1);
+  torch::Tensor penalty = torch::eye(k, kF64) * (1e-3 * static_cast<double>(n));
+  penalty[k - 1][k - 1] = 0.0;  // the intercept is not shrunk
+  o.prior_weight = torch::linalg_solve(torch::matmul(f.t(), f) + penalty, torch::matmul(f.t(), y));
+  torch::Tensor r = (y - torch::matmul(f, o.prior_weight)).reshape({n * H, D});
+  o.residual_cov = torch::matmul(r.t(), r) / static_cast<double>(std::max<int64_t>(n * H - 1, 1));
+}
+
 torch::Tensor WithCondition(const torch::Tensor& prior, const torch::Tensor& condition) {
   const int64_t target = prior.size(1) - condition.size(1);
   return torch::cat({prior.slice(1, 0, target), condition.to(prior.device(), prior.scalar_type())}, 1);
@@ -151,7 +196,7 @@ absl::Status ForecastProcess::Export(const std::string& path, ScoreNet& net, con
   return ExportForecastTorchScript(path, net, table_,
                                    ForecastExportInfo{o_.schedule, o_.param, method, o_.horizon, o_.context,
                                                       o_.series, o_.covariates, o_.value_mean, o_.value_std,
-                                                      o_.log1p});
+                                                      o_.log1p, prior_shift_.defined() ? prior_shift_.cpu() : prior_shift_});
 }
 
 }  // namespace vsdm::core

@@ -301,6 +301,9 @@ def forecast(self, context: Tensor, covariates: Tensor, samples: int = 100, step
     cond = cond.repeat_interleave(samples, 0)
     m = n * samples
     x = torch.matmul(torch.randn([m * self.horizon, self.series]), self.prior_chol.t()).reshape([m, -1])
+    ctx = cond[:, : self.context * self.series].reshape([m, self.context, self.series])
+    feat = torch.cat([ctx[:, -1], ctx.mean(1), cond[:, self.context * self.series :], torch.ones([m, 1])], 1)
+    x = x + torch.matmul(feat, self.prior_shift)
     h = (1.0 - self.t_min) / steps
     for i in range(steps):
         t0 = 1.0 - i * h
@@ -324,6 +327,10 @@ absl::Status ExportForecastTorchScript(const std::string& path, ScoreNet& net, c
         m.register_buffer("value_mean", vec(info.value_mean, 0.0));
         m.register_buffer("value_std", vec(info.value_std, 1.0));
         m.register_buffer("log1p", vec(info.log1p, 0.0));
+        const int64_t k = 2 * d + info.covariates + 1, hd = info.horizon * d;
+        m.register_buffer("prior_shift", info.prior_shift.defined()
+                                             ? info.prior_shift.to(torch::kFloat32).reshape({k, hd}).clone()
+                                             : torch::zeros({k, hd}, torch::kFloat32));
         RegisterSchedule(m, info.schedule, info.param);
         m.register_attribute("horizon", c10::IntType::get(), info.horizon);
         m.register_attribute("context", c10::IntType::get(), info.context);

@@ -51,13 +51,17 @@ struct ForecastExportInfo {
   std::string method = "vsdm";
   int64_t horizon = 0, context = 0, series = 0, covariates = 0;  // H, C, D, F
   torch::Tensor value_mean, value_std, log1p;  // [D]: the series' transform (standardised = (f(y) - mean) / std)
+  // The conditional prior's mean map [2D + F + 1, H*D] (core::PriorFeatures of the condition times
+  // it is M_T mu(c)); undefined: the prior has mean 0.
+  torch::Tensor prior_shift;
 };
 
 // The forecasting export (core/forecast_process.h): forward(x, cond, t) returns the score of the
 // standardised horizon block x [B, H*D] given the packed condition cond [B, C*D + F];
 // forecast(context, covariates, samples, steps) takes raw contexts [n, C, D] in original units and
 // covariates [n, F] and returns sample paths [n, samples, H, D] in original units (Heun
-// probability-flow ODE from N(0, I_H (x) Sigma_T)); A, D and the transform are attributes.
+// probability-flow ODE from the job's prior: N(0, I_H (x) Sigma_T), or the conditional prior's
+// N(M_T mu(c), I_H (x) (Sigma_T + M_T Sigma_r M_T^T))); A, D and the transform are attributes.
 absl::Status ExportForecastTorchScript(const std::string& path, ScoreNet& net, const KernelTable& table,
                                        const ForecastExportInfo& info);
 

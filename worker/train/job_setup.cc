@@ -110,7 +110,9 @@ absl::Status LoadSeries(const JobSpec& spec, const core::ImageDataPaths& paths, 
   o.series = D;
   o.covariates = series->covariates();
   if (spec.model.input_scaling) o.data_cov = series->TrainCovariance();
-  o.train_condition = series->Windows(series->train_origins).slice(1, H * D).contiguous();
+  torch::Tensor train_windows = series->Windows(series->train_origins);
+  o.train_condition = train_windows.slice(1, H * D).contiguous();
+  if (spec.variational.prior == "conditional") core::FitConditionalPrior(train_windows, o);
   o.value_mean = series->mean;
   o.value_std = series->std;
   std::vector<double> mask;

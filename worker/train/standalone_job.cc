@@ -48,7 +48,7 @@ absl::StatusOr<nlohmann::json> RunStandalone(const JobSetup& setup, const Standa
 
   std::unique_ptr<core::Process> process = setup.Process(updater.A());
   const int64_t rounds = spec.train.rounds;
-  const bool adaptive = spec.variational.prior == "adaptive";
+  const bool adaptive = spec.variational.prior != "standard";
   nlohmann::json history = nlohmann::json::array();
   double train_total = 0.0, var_total = 0.0;
   int64_t steps_done = 0;

@@ -42,7 +42,7 @@ void VariationalRank::Update(int64_t k, RoundTiming& t) {
   std::unique_ptr<core::Process> process = setup_.Process(a_train_);
   torch::Generator gen = MakeRoundGenerator(spec, Stream::kVariational, W_, k);
   holder_.ema_net()->eval();
-  torch::Tensor prior = process->SamplePrior(spec.variational.trajectories, spec.variational.prior == "adaptive", gen);
+  torch::Tensor prior = process->SamplePrior(spec.variational.trajectories, spec.variational.prior != "standard", gen);
   core::VariationalStats stats = process->Stats(holder_.ema_net(), prior, spec.variational.adam_batch, gen);
   t.projected = updater_.Apply(stats).projected;
   t.variational += SecondsSince(c);
