@@ -214,6 +214,13 @@ TEST(JobSpecTest, OverridesAreRefusedWithTheMessagesOfAFile) {
   // Cross-field rules see the overridden values.
   ExpectOverrideRefused({"diffusion.beta_min=5", "diffusion.beta_max=1"},
                         "diffusion.beta_max: must be >= diffusion.beta_min (5), got 1");
+  // The conditional prior regresses the horizon on the context: time series only.
+  ExpectOverrideRefused({"variational.prior=conditional"},
+                        "variational.prior: conditional needs a time series (problem.dataset series:<csv> | weather | "
+                        "var1), got \"spiral\"");
+  EXPECT_TRUE(
+      ParseJobSpecYaml("problem: {dataset: weather}\nmodel: {arch: forecast}\n", {"variational.prior=conditional"})
+          .ok());
 }
 
 TEST(JobSpecTest, MalformedOverrideIsRefused) {
