@@ -3,7 +3,8 @@
 #  1. bad CSVs are refused before anything is written: exit 2, the message names problem.dataset,
 #     the file, the line and the column (a ragged row, a non-numeric cell, a NaN, too few rows for
 #     context + horizon), and a forecast net on a point set is refused naming model.arch;
-#  2. examples/var1-forecast.yaml at a reduced budget through 2 trainers + the variational rank
+#  2. examples/var1-forecast.yaml at a reduced budget with variational.prior: conditional (the
+#     sampler starts at the context's linear forecast) through 2 trainers + the variational rank
 #     (real Gloo): the model's CRPS beats the Gaussian random walk's and comes within 15 % of the
 #     true law's (the oracle), A_D is a full 4 x 4 matrix above the PD floor, the artifacts have
 #     their shapes, test targets never overlap the training span, and model.pt loads in Python and
@@ -39,7 +40,7 @@ echo "ok: refusals"
 
 # 2. var1, distributed, reduced budget
 VSDM_TRAIN=$BIN VSDM_THREADS=1 bash "$SRC/scripts/run-distributed.sh" "$SRC/examples/var1-forecast.yaml" "$work/dist" \
-  --quiet --set train.rounds=12
+  --quiet --set train.rounds=12 --set variational.prior=conditional
 $PY - "$work/dist" <<'PY'
 import json, sys
 import numpy as np, torch
@@ -70,6 +71,9 @@ assert tuple(y.shape) == (3, 20, H, 4) and bool(torch.isfinite(y).all()), y.shap
 # the exported model forecasts like the job did: its mean path is near the job's for window 0
 err = float((y[0].mean(0) - torch.from_numpy(fc[0]).mean(0)).abs().mean())
 assert err < 0.5, err
+# the conditional prior travels with the export: its shift is a nonzero buffer forecast() adds
+assert m["spec"]["variational"]["prior"] == "conditional"
+assert float(mod.prior_shift.abs().max()) > 1e-3, "model.pt lost the conditional prior's shift"
 print(f"python torch {torch.__version__}: forecast(3 contexts, 20 paths) {tuple(y.shape)}; mean-path gap {err:.3f}")
 PY
 [ -s "$work/dist/forecast.png" ] || { echo "FAIL: no forecast.png"; exit 1; }
