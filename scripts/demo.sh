@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # The README's main command. On a fresh machine: installs what is missing, builds, starts a local
 # cluster (a coordinator and 3 worker agents on 127.0.0.1: 2 trainer ranks + the variational
-# rank), submits examples/fashion-mnist.yaml (a UNet on Fashion-MNIST, about 16 minutes on 2 cores)
-# with vsdmctl, watches it with a progress bar, downloads its artifacts into ./out/fashion-mnist/,
-# and stops the cluster. scripts/demo.sh examples/spiral.yaml runs a 2-D toy job instead.
+# rank), submits examples/spiral.yaml with vsdmctl, watches it with a progress bar, downloads its
+# artifacts into ./out/spiral/, and stops the cluster.
 #   usage: scripts/demo.sh [SPEC.yaml] [OUT_DIR]
 #   VSDM_STANDALONE=1 runs the job in one process instead (vsdm-train --standalone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 VSDM_TARGETS="vsdm-train vsdm-worker vsdm-coordinator vsdmctl" bash scripts/build.sh
-spec=${1:-examples/fashion-mnist.yaml}
+spec=${1:-examples/spiral.yaml}
 out=${2:-out/$(basename "$spec" .yaml)}
 if [ "${VSDM_STANDALONE:-0}" = 1 ]; then
   ./build/bin/vsdm-train --standalone --spec "$spec" --out "$out"
