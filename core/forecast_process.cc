@@ -33,9 +33,7 @@ ScoreFn ConditionalScore(ScoreNet& net, Parameterization param, const KernelTabl
 class ForecastProcess : public Process {
  public:
   ForecastProcess(const ForecastProcessOptions& o, const torch::Tensor& A, const TimeGrid& grid)
-      : o_(o),
-        A_(A.to(torch::kFloat64).clone()),
-        table_(BuildKernelTable(o.schedule, grid, A_, o.data_cov)) {
+      : o_(o), A_(A.to(torch::kFloat64).clone()), table_(BuildKernelTable(o.schedule, grid, A_, o.data_cov)) {
     if (o_.prior_weight.defined()) UseConditionalPrior();
   }
 
@@ -193,10 +191,10 @@ torch::Tensor WithCondition(const torch::Tensor& prior, const torch::Tensor& con
 }
 
 absl::Status ForecastProcess::Export(const std::string& path, ScoreNet& net, const std::string& method) const {
-  return ExportForecastTorchScript(path, net, table_,
-                                   ForecastExportInfo{o_.schedule, o_.param, method, o_.horizon, o_.context,
-                                                      o_.series, o_.covariates, o_.value_mean, o_.value_std,
-                                                      o_.log1p, prior_shift_.defined() ? prior_shift_.cpu() : prior_shift_});
+  return ExportForecastTorchScript(
+      path, net, table_,
+      ForecastExportInfo{o_.schedule, o_.param, method, o_.horizon, o_.context, o_.series, o_.covariates, o_.value_mean,
+                         o_.value_std, o_.log1p, prior_shift_.defined() ? prior_shift_.cpu() : prior_shift_});
 }
 
 }  // namespace vsdm::core

@@ -27,8 +27,8 @@ struct ForecastProcessOptions {
   Parameterization param = Parameterization::kEps;
   int64_t times_per_point = 1;
   int64_t horizon = 0, context = 0, series = 0, covariates = 0;  // H, C, D, F
-  torch::Tensor data_cov;        // [D, D] float64 covariance of the standardised training values (input scale)
-  torch::Tensor train_condition; // [N, C*D + F] float32: the training windows' conditions (SamplePrior draws)
+  torch::Tensor data_cov;         // [D, D] float64 covariance of the standardised training values (input scale)
+  torch::Tensor train_condition;  // [N, C*D + F] float32: the training windows' conditions (SamplePrior draws)
   // The conditional prior (variational.prior: conditional; undefined: the prior N(0, Sigma_T)). A
   // ridge regression of the standardised target block on the condition's features (PriorFeatures)
   // and its residual covariance, both from the training windows (FitConditionalPrior). The terminal

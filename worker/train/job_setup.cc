@@ -174,7 +174,7 @@ core::ScoreNet JobSetup::MakeNet() const {
   o.out_dim = family->net_out_dim();
   if (o.arch == "unet") o.unet = UNetOptionsOf(spec, image);
   if (o.arch == "forecast")
-    o.forecast = {series->horizon, series->context,      series->dim(),
+    o.forecast = {series->horizon,      series->context,     series->dim(),
                   series->covariates(), spec.model.channels, spec.model.dropout};
   core::ScoreNet net(o);
   net->to(device);
