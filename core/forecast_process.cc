@@ -89,14 +89,22 @@ class ForecastProcess : public Process {
 
   absl::Status Export(const std::string& path, ScoreNet& net, const std::string& method) const override;
 
+  // With the conditional prior, prior_cov is the sampler's start covariance Sigma_T + M_T Sigma_r M_T^T;
+  // terminal_cov (Sigma_T, the forward law at T from 0) and prior_residual_cov (Sigma_r) sit beside it.
   std::vector<std::pair<std::string, torch::Tensor>> Describe() const override {
-    return {
+    std::vector<std::pair<std::string, torch::Tensor>> out = {
         {"A", table_.A64.cpu()}, {"D", table_.D.to(torch::kFloat64).cpu()}, {"prior_cov", table_.prior_cov64.cpu()}};
+    if (terminal_cov64_.defined()) {
+      out.emplace_back("terminal_cov", terminal_cov64_.cpu());
+      out.emplace_back("prior_residual_cov", o_.residual_cov.to(torch::kFloat64).cpu());
+    }
+    return out;
   }
   // Rebuilt on the CPU in float64 from A_ (o_ keeps data_cov there), then moved to this process's device.
   std::unique_ptr<Process> WithGrid(const TimeGrid& grid) const override {
     auto p = std::make_unique<ForecastProcess>(o_, A_, grid);
     p->table_.MoveTo(table_.t.device());
+    if (p->prior_shift_.defined()) p->prior_shift_ = p->prior_shift_.to(table_.t.device());
     return p;
   }
   const TimeGrid& grid() const override { return table_.grid; }
@@ -119,6 +127,7 @@ class ForecastProcess : public Process {
   void UseConditionalPrior() {
     const int64_t H = o_.horizon, D = o_.series;
     torch::Tensor m = table_.mean[table_.size() - 1].to(torch::kFloat64);  // M_T [D, D]
+    terminal_cov64_ = table_.prior_cov64.clone();
     table_.prior_cov64 = table_.prior_cov64 + torch::matmul(torch::matmul(m, o_.residual_cov), m.t());
     table_.prior_cov64 = 0.5 * (table_.prior_cov64 + table_.prior_cov64.t());
     table_.prior_chol = torch::linalg_cholesky(table_.prior_cov64).to(table_.prior_chol.scalar_type());
@@ -139,6 +148,7 @@ class ForecastProcess : public Process {
   torch::Tensor A_;
   KernelTable table_;
   torch::Tensor prior_shift_;
+  torch::Tensor terminal_cov64_;  // Sigma_T, kept for Describe when the conditional prior replaced it
 };
 
 class ForecastFamily : public ProcessFamily {

@@ -68,6 +68,14 @@ TEST(ForecastProcessTest, TheSamplerStartsAtTheConditionsPriorMean) {
   torch::Tensor p0 = plain->Describe()[2].second, p1 = conditional->Describe()[2].second;
   torch::Tensor want = p0 + torch::matmul(torch::matmul(m_t, cond_o.residual_cov), m_t.t());
   EXPECT_LT((p1 - want).abs().max().item<double>(), 1e-10);
+  // metrics.json keeps Sigma_T and Sigma_r beside the start covariance: only the conditional one has them
+  const auto described = conditional->Describe();
+  ASSERT_EQ(described.size(), 5u);
+  EXPECT_EQ(described[3].first, "terminal_cov");
+  EXPECT_LT((described[3].second - p0).abs().max().item<double>(), 1e-12);
+  EXPECT_EQ(described[4].first, "prior_residual_cov");
+  EXPECT_LT((described[4].second - cond_o.residual_cov).abs().max().item<double>(), 1e-12);
+  EXPECT_EQ(plain->Describe().size(), 3u);
 
   ScoreNetOptions no;
   no.arch = "forecast";
