@@ -96,16 +96,13 @@ class ForecastProcess : public Process {
         {"A", table_.A64.cpu()}, {"D", table_.D.to(torch::kFloat64).cpu()}, {"prior_cov", table_.prior_cov64.cpu()}};
     if (terminal_cov64_.defined()) {
       out.emplace_back("terminal_cov", terminal_cov64_.cpu());
-      out.emplace_back("prior_residual_cov", o_.residual_cov.to(torch::kFloat64).cpu());
+      out.emplace_back("prior_residual_cov", o_.residual_cov.cpu());
     }
     return out;
   }
   // Rebuilt on the CPU in float64 from A_ (o_ keeps data_cov there), then moved to this process's device.
   std::unique_ptr<Process> WithGrid(const TimeGrid& grid) const override {
-    auto p = std::make_unique<ForecastProcess>(o_, A_, grid);
-    p->table_.MoveTo(table_.t.device());
-    if (p->prior_shift_.defined()) p->prior_shift_ = p->prior_shift_.to(table_.t.device());
-    return p;
+    return ForecastProcess(o_, A_, grid).To(table_.t.device());
   }
   const TimeGrid& grid() const override { return table_.grid; }
   // The table, the training conditions and the series' transform move; A_ and data_cov stay on the
